@@ -1,0 +1,44 @@
+# Everything a newcomer needs: `make run` to serve, `make test` to check. `make help` lists the rest.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CMS_REPO ?= var/content
+export CMS_REPO
+
+.DEFAULT_GOAL := check
+
+.PHONY: help run test check lint types bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its tools
+
+run: $(STAMP) ## create and seed the content repository if missing, then serve the API
+	@test -e "$(CMS_REPO)" || $(BIN)/cms init
+	$(BIN)/cms serve
+
+test: $(STAMP) ## run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check cms tests bench
+
+types: $(STAMP) ## mypy --strict
+	$(BIN)/mypy
+
+check: lint types test ## lint, types and tests: run before every commit
+
+bench: $(STAMP) ## measure commits and reads; writes bench/results/latest.json
+	$(BIN)/python -m bench
+
+clean: ## remove the virtualenv and local state (var/)
+	rm -rf $(VENV) var

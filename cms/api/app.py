@@ -1,0 +1,71 @@
+"""The Litestar application: routes, authentication, error handling and OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, MediaType, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from msgspec import Struct
+
+from ..config import Settings
+from ..errors import CmsError
+from .admin import TokensController
+from .audit import AuditController
+from .auth import TokenAuthentication
+from .drafts import DraftsController
+from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
+from .public import PublishedController
+from .services import Services, ServicesDep, build_services
+
+# Big enough for any real comparison; a 10 MB body is refused before it is parsed.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+class Health(Struct):
+    status: str
+    published: int
+    head: str | None
+
+
+@get("/health", sync_to_thread=False, tags=["health"], media_type=MediaType.JSON)
+def health(services: ServicesDep) -> Health:
+    services.index.refresh()
+    return Health(status="ok", published=len(services.index), head=services.index.head)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Litestar:
+    built = services or build_services(settings)
+
+    def provide_services(state: State) -> Services:
+        return state.services  # type: ignore[no-any-return]
+
+    return Litestar(
+        route_handlers=[health, PublishedController, AuditController, DraftsController,
+                        TokensController],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        middleware=[DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],
+        exception_handlers={
+            CmsError: handle_cms_error,
+            ValidationException: handle_validation,
+            HTTPException: handle_http,
+            Exception: handle_unexpected,
+        },
+        state=State({"services": built}),
+        request_max_body_size=MAX_REQUEST_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="Comparisons CMS", version="0.1.0", path="/schema",
+            description="A git-backed headless CMS for AI tool comparisons.",
+        ),
+        debug=False,
+    )
+
+
+def app_from_environment() -> Any:
+    from ..config import load_settings
+
+    return create_app(load_settings())

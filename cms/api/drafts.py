@@ -1,0 +1,131 @@
+"""Routes for editors and reviewers: work in progress and the transitions of the workflow.
+
+Every write names the revision it read in ``If-Match``; the store refuses it when that revision is
+no longer current, so two editors can never overwrite each other unknowingly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from ..documents import Revision
+from ..errors import InvalidContent, NotFound
+from ..render import render_cached
+from ..workflow import allowed_actions
+from .auth import current_actor, requires_roles
+from .http import PRIVATE_CACHE, check_slug, etag, if_match_revision, SlugPath
+from .schemas import (
+    ComparisonIn,
+    ComparisonView,
+    DraftList,
+    DraftSummary,
+    TransitionIn,
+    comparison_view,
+)
+from .services import Services, ServicesDep
+
+IfMatch = Annotated[str | None, HeaderParameter(name="If-Match",
+                                          description="The revision (ETag) you read")]
+ANY_ROLE = ("editor", "reviewer", "publisher", "auditor", "admin")
+
+
+def draft_url(services: Services, slug: SlugPath) -> str:
+    return f"{services.settings.base_url}/api/drafts/{slug}"
+
+
+def _respond(
+    services: Services, request: Request[Any, Any, Any], revision: Revision,
+    status_code: int = 200,
+) -> Response[ComparisonView]:
+    actor = current_actor(request)
+    comparison = revision.comparison
+    view = comparison_view(
+        comparison,
+        revision=revision.revision,
+        html=render_cached(revision.revision, comparison.body),
+        url=draft_url(services, comparison.slug),
+        allowed_actions=allowed_actions(services.workflow, comparison.workflow, actor),
+    )
+    headers = {"ETag": etag(revision.revision), "Cache-Control": PRIVATE_CACHE}
+    return Response(content=view, status_code=status_code, headers=headers)
+
+
+class DraftsController(Controller):
+    path = "/api/drafts"
+    tags = ["drafts"]
+    guards = [requires_roles]
+    opt = {"roles": ANY_ROLE}
+
+    @get("/", sync_to_thread=True, summary="List work in progress")
+    def list_drafts(
+        self, services: ServicesDep,
+        in_state: Annotated[str | None, QueryParameter(name="state", description="Only drafts in this state")] = None,
+    ) -> Response[DraftList]:
+        items = [
+            DraftSummary(
+                slug=revision.comparison.slug, title=revision.comparison.title,
+                state=revision.state, revision=revision.revision,
+                authors=revision.comparison.workflow.authors,
+                approved_by=revision.comparison.workflow.approved_by,
+                url=draft_url(services, revision.comparison.slug),
+            )
+            for revision in services.documents.drafts()
+            if in_state is None or revision.state == in_state
+        ]
+        return Response(DraftList(items=items), headers={"Cache-Control": PRIVATE_CACHE})
+
+    @get("/{slug:str}", sync_to_thread=True, summary="Read the current revision of a comparison")
+    def read_draft(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath
+                   ) -> Response[ComparisonView]:
+        revision = services.documents.current(check_slug(slug))
+        if revision is None:
+            raise NotFound(f"no comparison with slug `{slug}`", field="slug")
+        return _respond(services, request, revision)
+
+    @post("/", sync_to_thread=True, summary="Create a comparison as a new draft",
+          status_code=HTTP_201_CREATED, opt={"action": "create"})
+    def create_draft(self, services: ServicesDep, request: Request[Any, Any, Any],
+                     data: JSONBody[ComparisonIn]) -> Response[ComparisonView]:
+        comparison = data.to_comparison()
+        revision = services.documents.create(comparison, current_actor(request), data.comment)
+        response = _respond(services, request, revision, HTTP_201_CREATED)
+        response.headers["Location"] = draft_url(services, comparison.slug)
+        return response
+
+    @put("/{slug:str}", sync_to_thread=True, summary="Replace the draft (or start a new revision)",
+         opt={"action": "edit"})
+    def update_draft(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
+                     data: JSONBody[ComparisonIn], if_match: IfMatch = None) -> Response[ComparisonView]:
+        check_slug(slug)
+        comparison = data.to_comparison()
+        if comparison.slug != slug:
+            raise InvalidContent(
+                f"the body's slug `{comparison.slug}` differs from the URL's; "
+                "renaming is not supported",
+                field="slug",
+            )
+        revision = services.documents.save(
+            slug, comparison, current_actor(request), if_match_revision(if_match), data.comment
+        )
+        return _respond(services, request, revision)
+
+    @post("/{slug:str}/transitions", sync_to_thread=True, status_code=200,
+          summary="Take a workflow action (submit, approve, publish…)")
+    def transition(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
+                   data: JSONBody[TransitionIn], if_match: IfMatch = None) -> Response[ComparisonView]:
+        revision = services.documents.transition(
+            check_slug(slug), data.action, current_actor(request), if_match_revision(if_match),
+            data.comment,
+        )
+        return _respond(services, request, revision)
+
+    @delete("/{slug:str}", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT,
+            summary="Discard the work in progress", opt={"action": "discard"})
+    def discard_draft(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
+                      if_match: IfMatch = None) -> None:
+        services.documents.discard(check_slug(slug), current_actor(request),
+                                   if_match_revision(if_match))

@@ -1,0 +1,59 @@
+"""Every error leaves the API as JSON: status, code, a message naming the field or rule."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from ..errors import CmsError
+
+log = logging.getLogger("cms")
+
+
+def error_body(status: int, code: str, message: str, field: str | None = None,
+               **details: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if field:
+        body["field"] = field
+    body.update(details)
+    return body
+
+
+def _json(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(body, status_code=body["status"], media_type=MediaType.JSON, headers=headers)
+
+
+def handle_cms_error(_: Request[Any, Any, Any], exc: CmsError) -> Response[Any]:
+    return _json(error_body(exc.status, exc.code, exc.message, exc.field, **exc.details))
+
+
+def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    if not problems:
+        return _json(error_body(400, "bad_request", str(exc.detail)))
+    first = problems[0]
+    key = str(first.get("key", "")) if isinstance(first, dict) else ""
+    message = str(first.get("message", exc.detail)) if isinstance(first, dict) else str(first)
+    source = first.get("source") if isinstance(first, dict) else None
+    if key == "data" and source == "body":
+        key = ""
+    if source in {"query", "path", "header"}:
+        return _json(error_body(400, "bad_parameter", f"{key}: {message}", key or None))
+    return _json(error_body(422, "invalid_content", message, key or None))
+
+
+def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+             405: "method_not_allowed", 413: "payload_too_large"}
+    status = exc.status_code
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return _json(error_body(status, codes.get(status, "http_error"), str(exc.detail)), headers)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # The trace goes to the server log only; the client learns that it failed, not how.
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json(error_body(500, "internal_error", "the server failed to handle this request"))

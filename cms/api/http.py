@@ -1,0 +1,48 @@
+"""Small HTTP helpers shared by the route modules: slugs, revisions, caching headers."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from litestar.params import PathParameter
+
+from ..errors import BadRequest
+from ..model import SLUG_RE
+
+_SLUG = re.compile(SLUG_RE)
+
+PUBLIC_CACHE = "public, max-age=0, must-revalidate"
+PRIVATE_CACHE = "private, no-store"
+
+
+def check_slug(slug: str) -> str:
+    """Slugs name files in the repository, so anything but ``a-z0-9-`` is refused outright."""
+    if not (3 <= len(slug) <= 120) or not _SLUG.match(slug):
+        raise BadRequest(
+            "a slug is 3-120 lowercase letters, digits and single hyphens", field="slug"
+        )
+    return slug
+
+
+def etag(revision: str, *, weak: bool = False) -> str:
+    return f'W/"{revision}"' if weak else f'"{revision}"'
+
+
+def if_match_revision(header: str | None) -> str | None:
+    if header is None:
+        return None
+    value = header.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"') or None
+
+
+def not_modified(if_none_match: str | None, tag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {value.strip().removeprefix("W/") for value in if_none_match.split(",")}
+    return "*" in candidates or tag.removeprefix("W/") in candidates
+
+
+SlugPath = Annotated[str, PathParameter(description="The comparison's slug, e.g. `cursor-vs-windsurf`")]

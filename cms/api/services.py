@@ -1,0 +1,41 @@
+"""The parts the routes work with, built once per app and handed to handlers by injection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar.di import NamedDependency
+
+from ..config import Settings
+from ..documents import Documents
+from ..gitstore.repository import Repository
+from ..index import PublishedIndex
+from ..tokens import TokenStore
+from ..workflow import Workflow, load_workflow
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    workflow: Workflow
+    documents: Documents
+    index: PublishedIndex
+    tokens: TokenStore
+
+
+def build_services(settings: Settings) -> Services:
+    workflow = load_workflow(settings.workflow)
+    repo = Repository(settings.repo, durable=settings.durable)
+    documents = Documents(repo, workflow, settings)
+    documents.recover()
+    index = PublishedIndex(documents)
+    index.load()
+    documents.main_moved.append(index.on_main_moved)
+    return Services(
+        settings=settings, workflow=workflow, documents=documents, index=index,
+        tokens=TokenStore(settings.data),
+    )
+
+
+# Handlers ask for ``services: ServicesDep``; the app provides one shared instance.
+ServicesDep = NamedDependency[Services]

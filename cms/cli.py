@@ -1,0 +1,150 @@
+"""The ``cms`` command: create a content repository, serve the API, manage tokens, check files."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import PROJECT_ROOT, Settings, load_settings
+from .errors import CmsError
+from .identity import ROLES
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except CmsError as exc:
+        where = f"{exc.field}: " if exc.field else ""
+        print(f"cms: {where}{exc.message}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cms", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create and seed a content repository")
+    init.add_argument("--repo", type=Path, help="where to create it (default: $CMS_REPO)")
+    init.add_argument("--seed", type=Path, default=PROJECT_ROOT / "content",
+                      help="folder of comparison files to publish in the first commit")
+    init.add_argument("--empty", action="store_true", help="create it without seeding")
+    init.set_defaults(run=_init)
+
+    serve = commands.add_parser("serve", help="serve the API")
+    serve.add_argument("--repo", type=Path)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser("token", help="manage API tokens")
+    token_commands = token.add_subparsers(required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="create a token; it is printed once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", action="append", required=True, choices=ROLES,
+                        dest="roles", help="repeat for several roles")
+    create.set_defaults(run=_token_create)
+    listing = token_commands.add_parser("list", help="list tokens (never their secrets)")
+    listing.set_defaults(run=_token_list)
+    revoke = token_commands.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id")
+    revoke.set_defaults(run=_token_revoke)
+
+    validate = commands.add_parser("validate", help="check a folder of comparison files")
+    validate.add_argument("path", type=Path)
+    validate.set_defaults(run=_validate)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        repo=getattr(args, "repo", None), host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .seed import initialise
+
+    settings = _settings(args)
+    if settings.repo.exists() and (not settings.repo.is_dir() or any(settings.repo.iterdir())):
+        print(f"cms: {settings.repo} already exists; refusing to touch it", file=sys.stderr)
+        return 1
+    _, count = initialise(settings, None if args.empty else args.seed)
+    print(f"Created the content repository {settings.repo} with {count} published comparisons")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api.app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    # Bind first, so the printed URL carries the real port even when port 0 was asked for.
+    listener = socket.create_server((settings.host, settings.port), reuse_port=False)
+    host, port = listener.getsockname()[:2]
+    print(
+        f"CMS serving http://{host}:{port} (OpenAPI at /schema); get a token with: "
+        f"cms token create --name NAME --email EMAIL --role admin",
+        flush=True,
+    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from .tokens import TokenStore
+
+    settings = _settings(args)
+    record, token = TokenStore(settings.data).create(args.name, args.email, args.roles)
+    print(f"Created token {record.id} for {record.name} <{record.email}> "
+          f"with roles: {', '.join(record.roles)}")
+    print("It is shown only now; keep it secret. Send it as `Authorization: Bearer <token>`.")
+    print(token)
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from .tokens import TokenStore
+
+    records = TokenStore(_settings(args).data).list()
+    if not records:
+        print("No tokens yet: create one with `cms token create`.")
+    for record in records:
+        status = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
+        print(f"{record.id}  {record.name} <{record.email}>  {','.join(record.roles)}  "
+              f"created {record.created_at:%Y-%m-%d}  {status}")
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from .tokens import TokenStore
+
+    record = TokenStore(_settings(args).data).revoke(args.id)
+    print(f"Revoked token {record.id} of {record.name} <{record.email}>")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .seed import check_folder
+
+    if not args.path.exists():
+        print(f"cms: {args.path} does not exist", file=sys.stderr)
+        return 1
+    good, problems = check_folder(args.path)
+    for problem in problems:
+        print(f"{problem.path}: {problem.message}")
+    print(f"{len(good)} valid, {len(problems)} invalid")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

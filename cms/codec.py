@@ -1,0 +1,112 @@
+"""The file format: YAML front matter between ``---`` lines, then the Markdown body.
+
+Pure functions, no I/O. Keys keep the model's order and long text is written in block style so
+that files read well and diff line by line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import yaml
+
+from .errors import InvalidContent
+from .model import Comparison
+
+try:
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
+    _BaseDumper: type[yaml.SafeDumper] = yaml.CSafeDumper
+except AttributeError:  # PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+    _BaseDumper = yaml.SafeDumper
+
+DELIMITER = "---"
+_FOLD_AFTER = 80
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
+    pass
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    if len(value) > _FOLD_AFTER:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=">")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def encode(comparison: Comparison) -> str:
+    data = msgspec.to_builtins(comparison)
+    body: str = data.pop("body")
+    front = yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=_FOLD_AFTER + 20,
+        indent=2,
+    )
+    text = f"{DELIMITER}\n{front}{DELIMITER}\n"
+    return f"{text}\n{body}" if body else text
+
+
+def split(text: str) -> tuple[str, str]:
+    """Separate front matter from body; the blank line after the closing delimiter is optional."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.startswith(DELIMITER + "\n"):
+        raise InvalidContent(
+            "the file must start with a `---` line that opens the front matter", field="front_matter"
+        )
+    end = text.find(f"\n{DELIMITER}\n", len(DELIMITER))
+    if end == -1:
+        if text.endswith(f"\n{DELIMITER}"):
+            return text[len(DELIMITER) + 1 : -len(DELIMITER)], ""
+        raise InvalidContent("the front matter has no closing `---` line", field="front_matter")
+    front = text[len(DELIMITER) + 1 : end + 1]
+    body = text[end + len(DELIMITER) + 2 :]
+    if body.startswith("\n"):
+        body = body[1:]
+    return front, body
+
+
+def decode(text: str) -> Comparison:
+    front, body = split(text)
+    try:
+        data: Any = yaml.load(front, Loader=_Loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 2}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise InvalidContent(f"the front matter is not valid YAML{where}: {problem}",
+                             field="front_matter") from exc
+    if not isinstance(data, dict):
+        raise InvalidContent("the front matter must be a mapping of fields", field="front_matter")
+    if "body" in data:
+        raise InvalidContent("`body` belongs below the front matter, not in it", field="body")
+    data["body"] = body
+    return from_builtins(data)
+
+
+def from_builtins(data: Any) -> Comparison:
+    """Validate plain data (parsed YAML or JSON) into a comparison, naming the bad field."""
+    try:
+        return msgspec.convert(data, Comparison)
+    except msgspec.ValidationError as exc:
+        raise content_error(exc) from exc
+
+
+def content_error(exc: msgspec.ValidationError) -> InvalidContent:
+    message = str(exc)
+    field = None
+    marker = " - at `$"
+    if marker in message:
+        message, _, path = message.partition(marker)
+        field = path.rstrip("`").lstrip(".") or None
+    return InvalidContent(message, field=field)

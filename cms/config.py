@@ -1,0 +1,66 @@
+"""Settings, read once from the environment so the server and every CLI command agree."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(Struct, frozen=True, kw_only=True):
+    repo: Path = Path("var/content")
+    data: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    branch: str = "main"
+    content_dir: str = "content"
+    workflow: Path = PROJECT_ROOT / "workflows" / "default.toml"
+    public_url: str = ""
+    committer_name: str = "CMS"
+    committer_email: str = "cms@localhost"
+    # Flush objects and refs to disk before acknowledging a write. Off only for throwaway repos.
+    durable: bool = True
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+_ENVIRONMENT = {
+    "CMS_REPO": "repo",
+    "CMS_DATA": "data",
+    "CMS_HOST": "host",
+    "CMS_PORT": "port",
+    "CMS_BRANCH": "branch",
+    "CMS_CONTENT_DIR": "content_dir",
+    "CMS_WORKFLOW": "workflow",
+    "CMS_PUBLIC_URL": "public_url",
+    "CMS_COMMITTER_NAME": "committer_name",
+    "CMS_COMMITTER_EMAIL": "committer_email",
+    "CMS_DURABLE": "durable",
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then ``CMS_*`` variables, then explicit overrides (command-line flags)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for variable, field in _ENVIRONMENT.items():
+        if env.get(variable):
+            values[field] = env[variable]
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    if "durable" in values and isinstance(values["durable"], str):
+        values["durable"] = values["durable"].lower() not in {"0", "false", "no", "off"}
+    for field in ("repo", "data", "workflow"):
+        if field in values:
+            values[field] = Path(values[field])
+    try:
+        return msgspec.convert(values, Settings, strict=False, from_attributes=True)
+    except msgspec.ValidationError as exc:
+        raise SystemExit(f"cms: bad setting: {exc}") from exc

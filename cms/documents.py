@@ -1,0 +1,386 @@
+"""Comparisons as documents in git: the one code path for every edit and workflow transition.
+
+Published content lives on the main branch; work in progress lives on a branch per comparison
+(``refs/heads/cms/comparisons/<slug>``). Every state change is one commit; publishing merges the
+branch into main with one commit and deletes the branch. The revision a client reads (the blob id
+of the document) is the precondition of its next write.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+from msgspec import Struct
+
+from . import codec
+from .config import Settings
+from .errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired, StoreError
+from .gitstore.messages import format_message, subject_line
+from .gitstore.refs import RefConflict
+from .gitstore.repository import Repository, Signature
+from .identity import Actor
+from .model import Comparison
+from .workflow import Workflow, decide
+
+BRANCH_PREFIX = "refs/heads/cms/comparisons/"
+DISCARDED_PREFIX = "refs/cms/discarded/comparisons/"
+_MAIN_RETRIES = 8
+
+MainMoved = Callable[[str | None, str], None]
+
+
+class Revision(Struct, frozen=True):
+    """A comparison as stored at one point, and where it was read from."""
+
+    comparison: Comparison
+    revision: str  # the ETag: blob id of the file, or the unpublish commit for an unpublished one
+    commit: str  # head of the ref it was read from
+    ref: str
+    work_in_progress: bool
+
+    @property
+    def state(self) -> str:
+        return self.comparison.workflow.state
+
+
+class Documents:
+    def __init__(self, repo: Repository, workflow: Workflow, settings: Settings) -> None:
+        self.repo = repo
+        self.workflow = workflow
+        self.settings = settings
+        self.main_ref = f"refs/heads/{settings.branch}"
+        self._write_lock = threading.Lock()
+        self._decoded: OrderedDict[str, Comparison] = OrderedDict()
+        self.main_moved: list[MainMoved] = []
+
+    # Paths and refs
+
+    def path(self, slug: str) -> str:
+        # Two-character shards keep each tree small, so a commit rewrites a few small trees
+        # instead of one listing every comparison.
+        return f"{self.settings.content_dir}/comparisons/{slug[:2]}/{slug}.md"
+
+    def folder(self) -> str:
+        return f"{self.settings.content_dir}/comparisons"
+
+    @staticmethod
+    def branch(slug: str) -> str:
+        return BRANCH_PREFIX + slug
+
+    def main_head(self) -> str | None:
+        return self.repo.refs.read(self.main_ref)
+
+    # Reading
+
+    def decode_blob(self, blob: str) -> Comparison:
+        cached = self._decoded.get(blob)
+        if cached is None:
+            try:
+                text = self.repo.read_blob(blob).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise StoreError(f"document {blob} is not UTF-8") from exc
+            cached = codec.decode(text)
+            self._decoded[blob] = cached
+            if len(self._decoded) > 2048:
+                self._decoded.popitem(last=False)
+        return cached
+
+    def published(self, slug: str) -> Revision | None:
+        head = self.main_head()
+        if head is None:
+            return None
+        blob = self.repo.blob_at(self.repo.read_commit(head).tree, self.path(slug))
+        if blob is None:
+            return None
+        return Revision(
+            comparison=self.decode_blob(blob), revision=blob, commit=head, ref=self.main_ref,
+            work_in_progress=False,
+        )
+
+    def work_in_progress(self, slug: str) -> Revision | None:
+        head = self.repo.refs.read(self.branch(slug))
+        if head is None:
+            return None
+        return self._branch_revision(slug, head)
+
+    def _branch_revision(self, slug: str, head: str) -> Revision:
+        commit = self.repo.read_commit(head)
+        blob = self.repo.blob_at(commit.tree, self.path(slug))
+        if blob is not None:
+            return Revision(
+                comparison=self.decode_blob(blob), revision=blob, commit=head,
+                ref=self.branch(slug), work_in_progress=True,
+            )
+        if commit.message.first("Cms-Action") != "unpublish" or not commit.parents:
+            raise StoreError(f"branch for {slug} has no document and is not an unpublish")
+        # An unpublish is one commit that removes the file from main; the branch points at it,
+        # and the document as it stood is in the commit's parent.
+        before = self.repo.blob_at(self.repo.read_commit(commit.parents[0]).tree, self.path(slug))
+        if before is None:
+            raise StoreError(f"unpublish of {slug} at {head} has no previous document")
+        comparison = self.decode_blob(before)
+        record = msgspec.structs.replace(comparison.workflow, state="unpublished")
+        return Revision(
+            comparison=msgspec.structs.replace(comparison, workflow=record), revision=head,
+            commit=head, ref=self.branch(slug), work_in_progress=True,
+        )
+
+    def current(self, slug: str) -> Revision | None:
+        """What an editor works on: the work in progress if any, else the published version."""
+        return self.work_in_progress(slug) or self.published(slug)
+
+    def drafts(self) -> list[Revision]:
+        found = []
+        for ref, head in sorted(self.repo.refs.list(BRANCH_PREFIX).items()):
+            found.append(self._branch_revision(ref[len(BRANCH_PREFIX) :], head))
+        return found
+
+    # Writing
+
+    def create(self, comparison: Comparison, actor: Actor, comment: str = "") -> Revision:
+        slug = comparison.slug
+        with self._write_lock:
+            if self.current(slug) is not None:
+                raise Conflict(
+                    f"a comparison with slug `{slug}` already exists; update it with PUT",
+                    field="slug",
+                )
+            record = decide(self.workflow, None, "create", actor, at=None)
+            document = msgspec.structs.replace(comparison, workflow=record)
+            return self._commit_to_branch(slug, None, document, "create", "Create", actor, comment)
+
+    def save(
+        self, slug: str, comparison: Comparison, actor: Actor, if_match: str | None,
+        comment: str = "",
+    ) -> Revision:
+        with self._write_lock:
+            current = self._require(slug, if_match)
+            record = decide(self.workflow, current.comparison.workflow, "edit", actor, at=None)
+            document = msgspec.structs.replace(comparison, workflow=record)
+            if document == current.comparison and current.work_in_progress:
+                return current
+            base = current if current.work_in_progress else None
+            return self._commit_to_branch(slug, base, document, "edit", "Edit", actor, comment)
+
+    def transition(
+        self, slug: str, action: str, actor: Actor, if_match: str | None, comment: str = ""
+    ) -> Revision:
+        with self._write_lock:
+            current = self._require(slug, if_match)
+            now = datetime.now(UTC).replace(microsecond=0)
+            record = decide(self.workflow, current.comparison.workflow, action, actor, at=now)
+            document = msgspec.structs.replace(current.comparison, workflow=record)
+            label = self.workflow.transitions[action].label
+            public = self.workflow.states[record.state].public
+            if current.work_in_progress and public:
+                return self._publish(slug, current, document, action, label, actor, comment)
+            if not current.work_in_progress and not public:
+                return self._unpublish(slug, current, document, action, label, actor, comment)
+            if not current.work_in_progress:
+                raise Conflict(f"`{action}` would change published content outside a revision")
+            return self._commit_to_branch(slug, current, document, action, label, actor, comment)
+
+    def discard(self, slug: str, actor: Actor, if_match: str | None, comment: str = "") -> None:
+        with self._write_lock:
+            current = self._require(slug, if_match)
+            if not current.work_in_progress:
+                raise Conflict(
+                    f"`{slug}` has no work in progress to discard; unpublish it instead",
+                    field="slug",
+                )
+            decide(self.workflow, current.comparison.workflow, "discard", actor, at=None)
+            head = self.repo.read_commit(current.commit)
+            message = self._message("discard", "Discard", "discarded", current.comparison,
+                                    comment)
+            discard = self.repo.commit(
+                parents=[current.commit], base_tree=head.tree, changes={self.path(slug): None},
+                author=self._author(actor), committer=self._committer(), message=message,
+            )
+            # Keep the discarded work reachable for auditors, then drop the branch.
+            archive = f"{DISCARDED_PREFIX}{slug}/{discard}"
+            self.repo.refs.update(archive, discard, None)
+            try:
+                self.repo.refs.delete(current.ref, current.commit)
+            except RefConflict as exc:
+                self.repo.refs.delete(archive, discard)
+                raise PreconditionFailed(
+                    "the draft changed while it was being discarded; read it again"
+                ) from exc
+
+    # Internals
+
+    def _require(self, slug: str, if_match: str | None) -> Revision:
+        current = self.current(slug)
+        if current is None:
+            raise NotFound(f"no comparison with slug `{slug}`", field="slug")
+        if if_match is None:
+            raise PreconditionRequired(
+                "send the revision you read in an If-Match header; "
+                f"the current revision is {current.revision}",
+                field="If-Match",
+            )
+        if if_match != current.revision:
+            raise PreconditionFailed(
+                f"revision {if_match} is not current (it is {current.revision}): "
+                "someone changed this comparison since you read it; read it again",
+                field="If-Match",
+                current=current.revision,
+            )
+        return current
+
+    def _commit_to_branch(
+        self, slug: str, base: Revision | None, document: Comparison, action: str, label: str,
+        actor: Actor, comment: str,
+    ) -> Revision:
+        ref = self.branch(slug)
+        if base is None:
+            parent = self.main_head()
+            expected = None
+        else:
+            parent = base.commit
+            expected = base.commit
+        tree = self.repo.read_commit(parent).tree if parent else None
+        commit = self.repo.commit(
+            parents=[parent] if parent else [], base_tree=tree,
+            changes={self.path(slug): codec.encode(document).encode("utf-8")},
+            author=self._author(actor), committer=self._committer(),
+            message=self._message(action, label, document.workflow.state, document, comment),
+        )
+        try:
+            self.repo.refs.update(ref, commit, expected)
+        except RefConflict as exc:
+            raise PreconditionFailed(
+                "someone changed this comparison since you read it; read it again", field="If-Match"
+            ) from exc
+        return self._branch_revision(slug, commit)
+
+    def _publish(
+        self, slug: str, current: Revision, document: Comparison, action: str, label: str,
+        actor: Actor, comment: str,
+    ) -> Revision:
+        content = codec.encode(document).encode("utf-8")
+        message = self._message(action, label, document.workflow.state, document, comment,
+                                approvers=document.workflow.approved_by)
+        for _ in range(_MAIN_RETRIES):
+            head = self.main_head()
+            tree = self.repo.read_commit(head).tree if head else None
+            merge = self.repo.commit(
+                parents=[p for p in (head, current.commit) if p], base_tree=tree,
+                changes={self.path(slug): content}, author=self._author(actor),
+                committer=self._committer(), message=message,
+            )
+            try:
+                self.repo.refs.update(self.main_ref, merge, head)
+            except RefConflict:
+                continue  # another publication landed first: merge onto it
+            self._drop_branch(current)
+            self._notify(head, merge)
+            published = self.published(slug)
+            assert published is not None
+            return published
+        raise StoreError("main kept moving while publishing; try again")
+
+    def _unpublish(
+        self, slug: str, current: Revision, document: Comparison, action: str, label: str,
+        actor: Actor, comment: str,
+    ) -> Revision:
+        message = self._message(action, label, document.workflow.state, document, comment)
+        branch = self.branch(slug)
+        branch_at: str | None = None
+        for _ in range(_MAIN_RETRIES):
+            head = self.main_head()
+            assert head is not None
+            if self.repo.blob_at(self.repo.read_commit(head).tree, self.path(slug)) is None:
+                raise PreconditionFailed("the comparison was unpublished meanwhile")
+            unpublish = self.repo.commit(
+                parents=[head], base_tree=self.repo.read_commit(head).tree,
+                changes={self.path(slug): None}, author=self._author(actor),
+                committer=self._committer(), message=message,
+            )
+            # The branch first: if the process dies before main moves, start-up recovery sees an
+            # unpublish that never reached main and finishes or drops it.
+            self.repo.refs.update(branch, unpublish, branch_at)
+            branch_at = unpublish
+            try:
+                self.repo.refs.update(self.main_ref, unpublish, head)
+            except RefConflict:
+                continue
+            self._notify(head, unpublish)
+            return self._branch_revision(slug, unpublish)
+        if branch_at is not None:
+            self.repo.refs.delete(branch, branch_at)
+        raise StoreError("main kept moving while unpublishing; try again")
+
+    def _drop_branch(self, current: Revision) -> None:
+        try:
+            self.repo.refs.delete(current.ref, current.commit)
+        except RefConflict:
+            # Someone wrote to the branch after it was merged: their work stays as a new draft.
+            pass
+
+    def _notify(self, old: str | None, new: str) -> None:
+        for listener in self.main_moved:
+            listener(old, new)
+
+    def _message(
+        self, action: str, label: str, state: str, document: Comparison, comment: str,
+        approvers: list[str] | None = None,
+    ) -> str:
+        trailers = [
+            ("Cms-Action", action),
+            ("Cms-State", state),
+            ("Cms-Document", f"comparisons/{document.slug}"),
+        ]
+        trailers += [("Approved-by", person) for person in approvers or []]
+        return format_message(subject_line(label, document.title), comment, trailers)
+
+    def _author(self, actor: Actor) -> Signature:
+        return Signature(name=actor.name, email=actor.email, at=datetime.now(UTC))
+
+    def _committer(self) -> Signature:
+        return Signature(
+            name=self.settings.committer_name, email=self.settings.committer_email,
+            at=datetime.now(UTC),
+        )
+
+    # Start-up recovery
+
+    def recover(self) -> list[str]:
+        """Finish or undo ref moves that a crash interrupted; say what was done."""
+        done: list[str] = []
+        main = self.main_head()
+        for ref, head in self.repo.refs.list(BRANCH_PREFIX).items():
+            slug = ref[len(BRANCH_PREFIX) :]
+            commit = self.repo.read_commit(head)
+            if commit.message.first("Cms-Action") == "unpublish" and main is not None:
+                on_main = self.repo.blob_at(self.repo.read_commit(main).tree, self.path(slug))
+                if on_main is not None:
+                    if commit.parents and commit.parents[0] == main:
+                        self.repo.refs.update(self.main_ref, head, main)
+                        main = head
+                        done.append(f"finished unpublishing {slug}")
+                    else:
+                        self.repo.refs.delete(ref, head)
+                        done.append(f"dropped an unfinished unpublish of {slug}")
+            elif main is not None and self._merged(head, main):
+                self.repo.refs.delete(ref, head)
+                done.append(f"removed the branch of {slug}, already published")
+        for ref, head in self.repo.refs.list(DISCARDED_PREFIX).items():
+            slug = ref[len(DISCARDED_PREFIX) :].rsplit("/", 1)[0]
+            branch_head = self.repo.refs.read(self.branch(slug))
+            if branch_head is not None and self.repo.read_commit(head).parents == (branch_head,):
+                self.repo.refs.delete(self.branch(slug), branch_head)
+                done.append(f"finished discarding {slug}")
+        return done
+
+    def _merged(self, commit: str, main: str) -> bool:
+        try:
+            self.repo.git("merge-base", "--is-ancestor", commit, main)
+        except StoreError:
+            return False
+        return True
+

@@ -1,0 +1,322 @@
+"""A git repository used as a database: read objects, write commits, move refs.
+
+No working tree and no index file are involved, so the repository may be bare, writes do not
+touch anything a concurrent reader looks at until the final ref update, and a crash before that
+update leaves only unreferenced objects behind.
+"""
+
+from __future__ import annotations
+
+import binascii
+import subprocess
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import git
+import gitdb
+from gitdb.exc import BadObject
+from msgspec import Struct
+
+from ..errors import NotFound, StoreError
+from .messages import Message, parse_message
+from .objects import (
+    BLOB,
+    COMMIT,
+    MODE_FILE,
+    MODE_TREE,
+    TREE,
+    LooseObjectWriter,
+    TreeEntries,
+    decode_tree,
+    encode_commit,
+    encode_tree,
+    object_id,
+)
+from .refs import Refs
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+class Signature(Struct, frozen=True):
+    name: str
+    email: str
+    at: datetime
+
+    def line(self) -> str:
+        seconds = int(self.at.timestamp())
+        offset = self.at.utcoffset()
+        minutes = int(offset.total_seconds() // 60) if offset else 0
+        sign = "-" if minutes < 0 else "+"
+        minutes = abs(minutes)
+        return f"{self.name} <{self.email}> {seconds} {sign}{minutes // 60:02d}{minutes % 60:02d}"
+
+
+class Commit(Struct, frozen=True):
+    oid: str
+    tree: str
+    parents: tuple[str, ...]
+    author: Signature
+    committer: Signature
+    message: Message
+
+
+class Repository:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        git_dir = path / ".git" if (path / ".git").is_dir() else path
+        if not (git_dir / "objects").is_dir() or not (git_dir / "HEAD").is_file():
+            raise NotFound(f"no git repository at {path}", field="repo")
+        self.path = path
+        self.git_dir = git_dir
+        self.refs = Refs(git_dir, durable=durable)
+        self._writer = LooseObjectWriter(git_dir / "objects", durable=durable)
+        self._db = gitdb.GitDB(str(git_dir / "objects"))
+        self._read_lock = threading.Lock()
+        self._trees: OrderedDict[str, TreeEntries] = OrderedDict()
+
+    @classmethod
+    def create(cls, path: Path, *, branch: str, durable: bool = True) -> Repository:
+        git.Repo.init(path, mkdir=True, bare=True, initial_branch=branch)
+        return cls(path, durable=durable)
+
+    # Reading
+
+    def read_object(self, oid: str) -> tuple[bytes, bytes]:
+        binsha = binascii.unhexlify(oid)
+        with self._read_lock:
+            try:
+                stream = self._db.stream(binsha)
+            except BadObject:
+                # A `git gc` may have packed objects since the pack list was read.
+                self._db.update_cache(force=True)
+                try:
+                    stream = self._db.stream(binsha)
+                except BadObject as exc:
+                    raise NotFound(f"no object {oid} in the content repository") from exc
+            return stream.type, stream.read()
+
+    def read_blob(self, oid: str) -> bytes:
+        kind, data = self.read_object(oid)
+        if kind != BLOB:
+            raise NotFound(f"{oid} is a {kind.decode()}, not a file")
+        return data
+
+    def read_tree(self, oid: str) -> TreeEntries:
+        cached = self._trees.get(oid)
+        if cached is not None:
+            self._trees.move_to_end(oid)
+            return cached
+        kind, data = self.read_object(oid)
+        if kind != TREE:
+            raise NotFound(f"{oid} is a {kind.decode()}, not a tree")
+        entries = decode_tree(data)
+        self._trees[oid] = entries
+        if len(self._trees) > 4096:
+            self._trees.popitem(last=False)
+        return entries
+
+    def read_commit(self, oid: str) -> Commit:
+        kind, data = self.read_object(oid)
+        if kind != COMMIT:
+            raise NotFound(f"{oid} is a {kind.decode()}, not a commit")
+        return parse_commit(oid, data)
+
+    def blob_at(self, tree: str, path: str) -> str | None:
+        """The blob id at ``path`` in ``tree``, or None when nothing is there."""
+        current = tree
+        parts = path.split("/")
+        for depth, part in enumerate(parts):
+            entry = self.read_tree(current).get(part.encode())
+            if entry is None:
+                return None
+            mode, binsha = entry
+            is_last = depth == len(parts) - 1
+            if (mode == MODE_TREE) == is_last:
+                return None
+            current = binascii.hexlify(binsha).decode()
+        return current
+
+    def files(self, tree: str, prefix: str) -> dict[str, str]:
+        """Every file under the folder ``prefix`` in ``tree``: path -> blob id."""
+        folder = self.subtree(tree, prefix)
+        found: dict[str, str] = {}
+        if folder is None:
+            return found
+        stack = [(prefix, folder)]
+        while stack:
+            base, oid = stack.pop()
+            for name, (mode, binsha) in self.read_tree(oid).items():
+                path = f"{base}/{name.decode()}"
+                if mode == MODE_TREE:
+                    stack.append((path, binascii.hexlify(binsha).decode()))
+                else:
+                    found[path] = binascii.hexlify(binsha).decode()
+        return found
+
+    def subtree(self, tree: str, path: str) -> str | None:
+        current = tree
+        for part in path.split("/"):
+            entry = self.read_tree(current).get(part.encode())
+            if entry is None or entry[0] != MODE_TREE:
+                return None
+            current = binascii.hexlify(entry[1]).decode()
+        return current
+
+    # Writing
+
+    def commit(
+        self,
+        *,
+        parents: list[str],
+        base_tree: str | None,
+        changes: dict[str, bytes | None],
+        author: Signature,
+        committer: Signature,
+        message: str,
+    ) -> str:
+        """Write a commit that applies ``changes`` (path -> content, None deletes) to ``base_tree``.
+
+        Objects are written and flushed; no ref moves. Unchanged subtrees are shared, so a commit
+        costs a few small objects however large the repository is.
+        """
+        objects: list[tuple[bytes, bytes]] = []
+        blobs: dict[tuple[str, ...], str | None] = {}
+        for path, content in changes.items():
+            blob = None
+            if content is not None:
+                blob = object_id(BLOB, content)
+                objects.append((BLOB, content))
+            blobs[tuple(path.split("/"))] = blob
+        root = self._apply(base_tree, blobs, objects)
+        if root is None:
+            root = EMPTY_TREE
+            objects.append((TREE, b""))
+        data = encode_commit(root, parents, author.line(), committer.line(), message)
+        objects.append((COMMIT, data))
+        try:
+            ids = self._writer.write(objects)
+        except OSError as exc:
+            raise StoreError(f"could not write to the content repository: {exc.strerror}") from exc
+        return ids[-1]
+
+    def _apply(
+        self, tree: str | None, changes: dict[tuple[str, ...], str | None],
+        out: list[tuple[bytes, bytes]],
+    ) -> str | None:
+        """Apply blob changes below ``tree``, writing each touched tree once; None if empty."""
+        entries = dict(self.read_tree(tree)) if tree and tree != EMPTY_TREE else {}
+        below: dict[bytes, dict[tuple[str, ...], str | None]] = {}
+        for parts, blob in changes.items():
+            name = parts[0].encode()
+            if len(parts) > 1:
+                below.setdefault(name, {})[parts[1:]] = blob
+            elif blob is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = (MODE_FILE, binascii.unhexlify(blob))
+        for name, sub_changes in below.items():
+            current = entries.get(name)
+            subtree = _hex(current) if current is not None and current[0] == MODE_TREE else None
+            new_subtree = self._apply(subtree, sub_changes, out)
+            if new_subtree is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = (MODE_TREE, binascii.unhexlify(new_subtree))
+        if not entries:
+            return None
+        data = encode_tree(entries)
+        oid = object_id(TREE, data)
+        self._trees[oid] = entries
+        out.append((TREE, data))
+        return oid
+
+    # Plain git, for what is rare or read in bulk
+
+    def git(self, *args: str, input_text: str | None = None) -> str:
+        result = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), *args],
+            capture_output=True, text=True, input=input_text, check=False,
+        )
+        if result.returncode != 0:
+            raise StoreError(f"git {args[0]} failed: {result.stderr.strip()[:200]}")
+        return result.stdout
+
+
+def parse_signature(line: str) -> Signature:
+    name_end = line.rindex(" <")
+    email_end = line.rindex("> ")
+    seconds, offset = line[email_end + 2 :].split()
+    sign = -1 if offset.startswith("-") else 1
+    minutes = sign * (int(offset[1:3]) * 60 + int(offset[3:5]))
+    zone = timezone(timedelta(minutes=minutes)) if minutes else UTC
+    return Signature(
+        name=line[:name_end],
+        email=line[name_end + 2 : email_end],
+        at=datetime.fromtimestamp(int(seconds), zone),
+    )
+
+
+def parse_commit(oid: str, data: bytes) -> Commit:
+    text = data.decode("utf-8", errors="replace")
+    header, _, message = text.partition("\n\n")
+    tree = ""
+    parents: list[str] = []
+    author = committer = None
+    for line in header.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "tree":
+            tree = value
+        elif key == "parent":
+            parents.append(value)
+        elif key == "author":
+            author = parse_signature(value)
+        elif key == "committer":
+            committer = parse_signature(value)
+    if author is None or committer is None:
+        raise StoreError(f"commit {oid} has no author or committer")
+    return Commit(
+        oid=oid, tree=tree, parents=tuple(parents), author=author, committer=committer,
+        message=parse_message(message),
+    )
+
+
+def changed_files(repo: Repository, old: str | None, new: str | None, prefix: str) -> dict[str, str | None]:
+    """Files under ``prefix`` that differ between two trees: path -> new blob id (None: removed).
+
+    Equal subtree ids are skipped without reading them, so the cost follows the size of the
+    change, not the size of the repository.
+    """
+    old_folder = repo.subtree(old, prefix) if old else None
+    new_folder = repo.subtree(new, prefix) if new else None
+    changes: dict[str, str | None] = {}
+    _diff(repo, old_folder, new_folder, prefix, changes)
+    return changes
+
+
+def _diff(
+    repo: Repository, old: str | None, new: str | None, base: str, out: dict[str, str | None]
+) -> None:
+    if old == new:
+        return
+    old_entries = repo.read_tree(old) if old else {}
+    new_entries = repo.read_tree(new) if new else {}
+    for name in old_entries.keys() | new_entries.keys():
+        before = old_entries.get(name)
+        after = new_entries.get(name)
+        if before == after:
+            continue
+        path = f"{base}/{name.decode()}"
+        before_tree = _hex(before) if before and before[0] == MODE_TREE else None
+        after_tree = _hex(after) if after and after[0] == MODE_TREE else None
+        if before_tree or after_tree:
+            _diff(repo, before_tree, after_tree, path, out)
+        if after is not None and after[0] != MODE_TREE:
+            out[path] = _hex(after)
+        elif before is not None and before[0] != MODE_TREE:
+            out[path] = None
+
+
+def _hex(entry: tuple[bytes, bytes] | None) -> str:
+    assert entry is not None
+    return binascii.hexlify(entry[1]).decode()

@@ -1,0 +1,24 @@
+"""Who is acting: a person with roles. Shared by the workflow engine, the store and the API."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from msgspec import Struct
+
+Role = Literal["editor", "reviewer", "publisher", "admin", "auditor"]
+ROLES: Final[tuple[Role, ...]] = ("editor", "reviewer", "publisher", "admin", "auditor")
+
+
+class Actor(Struct, frozen=True):
+    name: str
+    email: str
+    roles: frozenset[str]
+
+    @property
+    def person(self) -> str:
+        """The git identity form, ``Name <email>``, as used in trailers and front matter."""
+        return f"{self.name} <{self.email}>"
+
+    def has_any(self, roles: frozenset[str] | set[str]) -> bool:
+        return not self.roles.isdisjoint(roles)

@@ -1,0 +1,185 @@
+"""The in-memory index of published comparisons that frontends read from.
+
+It is built once from the main branch's tree and then follows main incrementally: when main moves,
+only the files that differ between the old and the new tree are decoded again.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from fractions import Fraction
+from typing import Literal
+
+import msgspec
+from msgspec import Struct
+
+from .documents import Documents
+from .errors import BadRequest
+from .gitstore.repository import changed_files
+from .model import Comparison, Tool, panel_ship, panel_verdict
+from .render import render_cached
+
+SortKey = Literal["published", "-published", "title", "-title", "panel_ship", "-panel_ship"]
+SORT_KEYS: tuple[str, ...] = SortKey.__args__  # type: ignore[attr-defined]
+
+
+class Entry(Struct, frozen=True):
+    comparison: Comparison
+    blob: str
+
+    @property
+    def slug(self) -> str:
+        return self.comparison.slug
+
+    def html(self) -> str:
+        return render_cached(self.blob, self.comparison.body)
+
+
+class Query(Struct, frozen=True, kw_only=True):
+    tool: str | None = None
+    category: str | None = None
+    verdict: Literal["ship", "skip", "split"] | None = None
+    sort: SortKey = "-published"
+    cursor: str | None = None
+    limit: int = 20
+
+
+class Page(Struct, frozen=True):
+    items: list[Entry]
+    next_cursor: str | None
+    total: int
+
+
+class PublishedIndex:
+    def __init__(self, documents: Documents) -> None:
+        self.documents = documents
+        self.head: str | None = None
+        self.tree: str | None = None
+        self._entries: dict[str, Entry] = {}
+        self._lock = threading.Lock()
+        self._sorted: dict[str, list[Entry]] = {}
+
+    def load(self) -> None:
+        with self._lock:
+            self._follow(self.documents.main_head())
+
+    def refresh(self) -> None:
+        """Catch up with main if it moved (by this process or another sharing the repository)."""
+        head = self.documents.main_head()
+        if head != self.head:
+            with self._lock:
+                self._follow(self.documents.main_head())
+
+    def on_main_moved(self, old: str | None, new: str) -> None:
+        with self._lock:
+            self._follow(new)
+
+    def _follow(self, head: str | None) -> None:
+        if head == self.head:
+            return
+        repo = self.documents.repo
+        tree = repo.read_commit(head).tree if head else None
+        changes = changed_files(repo, self.tree, tree, self.documents.folder())
+        entries = dict(self._entries)
+        for path, blob in changes.items():
+            slug = path.rsplit("/", 1)[-1].removesuffix(".md")
+            if blob is None:
+                entries.pop(slug, None)
+            elif path == self.documents.path(slug):
+                entries[slug] = Entry(comparison=self.documents.decode_blob(blob), blob=blob)
+        # Readers take a reference to the whole dict, so swapping it is atomic for them.
+        self._entries = entries
+        self._sorted = {}
+        self.head, self.tree = head, tree
+
+    # Reading
+
+    def get(self, slug: str) -> Entry | None:
+        self.refresh()
+        return self._entries.get(slug)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def query(self, query: Query) -> Page:
+        self.refresh()
+        ordered = self._ordered(query.sort)
+        matches = [entry for entry in ordered if _matches(entry.comparison, query)]
+        start = 0
+        if query.cursor:
+            after = _decode_cursor(query.cursor, query.sort)
+            keyed = _sort_key(query.sort)
+            descending = query.sort.startswith("-")
+            for position, entry in enumerate(matches):
+                key = (keyed(entry), entry.slug)
+                if (key < after) if descending else (key > after):
+                    start = position
+                    break
+            else:
+                start = len(matches)
+        items = matches[start : start + query.limit]
+        more = start + query.limit < len(matches)
+        cursor = _encode_cursor(items[-1], query.sort) if more and items else None
+        return Page(items=items, next_cursor=cursor, total=len(matches))
+
+    def _ordered(self, sort: str) -> list[Entry]:
+        cached = self._sorted.get(sort)
+        if cached is None:
+            keyed = _sort_key(sort)
+            cached = sorted(
+                self._entries.values(),
+                key=lambda entry: (keyed(entry), entry.slug),
+                reverse=sort.startswith("-"),
+            )
+            self._sorted[sort] = cached
+        return cached
+
+
+def _matches(comparison: Comparison, query: Query) -> bool:
+    tools: Iterable[Tool] = comparison.tools
+    if query.tool:
+        needle = query.tool.casefold()
+        tools = [t for t in comparison.tools if t.id == needle or needle in t.name.casefold()]
+        if not tools:
+            return False
+    if query.category:
+        wanted = query.category.casefold()
+        if not any(tool.category.casefold() == wanted for tool in comparison.tools):
+            return False
+    return not query.verdict or any(panel_verdict(tool) == query.verdict for tool in tools)
+
+
+def _sort_key(sort: str) -> Callable[[Entry], str | float]:
+    field = sort.lstrip("-")
+    if field == "title":
+        return lambda entry: entry.comparison.title.casefold()
+    if field == "panel_ship":
+        return lambda entry: float(max(panel_ship(tool) for tool in entry.comparison.tools))
+    return lambda entry: _published_key(entry.comparison.workflow.published_at)
+
+
+def _published_key(when: datetime | None) -> str:
+    return when.isoformat() if when else ""
+
+
+def _encode_cursor(entry: Entry, sort: str) -> str:
+    raw = msgspec.json.encode([sort, _sort_key(sort)(entry), entry.slug])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> tuple[str | float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        cursor_sort, key, slug = msgspec.json.decode(raw, type=tuple[str, str | float, str])
+    except (ValueError, msgspec.DecodeError) as exc:
+        raise BadRequest("the cursor is not one this API gave out", field="cursor") from exc
+    if cursor_sort != sort:
+        raise BadRequest("the cursor belongs to a different sort order", field="cursor")
+    return key, slug
+
+
+def share(value: Fraction) -> float:
+    return round(float(value), 4)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from cms.api.app import create_app
+from cms.config import PROJECT_ROOT, Settings, load_settings
+from cms.seed import initialise
+from cms.tokens import TokenStore
+
+SEED = PROJECT_ROOT / "content"
+HAIKU = "claude-haiku-open-weights-vs-gemini-2-5-flash-native-audio-output"
+
+PEOPLE = {
+    "editor": ("Ada Editor", "ada@example.com", ["editor"]),
+    "editor2": ("Eve Editor", "eve@example.com", ["editor"]),
+    "reviewer": ("Rita Reviewer", "rita@example.com", ["reviewer"]),
+    "reviewer2": ("Rob Reviewer", "rob@example.com", ["reviewer"]),
+    "publisher": ("Paul Publisher", "paul@example.com", ["publisher"]),
+    "auditor": ("Aud Auditor", "aud@example.com", ["auditor"]),
+    "admin": ("Ann Admin", "ann@example.com", ["admin"]),
+    "both": ("Bo Both", "bo@example.com", ["editor", "reviewer"]),
+}
+
+
+def fsck(repo: Path) -> None:
+    result = subprocess.run(["git", "--git-dir", str(repo), "fsck", "--strict", "--no-dangling"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings({}, repo=tmp_path / "content.git", data=tmp_path / "data",
+                         public_url="http://cms.test")
+
+
+@pytest.fixture
+def repo_path(settings: Settings) -> Iterator[Path]:
+    initialise(settings, SEED)
+    yield settings.repo
+    fsck(settings.repo)
+
+
+@pytest.fixture
+def tokens(settings: Settings, repo_path: Path) -> dict[str, dict[str, str]]:
+    store = TokenStore(settings.data)
+    headers = {}
+    for key, (name, email, roles) in PEOPLE.items():
+        _, token = store.create(name, email, roles)
+        headers[key] = {"Authorization": f"Bearer {token}"}
+    return headers
+
+
+@pytest.fixture
+def client(settings: Settings, repo_path: Path) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    with TestClient(app=create_app(settings)) as test_client:
+        yield test_client
