@@ -115,7 +115,7 @@ def _token_create(args: argparse.Namespace) -> int:
 def _token_list(args: argparse.Namespace) -> int:
     from .tokens import TokenStore
 
-    records = TokenStore(_settings(args).data).list()
+    records = TokenStore(_settings(args).data).all()
     if not records:
         print("No tokens yet: create one with `cms token create`.")
     for record in records:

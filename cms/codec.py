@@ -6,6 +6,7 @@ that files read well and diff line by line.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -14,18 +15,18 @@ import yaml
 from .errors import InvalidContent
 from .model import Comparison
 
+_Loader: type[Any]
+_BaseDumper: type[Any]
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
-    _BaseDumper: type[yaml.SafeDumper] = yaml.CSafeDumper
+    _Loader, _BaseDumper = yaml.CSafeLoader, yaml.CSafeDumper
 except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
-    _BaseDumper = yaml.SafeDumper
+    _Loader, _BaseDumper = yaml.SafeLoader, yaml.SafeDumper
 
 DELIMITER = "---"
 _FOLD_AFTER = 80
 
 
-class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
+class _Dumper(_BaseDumper):  # type: ignore[misc]
     pass
 
 
@@ -103,10 +104,26 @@ def from_builtins(data: Any) -> Comparison:
 
 
 def content_error(exc: msgspec.ValidationError) -> InvalidContent:
-    message = str(exc)
-    field = None
-    marker = " - at `$"
-    if marker in message:
-        message, _, path = message.partition(marker)
-        field = path.rstrip("`").lstrip(".") or None
+    message, _, path = str(exc).partition(" - at `$")
+    message, field = explain(message, path.rstrip("`").lstrip("."))
     return InvalidContent(message, field=field)
+
+
+_ALLOWED = {"verdict": "`ship` or `skip`", "roles": "editor, reviewer, publisher, admin, auditor"}
+_NAMED_FIELD = re.compile(r"^`([A-Za-z0-9_.\[\]]+)`")
+
+
+def explain(message: str, path: str) -> tuple[str, str | None]:
+    """Make a validation message name the exact field, and say what would have been valid.
+
+    Cross-field rules report the struct they belong to, with the field first in the message;
+    that field is appended to the path.
+    """
+    field = path or None
+    named = _NAMED_FIELD.match(message)
+    if named:
+        field = f"{path}.{named.group(1)}" if path else named.group(1)
+    leaf = re.sub(r"\[\d+\]$", "", (field or "").rsplit(".", 1)[-1])
+    if message.startswith("Invalid enum value") and leaf in _ALLOWED:
+        message = f"{message}; expected {_ALLOWED[leaf]}"
+    return message, field

@@ -8,6 +8,7 @@ of the document) is the precondition of its next write.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -316,11 +317,9 @@ class Documents:
         raise StoreError("main kept moving while unpublishing; try again")
 
     def _drop_branch(self, current: Revision) -> None:
-        try:
+        # If someone wrote to the branch after it was merged, their work stays as a new draft.
+        with contextlib.suppress(RefConflict):
             self.repo.refs.delete(current.ref, current.commit)
-        except RefConflict:
-            # Someone wrote to the branch after it was merged: their work stays as a new draft.
-            pass
 
     def _notify(self, old: str | None, new: str) -> None:
         for listener in self.main_moved:

@@ -120,13 +120,13 @@ class Comparison(Struct, forbid_unknown_fields=True):
         expected = set(panel_ids)
         for index, tool in enumerate(self.tools):
             reviewed = {review.reviewer for review in tool.reviews}
-            if missing := sorted(expected - reviewed):
-                raise ValueError(
-                    f"`tools[{index}].reviews` has no review from panel reviewer `{missing[0]}`"
-                )
             if unknown := sorted(reviewed - expected):
                 raise ValueError(
                     f"`tools[{index}].reviews` names `{unknown[0]}`, who is not on the panel"
+                )
+            if missing := sorted(expected - reviewed):
+                raise ValueError(
+                    f"`tools[{index}].reviews` has no review from panel reviewer `{missing[0]}`"
                 )
 
 

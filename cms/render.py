@@ -17,7 +17,8 @@ _md = MarkdownIt("commonmark", {"html": False, "typographer": False}).enable(
 
 
 def render_markdown(source: str) -> str:
-    return _md.render(source)
+    html: str = _md.render(source)
+    return html
 
 
 @lru_cache(maxsize=4096)

@@ -25,7 +25,7 @@ from msgspec import Meta, Struct
 from .errors import InvalidContent, NotFound
 from .identity import Actor, Role
 
-TOKEN_PREFIX = "cms_"
+TOKEN_PREFIX = "cms_"  # noqa: S105 - a marker, not a secret
 Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^<>\n\r\t]+$")]
 Email = Annotated[str, Meta(max_length=254, pattern=r"^[^<>\s@]+@[^<>\s@]+$")]
 
@@ -77,7 +77,7 @@ class TokenStore:
             self._save(records)
         return record, token
 
-    def list(self) -> list[TokenRecord]:
+    def all(self) -> list[TokenRecord]:
         self._refresh()
         return list(self._records)
 

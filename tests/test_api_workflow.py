@@ -44,7 +44,8 @@ def test_draft_review_publish_and_read_back(
     assert public.headers["etag"] == f'"{body["revision"]}"'
     assert client.get("/api/drafts", headers=tokens["editor"]).json()["items"] == []
 
-    log = git(repo_path, "log", "--first-parent", "--format=%s|%an|%(trailers:key=Approved-by,valueonly)", "main")
+    log = git(repo_path, "log", "--first-parent",
+              "--format=%s|%an|%(trailers:key=Approved-by,valueonly)", "main")
     first = log.splitlines()[0]
     assert first.startswith("Publish: Cursor vs Windsurf|Paul Publisher|Rita Reviewer <rita@example.com>")
     trailers = git(repo_path, "log", "-1", "--format=%(trailers)", "main")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
@@ -11,11 +9,11 @@ from litestar.status_codes import HTTP_201_CREATED
 from ..tokens import TokenRecord
 from .auth import requires_roles
 from .schemas import TokenCreated, TokenIn, TokenView
-from .services import Services, ServicesDep
+from .services import ServicesDep
 
 
 def token_view(record: TokenRecord) -> TokenView:
-    return TokenView(id=record.id, name=record.name, email=record.email, roles=record.roles,
+    return TokenView(id=record.id, name=record.name, email=record.email, roles=list(record.roles),
                      created_at=record.created_at, revoked_at=record.revoked_at)
 
 
@@ -27,7 +25,7 @@ class TokensController(Controller):
 
     @get("/", sync_to_thread=True, summary="List tokens (never their secrets)")
     def list_tokens(self, services: ServicesDep) -> list[TokenView]:
-        return [token_view(record) for record in services.tokens.list()]
+        return [token_view(record) for record in services.tokens.all()]
 
     @post("/", sync_to_thread=True, status_code=HTTP_201_CREATED,
           summary="Create a token; the secret is shown once")

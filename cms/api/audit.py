@@ -8,8 +8,8 @@ from msgspec import Struct
 from ..errors import NotFound
 from ..history import HistoryEntry, history
 from .auth import requires_roles
-from .http import PRIVATE_CACHE, check_slug, SlugPath
-from .services import Services, ServicesDep
+from .http import PRIVATE_CACHE, SlugPath, check_slug
+from .services import ServicesDep
 
 
 class History(Struct, kw_only=True):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from ..documents import Revision
@@ -17,7 +17,7 @@ from ..errors import InvalidContent, NotFound
 from ..render import render_cached
 from ..workflow import allowed_actions
 from .auth import current_actor, requires_roles
-from .http import PRIVATE_CACHE, check_slug, etag, if_match_revision, SlugPath
+from .http import PRIVATE_CACHE, SlugPath, check_slug, etag, if_match_revision
 from .schemas import (
     ComparisonIn,
     ComparisonView,
@@ -63,7 +63,9 @@ class DraftsController(Controller):
     @get("/", sync_to_thread=True, summary="List work in progress")
     def list_drafts(
         self, services: ServicesDep,
-        in_state: Annotated[str | None, QueryParameter(name="state", description="Only drafts in this state")] = None,
+        in_state: Annotated[
+            str | None, QueryParameter(name="state", description="Only drafts in this state")
+        ] = None,
     ) -> Response[DraftList]:
         items = [
             DraftSummary(

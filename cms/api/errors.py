@@ -8,6 +8,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from ..codec import explain
 from ..errors import CmsError
 
 log = logging.getLogger("cms")
@@ -27,7 +28,8 @@ def _json(body: dict[str, Any], headers: dict[str, str] | None = None) -> Respon
 
 
 def handle_cms_error(_: Request[Any, Any, Any], exc: CmsError) -> Response[Any]:
-    return _json(error_body(exc.status, exc.code, exc.message, exc.field, **exc.details))
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return _json(error_body(exc.status, exc.code, exc.message, exc.field, **exc.details), headers)
 
 
 def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -42,7 +44,8 @@ def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Re
         key = ""
     if source in {"query", "path", "header"}:
         return _json(error_body(400, "bad_parameter", f"{key}: {message}", key or None))
-    return _json(error_body(422, "invalid_content", message, key or None))
+    message, field = explain(message, key)
+    return _json(error_body(422, "invalid_content", message, field))
 
 
 def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

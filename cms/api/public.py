@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get
 from litestar.params import FromQuery, HeaderParameter, QueryParameter
 
 from ..errors import NotFound
 from ..index import Query, SortKey
-from .http import PUBLIC_CACHE, check_slug, etag, not_modified, SlugPath
-from .schemas import ComparisonList, ComparisonView, comparison_view, summary_view
+from .http import PUBLIC_CACHE, SlugPath, check_slug, etag, not_modified
+from .schemas import ComparisonList, comparison_view, summary_view
 from .services import Services, ServicesDep
 
 
@@ -37,7 +37,7 @@ class PublishedController(Controller):
                           ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
-    ) -> Response[ComparisonList]:
+    ) -> Response[Any]:
         query = Query(tool=tool, category=category, verdict=verdict, sort=sort, cursor=cursor,
                       limit=limit)
         index = services.index
@@ -61,7 +61,7 @@ class PublishedController(Controller):
         self, services: ServicesDep,
         slug: SlugPath,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
-    ) -> Response[ComparisonView]:
+    ) -> Response[Any]:
         entry = services.index.get(check_slug(slug))
         if entry is None:
             raise NotFound(f"no published comparison with slug `{slug}`", field="slug")
