@@ -1,0 +1,99 @@
+"""The `cms` command as a person runs it: a real process, real files, real git."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import HAIKU, SEED, fsck, git
+
+
+def cms(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "cms", *args], capture_output=True, text=True,
+                            env={**os.environ, **env}, check=False, timeout=60)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_init_seeds_once_and_refuses_to_touch_an_existing_repository(tmp_path: Path) -> None:
+    env = {"CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "data")}
+    created = cms("init", env=env)
+    count = len(list((SEED / "comparisons").glob("*.md")))
+    assert f"with {count} published comparisons" in created.stdout
+    files = git(tmp_path / "content", "ls-tree", "-r", "--name-only", "main").split()
+    assert len(files) == count
+    assert all(f.startswith("content/comparisons/") for f in files)
+    assert git(tmp_path / "content", "log", "--format=%s|%an", "main").strip() == \
+        f"Seed: {count} comparisons|CMS"
+    fsck(tmp_path / "content")
+
+    again = cms("init", env=env, check=False)
+    assert again.returncode == 1
+    assert "refusing" in again.stderr
+    assert len(git(tmp_path / "content", "rev-list", "--all").split()) == 1
+
+
+def test_init_with_explicit_repo_and_seed(tmp_path: Path) -> None:
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    only = next((SEED / "comparisons").glob("*.md"))
+    (seed / only.name).write_text(only.read_text())
+    repo = tmp_path / "elsewhere.git"
+    cms("init", "--repo", str(repo), "--seed", str(seed), env={"CMS_DATA": str(tmp_path)})
+    assert git(repo, "ls-tree", "-r", "--name-only", "main").strip().endswith(only.name)
+
+
+def test_tokens_are_printed_once_and_stored_hashed(tmp_path: Path) -> None:
+    env = {"CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "data")}
+    created = cms("token", "create", "--name", "Ada Editor", "--email", "ada@example.com",
+                  "--role", "editor", "--role", "reviewer", env=env)
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("cms_")
+    assert len(token) > 40
+    stored = (tmp_path / "data" / "tokens.json").read_text()
+    assert token not in stored
+    assert "Ada Editor" in stored
+    listing = cms("token", "list", env=env).stdout
+    assert "Ada Editor <ada@example.com>  editor,reviewer" in listing
+    assert token not in listing
+    token_id = listing.split()[0]
+    assert "Revoked" in cms("token", "revoke", token_id, env=env).stdout
+    assert "revoked" in cms("token", "list", env=env).stdout
+    missing = cms("token", "revoke", "nope", env=env, check=False)
+    assert missing.returncode == 1
+    assert "no active token" in missing.stderr
+
+
+def test_token_create_rejects_bad_input(tmp_path: Path) -> None:
+    env = {"CMS_DATA": str(tmp_path / "data")}
+    bad_role = cms("token", "create", "--name", "X", "--email", "x@example.com", "--role", "king",
+                   env=env, check=False)
+    assert bad_role.returncode == 2
+    assert "invalid choice" in bad_role.stderr
+    bad_email = cms("token", "create", "--name", "X", "--email", "not-an-email", "--role", "editor",
+                    env=env, check=False)
+    assert bad_email.returncode == 1
+    assert "email" in bad_email.stderr
+    assert not (tmp_path / "data" / "tokens.json").exists()
+
+
+def test_validate_reports_every_bad_file(tmp_path: Path) -> None:
+    good = SEED / "comparisons" / f"{HAIKU}.md"
+    (tmp_path / good.name).write_text(good.read_text())
+    (tmp_path / "broken-yaml.md").write_text("---\ntitle: [unclosed\n---\nbody\n")
+    (tmp_path / "no-front-matter.md").write_text("just text\n")
+    text = good.read_text().replace("verdict: skip", "verdict: maybe", 1)
+    (tmp_path / "bad-verdict.md").write_text(text.replace(f"slug: {good.stem}", "slug: bad-verdict"))
+    (tmp_path / "wrong-name.md").write_text(good.read_text())
+    result = cms("validate", str(tmp_path), env={}, check=False)
+    assert result.returncode == 1
+    out = result.stdout
+    assert "broken-yaml.md: front_matter: the front matter is not valid YAML (line 3" in out
+    assert "no-front-matter.md: front_matter:" in out
+    assert "bad-verdict.md: tools[0].reviews[1].verdict: Invalid enum value 'maybe'" in out
+    assert "wrong-name.md: slug:" in out
+    assert "1 valid, 4 invalid" in out
+    assert cms("validate", str(SEED), env={}).stdout.strip().endswith("0 invalid")
