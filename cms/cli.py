@@ -90,9 +90,10 @@ def _serve(args: argparse.Namespace) -> int:
     # Bind first, so the printed URL carries the real port even when port 0 was asked for.
     listener = socket.create_server((settings.host, settings.port), reuse_port=False)
     host, port = listener.getsockname()[:2]
+    command = sys.argv[0] if sys.argv[0].endswith("cms") else "cms"
     print(
         f"CMS serving http://{host}:{port} (OpenAPI at /schema); get a token with: "
-        f"cms token create --name NAME --email EMAIL --role admin",
+        f"{command} token create --name NAME --email EMAIL --role admin",
         flush=True,
     )
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")

@@ -175,15 +175,18 @@ class Documents:
             now = datetime.now(UTC).replace(microsecond=0)
             record = decide(self.workflow, current.comparison.workflow, action, actor, at=now)
             document = msgspec.structs.replace(current.comparison, workflow=record)
-            label = self.workflow.transitions[action].label
+            transition = self.workflow.transitions[action]
             public = self.workflow.states[record.state].public
+            label = transition.label
             if current.work_in_progress and public:
                 return self._publish(slug, current, document, action, label, actor, comment)
             if not current.work_in_progress and not public:
                 return self._unpublish(slug, current, document, action, label, actor, comment)
             if not current.work_in_progress:
                 raise Conflict(f"`{action}` would change published content outside a revision")
-            return self._commit_to_branch(slug, current, document, action, label, actor, comment)
+            approvers = record.approved_by if transition.approval else None
+            return self._commit_to_branch(slug, current, document, action, label, actor, comment,
+                                          approvers)
 
     def discard(self, slug: str, actor: Actor, if_match: str | None, comment: str = "") -> None:
         with self._write_lock:
@@ -235,7 +238,7 @@ class Documents:
 
     def _commit_to_branch(
         self, slug: str, base: Revision | None, document: Comparison, action: str, label: str,
-        actor: Actor, comment: str,
+        actor: Actor, comment: str, approvers: list[str] | None = None,
     ) -> Revision:
         ref = self.branch(slug)
         if base is None:
@@ -249,7 +252,8 @@ class Documents:
             parents=[parent] if parent else [], base_tree=tree,
             changes={self.path(slug): codec.encode(document).encode("utf-8")},
             author=self._author(actor), committer=self._committer(),
-            message=self._message(action, label, document.workflow.state, document, comment),
+            message=self._message(action, label, document.workflow.state, document, comment,
+                                  approvers),
         )
         try:
             self.repo.refs.update(ref, commit, expected)

@@ -179,3 +179,5 @@ def test_history_lists_actor_action_state_and_approvers(
     ]
     assert entries[0]["approvers"] == ["Rita Reviewer <rita@example.com>"]
     assert entries[1]["comment"] == "Good"
+    assert entries[1]["approvers"] == ["Rita Reviewer <rita@example.com>"]
+    assert entries[2]["approvers"] == []
