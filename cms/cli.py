@@ -89,6 +89,9 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     # Bind first, so the printed URL carries the real port even when port 0 was asked for.
     listener = socket.create_server((settings.host, settings.port), reuse_port=False)
+    # Accepted connections inherit this: without it a keep-alive client waits out the peer's
+    # delayed ACK (about 40 ms) whenever a response goes out in two writes.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     host, port = listener.getsockname()[:2]
     command = sys.argv[0] if sys.argv[0].endswith("cms") else "cms"
     print(

@@ -1,0 +1,167 @@
+"""First benchmark: state-change commits through the store, and published reads over HTTP.
+
+Run with ``make bench``. Builds a content repository of generated comparisons in a temporary
+folder, measures each workflow step against ``git add`` + ``git commit`` of the same change with
+the git CLI, then reads published comparisons from a live server on 127.0.0.1. Every loop is
+bounded in count. Writes ``bench/results/latest.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from cms import codec
+from cms.config import PROJECT_ROOT, Settings, load_settings
+from cms.documents import Documents
+from cms.gitstore.repository import Repository
+from cms.identity import Actor
+from cms.seed import initialise
+from cms.workflow import load_workflow
+
+EDITOR = Actor(name="Bench Editor", email="editor@example.com", roles=frozenset({"editor"}))
+REVIEWER = Actor(name="Bench Reviewer", email="reviewer@example.com", roles=frozenset({"reviewer"}))
+PUBLISHER = Actor(name="Bench Publisher", email="publisher@example.com",
+                  roles=frozenset({"publisher"}))
+ACTING = {"submit": EDITOR, "approve": REVIEWER, "publish": PUBLISHER}
+RESULTS = Path(__file__).parent / "results" / "latest.json"
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"median_ms": round(statistics.median(ordered) * 1000, 3),
+            "p95_ms": round(p95 * 1000, 3), "n": len(ordered)}
+
+
+def make_seed(folder: Path, count: int) -> None:
+    """``count`` comparisons made from the samples, each under its own slug."""
+    samples = [codec.decode(p.read_text()) for p in sorted((PROJECT_ROOT / "content").rglob("*.md"))]
+    for number in range(count):
+        base = samples[number % len(samples)]
+        slug = f"{base.slug[:80]}-{number:05d}"
+        doc = msgspec.structs.replace(base, slug=slug, title=f"{base.title} #{number}")
+        (folder / f"{slug}.md").write_text(codec.encode(doc))
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def bench_store(settings: Settings, rounds: int) -> dict[str, dict[str, float]]:
+    store = Documents(Repository(settings.repo, durable=settings.durable),
+                      load_workflow(settings.workflow), settings)
+    head = store.main_head()
+    assert head is not None
+    paths = store.repo.files(store.repo.read_commit(head).tree, store.folder())
+    slugs = sorted(path.rsplit("/", 1)[-1].removesuffix(".md") for path in paths)[:rounds]
+    samples: dict[str, list[float]] = {"save": [], "submit": [], "approve": [], "publish": []}
+    for slug in slugs:
+        published = store.published(slug)
+        assert published is not None
+        edited = msgspec.structs.replace(published.comparison, summary="An edited summary.")
+        revision = published.revision
+        for step in samples:
+            start = time.perf_counter()
+            if step == "save":
+                result = store.save(slug, edited, EDITOR, revision)
+            else:
+                result = store.transition(slug, step, ACTING[step], revision)
+            samples[step].append(time.perf_counter() - start)
+            revision = result.revision
+    return {step: summary(values) for step, values in samples.items()}
+
+
+def bench_git_cli(settings: Settings, workdir: Path, rounds: int) -> dict[str, float]:
+    """The same kind of change made the usual way: a clone, an edited file, add and commit."""
+    clone = workdir / "clone"
+    subprocess.run(["git", "clone", "-q", str(settings.repo), str(clone)], check=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "B", "GIT_AUTHOR_EMAIL": "b@example.com",
+           "GIT_COMMITTER_NAME": "B", "GIT_COMMITTER_EMAIL": "b@example.com"}
+    files = sorted((clone / "content" / "comparisons").rglob("*.md"))[:rounds]
+    samples = []
+    for number, path in enumerate(files):
+        path.write_text(path.read_text() + f"\nEdited {number}.\n")
+
+        def commit(target: Path = path) -> None:
+            subprocess.run(["git", "-C", str(clone), "add", str(target)], check=True, env=env)
+            subprocess.run(["git", "-C", str(clone), "commit", "-q", "-m", "Edit"], check=True,
+                           env=env)
+
+        samples.append(timed(commit))
+    return summary(samples)
+
+
+def bench_reads(settings: Settings, requests: int) -> dict[str, dict[str, float]]:
+    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
+           "CMS_PORT": "0"}
+    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as server:
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split()[2]
+            with httpx.Client(base_url=url, timeout=30) as http:
+                slugs = [i["slug"] for i in http.get("/api/comparisons?limit=100").json()["items"]]
+                one, listing = [], []
+                for number in range(requests):
+                    slug = slugs[number % len(slugs)]
+                    one.append(timed(lambda s=slug: http.get(f"/api/comparisons/{s}")))
+                    listing.append(timed(lambda: http.get(
+                        "/api/comparisons?category=developer%20tools&sort=title&limit=20")))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return {"read_one": summary(one), "read_list": summary(listing)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--comparisons", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args()
+    report: dict[str, object] = {"comparisons": args.comparisons}
+    with tempfile.TemporaryDirectory() as temp:
+        workdir = Path(temp)
+        seed = workdir / "seed"
+        seed.mkdir()
+        make_seed(seed, args.comparisons)
+        settings = load_settings({}, repo=workdir / "content.git", data=workdir / "data")
+        initialise(settings, seed)
+        report["git_cli_add_commit"] = bench_git_cli(settings, workdir, args.rounds)
+        report["store_durable"] = bench_store(settings, args.rounds)
+        report["reads_http_sequential"] = bench_reads(settings, args.requests)
+        fast = load_settings({}, repo=workdir / "fast.git", data=workdir / "data", durable=False)
+        initialise(fast, seed)
+        report["store_not_durable"] = bench_store(fast, args.rounds)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'measure':42} {'median ms':>10} {'p95 ms':>10}")
+    baseline = report["git_cli_add_commit"]
+    assert isinstance(baseline, dict)
+    print(f"{'git add + git commit (CLI baseline)':42} {baseline['median_ms']:>10} "
+          f"{baseline['p95_ms']:>10}")
+    for group in ("store_durable", "store_not_durable", "reads_http_sequential"):
+        rows = report[group]
+        assert isinstance(rows, dict)
+        for name, row in rows.items():
+            print(f"{group + ' ' + name:42} {row['median_ms']:>10} {row['p95_ms']:>10}")
+    print(f"written to {RESULTS.relative_to(PROJECT_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
