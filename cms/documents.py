@@ -136,7 +136,7 @@ class Documents:
 
     def drafts(self) -> list[Revision]:
         found = []
-        for ref, head in sorted(self.repo.refs.list(BRANCH_PREFIX).items()):
+        for ref, head in sorted(self.repo.refs.under(BRANCH_PREFIX).items()):
             found.append(self._branch_revision(ref[len(BRANCH_PREFIX) :], head))
         return found
 
@@ -352,11 +352,14 @@ class Documents:
 
     # Start-up recovery
 
-    def recover(self) -> list[str]:
+    def recover(self, stale_after: float = 30.0) -> list[str]:
         """Finish or undo ref moves that a crash interrupted; say what was done."""
-        done: list[str] = []
+        done = [f"removed the stale lock {lock}"
+                for lock in self.repo.refs.remove_stale_locks(stale_after)]
+        done += [f"removed the unfinished object {temp}"
+                 for temp in self.repo.remove_stale_temporaries(stale_after)]
         main = self.main_head()
-        for ref, head in self.repo.refs.list(BRANCH_PREFIX).items():
+        for ref, head in self.repo.refs.under(BRANCH_PREFIX).items():
             slug = ref[len(BRANCH_PREFIX) :]
             commit = self.repo.read_commit(head)
             if commit.message.first("Cms-Action") == "unpublish" and main is not None:
@@ -372,7 +375,7 @@ class Documents:
             elif main is not None and self._merged(head, main):
                 self.repo.refs.delete(ref, head)
                 done.append(f"removed the branch of {slug}, already published")
-        for ref, head in self.repo.refs.list(DISCARDED_PREFIX).items():
+        for ref, head in self.repo.refs.under(DISCARDED_PREFIX).items():
             slug = ref[len(DISCARDED_PREFIX) :].rsplit("/", 1)[0]
             branch_head = self.repo.refs.read(self.branch(slug))
             if branch_head is not None and self.repo.read_commit(head).parents == (branch_head,):

@@ -35,7 +35,7 @@ class HistoryEntry(Struct, frozen=True):
 def history(documents: Documents, slug: str) -> list[HistoryEntry]:
     """Every commit on main or on the comparison's branches that changed its file, newest first."""
     refs = [documents.main_ref, documents.branch(slug)]
-    refs += list(documents.repo.refs.list(f"{DISCARDED_PREFIX}{slug}/"))
+    refs += list(documents.repo.refs.under(f"{DISCARDED_PREFIX}{slug}/"))
     existing = [ref for ref in refs if documents.repo.refs.read(ref) is not None]
     if not existing:
         return []

@@ -45,7 +45,7 @@ class Refs:
             return self.read(value[5:])
         return value or None
 
-    def list(self, prefix: str) -> dict[str, str]:
+    def under(self, prefix: str) -> dict[str, str]:
         """Every ref under ``prefix`` (e.g. ``refs/heads/cms/``), loose refs overriding packed."""
         found = {name: oid for name, oid in self._packed().items() if name.startswith(prefix)}
         root = self.git_dir / prefix
@@ -61,17 +61,20 @@ class Refs:
     def update(self, name: str, new: str, expected: str | None) -> None:
         """Point ``name`` at ``new`` if it is at ``expected`` now (None: if it does not exist)."""
         path = self.git_dir / name
-        with self._locked(path) as lock:
-            actual = self.read(name)
-            if actual != expected:
-                raise RefConflict(name, expected, actual)
-            os.write(lock.fd, f"{new}\n".encode("ascii"))
+        try:
+            with self._locked(path) as lock:
+                actual = self.read(name)
+                if actual != expected:
+                    raise RefConflict(name, expected, actual)
+                os.write(lock.fd, f"{new}\n".encode("ascii"))
+                if self.durable:
+                    os.fsync(lock.fd)
+                os.replace(lock.path, path)
+                lock.released = True
             if self.durable:
-                os.fsync(lock.fd)
-            os.replace(lock.path, path)
-            lock.released = True
-        if self.durable:
-            fsync_dir(path.parent)
+                fsync_dir(path.parent)
+        except OSError as exc:
+            raise StoreError(f"could not move {name}: {exc.strerror}") from exc
 
     def delete(self, name: str, expected: str) -> None:
         if name in self._packed():
@@ -118,6 +121,16 @@ class Refs:
             # Once renamed into place the lock is no longer ours: it may be another writer's now.
             if not held.released:
                 lock.unlink(missing_ok=True)
+
+    def remove_stale_locks(self, older_than: float) -> list[str]:
+        """Lock files left by a writer that died; a live writer holds one for milliseconds."""
+        removed = []
+        cutoff = time.time() - older_than
+        for lock in (self.git_dir / "refs").rglob("*.lock"):
+            if lock.stat().st_mtime <= cutoff:
+                lock.unlink(missing_ok=True)
+                removed.append(lock.relative_to(self.git_dir).as_posix())
+        return removed
 
     def _packed(self) -> dict[str, str]:
         try:

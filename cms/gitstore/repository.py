@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import subprocess
 import threading
+import time
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -230,6 +231,16 @@ class Repository:
         self._trees[oid] = entries
         out.append((TREE, data))
         return oid
+
+    def remove_stale_temporaries(self, older_than: float) -> list[str]:
+        """Half-written objects of a writer that died before renaming them into place."""
+        cutoff = time.time() - older_than
+        removed = []
+        for temp in (self.git_dir / "objects").glob("??/tmp_obj_*"):
+            if temp.stat().st_mtime <= cutoff:
+                temp.unlink(missing_ok=True)
+                removed.append(temp.name)
+        return removed
 
     # Plain git, for what is rare or read in bulk
 
