@@ -55,6 +55,7 @@ class Documents:
         self.settings = settings
         self.main_ref = f"refs/heads/{settings.branch}"
         self._write_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
         self._decoded: OrderedDict[str, Comparison] = OrderedDict()
         self.main_moved: list[MainMoved] = []
 
@@ -78,17 +79,21 @@ class Documents:
     # Reading
 
     def decode_blob(self, blob: str) -> Comparison:
-        cached = self._decoded.get(blob)
-        if cached is None:
-            try:
-                text = self.repo.read_blob(blob).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise StoreError(f"document {blob} is not UTF-8") from exc
-            cached = codec.decode(text)
-            self._decoded[blob] = cached
+        """The comparison stored in a blob; a blob id names its content for ever, so cache it."""
+        with self._cache_lock:
+            cached = self._decoded.get(blob)
+        if cached is not None:
+            return cached
+        try:
+            text = self.repo.read_blob(blob).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"document {blob} is not UTF-8") from exc
+        comparison = codec.decode(text)
+        with self._cache_lock:
+            self._decoded[blob] = comparison
             if len(self._decoded) > 2048:
                 self._decoded.popitem(last=False)
-        return cached
+        return comparison
 
     def published(self, slug: str) -> Revision | None:
         head = self.main_head()

@@ -85,6 +85,10 @@ def _check_references(workflow: Workflow, source: str) -> None:
     for name, roles, used_states in everything:
         problems += [f"`{name}` names unknown role `{r}`" for r in roles if r not in ROLES]
         problems += [f"`{name}` names unknown state `{s}`" for s in used_states if s not in states]
+    problems += [f"superuser_roles names unknown role `{r}`"
+                 for r in workflow.superuser_roles if r not in ROLES]
+    clashing = sorted(set(workflow.transitions) & set(DOCUMENT_ACTIONS))
+    problems += [f"transition `{name}` reuses the name of a document action" for name in clashing]
     if workflow.approvals_required < 1:
         problems.append("approvals_required must be at least 1")
     if problems:
@@ -185,6 +189,9 @@ def _edit(workflow: Workflow, record: WorkflowRecord, actor: Actor) -> WorkflowR
 
 def _not_allowed(workflow: Workflow, record: WorkflowRecord, action: str) -> TransitionNotAllowed:
     possible = available_transitions(workflow, record.state)
+    discard_from = workflow.actions["discard"].from_states
+    if discard_from is None or record.state in discard_from:
+        possible.insert(0, "discard")
     state = workflow.states.get(record.state)
     if state is not None and state.editable:
         possible.insert(0, "edit")

@@ -74,6 +74,7 @@ class Repository:
         self._writer = LooseObjectWriter(git_dir / "objects", durable=durable)
         self._db = gitdb.GitDB(str(git_dir / "objects"))
         self._read_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
         self._trees: OrderedDict[str, TreeEntries] = OrderedDict()
 
     @classmethod
@@ -104,18 +105,23 @@ class Repository:
         return data
 
     def read_tree(self, oid: str) -> TreeEntries:
-        cached = self._trees.get(oid)
-        if cached is not None:
-            self._trees.move_to_end(oid)
-            return cached
+        with self._cache_lock:
+            cached = self._trees.get(oid)
+            if cached is not None:
+                self._trees.move_to_end(oid)
+                return cached
         kind, data = self.read_object(oid)
         if kind != TREE:
             raise NotFound(f"{oid} is a {kind.decode()}, not a tree")
         entries = decode_tree(data)
-        self._trees[oid] = entries
-        if len(self._trees) > 4096:
-            self._trees.popitem(last=False)
+        self._remember(oid, entries)
         return entries
+
+    def _remember(self, oid: str, entries: TreeEntries) -> None:
+        with self._cache_lock:
+            self._trees[oid] = entries
+            if len(self._trees) > 4096:
+                self._trees.popitem(last=False)
 
     def read_commit(self, oid: str) -> Commit:
         kind, data = self.read_object(oid)
@@ -228,7 +234,7 @@ class Repository:
             return None
         data = encode_tree(entries)
         oid = object_id(TREE, data)
-        self._trees[oid] = entries
+        self._remember(oid, entries)
         out.append((TREE, data))
         return oid
 
