@@ -88,7 +88,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     app = create_app(settings)
     # Bind first, so the printed URL carries the real port even when port 0 was asked for.
-    listener = socket.create_server((settings.host, settings.port), reuse_port=False)
+    try:
+        listener = socket.create_server((settings.host, settings.port))
+    except OSError as exc:
+        print(f"cms: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
     # Accepted connections inherit this: without it a keep-alive client waits out the peer's
     # delayed ACK (about 40 ms) whenever a response goes out in two writes.
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -97,3 +97,12 @@ def test_validate_reports_every_bad_file(tmp_path: Path) -> None:
     assert "wrong-name.md: slug:" in out
     assert "1 valid, 4 invalid" in out
     assert cms("validate", str(SEED), env={}).stdout.strip().endswith("0 invalid")
+
+
+def test_serve_explains_a_missing_repository(tmp_path: Path) -> None:
+    result = cms("serve", "--repo", str(tmp_path / "missing"), "--port", "0",
+                 env={"CMS_DATA": str(tmp_path)}, check=False)
+    assert result.returncode == 1
+    assert "no git repository" in result.stderr
+    assert "cms init" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -67,7 +67,7 @@ class Repository:
     def __init__(self, path: Path, *, durable: bool = True) -> None:
         git_dir = path / ".git" if (path / ".git").is_dir() else path
         if not (git_dir / "objects").is_dir() or not (git_dir / "HEAD").is_file():
-            raise NotFound(f"no git repository at {path}", field="repo")
+            raise NotFound(f"no git repository at {path}; create one with `cms init`", field="repo")
         self.path = path
         self.git_dir = git_dir
         self.refs = Refs(git_dir, durable=durable)
