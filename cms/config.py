@@ -26,6 +26,13 @@ class Settings(Struct, frozen=True, kw_only=True):
     committer_email: str = "cms@localhost"
     # Flush objects and refs to disk before acknowledging a write. Off only for throwaway repos.
     durable: bool = True
+    # Seconds between webhook attempts; after the last one a delivery is marked failed.
+    webhook_backoff: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    webhook_timeout: float = 10.0
+    # Loopback and private-network receivers are refused unless this is set (tests, intranets).
+    webhook_allow_private: bool = False
+    # Deliver in a background thread; off only where a caller drains the queue itself.
+    webhook_worker: bool = True
 
     @property
     def base_url(self) -> str:
@@ -44,7 +51,11 @@ _ENVIRONMENT = {
     "CMS_COMMITTER_NAME": "committer_name",
     "CMS_COMMITTER_EMAIL": "committer_email",
     "CMS_DURABLE": "durable",
+    "CMS_WEBHOOK_BACKOFF": "webhook_backoff",
+    "CMS_WEBHOOK_TIMEOUT": "webhook_timeout",
+    "CMS_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
 }
+_FLAGS = ("durable", "webhook_allow_private", "webhook_worker")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -55,8 +66,16 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         if env.get(variable):
             values[field] = env[variable]
     values.update({key: value for key, value in overrides.items() if value is not None})
-    if "durable" in values and isinstance(values["durable"], str):
-        values["durable"] = values["durable"].lower() not in {"0", "false", "no", "off"}
+    for flag in _FLAGS:
+        if isinstance(values.get(flag), str):
+            values[flag] = values[flag].lower() not in {"", "0", "false", "no", "off"}
+    if isinstance(values.get("webhook_backoff"), str):
+        try:
+            values["webhook_backoff"] = tuple(
+                float(part) for part in values["webhook_backoff"].split(",") if part.strip())
+        except ValueError:
+            raise SystemExit("cms: CMS_WEBHOOK_BACKOFF must be comma-separated seconds, "
+                             "e.g. 5,300,1800") from None
     for field in ("repo", "data", "workflow"):
         if field in values:
             values[field] = Path(values[field])

@@ -9,6 +9,7 @@ of the document) is the precondition of its next write.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,11 +28,14 @@ from .identity import Actor
 from .model import Comparison
 from .workflow import Workflow, decide
 
+log = logging.getLogger("cms")
+
 BRANCH_PREFIX = "refs/heads/cms/comparisons/"
 DISCARDED_PREFIX = "refs/cms/discarded/comparisons/"
 _MAIN_RETRIES = 8
 
 MainMoved = Callable[[str | None, str], None]
+Committed = Callable[[str], None]
 
 
 class Revision(Struct, frozen=True):
@@ -57,7 +61,9 @@ class Documents:
         self._write_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._decoded: OrderedDict[str, Comparison] = OrderedDict()
+        # Called after a ref moved, inside the write, so listeners finish before the response.
         self.main_moved: list[MainMoved] = []
+        self.committed: list[Committed] = []
 
     # Paths and refs
 
@@ -266,6 +272,7 @@ class Documents:
             raise PreconditionFailed(
                 "someone changed this comparison since you read it; read it again", field="If-Match"
             ) from exc
+        self._notify_commit(commit)
         return self._branch_revision(slug, commit)
 
     def _publish(
@@ -289,6 +296,7 @@ class Documents:
                 continue  # another publication landed first: merge onto it
             self._drop_branch(current)
             self._notify(head, merge)
+            self._notify_commit(merge)
             published = self.published(slug)
             assert published is not None
             return published
@@ -320,6 +328,7 @@ class Documents:
             except RefConflict:
                 continue
             self._notify(head, unpublish)
+            self._notify_commit(unpublish)
             return self._branch_revision(slug, unpublish)
         if branch_at is not None:
             self.repo.refs.delete(branch, branch_at)
@@ -332,7 +341,11 @@ class Documents:
 
     def _notify(self, old: str | None, new: str) -> None:
         for listener in self.main_moved:
-            listener(old, new)
+            _call(listener, old, new)
+
+    def _notify_commit(self, commit: str) -> None:
+        for listener in self.committed:
+            _call(listener, commit)
 
     def _message(
         self, action: str, label: str, state: str, document: Comparison, comment: str,
@@ -395,3 +408,13 @@ class Documents:
             return False
         return True
 
+
+
+def _call(listener: Callable[..., None], *args: str | None) -> None:
+    # The commit has landed whatever a listener does; a listener that fails (a full disk under
+    # the webhook outbox, say) catches up from git on its next call, so it must not turn a
+    # completed write into an error for the editor.
+    try:
+        listener(*args)
+    except Exception:
+        log.exception("a listener failed after a commit; it will catch up from git")

@@ -34,6 +34,16 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/api/tokens"): holding("admin"),
     ("POST", "/api/tokens"): holding("admin"),
     ("POST", "/api/tokens/{token_id:str}/revoke"): holding("admin"),
+    ("GET", "/api/webhooks"): holding("admin"),
+    ("POST", "/api/webhooks"): holding("admin"),
+    ("GET", "/api/webhooks/{endpoint_id:str}"): holding("admin"),
+    ("PATCH", "/api/webhooks/{endpoint_id:str}"): holding("admin"),
+    ("DELETE", "/api/webhooks/{endpoint_id:str}"): holding("admin"),
+    ("POST", "/api/webhooks/{endpoint_id:str}/rotate-secret"): holding("admin"),
+    ("GET", "/api/webhooks/{endpoint_id:str}/deliveries"): holding("admin"),
+    ("POST", "/api/webhooks/{endpoint_id:str}/deliveries/{delivery_id:str}/redeliver"):
+        holding("admin"),
+    ("POST", "/api/webhooks/{endpoint_id:str}/replay"): holding("admin"),
 }
 
 
@@ -54,6 +64,7 @@ def test_every_route_is_in_the_access_table(client: TestClient) -> None:  # type
 
 def call(client: TestClient, method: str, template: str, headers: Headers) -> int:  # type: ignore[type-arg]
     path = template.replace("{slug:str}", HAIKU).replace("{token_id:str}", "nosuchtoken")
+    path = path.replace("{endpoint_id:str}", "ep_none").replace("{delivery_id:str}", "dlv_none")
     body: Any = None
     if method == "POST" and template == "/api/drafts":
         base = client.get(f"/api/comparisons/{HAIKU}").json()
@@ -66,6 +77,12 @@ def call(client: TestClient, method: str, template: str, headers: Headers) -> in
         headers = {**headers, "If-Match": '"0000"'}
     elif method == "POST" and template == "/api/tokens":
         body = {"name": "New Person", "email": "new@example.com", "roles": ["auditor"]}
+    elif template == "/api/webhooks" and method == "POST":
+        body = {"url": "https://hooks.example.com/rebuild"}
+    elif template.endswith("/replay"):
+        body = {"since": "0" * 40}
+    elif method == "PATCH":
+        body = {"description": "changed"}
     elif method == "DELETE":
         headers = {**headers, "If-Match": '"0000"'}
     response = client.request(method, path, json=body, headers=headers)

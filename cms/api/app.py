@@ -21,6 +21,7 @@ from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
 from .public import PublishedController
 from .services import Services, ServicesDep, build_services
+from .webhooks import WebhooksController
 
 # Big enough for any real comparison; a 10 MB body is refused before it is parsed.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -46,7 +47,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
 
     return Litestar(
         route_handlers=[health, PublishedController, AuditController, DraftsController,
-                        TokensController],
+                        TokensController, WebhooksController],
+        on_startup=[lambda: built.webhooks.start()],
+        on_shutdown=[lambda: built.webhooks.stop()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],
         exception_handlers={

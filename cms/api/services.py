@@ -11,6 +11,7 @@ from ..documents import Documents
 from ..gitstore.repository import Repository
 from ..index import PublishedIndex
 from ..tokens import TokenStore
+from ..webhooks.service import Webhooks, build_webhooks
 from ..workflow import Workflow, load_workflow
 
 
@@ -21,6 +22,7 @@ class Services:
     documents: Documents
     index: PublishedIndex
     tokens: TokenStore
+    webhooks: Webhooks
 
 
 def build_services(settings: Settings) -> Services:
@@ -33,7 +35,7 @@ def build_services(settings: Settings) -> Services:
     documents.main_moved.append(index.on_main_moved)
     return Services(
         settings=settings, workflow=workflow, documents=documents, index=index,
-        tokens=TokenStore(settings.data),
+        tokens=TokenStore(settings.data), webhooks=build_webhooks(settings, documents),
     )
 
 

@@ -1,0 +1,433 @@
+"""Webhook endpoints, events and deliveries, kept durably in SQLite under ``CMS_DATA``.
+
+SQLite in WAL mode with full synchronous commits gives what the outbox needs: an event and its
+deliveries are written in one transaction that is on disk before the editor's request returns,
+and survive a crash of the server at any later point. Secrets live here, never in git.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from msgspec import Struct
+
+from ..errors import NotFound
+from .signing import new_secret
+
+DeliveryStatus = Literal["pending", "delivered", "failed", "coalesced"]
+ROTATION_GRACE_SECONDS = 24 * 3600
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS endpoints (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    events TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'standard',
+    coalesce_seconds REAL NOT NULL DEFAULT 0,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    disabled_reason TEXT,
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_secret_until REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    slug TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    endpoint_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    coalesced_into TEXT,
+    redelivery_of TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (endpoint_id, status, seq);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    status_code INTEGER,
+    duration_ms REAL NOT NULL,
+    error TEXT,
+    response_excerpt TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery_id);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Endpoint(Struct, kw_only=True):
+    id: str
+    url: str
+    description: str
+    events: list[str]
+    kind: str
+    coalesce_seconds: float
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Event(Struct, kw_only=True):
+    id: str
+    type: str
+    slug: str
+    commit: str
+    payload: bytes
+
+
+class NewEvent(Struct, frozen=True, kw_only=True):
+    id: str
+    type: str
+    slug: str
+    commit: str
+    payload: bytes
+
+
+class Attempt(Struct, kw_only=True):
+    at: datetime
+    status_code: int | None
+    duration_ms: float
+    error: str | None
+    response_excerpt: str
+
+
+class Delivery(Struct, kw_only=True):
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    slug: str
+    commit: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    finished_at: datetime | None
+    coalesced_into: str | None
+    redelivery_of: str | None
+    attempt_log: list[Attempt] = []
+
+
+class Due(Struct, kw_only=True):
+    """The next delivery of one endpoint, with what it takes to send it."""
+
+    delivery_id: str
+    endpoint: Endpoint
+    secrets: list[str]
+    event: Event
+    attempts: int
+    coalescible: list[str]
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class WebhookStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # Endpoints
+
+    def create_endpoint(self, *, url: str, events: list[str], description: str, kind: str,
+                        coalesce_seconds: float) -> tuple[Endpoint, str]:
+        endpoint_id = "ep_" + secrets.token_hex(8)
+        secret = new_secret()
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO endpoints (id, url, description, events, kind, coalesce_seconds, "
+                "secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (endpoint_id, url, description, json.dumps(events), kind, coalesce_seconds,
+                 secret, now, now),
+            )
+        return self.endpoint(endpoint_id), secret
+
+    def endpoints(self) -> list[Endpoint]:
+        return [self._endpoint(row) for row in self._rows("SELECT * FROM endpoints ORDER BY created_at")]
+
+    def endpoint(self, endpoint_id: str) -> Endpoint:
+        rows = self._rows("SELECT * FROM endpoints WHERE id = ?", endpoint_id)
+        if not rows:
+            raise NotFound(f"no webhook endpoint with id `{endpoint_id}`", field="id")
+        return self._endpoint(rows[0])
+
+    def update_endpoint(self, endpoint_id: str, **changes: Any) -> Endpoint:
+        self.endpoint(endpoint_id)
+        columns = {"url", "description", "events", "kind", "coalesce_seconds", "enabled",
+                   "disabled_reason"}
+        values = {key: value for key, value in changes.items() if key in columns}
+        if "events" in values:
+            values["events"] = json.dumps(values["events"])
+        if values.get("enabled"):
+            values["disabled_reason"] = None
+        if values:
+            assignments = ", ".join(f"{column} = ?" for column in values)
+            with self._transaction() as db:
+                db.execute(f"UPDATE endpoints SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608 - fixed column names
+                           (*values.values(), time.time(), endpoint_id))
+        return self.endpoint(endpoint_id)
+
+    def disable(self, endpoint_id: str, reason: str) -> None:
+        self.update_endpoint(endpoint_id, enabled=False, disabled_reason=reason)
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        self.endpoint(endpoint_id)
+        with self._transaction() as db:
+            db.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
+            db.execute("DELETE FROM attempts WHERE delivery_id IN "
+                       "(SELECT id FROM deliveries WHERE endpoint_id = ?)", (endpoint_id,))
+            db.execute("DELETE FROM deliveries WHERE endpoint_id = ?", (endpoint_id,))
+
+    def rotate_secret(self, endpoint_id: str) -> str:
+        """A new secret; the old one still signs (beside it) for a day, while receivers switch."""
+        rows = self._rows("SELECT secret FROM endpoints WHERE id = ?", endpoint_id)
+        if not rows:
+            raise NotFound(f"no webhook endpoint with id `{endpoint_id}`", field="id")
+        secret = new_secret()
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE endpoints SET secret = ?, previous_secret = ?, previous_secret_until = ?, "
+                "updated_at = ? WHERE id = ?",
+                (secret, rows[0]["secret"], now + ROTATION_GRACE_SECONDS, now, endpoint_id),
+            )
+        return secret
+
+    def secrets_in_use(self, endpoint_id: str, now: float) -> list[str]:
+        row = self._rows("SELECT secret, previous_secret, previous_secret_until FROM endpoints "
+                         "WHERE id = ?", endpoint_id)[0]
+        found = [row["secret"]]
+        if row["previous_secret"] and (row["previous_secret_until"] or 0) > now:
+            found.append(row["previous_secret"])
+        return found
+
+    @staticmethod
+    def _endpoint(row: sqlite3.Row) -> Endpoint:
+        return Endpoint(
+            id=row["id"], url=row["url"], description=row["description"],
+            events=json.loads(row["events"]), kind=row["kind"],
+            coalesce_seconds=row["coalesce_seconds"], enabled=bool(row["enabled"]),
+            disabled_reason=row["disabled_reason"],
+            created_at=datetime.fromtimestamp(row["created_at"], UTC),
+            updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
+        )
+
+    # Events and the outbox
+
+    def cursor(self, name: str) -> str | None:
+        rows = self._rows("SELECT value FROM cursors WHERE name = ?", name)
+        return str(rows[0]["value"]) if rows else None
+
+    def record(self, events: list[NewEvent], *, cursor: tuple[str, str] | None = None,
+               only_endpoint: str | None = None) -> int:
+        """Store events and queue a delivery for each subscribed endpoint, in one transaction.
+
+        An event already stored (same id) is not queued again, unless ``only_endpoint`` asks to
+        replay it to that endpoint. ``cursor`` records how far the source has been read.
+        """
+        queued = 0
+        now = time.time()
+        with self._transaction() as db:
+            endpoints = [self._endpoint(row) for row in db.execute(
+                "SELECT * FROM endpoints WHERE enabled = 1 OR ? IS NOT NULL", (only_endpoint,))]
+            for event in events:
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO events (id, type, slug, commit_sha, payload, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (event.id, event.type, event.slug, event.commit, event.payload, now),
+                ).rowcount
+                for endpoint in endpoints:
+                    if only_endpoint is not None:
+                        if endpoint.id != only_endpoint:
+                            continue
+                    elif not inserted:
+                        continue
+                    if event.type not in endpoint.events:
+                        continue
+                    self._queue(db, endpoint, event.id, now)
+                    queued += 1
+            if cursor is not None:
+                db.execute("INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)", cursor)
+        return queued
+
+    @staticmethod
+    def _queue(db: sqlite3.Connection, endpoint: Endpoint, event_id: str, now: float,
+               redelivery_of: str | None = None) -> str:
+        delivery_id = "dlv_" + secrets.token_hex(10)
+        # A coalescing endpoint waits out its window, so that a burst becomes one call.
+        first_attempt = now + endpoint.coalesce_seconds
+        db.execute(
+            "INSERT INTO deliveries (id, endpoint_id, event_id, status, next_attempt_at, "
+            "created_at, redelivery_of) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+            (delivery_id, endpoint.id, event_id, first_attempt, now, redelivery_of),
+        )
+        return delivery_id
+
+    def redeliver(self, endpoint_id: str, delivery_id: str) -> Delivery:
+        endpoint = self.endpoint(endpoint_id)
+        rows = self._rows("SELECT event_id FROM deliveries WHERE id = ? AND endpoint_id = ?",
+                          delivery_id, endpoint_id)
+        if not rows:
+            raise NotFound(f"no delivery `{delivery_id}` for endpoint `{endpoint_id}`",
+                           field="delivery_id")
+        with self._transaction() as db:
+            new_id = self._queue(db, endpoint, rows[0]["event_id"], time.time(), delivery_id)
+        return self.delivery(new_id)
+
+    def events_since(self, commits: list[str]) -> list[Event]:
+        if not commits:
+            return []
+        marks = ", ".join("?" for _ in commits)
+        rows = self._rows(f"SELECT * FROM events WHERE commit_sha IN ({marks}) ORDER BY seq",  # noqa: S608
+                          *commits)
+        return [self._event(row) for row in rows]
+
+    @staticmethod
+    def _event(row: sqlite3.Row) -> Event:
+        return Event(id=row["id"], type=row["type"], slug=row["slug"], commit=row["commit_sha"],
+                     payload=bytes(row["payload"]))
+
+    # Deliveries
+
+    def next_due(self, now: float, busy: set[str]) -> tuple[list[Due], float | None]:
+        """The head of each enabled endpoint's queue if it is due; and when the next one is."""
+        due: list[Due] = []
+        wake: float | None = None
+        for endpoint in self.endpoints():
+            if not endpoint.enabled or endpoint.id in busy:
+                continue
+            rows = self._rows(
+                "SELECT d.*, e.type, e.slug, e.commit_sha, e.payload FROM deliveries d "
+                "JOIN events e ON e.id = d.event_id WHERE d.endpoint_id = ? "
+                "AND d.status = 'pending' ORDER BY d.seq", endpoint.id)
+            if not rows:
+                continue
+            head = rows[0]
+            if head["next_attempt_at"] > now:
+                wake = head["next_attempt_at"] if wake is None else min(wake, head["next_attempt_at"])
+                continue
+            chosen = head
+            coalescible: list[str] = []
+            if endpoint.coalesce_seconds > 0 and head["attempts"] == 0:
+                fresh = [row for row in rows if row["attempts"] == 0]
+                chosen = fresh[-1]
+                coalescible = [row["id"] for row in fresh[:-1]]
+            due.append(Due(
+                delivery_id=chosen["id"], endpoint=endpoint,
+                secrets=self.secrets_in_use(endpoint.id, now),
+                event=Event(id=chosen["event_id"], type=chosen["type"], slug=chosen["slug"],
+                            commit=chosen["commit_sha"], payload=bytes(chosen["payload"])),
+                attempts=chosen["attempts"], coalescible=coalescible,
+            ))
+        return due, wake
+
+    def finish_attempt(self, delivery_id: str, attempt: Attempt, *,
+                       status: DeliveryStatus, next_attempt_at: float | None,
+                       coalesced: list[str]) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, "
+                "response_excerpt) VALUES (?, ?, ?, ?, ?, ?)",
+                (delivery_id, attempt.at.timestamp(), attempt.status_code, attempt.duration_ms,
+                 attempt.error, attempt.response_excerpt),
+            )
+            finished = now if status != "pending" else None
+            db.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
+                "finished_at = ? WHERE id = ?",
+                (status, next_attempt_at if next_attempt_at is not None else now, finished,
+                 delivery_id),
+            )
+            for other in coalesced:
+                db.execute("UPDATE deliveries SET status = 'coalesced', coalesced_into = ?, "
+                           "finished_at = ? WHERE id = ? AND status = 'pending'",
+                           (delivery_id, now, other))
+
+    def deliveries(self, endpoint_id: str, limit: int = 100) -> list[Delivery]:
+        self.endpoint(endpoint_id)
+        rows = self._rows(
+            "SELECT d.*, e.type, e.slug, e.commit_sha FROM deliveries d JOIN events e "
+            "ON e.id = d.event_id WHERE d.endpoint_id = ? ORDER BY d.seq DESC LIMIT ?",
+            endpoint_id, limit)
+        return [self._delivery(row) for row in rows]
+
+    def delivery(self, delivery_id: str) -> Delivery:
+        rows = self._rows(
+            "SELECT d.*, e.type, e.slug, e.commit_sha FROM deliveries d JOIN events e "
+            "ON e.id = d.event_id WHERE d.id = ?", delivery_id)
+        if not rows:
+            raise NotFound(f"no delivery `{delivery_id}`", field="delivery_id")
+        return self._delivery(rows[0])
+
+    def _delivery(self, row: sqlite3.Row) -> Delivery:
+        attempts = [
+            Attempt(at=datetime.fromtimestamp(a["at"], UTC), status_code=a["status_code"],
+                    duration_ms=a["duration_ms"], error=a["error"],
+                    response_excerpt=a["response_excerpt"])
+            for a in self._rows("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY id",
+                                row["id"])
+        ]
+        pending = row["status"] == "pending"
+        return Delivery(
+            id=row["id"], endpoint_id=row["endpoint_id"], event_id=row["event_id"],
+            event_type=row["type"], slug=row["slug"], commit=row["commit_sha"],
+            status=row["status"], attempts=row["attempts"],
+            next_attempt_at=_time(row["next_attempt_at"]) if pending else None,
+            created_at=datetime.fromtimestamp(row["created_at"], UTC),
+            finished_at=_time(row["finished_at"]), coalesced_into=row["coalesced_into"],
+            redelivery_of=row["redelivery_of"], attempt_log=attempts,
+        )
