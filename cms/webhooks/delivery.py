@@ -134,12 +134,12 @@ class Dispatcher:
             self._idle.notify_all()
         self._wake.set()
 
-    def drain(self, max_rounds: int = 1000) -> None:
-        """Deliver everything that is due now, waiting for the attempts (for tools and tests)."""
+    def drain(self, max_rounds: int = 1000, at: float | None = None) -> None:
+        """Deliver, in this thread, everything due now (or at time ``at``): for tools and tests."""
         for _ in range(max_rounds):
             with self._busy_lock:
                 busy = set(self._busy)
-            due, _ = self.store.next_due(time.time(), busy)
+            due, _ = self.store.next_due(time.time() if at is None else at, busy)
             if not due and not busy:
                 return
             for item in due:
