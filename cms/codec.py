@@ -7,6 +7,7 @@ that files read well and diff line by line.
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Any
 
 import msgspec
@@ -43,6 +44,15 @@ _Dumper.add_representer(str, _represent_str)
 
 def encode(comparison: Comparison) -> str:
     data = msgspec.to_builtins(comparison)
+    workflow = data["workflow"]
+    published_at = comparison.workflow.published_at
+    if published_at is not None:
+        # UTC, because the notation keeps offsets only to the minute.
+        workflow["published_at"] = msgspec.to_builtins(published_at.astimezone(UTC))
+    for key in ("authors", "approved_by", "published_at"):
+        # Empty workflow fields are left out; the state is always written.
+        if workflow.get(key) in ([], None):
+            del workflow[key]
     body: str = data.pop("body")
     front = yaml.dump(
         data,
@@ -126,4 +136,14 @@ def explain(message: str, path: str) -> tuple[str, str | None]:
     leaf = re.sub(r"\[\d+\]$", "", (field or "").rsplit(".", 1)[-1])
     if message.startswith("Invalid enum value") and leaf in _ALLOWED:
         message = f"{message}; expected {_ALLOWED[leaf]}"
+    elif "matching regex" in message:
+        shape = _SHAPES.get(leaf, "a value of the documented form")
+        message = f"Expected {shape}"
     return message, field
+
+
+_SLUG_SHAPE = "lowercase letters, digits and single hyphens, like `cursor-vs-windsurf`"
+_SHAPES = {"slug": _SLUG_SHAPE, "id": _SLUG_SHAPE, "reviewer": _SLUG_SHAPE,
+           "authors": "`Name <email>`", "approved_by": "`Name <email>`",
+           "state": "lowercase letters and underscores", "email": "an address like `ada@example.com`",
+           "name": "a name without `<`, `>` or line breaks", "since": "a 40-character commit id"}

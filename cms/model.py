@@ -8,15 +8,16 @@ path of the offending value, exactly like a type error.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
-SLUG_RE = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
-PERSON_RE = r"^[^<>\n]+ <[^<>\s]+@[^<>\s]+>$"
+# `\Z`, not `$`: msgspec searches, and `$` would also match before a trailing newline.
+SLUG_RE = r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z"
+PERSON_RE = r"^[^<>\n]+ <[^<>\s]+@[^<>\s]+>\Z"
 
 Slug = Annotated[str, Meta(pattern=SLUG_RE, min_length=3, max_length=120)]
 ReviewerId = Annotated[str, Meta(pattern=SLUG_RE, min_length=1, max_length=40)]
@@ -25,7 +26,8 @@ Description = Annotated[str, Meta(min_length=1, max_length=4000)]
 QuoteText = Annotated[str, Meta(min_length=1, max_length=8000)]
 Body = Annotated[str, Meta(max_length=200_000)]
 Person = Annotated[str, Meta(pattern=PERSON_RE, max_length=320)]
-StateName = Annotated[str, Meta(pattern=r"^[a-z][a-z_]*$", max_length=40)]
+StateName = Annotated[str, Meta(pattern=r"^[a-z][a-z_]*\Z", max_length=40)]
+Moment = Annotated[datetime, Meta(tz=True)]
 Tally = Annotated[int, Meta(ge=0)]
 Verdict = Literal["ship", "skip"]
 
@@ -90,13 +92,18 @@ class Tool(Struct, forbid_unknown_fields=True):
             seen.add(review.reviewer)
 
 
-class WorkflowRecord(Struct, forbid_unknown_fields=True, omit_defaults=True):
+class WorkflowRecord(Struct, forbid_unknown_fields=True):
     """Where the document stands in the review workflow, kept in the file so it travels with it."""
 
     state: StateName = "draft"
     authors: list[Person] = msgspec.field(default_factory=list)
     approved_by: list[Person] = msgspec.field(default_factory=list)
-    published_at: datetime | None = None
+    published_at: Moment | None = None
+
+    def __post_init__(self) -> None:
+        # Stored in UTC: offsets finer than a minute would not survive the file's notation.
+        if self.published_at is not None:
+            self.published_at = self.published_at.astimezone(UTC)
 
 
 class Comparison(Struct, forbid_unknown_fields=True):

@@ -26,8 +26,8 @@ from .errors import InvalidContent, NotFound
 from .identity import Actor, Role
 
 TOKEN_PREFIX = "cms_"  # noqa: S105 - a marker, not a secret
-Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^<>\n\r\t]+$")]
-Email = Annotated[str, Meta(max_length=254, pattern=r"^[^<>\s@]+@[^<>\s@]+$")]
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^<>\n\r\t]+\Z")]
+Email = Annotated[str, Meta(max_length=254, pattern=r"^[^<>\s@]+@[^<>\s@]+\Z")]
 
 
 class TokenRecord(Struct, kw_only=True):

@@ -54,7 +54,7 @@ class SecretRotated(Struct, kw_only=True):
 
 
 class ReplayIn(Struct, forbid_unknown_fields=True):
-    since: Annotated[str, Meta(pattern=r"^[0-9a-f]{40}$")]
+    since: Annotated[str, Meta(pattern=r"^[0-9a-f]{40}\Z")]
 
 
 class Replayed(Struct):
