@@ -19,7 +19,7 @@ class Receiver:
     """Answers each request with the next status of ``answers`` (the last one repeats)."""
 
     def __init__(self, answers: list[int] | None = None,
-                 extra_headers: dict[str, str] | None = None) -> None:
+                 extra_headers: dict[str, str] | None = None, port: int = 0) -> None:
         self.answers = answers or [200]
         self.extra_headers = extra_headers or {}
         self.received: list[Received] = []
@@ -46,7 +46,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def wait_for(self, count: int, timeout: float = 30) -> bool:

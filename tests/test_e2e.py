@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from .conftest import fsck, git
+from .receivers import Receiver, running
 
 EDITOR = ("Ada Editor", "ada@example.com", "editor")
 REVIEWER = ("Rita Reviewer", "rita@example.com", "reviewer")
@@ -33,14 +38,12 @@ class Server:
         return {"Authorization": f"Bearer {result.stdout.strip().splitlines()[-1]}"}
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    env = {**os.environ, "CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "var"),
-           "CMS_HOST": "127.0.0.1", "CMS_PORT": "0"}
-    subprocess.run([sys.executable, "-m", "cms", "init"], env=env, check=True,
-                   capture_output=True, timeout=60)
-    log = tmp_path / "server.log"
-    with open(log, "w") as errors, subprocess.Popen(
+@contextmanager
+def start(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``cms serve`` as a child process; yields it and its URL once the socket is bound."""
+    log = Path(env["CMS_DATA"]) / "server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as errors, subprocess.Popen(
         [sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE, stderr=errors,
         text=True,
     ) as process:
@@ -49,11 +52,22 @@ def server(tmp_path: Path) -> Iterator[Server]:
             # The server prints its URL once the socket is bound; connections queue from then on.
             banner = process.stdout.readline()
             assert banner.startswith("CMS serving http://127.0.0.1:"), banner + log.read_text()
-            yield Server(banner.split()[2], env)
+            yield process, banner.split()[2]
         finally:
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
             process.wait(timeout=30)
     assert "Traceback" not in log.read_text()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    env = {**os.environ, "CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "var"),
+           "CMS_HOST": "127.0.0.1", "CMS_PORT": "0"}
+    subprocess.run([sys.executable, "-m", "cms", "init"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    with start(env) as (_, url):
+        yield Server(url, env)
     fsck(tmp_path / "content")
 
 
@@ -96,3 +110,34 @@ def test_a_comparison_from_draft_to_frontend(server: Server, tmp_path: Path) -> 
 
     log = git(tmp_path / "content", "log", "--first-parent", "--format=%s", "main").splitlines()
     assert log[0] == "Publish: Live Server Comparison"
+
+
+def test_kill_nine_between_commit_and_delivery_still_delivers(tmp_path: Path) -> None:
+    env = {**os.environ, "CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "var"),
+           "CMS_PORT": "0", "CMS_WEBHOOK_ALLOW_PRIVATE": "1", "CMS_WEBHOOK_BACKOFF": "3600"}
+    subprocess.run([sys.executable, "-m", "cms", "init"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    server = Server("", env)
+    admin = server.token("Ann Admin", "ann@example.com", "admin")
+    publisher = server.token(*PUBLISHER)
+    receiver = Receiver()
+    receiver.hold = threading.Event()
+    with running(receiver):
+        with start(env) as (process, url), httpx.Client(base_url=url, timeout=30) as http:
+            hook = http.post("/api/webhooks", json={"url": receiver.url}, headers=admin)
+            assert hook.status_code == 201
+            first = http.get("/api/comparisons").json()["items"][0]["slug"]
+            etag = http.get(f"/api/comparisons/{first}").headers["etag"]
+            done = http.post(f"/api/drafts/{first}/transitions", json={"action": "unpublish"},
+                             headers={**publisher, "If-Match": etag})
+            assert done.status_code == 200
+            assert receiver.wait_for(1)
+            # The delivery is in flight: the receiver holds it. Now the server dies.
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        receiver.hold.set()
+        with start(env):
+            assert receiver.wait_for(2)
+    assert receiver.ids()[0] == receiver.ids()[1]
+    assert json.loads(receiver.received[1].body)["data"]["slug"] == first
+    fsck(tmp_path / "content")
