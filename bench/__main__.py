@@ -15,8 +15,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -28,6 +30,7 @@ from cms.documents import Documents
 from cms.gitstore.repository import Repository
 from cms.identity import Actor
 from cms.seed import initialise
+from cms.tokens import TokenStore
 from cms.workflow import load_workflow
 
 EDITOR = Actor(name="Bench Editor", email="editor@example.com", roles=frozenset({"editor"}))
@@ -127,11 +130,97 @@ def bench_reads(settings: Settings, requests: int) -> dict[str, dict[str, float]
     return {"read_one": summary(one), "read_list": summary(listing)}
 
 
+class CountingReceiver:
+    """A loopback receiver that answers 200 and counts what arrives."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                with receiver.arrived:
+                    receiver.count += 1
+                    receiver.arrived.notify_all()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def bench_webhooks(workdir: Path, publishes: int) -> dict[str, object]:
+    """Publish latency over HTTP with 0 and with 10 endpoints, and what reached the receiver."""
+    settings = load_settings({}, repo=workdir / "hooks.git", data=workdir / "hooks-data")
+    initialise(settings, PROJECT_ROOT / "content")
+    tokens = TokenStore(settings.data)
+    editor = {"Authorization": "Bearer " + tokens.create("E", "e@example.com", ["editor"])[1]}
+    reviewer = {"Authorization": "Bearer " + tokens.create("R", "r@example.com", ["reviewer"])[1]}
+    publisher = {"Authorization": "Bearer " + tokens.create("P", "p@example.com", ["publisher"])[1]}
+    admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
+    receiver = CountingReceiver()
+    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
+           "CMS_PORT": "0", "CMS_WEBHOOK_ALLOW_PRIVATE": "1"}
+    report: dict[str, object] = {}
+    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as server:
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split()[2]
+            with httpx.Client(base_url=url, timeout=30) as http:
+                base = http.get("/api/comparisons?limit=1").json()["items"][0]["slug"]
+                document = http.get(f"/api/comparisons/{base}").json()
+
+                def approved(slug: str) -> str:
+                    created = http.post("/api/drafts", headers=editor,
+                                        json={**document, "slug": slug, "title": slug})
+                    etag = created.headers["etag"]
+                    for action, who in (("submit", editor), ("approve", reviewer)):
+                        etag = http.post(f"/api/drafts/{slug}/transitions", json={"action": action},
+                                         headers={**who, "If-Match": etag}).headers["etag"]
+                    return etag
+
+                for endpoints in (0, 10):
+                    for _ in range(endpoints - len(http.get("/api/webhooks", headers=admin).json())):
+                        http.post("/api/webhooks", json={"url": receiver.url}, headers=admin)
+                    samples = []
+                    for number in range(publishes):
+                        slug = f"hooked-{endpoints}-{number}"
+                        etag = approved(slug)
+                        samples.append(timed(lambda s=slug, e=etag: http.post(
+                            f"/api/drafts/{s}/transitions", json={"action": "publish"},
+                            headers={**publisher, "If-Match": e})))
+                    report[f"publish_http_{endpoints}_endpoints"] = summary(samples)
+                expected = 10 * publishes
+                with receiver.arrived:
+                    receiver.arrived.wait_for(lambda: receiver.count >= expected, timeout=60)
+                attempts = 0
+                for hook in http.get("/api/webhooks", headers=admin).json():
+                    log = http.get(f"/api/webhooks/{hook['id']}/deliveries", headers=admin)
+                    attempts += sum(len(d["attempt_log"]) for d in log.json()["items"])
+                report["events_expected"] = expected
+                report["requests_received"] = receiver.count
+                report["attempts_logged"] = attempts
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            receiver.server.shutdown()
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--comparisons", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--publishes", type=int, default=20)
     args = parser.parse_args()
     report: dict[str, object] = {"comparisons": args.comparisons}
     with tempfile.TemporaryDirectory() as temp:
@@ -147,6 +236,7 @@ def main() -> int:
         fast = load_settings({}, repo=workdir / "fast.git", data=workdir / "data", durable=False)
         initialise(fast, seed)
         report["store_not_durable"] = bench_store(fast, args.rounds)
+        report["webhooks"] = bench_webhooks(workdir, args.publishes)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'measure':42} {'median ms':>10} {'p95 ms':>10}")
@@ -154,11 +244,14 @@ def main() -> int:
     assert isinstance(baseline, dict)
     print(f"{'git add + git commit (CLI baseline)':42} {baseline['median_ms']:>10} "
           f"{baseline['p95_ms']:>10}")
-    for group in ("store_durable", "store_not_durable", "reads_http_sequential"):
+    for group in ("store_durable", "store_not_durable", "reads_http_sequential", "webhooks"):
         rows = report[group]
         assert isinstance(rows, dict)
         for name, row in rows.items():
-            print(f"{group + ' ' + name:42} {row['median_ms']:>10} {row['p95_ms']:>10}")
+            if isinstance(row, dict):
+                print(f"{group + ' ' + name:42} {row['median_ms']:>10} {row['p95_ms']:>10}")
+            else:
+                print(f"{group + ' ' + name:42} {row:>10}")
     print(f"written to {RESULTS.relative_to(PROJECT_ROOT)}")
     return 0
 
