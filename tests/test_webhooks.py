@@ -320,13 +320,18 @@ def test_a_slow_receiver_never_blocks_an_editor(tmp_path: Path) -> None:
     tokens = make_tokens(settings)
     slow = Receiver()
     slow.hold = threading.Event()
-    with running(slow), TestClient(app=create_app(settings)) as client:
+    with running(slow), running(Receiver()) as fast, \
+            TestClient(app=create_app(settings)) as client:
         subscribe(client, tokens["admin"], slow.url)
+        subscribe(client, tokens["admin"], fast.url)
         publish_new(client, tokens, "slow-one")
         assert slow.wait_for(1)
-        # The receiver is still holding its first request, and yet the next publish completes.
+        # The receiver is still holding its first request, and yet the next publish completes
+        # and the other endpoint hears of both.
         publish_new(client, tokens, "slow-two")
+        assert fast.wait_for(2)
         assert not slow.hold.is_set()
+        assert len(slow.received) == 1
         slow.hold.set()
         assert slow.wait_for(2)
 
@@ -350,3 +355,14 @@ def test_events_survive_a_restart_and_a_crash_before_recording(tmp_path: Path) -
         assert receiver.wait_for(1)
     event = json.loads(receiver.received[0].body)
     assert (event["type"], event["data"]["slug"]) == ("comparison.unpublished", HAIKU)
+
+
+def test_a_build_hook_gets_a_signed_empty_post(hooks: tuple[Client, dict[str, Headers]]) -> None:
+    client, tokens = hooks
+    with running(Receiver()) as receiver:
+        created = subscribe(client, tokens["admin"], receiver.url, kind="build_hook")
+        publish_new(client, tokens, "build-hook-one")
+        drain(client)
+        request = receiver.received[0]
+    assert request.body == b""
+    Webhook(created["secret"]).verify(request.body, request.headers, json_parse=False)
