@@ -20,7 +20,14 @@ from msgspec import Struct
 
 from . import codec
 from .config import Settings
-from .errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired, StoreError
+from .errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    StoreError,
+)
 from .gitstore.messages import format_message, subject_line
 from .gitstore.refs import RefConflict
 from .gitstore.repository import Repository, Signature
@@ -33,6 +40,7 @@ log = logging.getLogger("cms")
 BRANCH_PREFIX = "refs/heads/cms/comparisons/"
 DISCARDED_PREFIX = "refs/cms/discarded/comparisons/"
 _MAIN_RETRIES = 8
+_REMOVALS = {"unpublish": "unpublished", "discard": "discarded"}
 
 MainMoved = Callable[[str | None, str], None]
 Committed = Callable[[str], None]
@@ -120,25 +128,32 @@ class Documents:
         return self._branch_revision(slug, head)
 
     def _branch_revision(self, slug: str, head: str) -> Revision:
-        commit = self.repo.read_commit(head)
+        return self.at(slug, head, ref=self.branch(slug))
+
+    def at(self, slug: str, commit_id: str, *, ref: str | None = None) -> Revision:
+        """The comparison as it stood at a commit of any branch, even one that removed it."""
+        commit = self.repo.read_commit(commit_id)
         blob = self.repo.blob_at(commit.tree, self.path(slug))
         if blob is not None:
             return Revision(
-                comparison=self.decode_blob(blob), revision=blob, commit=head,
-                ref=self.branch(slug), work_in_progress=True,
+                comparison=self.decode_blob(blob), revision=blob, commit=commit_id,
+                ref=ref or commit_id, work_in_progress=ref is not None and ref != self.main_ref,
             )
-        if commit.message.first("Cms-Action") != "unpublish" or not commit.parents:
-            raise StoreError(f"branch for {slug} has no document and is not an unpublish")
-        # An unpublish is one commit that removes the file from main; the branch points at it,
-        # and the document as it stood is in the commit's parent.
+        action = commit.message.first("Cms-Action")
+        removed = commit.message.first("Cms-Document") == f"comparisons/{slug}"
+        if action not in _REMOVALS or not removed or not commit.parents:
+            raise NotFound(f"`{slug}` is not in commit {commit_id}", field="slug")
+        # An unpublish or discard is one commit that removes the file; the document as it
+        # stood is in the commit's parent, and its state is the commit's.
         before = self.repo.blob_at(self.repo.read_commit(commit.parents[0]).tree, self.path(slug))
         if before is None:
-            raise StoreError(f"unpublish of {slug} at {head} has no previous document")
+            raise StoreError(f"{action} of {slug} at {commit_id} has no previous document")
         comparison = self.decode_blob(before)
-        record = msgspec.structs.replace(comparison.workflow, state="unpublished")
+        record = msgspec.structs.replace(comparison.workflow, state=_REMOVALS[action])
         return Revision(
-            comparison=msgspec.structs.replace(comparison, workflow=record), revision=head,
-            commit=head, ref=self.branch(slug), work_in_progress=True,
+            comparison=msgspec.structs.replace(comparison, workflow=record),
+            revision=commit_id, commit=commit_id, ref=ref or commit_id,
+            work_in_progress=ref is not None and ref != self.main_ref,
         )
 
     def current(self, slug: str) -> Revision | None:
@@ -198,6 +213,34 @@ class Documents:
             approvers = record.approved_by if transition.approval else None
             return self._commit_to_branch(slug, current, document, action, label, actor, comment,
                                           approvers)
+
+    def revert(self, slug: str, to: str, actor: Actor, if_match: str | None,
+               comment: str = "") -> Revision:
+        """A new draft revision with the content the comparison had at commit ``to``."""
+        target = self.at(slug, self.resolve(to))
+        with self._write_lock:
+            current = self._require(slug, if_match)
+            record = decide(self.workflow, current.comparison.workflow, "edit", actor, at=None)
+            document = msgspec.structs.replace(target.comparison, workflow=record)
+            base = current if current.work_in_progress else None
+            note = comment or f"Revert to the version of {target.commit[:12]}."
+            return self._commit_to_branch(slug, base, document, "revert", "Revert", actor, note)
+
+    def resolve(self, commit: str) -> str:
+        """A full commit id from a full or abbreviated one."""
+        if not 4 <= len(commit) <= 40 or any(c not in "0123456789abcdef" for c in commit):
+            raise BadRequest("a commit is 4 to 40 lowercase hexadecimal digits", field="commit")
+        if len(commit) < 40:
+            try:
+                commit = self.repo.git("rev-parse", "--verify", "--quiet",
+                                       f"{commit}^{{commit}}").strip()
+            except StoreError as exc:
+                raise NotFound(f"no commit {commit} in the content repository",
+                               field="commit") from exc
+        kind, _ = self.repo.read_object(commit)
+        if kind != b"commit":
+            raise NotFound(f"{commit} is not a commit", field="commit")
+        return commit
 
     def discard(self, slug: str, actor: Actor, if_match: str | None, comment: str = "") -> None:
         with self._write_lock:

@@ -32,7 +32,21 @@ class HistoryEntry(Struct, frozen=True):
     committer: str
 
 
-def history(documents: Documents, slug: str) -> list[HistoryEntry]:
+class HistoryFilter(Struct, frozen=True, kw_only=True):
+    actions: frozenset[str] = frozenset()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def accepts(self, entry: HistoryEntry) -> bool:
+        if self.actions and entry.action not in self.actions:
+            return False
+        if self.since is not None and entry.time < self.since:
+            return False
+        return self.until is None or entry.time <= self.until
+
+
+def history(documents: Documents, slug: str,
+            only: HistoryFilter | None = None) -> list[HistoryEntry]:
     """Every commit on main or on the comparison's branches that changed its file, newest first."""
     refs = [documents.main_ref, documents.branch(slug)]
     refs += list(documents.repo.refs.under(f"{DISCARDED_PREFIX}{slug}/"))
@@ -42,7 +56,13 @@ def history(documents: Documents, slug: str) -> list[HistoryEntry]:
     output = documents.repo.git(
         "log", f"--format={_FORMAT}", "--date-order", *existing, "--", documents.path(slug)
     )
-    return [_entry(record) for record in output.split(_RECORD) if record.strip()]
+    entries = [_entry(record) for record in output.split(_RECORD) if record.strip()]
+    return [entry for entry in entries if only is None or only.accepts(entry)]
+
+
+def publications(documents: Documents, slug: str) -> list[HistoryEntry]:
+    """The commits that put a version of the comparison on main, newest first."""
+    return history(documents, slug, HistoryFilter(actions=frozenset({"publish", "seed"})))
 
 
 def _entry(record: str) -> HistoryEntry:

@@ -25,6 +25,11 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/api/comparisons"): PUBLIC,
     ("GET", "/api/comparisons/{slug:str}"): PUBLIC,
     ("GET", "/api/comparisons/{slug:str}/history"): holding("auditor", "admin"),
+    ("GET", "/api/comparisons/{slug:str}/revisions/{commit:str}"): EVERYONE,
+    ("GET", "/api/comparisons/{slug:str}/diff"): EVERYONE,
+    ("GET", "/api/audit/verdict-changes"): holding("auditor", "admin"),
+    ("GET", "/api/audit/verify"): holding("auditor", "admin"),
+    ("POST", "/api/drafts/{slug:str}/revert"): holding("editor", "admin"),
     ("GET", "/api/drafts"): EVERYONE,
     ("GET", "/api/drafts/{slug:str}"): EVERYONE,
     ("POST", "/api/drafts"): holding("editor", "admin"),
@@ -65,6 +70,7 @@ def test_every_route_is_in_the_access_table(client: TestClient) -> None:  # type
 def call(client: TestClient, method: str, template: str, headers: Headers) -> int:  # type: ignore[type-arg]
     path = template.replace("{slug:str}", HAIKU).replace("{token_id:str}", "nosuchtoken")
     path = path.replace("{endpoint_id:str}", "ep_none").replace("{delivery_id:str}", "dlv_none")
+    path = path.replace("{commit:str}", "0" * 40)
     body: Any = None
     if method == "POST" and template == "/api/drafts":
         base = client.get(f"/api/comparisons/{HAIKU}").json()
@@ -79,6 +85,9 @@ def call(client: TestClient, method: str, template: str, headers: Headers) -> in
         body = {"name": "New Person", "email": "new@example.com", "roles": ["auditor"]}
     elif template == "/api/webhooks" and method == "POST":
         body = {"url": "https://hooks.example.com/rebuild"}
+    elif template.endswith("/revert"):
+        body = {"to": "0" * 40}
+        headers = {**headers, "If-Match": '"0000"'}
     elif template.endswith("/replay"):
         body = {"since": "0" * 40}
     elif method == "PATCH":

@@ -15,7 +15,7 @@ from msgspec import Struct
 from ..config import Settings
 from ..errors import CmsError
 from .admin import TokensController
-from .audit import AuditController
+from .audit import ComparisonAuditController, RepositoryAuditController
 from .auth import TokenAuthentication
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
@@ -46,8 +46,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         return state.services  # type: ignore[no-any-return]
 
     return Litestar(
-        route_handlers=[health, PublishedController, AuditController, DraftsController,
-                        TokensController, WebhooksController],
+        route_handlers=[health, PublishedController, ComparisonAuditController,
+                        RepositoryAuditController, DraftsController, TokensController,
+                        WebhooksController],
         on_startup=[lambda: built.webhooks.start()],
         on_shutdown=[lambda: built.webhooks.stop()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},

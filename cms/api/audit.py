@@ -1,32 +1,185 @@
-"""Routes for auditors: the history of a comparison, read from git."""
+"""Routes for auditors: history, any revision, field-level diffs, verdict changes, verification."""
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
 from litestar import Controller, Response, get
+from litestar.params import FromPath, QueryParameter
 from msgspec import Struct
 
-from ..errors import NotFound
-from ..history import HistoryEntry, history
+from ..audit import VerdictChange, Verification, verify
+from ..diff import Change, compare
+from ..errors import BadRequest, Conflict, NotFound
+from ..history import HistoryEntry, HistoryFilter, history, publications
+from ..render import render_cached
 from .auth import requires_roles
 from .http import PRIVATE_CACHE, SlugPath, check_slug
-from .services import ServicesDep
+from .schemas import ComparisonView, comparison_view
+from .services import Services, ServicesDep
+
+AUDIT_ROLES = ("auditor", "admin")
+ANY_ROLE = ("editor", "reviewer", "publisher", "auditor", "admin")
+Moment = Annotated[datetime | None, QueryParameter(description="ISO 8601 time, e.g. 2026-11-01T00:00:00Z")]
 
 
 class History(Struct, kw_only=True):
-    slug: SlugPath
+    slug: str
     entries: list[HistoryEntry]
+    total: int
+    next_cursor: str | None
 
 
-class AuditController(Controller):
-    path = "/api/comparisons"
+class Diff(Struct, kw_only=True):
+    slug: str
+    from_commit: str
+    to_commit: str
+    changes: list[Change]
+    body_diff: str | None
+
+
+class VerdictChanges(Struct, kw_only=True):
+    items: list[VerdictChange]
+    head: str | None
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except ValueError as exc:
+        raise BadRequest("the cursor is not one this API gave out", field="cursor") from exc
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+
+
+def _view(services: Services, slug: str, commit: str) -> ComparisonView:
+    revision = services.documents.at(slug, services.documents.resolve(commit))
+    return comparison_view(
+        revision.comparison, revision=revision.revision,
+        html=render_cached(revision.revision, revision.comparison.body),
+        url=f"{services.settings.base_url}/api/comparisons/{slug}/revisions/{revision.commit}",
+    )
+
+
+class ComparisonAuditController(Controller):
+    path = "/api/comparisons/{slug:str}"
     tags = ["audit"]
     guards = [requires_roles]
-    opt = {"roles": ("auditor", "admin")}
 
-    @get("/{slug:str}/history", sync_to_thread=True, summary="Every commit that changed it")
-    def read_history(self, services: ServicesDep, slug: SlugPath) -> Response[History]:
-        entries = history(services.documents, check_slug(slug))
-        if not entries:
+    @get("/history", sync_to_thread=True, opt={"roles": AUDIT_ROLES},
+         summary="Every commit that changed it, newest first")
+    def read_history(
+        self, services: ServicesDep, slug: SlugPath,
+        action: Annotated[list[str] | None, QueryParameter(
+            description="Only these actions, e.g. publish (repeatable)")] = None,
+        since: Moment = None, until: Moment = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, QueryParameter(description="The previous `next_cursor`")] = None,
+    ) -> Response[History]:
+        only = HistoryFilter(actions=frozenset(action or ()), since=since, until=until)
+        entries = history(services.documents, check_slug(slug), only)
+        if not entries and not history(services.documents, slug):
             raise NotFound(f"no comparison with slug `{slug}` has ever existed", field="slug")
-        return Response(History(slug=slug, entries=entries),
+        start = _offset(cursor)
+        page = entries[start : start + limit]
+        more = start + limit < len(entries)
+        body = History(slug=slug, entries=page, total=len(entries),
+                       next_cursor=_cursor(start + limit) if more else None)
+        return Response(body, headers={"Cache-Control": PRIVATE_CACHE})
+
+    @get("/revisions/{commit:str}", sync_to_thread=True, opt={"roles": ANY_ROLE},
+         summary="The comparison exactly as it was at a commit")
+    def read_revision(self, services: ServicesDep, slug: SlugPath, commit: FromPath[str]
+                      ) -> Response[ComparisonView]:
+        view = _view(services, check_slug(slug), commit)
+        # A commit never changes, so neither does what it held.
+        return Response(view, headers={"Cache-Control": "private, max-age=31536000, immutable",
+                                       "ETag": f'"{view.revision}"'})
+
+    @get("/diff", sync_to_thread=True, opt={"roles": ANY_ROLE},
+         summary="Field-level changes between two commits (default: the last two publications)")
+    def read_diff(
+        self, services: ServicesDep, slug: SlugPath,
+        from_commit: Annotated[str | None, QueryParameter(name="from")] = None,
+        to_commit: Annotated[str | None, QueryParameter(name="to")] = None,
+    ) -> Diff:
+        documents = services.documents
+        check_slug(slug)
+        if from_commit is None or to_commit is None:
+            published = [entry.sha for entry in publications(documents, slug)]
+            if to_commit is None:
+                if not published:
+                    raise NotFound(f"`{slug}` has never been published", field="slug")
+                to_commit = published[0]
+            if from_commit is None:
+                later = published[published.index(to_commit) + 1:] if to_commit in published \
+                    else published
+                if not later:
+                    raise Conflict(f"`{slug}` has only one publication; name `from` to compare",
+                                   field="from")
+                from_commit = later[0]
+        before = documents.at(slug, documents.resolve(from_commit))
+        after = documents.at(slug, documents.resolve(to_commit))
+        difference = compare(before.comparison, after.comparison)
+        return Diff(slug=slug, from_commit=before.commit, to_commit=after.commit,
+                    changes=difference.changes, body_diff=difference.body_diff)
+
+
+class RepositoryAuditController(Controller):
+    path = "/api/audit"
+    tags = ["audit"]
+    guards = [requires_roles]
+    opt = {"roles": AUDIT_ROLES}
+
+    @get("/verdict-changes", sync_to_thread=True,
+         summary="Every published change of a verdict or panel share (JSON or CSV)")
+    def verdict_changes(
+        self, services: ServicesDep, since: Moment = None, until: Moment = None,
+        tool: Annotated[str | None, QueryParameter(description="Tool id or part of its name")] = None,
+        slug: Annotated[str | None, QueryParameter(description="One comparison")] = None,
+        output: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
+    ) -> Response[Any]:
+        items = services.verdicts.changes(since=since, until=until, tool=tool, slug=slug)
+        if output == "csv":
+            return Response(_csv(items), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="verdict-changes.csv"',
+                                     "Cache-Control": PRIVATE_CACHE})
+        return Response(VerdictChanges(items=items, head=services.verdicts.head),
                         headers={"Cache-Control": PRIVATE_CACHE})
+
+    @get("/verify", sync_to_thread=True,
+         summary="Check main's history: CMS-made publications with the required approvals")
+    def verify_main(self, services: ServicesDep) -> Verification:
+        return verify(services.documents)
+
+
+_CSV_COLUMNS = ("time", "commit", "slug", "title", "tool", "tool_name", "reviewer", "kind",
+                "before", "after", "before_label", "after_label", "actor", "approvers")
+
+
+def _csv(items: list[VerdictChange]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(_CSV_COLUMNS)
+    for item in items:
+        writer.writerow([_cell(value) for value in (
+            item.time.isoformat(), item.commit, item.slug, item.title, item.tool, item.tool_name,
+            item.reviewer, item.kind, item.before, item.after, item.before_label,
+            item.after_label, f"{item.actor.name} <{item.actor.email}>",
+            "; ".join(item.approvers),
+        )])
+    return out.getvalue()
+
+
+def _cell(value: str | float | None) -> str:
+    text = "" if value is None else str(value)
+    # A cell starting with = + - @ is a formula in a spreadsheet: never let content run there.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

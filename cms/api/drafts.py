@@ -23,6 +23,7 @@ from .schemas import (
     ComparisonView,
     DraftList,
     DraftSummary,
+    RevertIn,
     TransitionIn,
     comparison_view,
 )
@@ -121,6 +122,16 @@ class DraftsController(Controller):
                    data: JSONBody[TransitionIn], if_match: IfMatch = None) -> Response[ComparisonView]:
         revision = services.documents.transition(
             check_slug(slug), data.action, current_actor(request), if_match_revision(if_match),
+            data.comment,
+        )
+        return _respond(services, request, revision)
+
+    @post("/{slug:str}/revert", sync_to_thread=True, status_code=200, opt={"action": "edit"},
+          summary="Start a new draft revision with the content of an earlier commit")
+    def revert(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
+               data: JSONBody[RevertIn], if_match: IfMatch = None) -> Response[ComparisonView]:
+        revision = services.documents.revert(
+            check_slug(slug), data.to, current_actor(request), if_match_revision(if_match),
             data.comment,
         )
         return _respond(services, request, revision)

@@ -90,6 +90,11 @@ class ComparisonIn(Struct, forbid_unknown_fields=True, kw_only=True):
         })
 
 
+class RevertIn(Struct, forbid_unknown_fields=True):
+    to: Annotated[str, Meta(min_length=4, max_length=40, description="The commit to go back to")]
+    comment: Comment = ""
+
+
 class TransitionIn(Struct, forbid_unknown_fields=True):
     action: Annotated[str, Meta(min_length=1, max_length=40)]
     comment: Comment = ""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from litestar.di import NamedDependency
 
+from ..audit import VerdictLog
 from ..config import Settings
 from ..documents import Documents
 from ..gitstore.repository import Repository
@@ -23,6 +24,7 @@ class Services:
     index: PublishedIndex
     tokens: TokenStore
     webhooks: Webhooks
+    verdicts: VerdictLog
 
 
 def build_services(settings: Settings) -> Services:
@@ -36,6 +38,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings, workflow=workflow, documents=documents, index=index,
         tokens=TokenStore(settings.data), webhooks=build_webhooks(settings, documents),
+        verdicts=VerdictLog(documents, settings.data / "verdict-log.json"),
     )
 
 

@@ -304,8 +304,11 @@ def changed_files(repo: Repository, old: str | None, new: str | None, prefix: st
     Equal subtree ids are skipped without reading them, so the cost follows the size of the
     change, not the size of the repository.
     """
-    old_folder = repo.subtree(old, prefix) if old else None
-    new_folder = repo.subtree(new, prefix) if new else None
+    if prefix:
+        old_folder = repo.subtree(old, prefix) if old else None
+        new_folder = repo.subtree(new, prefix) if new else None
+    else:
+        old_folder, new_folder = old, new
     changes: dict[str, str | None] = {}
     _diff(repo, old_folder, new_folder, prefix, changes)
     return changes
@@ -323,7 +326,7 @@ def _diff(
         after = new_entries.get(name)
         if before == after:
             continue
-        path = f"{base}/{name.decode()}"
+        path = f"{base}/{name.decode()}" if base else name.decode()
         before_tree = _hex(before) if before and before[0] == MODE_TREE else None
         after_tree = _hex(after) if after and after[0] == MODE_TREE else None
         if before_tree or after_tree:
