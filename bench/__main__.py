@@ -27,6 +27,7 @@ import msgspec
 from cms import codec
 from cms.config import PROJECT_ROOT, Settings, load_settings
 from cms.documents import Documents
+from cms.gitstore.maintenance import Maintenance
 from cms.gitstore.repository import Repository
 from cms.identity import Actor
 from cms.seed import initialise
@@ -215,12 +216,66 @@ def bench_webhooks(workdir: Path, publishes: int) -> dict[str, object]:
     return report
 
 
+def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, object]:
+    """History of one comparison with many revisions; verdict changes over many comparisons."""
+    from litestar.testing import TestClient
+
+    from cms.api.app import create_app
+
+    seed = workdir / "audit-seed"
+    seed.mkdir()
+    make_seed(seed, comparisons)
+    settings = load_settings({}, repo=workdir / "audit.git", data=workdir / "audit-data",
+                             durable=False, webhook_worker=False)
+    initialise(settings, seed)
+    store = Documents(Repository(settings.repo, durable=False), load_workflow(settings.workflow),
+                      settings)
+    head = store.main_head()
+    assert head is not None
+    slug = sorted(p.rsplit("/", 1)[-1].removesuffix(".md")
+                  for p in store.repo.files(store.repo.read_commit(head).tree, store.folder()))[0]
+    current = store.published(slug)
+    assert current is not None
+    revision = current.revision
+    verdicts = ("ship", "skip")
+    for number in range(revisions // 4):
+        doc = store.current(slug)
+        assert doc is not None
+        tools = list(doc.comparison.tools)
+        reviews = list(tools[0].reviews)
+        reviews[0] = msgspec.structs.replace(reviews[0], verdict=verdicts[number % 2])
+        tools[0] = msgspec.structs.replace(tools[0], reviews=reviews)
+        edited = msgspec.structs.replace(doc.comparison, tools=tools)
+        revision = store.save(slug, edited, EDITOR, revision).revision
+        for action, actor in (("submit", EDITOR), ("approve", REVIEWER), ("publish", PUBLISHER)):
+            revision = store.transition(slug, action, actor, revision).revision
+    # Steady state: the server packs loose objects in the background as they pile up.
+    Maintenance(store.repo).run(force=True)
+    auditor = {"Authorization": "Bearer " + TokenStore(settings.data).create(
+        "Aud", "aud@example.com", ["auditor"])[1]}
+    report: dict[str, object] = {"comparisons": comparisons, "revisions": revisions}
+    with TestClient(app=create_app(settings)) as client:
+        report["history_1000_ms"] = round(timed(lambda: client.get(
+            f"/api/comparisons/{slug}/history?limit=1000", headers=auditor)) * 1000, 1)
+        report["verdict_changes_first_ms"] = round(timed(lambda: client.get(
+            "/api/audit/verdict-changes", headers=auditor)) * 1000, 1)
+        report["verdict_changes_again_ms"] = round(timed(lambda: client.get(
+            "/api/audit/verdict-changes", headers=auditor)) * 1000, 1)
+        report["verdict_changes_entries"] = len(client.get(
+            "/api/audit/verdict-changes", headers=auditor).json()["items"])
+        report["verify_ms"] = round(timed(lambda: client.get(
+            "/api/audit/verify", headers=auditor)) * 1000, 1)
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--comparisons", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--publishes", type=int, default=20)
+    parser.add_argument("--audit-comparisons", type=int, default=10_000)
+    parser.add_argument("--audit-revisions", type=int, default=1000)
     args = parser.parse_args()
     report: dict[str, object] = {"comparisons": args.comparisons}
     with tempfile.TemporaryDirectory() as temp:
@@ -237,6 +292,7 @@ def main() -> int:
         initialise(fast, seed)
         report["store_not_durable"] = bench_store(fast, args.rounds)
         report["webhooks"] = bench_webhooks(workdir, args.publishes)
+        report["audit"] = bench_audit(workdir, args.audit_comparisons, args.audit_revisions)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'measure':42} {'median ms':>10} {'p95 ms':>10}")
@@ -244,7 +300,8 @@ def main() -> int:
     assert isinstance(baseline, dict)
     print(f"{'git add + git commit (CLI baseline)':42} {baseline['median_ms']:>10} "
           f"{baseline['p95_ms']:>10}")
-    for group in ("store_durable", "store_not_durable", "reads_http_sequential", "webhooks"):
+    for group in ("store_durable", "store_not_durable", "reads_http_sequential", "webhooks",
+                  "audit"):
         rows = report[group]
         assert isinstance(rows, dict)
         for name, row in rows.items():

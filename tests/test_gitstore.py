@@ -13,6 +13,7 @@ from cms import codec
 from cms.config import Settings
 from cms.documents import Documents
 from cms.errors import PreconditionFailed
+from cms.gitstore.maintenance import Maintenance
 from cms.gitstore.objects import BLOB
 from cms.gitstore.refs import RefConflict
 from cms.gitstore.repository import Repository, Signature
@@ -218,3 +219,25 @@ def test_objects_are_written_in_process(settings: Settings, repo_path: Path) -> 
 
 def _sig() -> Signature:
     return Signature(name="Tester", email="tester@example.com", at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_maintenance_packs_loose_objects_and_reads_go_on(settings: Settings,
+                                                         repo_path: Path) -> None:
+    store = documents(settings)
+    maintenance = Maintenance(store.repo, threshold=20)
+    published = store.published(HAIKU)
+    assert published is not None
+    revision = published.revision
+    for number in range(8):
+        edited = msgspec.structs.replace(published.comparison, summary=f"Pass {number}.")
+        revision = store.save(HAIKU, edited, EDITOR, revision).revision
+    assert maintenance.loose_objects() >= 20
+    assert maintenance.run() is True
+    assert maintenance.loose_objects() == 0
+    current = store.current(HAIKU)
+    assert current is not None
+    assert current.comparison.summary == "Pass 7."
+    assert maintenance.run() is False  # nothing left to pack
+    after = store.save(HAIKU, msgspec.structs.replace(current.comparison, summary="Packed."),
+                       EDITOR, current.revision)
+    assert documents(settings).current(HAIKU) == after

@@ -49,7 +49,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         route_handlers=[health, PublishedController, ComparisonAuditController,
                         RepositoryAuditController, DraftsController, TokensController,
                         WebhooksController],
-        on_startup=[lambda: built.webhooks.start()],
+        on_startup=[lambda: built.webhooks.start(), lambda: built.maintenance.start()],
         on_shutdown=[lambda: built.webhooks.stop()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],

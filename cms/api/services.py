@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from ..audit import VerdictLog
 from ..config import Settings
 from ..documents import Documents
+from ..gitstore.maintenance import Maintenance
 from ..gitstore.repository import Repository
 from ..index import PublishedIndex
 from ..tokens import TokenStore
@@ -25,6 +26,7 @@ class Services:
     tokens: TokenStore
     webhooks: Webhooks
     verdicts: VerdictLog
+    maintenance: Maintenance
 
 
 def build_services(settings: Settings) -> Services:
@@ -35,10 +37,13 @@ def build_services(settings: Settings) -> Services:
     index = PublishedIndex(documents)
     index.load()
     documents.main_moved.append(index.on_main_moved)
+    maintenance = Maintenance(repo)
+    documents.committed.append(maintenance.note_commit)
     return Services(
         settings=settings, workflow=workflow, documents=documents, index=index,
         tokens=TokenStore(settings.data), webhooks=build_webhooks(settings, documents),
         verdicts=VerdictLog(documents, settings.data / "verdict-log.json"),
+        maintenance=maintenance,
     )
 
 
