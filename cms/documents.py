@@ -433,7 +433,7 @@ class Documents:
                     else:
                         self.repo.refs.delete(ref, head)
                         done.append(f"dropped an unfinished unpublish of {slug}")
-            elif main is not None and self._merged(head, main):
+            elif main is not None and self.is_ancestor(head, main):
                 self.repo.refs.delete(ref, head)
                 done.append(f"removed the branch of {slug}, already published")
         for ref, head in self.repo.refs.under(DISCARDED_PREFIX).items():
@@ -444,7 +444,7 @@ class Documents:
                 done.append(f"finished discarding {slug}")
         return done
 
-    def _merged(self, commit: str, main: str) -> bool:
+    def is_ancestor(self, commit: str, main: str) -> bool:
         try:
             self.repo.git("merge-base", "--is-ancestor", commit, main)
         except StoreError:

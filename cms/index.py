@@ -39,6 +39,7 @@ class Entry(Struct, frozen=True):
 
 
 class Query(Struct, frozen=True, kw_only=True):
+    q: str | None = None
     tool: str | None = None
     category: str | None = None
     verdict: Literal["ship", "skip", "split"] | None = None
@@ -149,7 +150,19 @@ def _matches(comparison: Comparison, query: Query) -> bool:
         wanted = query.category.casefold()
         if not any(tool.category.casefold() == wanted for tool in comparison.tools):
             return False
-    return not query.verdict or any(panel_verdict(tool) == query.verdict for tool in tools)
+    if query.verdict and not any(panel_verdict(tool) == query.verdict for tool in tools):
+        return False
+    return not query.q or _mentions_all(comparison, query.q.casefold().split())
+
+
+def _mentions_all(comparison: Comparison, terms: list[str]) -> bool:
+    """Every term appears in the title, the summary, a tool, a quote or the body."""
+    texts = [comparison.title, comparison.summary, comparison.body]
+    for tool in comparison.tools:
+        texts += [tool.name, tool.tagline, tool.description, tool.category]
+        texts += [review.quote for review in tool.reviews]
+    haystack = "\n".join(texts).casefold()
+    return all(term in haystack for term in terms)
 
 
 def _sort_key(sort: str) -> Callable[[Entry], str | float]:

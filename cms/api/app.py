@@ -19,6 +19,7 @@ from .audit import ComparisonAuditController, RepositoryAuditController
 from .auth import TokenAuthentication
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
+from .frontend import feed_atom, feed_json, sync_published
 from .public import PublishedController
 from .services import Services, ServicesDep, build_services
 from .webhooks import WebhooksController
@@ -46,9 +47,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         return state.services  # type: ignore[no-any-return]
 
     return Litestar(
-        route_handlers=[health, PublishedController, ComparisonAuditController,
-                        RepositoryAuditController, DraftsController, TokensController,
-                        WebhooksController],
+        route_handlers=[
+            health, PublishedController, sync_published, feed_atom, feed_json,
+            ComparisonAuditController, RepositoryAuditController, DraftsController,
+            TokensController, WebhooksController,
+        ],
         on_startup=[lambda: built.webhooks.start(), lambda: built.maintenance.start()],
         on_shutdown=[lambda: built.webhooks.stop()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},

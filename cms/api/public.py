@@ -26,6 +26,9 @@ class PublishedController(Controller):
     @get("/", sync_to_thread=False, summary="List published comparisons")
     def list_comparisons(
         self, services: ServicesDep,
+        q: Annotated[str | None, QueryParameter(
+            description="Words that must all appear in the title, tools, quotes or body",
+            max_length=200)] = None,
         tool: Annotated[str | None, QueryParameter(description="Tool id, or part of its name")] = None,
         category: Annotated[str | None, QueryParameter(description="Either tool's category")] = None,
         verdict: Annotated[
@@ -38,7 +41,7 @@ class PublishedController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     ) -> Response[Any]:
-        query = Query(tool=tool, category=category, verdict=verdict, sort=sort, cursor=cursor,
+        query = Query(q=q, tool=tool, category=category, verdict=verdict, sort=sort, cursor=cursor,
                       limit=limit)
         index = services.index
         index.refresh()
