@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("id")
     revoke.set_defaults(run=_token_revoke)
 
+    export = commands.add_parser("export", help="write the published content as static files")
+    export.add_argument("--out", type=Path, required=True, help="the folder to write")
+    export.add_argument("--repo", type=Path)
+    export.set_defaults(run=_export)
+
     validate = commands.add_parser("validate", help="check a folder of comparison files")
     validate.add_argument("path", type=Path)
     validate.set_defaults(run=_validate)
@@ -139,6 +144,20 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
     record = TokenStore(_settings(args).data).revoke(args.id)
     print(f"Revoked token {record.id} of {record.name} <{record.email}>")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .documents import Documents
+    from .export import export
+    from .gitstore.repository import Repository
+    from .workflow import load_workflow
+
+    settings = _settings(args)
+    documents = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+    result = export(documents, args.out)
+    print(f"Exported {result.comparisons} comparisons to {args.out}: {result.written} written, "
+          f"{result.unchanged} unchanged, {result.removed} removed")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -106,3 +107,30 @@ def test_serve_explains_a_missing_repository(tmp_path: Path) -> None:
     assert "no git repository" in result.stderr
     assert "cms init" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_export_writes_static_files_and_rewrites_nothing_when_unchanged(tmp_path: Path) -> None:
+    env = {"CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "data"),
+           "CMS_PUBLIC_URL": "https://cms.example.com"}
+    cms("init", env=env)
+    out = tmp_path / "site"
+    first = cms("export", "--out", str(out), env=env).stdout
+    count = len(list((SEED / "comparisons").glob("*.md")))
+    assert f"Exported {count} comparisons" in first
+    index = json.loads((out / "index.json").read_text())
+    assert [item["slug"] for item in index["items"]] == sorted(item["slug"] for item in index["items"])
+    assert index["commit"] == git(tmp_path / "content", "rev-parse", "main").strip()
+    document = json.loads((out / "comparisons" / f"{HAIKU}.json").read_text())
+    assert document["url"] == f"https://cms.example.com/api/comparisons/{HAIKU}"
+    assert document["tools"][0]["panel_ship_label"] == "50%"
+    assert (out / "comparisons" / f"{HAIKU}.html").read_text().startswith("<h2>")
+    assert json.loads((out / "sync.json").read_text())["next_sync"]
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    contents = {p: p.read_bytes() for p in stamps}
+    second = cms("export", "--out", str(out), env=env).stdout
+    assert "0 written" in second
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+    assert {p: p.read_bytes() for p in stamps} == contents
+    (out / "comparisons" / "gone-comparison.json").write_text("{}")
+    third = cms("export", "--out", str(out), env=env).stdout
+    assert "1 removed" in third
