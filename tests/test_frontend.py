@@ -5,18 +5,21 @@ from __future__ import annotations
 import base64
 import json
 import random
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import feedparser
 import msgspec
+import pytest
 from litestar.testing import TestClient
 
 from cms.config import Settings
 from cms.documents import Documents
 from cms.gitstore.repository import Repository
 from cms.identity import Actor
+from cms.previews import PreviewGone
 from cms.workflow import load_workflow
 
 from .conftest import HAIKU, git
@@ -191,3 +194,45 @@ def test_search_over_titles_tools_quotes_and_body(client: Client) -> None:
     assert found("LLM → TTS") == [HAIKU]                  # from the body
     assert found("haiku nonexistentword") == []
     assert HAIKU in found("GEMINI")                       # case-insensitive
+
+
+def test_preview_links(client: Client, tokens: dict[str, Headers], settings: Settings) -> None:
+    base = client.get(f"/api/comparisons/{HAIKU}").json()
+    for slug in ("preview-me", "not-previewed"):
+        created = client.post("/api/drafts", json=new_document(base, slug, f"Draft {slug}"),
+                              headers=tokens["editor"])
+        assert created.status_code == 201
+    minted = client.post("/api/drafts/preview-me/preview", json={"expires_in": 3600},
+                         headers=tokens["reviewer"])
+    assert minted.status_code == 201, minted.text
+    link = minted.json()
+    path = link["url"].removeprefix("http://cms.test")
+    shown = client.get(path)
+    assert shown.status_code == 200
+    assert shown.headers["cache-control"] == "private, no-store"
+    draft = client.get("/api/drafts/preview-me", headers=tokens["editor"]).json()
+    assert shown.json()["title"] == "Draft preview-me"
+    assert shown.json()["state"] == "draft"
+    assert shown.json()["html"] == draft["html"]
+    assert client.get("/api/comparisons/preview-me").status_code == 404  # still a draft
+
+    token = path.rsplit("/", 1)[-1]
+    payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["s"] = "not-previewed"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    assert client.get(f"/api/preview/{forged}.{signature}").status_code == 404
+    assert client.get("/api/preview/garbage").status_code == 404
+
+    previews = client.app.state.services.previews
+    assert previews.check(token) == "preview-me"
+    with pytest.raises(PreviewGone):
+        previews.check(token, now=time.time() + 3601)
+
+    revoked = client.delete(f"/api/drafts/preview-me/preview/{link['id']}", headers=tokens["editor"])
+    assert revoked.status_code == 204
+    after = client.get(path)
+    assert after.status_code == 410
+    assert after.json()["code"] == "preview_gone"
+    assert client.post("/api/drafts/preview-me/preview", headers=tokens["auditor"]).status_code == 403
+    assert not (settings.repo / "preview.key").exists()

@@ -19,7 +19,7 @@ from .audit import ComparisonAuditController, RepositoryAuditController
 from .auth import TokenAuthentication
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
-from .frontend import feed_atom, feed_json, sync_published
+from .frontend import feed_atom, feed_json, read_preview, sync_published
 from .public import PublishedController
 from .services import Services, ServicesDep, build_services
 from .webhooks import WebhooksController
@@ -48,7 +48,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
 
     return Litestar(
         route_handlers=[
-            health, PublishedController, sync_published, feed_atom, feed_json,
+            health, PublishedController, sync_published, feed_atom, feed_json, read_preview,
             ComparisonAuditController, RepositoryAuditController, DraftsController,
             TokensController, WebhooksController,
         ],

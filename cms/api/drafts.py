@@ -6,10 +6,11 @@ no longer current, so two editors can never overwrite each other unknowingly.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from ..documents import Revision
@@ -23,6 +24,8 @@ from .schemas import (
     ComparisonView,
     DraftList,
     DraftSummary,
+    PreviewIn,
+    PreviewLink,
     RevertIn,
     TransitionIn,
     comparison_view,
@@ -135,6 +138,25 @@ class DraftsController(Controller):
             data.comment,
         )
         return _respond(services, request, revision)
+
+    @post("/{slug:str}/preview", sync_to_thread=True, status_code=HTTP_201_CREATED,
+          opt={"roles": ("editor", "reviewer", "admin")},
+          summary="A signed link that shows this draft to people without an account")
+    def create_preview(self, services: ServicesDep, request: Request[Any, Any, Any],
+                       slug: SlugPath, data: JSONBody[PreviewIn | None] = None) -> PreviewLink:
+        if services.documents.current(check_slug(slug)) is None:
+            raise NotFound(f"no comparison with slug `{slug}`", field="slug")
+        seconds = (data or PreviewIn()).expires_in
+        grant, token = services.previews.grant(slug, current_actor(request).person, seconds)
+        return PreviewLink(id=grant.id, url=f"{services.settings.base_url}/api/preview/{token}",
+                           expires_at=datetime.fromtimestamp(grant.expires_at, UTC))
+
+    @delete("/{slug:str}/preview/{preview_id:str}", sync_to_thread=True,
+            status_code=HTTP_204_NO_CONTENT, opt={"roles": ("editor", "reviewer", "admin")},
+            summary="Revoke a preview link")
+    def revoke_preview(self, services: ServicesDep, slug: SlugPath,
+                       preview_id: FromPath[str]) -> None:
+        services.previews.revoke(check_slug(slug), preview_id)
 
     @delete("/{slug:str}", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT,
             summary="Discard the work in progress", opt={"action": "discard"})

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 from msgspec import Struct
 
+from ..errors import NotFound
 from ..feeds import atom, json_feed, latest
 from ..render import render_cached
 from ..sync import sync
@@ -76,3 +77,17 @@ def feed_atom(services: ServicesDep, request: Request[Any, Any, Any],
 def feed_json(services: ServicesDep, request: Request[Any, Any, Any],
               if_none_match: IfNoneMatch = None) -> Response[bytes]:
     return _feed(services, request, if_none_match, "json")
+
+
+@get("/api/preview/{token:str}", sync_to_thread=True, tags=["published"],
+     summary="A draft shown through a preview link, exactly as the published read would show it")
+def read_preview(services: ServicesDep, token: FromPath[str]) -> Response[ComparisonView]:
+    slug = services.previews.check(token)
+    revision = services.documents.current(slug)
+    if revision is None:
+        raise NotFound("the comparison of this preview no longer exists")
+    view = comparison_view(revision.comparison, revision=revision.revision,
+                           html=render_cached(revision.revision, revision.comparison.body),
+                           url=comparison_url(services, slug))
+    return Response(view, headers={"Cache-Control": "private, no-store",
+                                   "X-Robots-Tag": "noindex"})

@@ -95,6 +95,16 @@ class RevertIn(Struct, forbid_unknown_fields=True):
     comment: Comment = ""
 
 
+class PreviewIn(Struct, forbid_unknown_fields=True):
+    expires_in: Annotated[int, Meta(ge=60, le=30 * 24 * 3600)] = 7 * 24 * 3600
+
+
+class PreviewLink(Struct, kw_only=True):
+    id: str
+    url: str
+    expires_at: datetime
+
+
 class TransitionIn(Struct, forbid_unknown_fields=True):
     action: Annotated[str, Meta(min_length=1, max_length=40)]
     comment: Comment = ""

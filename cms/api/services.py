@@ -12,6 +12,7 @@ from ..documents import Documents
 from ..gitstore.maintenance import Maintenance
 from ..gitstore.repository import Repository
 from ..index import PublishedIndex
+from ..previews import Previews
 from ..tokens import TokenStore
 from ..webhooks.service import Webhooks, build_webhooks
 from ..workflow import Workflow, load_workflow
@@ -27,6 +28,7 @@ class Services:
     webhooks: Webhooks
     verdicts: VerdictLog
     maintenance: Maintenance
+    previews: Previews
 
 
 def build_services(settings: Settings) -> Services:
@@ -43,7 +45,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings, workflow=workflow, documents=documents, index=index,
         tokens=TokenStore(settings.data), webhooks=build_webhooks(settings, documents),
         verdicts=VerdictLog(documents, settings.data / "verdict-log.json"),
-        maintenance=maintenance,
+        maintenance=maintenance, previews=Previews(settings.data),
     )
 
 
