@@ -171,7 +171,8 @@ class Verification(Struct, kw_only=True):
     findings: list[Finding]
 
 
-_EXPECTED_STATE = {"publish": "published", "unpublish": "unpublished", "seed": "published"}
+_EXPECTED_STATE = {"publish": "published", "unpublish": "unpublished", "seed": "published",
+                   "votes": "published"}
 
 
 def verify(documents: Documents) -> Verification:
@@ -213,6 +214,8 @@ def _check(documents: Documents, commit: Commit) -> list[str]:
         if commit.parents:
             problems.append("a seed commit must be the first commit")
         return problems
+    if action == "votes":
+        return [*problems, *_check_votes(documents, commit)]
     document = commit.message.first("Cms-Document") or ""
     slug = document.removeprefix("comparisons/")
     if not document.startswith("comparisons/") or not slug:
@@ -245,4 +248,26 @@ def _check(documents: Documents, commit: Commit) -> list[str]:
         own = sorted(set(approvers) & set(published.workflow.authors))
         if own and not documents.workflow.allow_self_approval:
             problems.append(f"approved by its own author {own[0]}")
+    return problems
+
+
+def _check_votes(documents: Documents, commit: Commit) -> list[str]:
+    """A fold of community votes may change tallies, and nothing else."""
+    if len(commit.parents) != 1:
+        return ["a fold of votes must have one parent"]
+    parent = documents.repo.read_commit(commit.parents[0])
+    problems = []
+    for path, blob in changed_files(documents.repo, parent.tree, commit.tree, "").items():
+        slug = path.rsplit("/", 1)[-1].removesuffix(".md")
+        before = _document(documents, parent.tree, slug)
+        if blob is None or before is None or path != documents.path(slug):
+            problems.append(f"a fold of votes changes {path} beyond a tally")
+            continue
+        after = documents.decode_blob(blob)
+        kinds = {change.kind for change in compare(before, after).changes}
+        if kinds - {"community"}:
+            problems.append(f"a fold of votes changes more than tallies in {path}")
+        elif any(new.community.ship < old.community.ship or new.community.skip < old.community.skip
+                 for old, new in zip(before.tools, after.tools, strict=False)):
+            problems.append(f"a fold of votes lowers a tally in {path}")
     return problems

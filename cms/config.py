@@ -33,6 +33,10 @@ class Settings(Struct, frozen=True, kw_only=True):
     webhook_allow_private: bool = False
     # Deliver in a background thread; off only where a caller drains the queue itself.
     webhook_worker: bool = True
+    # Pending community votes are folded into git this often (one commit per batch).
+    vote_fold_seconds: float = 60.0
+    # Votes one client may cast on one comparison per minute (0: no limit).
+    vote_rate: int = 30
 
     @property
     def base_url(self) -> str:
@@ -54,6 +58,8 @@ _ENVIRONMENT = {
     "CMS_WEBHOOK_BACKOFF": "webhook_backoff",
     "CMS_WEBHOOK_TIMEOUT": "webhook_timeout",
     "CMS_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
+    "CMS_VOTE_FOLD_SECONDS": "vote_fold_seconds",
+    "CMS_VOTE_RATE": "vote_rate",
 }
 _FLAGS = ("durable", "webhook_allow_private", "webhook_worker")
 

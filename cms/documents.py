@@ -322,12 +322,12 @@ class Documents:
         self, slug: str, current: Revision, document: Comparison, action: str, label: str,
         actor: Actor, comment: str,
     ) -> Revision:
-        content = codec.encode(document).encode("utf-8")
         message = self._message(action, label, document.workflow.state, document, comment,
                                 approvers=document.workflow.approved_by)
         for _ in range(_MAIN_RETRIES):
             head = self.main_head()
             tree = self.repo.read_commit(head).tree if head else None
+            content = codec.encode(self._with_live_tallies(document, tree, slug)).encode("utf-8")
             merge = self.repo.commit(
                 parents=[p for p in (head, current.commit) if p], base_tree=tree,
                 changes={self.path(slug): content}, author=self._author(actor),
@@ -338,7 +338,7 @@ class Documents:
             except RefConflict:
                 continue  # another publication landed first: merge onto it
             self._drop_branch(current)
-            self._notify(head, merge)
+            self.notify_main_moved(head, merge)
             self._notify_commit(merge)
             published = self.published(slug)
             assert published is not None
@@ -370,19 +370,30 @@ class Documents:
                 self.repo.refs.update(self.main_ref, unpublish, head)
             except RefConflict:
                 continue
-            self._notify(head, unpublish)
+            self.notify_main_moved(head, unpublish)
             self._notify_commit(unpublish)
             return self._branch_revision(slug, unpublish)
         if branch_at is not None:
             self.repo.refs.delete(branch, branch_at)
         raise StoreError("main kept moving while unpublishing; try again")
 
+    def _with_live_tallies(self, document: Comparison, tree: str | None, slug: str) -> Comparison:
+        """Community tallies belong to main, where votes are folded in; a revision drafted
+        before the latest fold must not carry its older tallies back onto main."""
+        blob = self.repo.blob_at(tree, self.path(slug)) if tree else None
+        if blob is None:
+            return document
+        live = {tool.id: tool.community for tool in self.decode_blob(blob).tools}
+        tools = [msgspec.structs.replace(tool, community=live.get(tool.id, tool.community))
+                 for tool in document.tools]
+        return msgspec.structs.replace(document, tools=tools)
+
     def _drop_branch(self, current: Revision) -> None:
         # If someone wrote to the branch after it was merged, their work stays as a new draft.
         with contextlib.suppress(RefConflict):
             self.repo.refs.delete(current.ref, current.commit)
 
-    def _notify(self, old: str | None, new: str) -> None:
+    def notify_main_moved(self, old: str | None, new: str) -> None:
         for listener in self.main_moved:
             _call(listener, old, new)
 

@@ -25,6 +25,8 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/api/comparisons"): PUBLIC,
     ("GET", "/api/comparisons/{slug:str}"): PUBLIC,
     ("GET", "/api/sync"): PUBLIC,
+    ("POST", "/api/comparisons/{slug:str}/votes"): PUBLIC,
+    ("POST", "/api/votes/fold"): holding("admin"),
     ("GET", "/api/feed.atom"): PUBLIC,
     ("GET", "/api/feed.json"): PUBLIC,
     ("GET", "/api/preview/{token:str}"): PUBLIC,
@@ -93,6 +95,8 @@ def call(client: TestClient, method: str, template: str, headers: Headers) -> in
         body = {"name": "New Person", "email": "new@example.com", "roles": ["auditor"]}
     elif template == "/api/webhooks" and method == "POST":
         body = {"url": "https://hooks.example.com/rebuild"}
+    elif template.endswith("/votes"):
+        body = {"tool": "claude-haiku-open-weights", "vote": "ship"}
     elif template.endswith("/revert"):
         body = {"to": "0" * 40}
         headers = {**headers, "If-Match": '"0000"'}

@@ -20,7 +20,7 @@ from .auth import TokenAuthentication
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
 from .frontend import feed_atom, feed_json, read_preview, sync_published
-from .public import PublishedController
+from .public import PublishedController, VotesController, fold_votes
 from .services import Services, ServicesDep, build_services
 from .webhooks import WebhooksController
 
@@ -48,12 +48,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
 
     return Litestar(
         route_handlers=[
-            health, PublishedController, sync_published, feed_atom, feed_json, read_preview,
+            health, PublishedController, VotesController, fold_votes, sync_published,
+            feed_atom, feed_json, read_preview,
             ComparisonAuditController, RepositoryAuditController, DraftsController,
             TokensController, WebhooksController,
         ],
-        on_startup=[lambda: built.webhooks.start(), lambda: built.maintenance.start()],
-        on_shutdown=[lambda: built.webhooks.stop()],
+        on_startup=[lambda: built.webhooks.start(), lambda: built.maintenance.start(),
+                    lambda: built.vote_folder.start()],
+        on_shutdown=[lambda: built.webhooks.stop(), lambda: built.vote_folder.stop()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],
         exception_handlers={

@@ -35,7 +35,8 @@ def if_match_revision(header: str | None) -> str | None:
     value = header.strip()
     if value.startswith("W/"):
         value = value[2:]
-    return value.strip('"') or None
+    # A public read's ETag may add "+<pending votes>"; the revision is what precedes it.
+    return value.strip('"').split("+", 1)[0] or None
 
 
 def not_modified(if_none_match: str | None, tag: str) -> bool:

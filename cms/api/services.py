@@ -14,6 +14,7 @@ from ..gitstore.repository import Repository
 from ..index import PublishedIndex
 from ..previews import Previews
 from ..tokens import TokenStore
+from ..votes import RateLimit, VoteFolder, VoteStore
 from ..webhooks.service import Webhooks, build_webhooks
 from ..workflow import Workflow, load_workflow
 
@@ -29,6 +30,9 @@ class Services:
     verdicts: VerdictLog
     maintenance: Maintenance
     previews: Previews
+    votes: VoteStore
+    vote_folder: VoteFolder
+    vote_limit: RateLimit
 
 
 def build_services(settings: Settings) -> Services:
@@ -40,12 +44,15 @@ def build_services(settings: Settings) -> Services:
     index.load()
     documents.main_moved.append(index.on_main_moved)
     maintenance = Maintenance(repo)
+    votes = VoteStore(settings.data / "votes.sqlite3")
     documents.committed.append(maintenance.note_commit)
     return Services(
         settings=settings, workflow=workflow, documents=documents, index=index,
         tokens=TokenStore(settings.data), webhooks=build_webhooks(settings, documents),
         verdicts=VerdictLog(documents, settings.data / "verdict-log.json"),
         maintenance=maintenance, previews=Previews(settings.data),
+        votes=votes, vote_folder=VoteFolder(documents, votes, settings.vote_fold_seconds),
+        vote_limit=RateLimit(settings.vote_rate),
     )
 
 
