@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -268,6 +269,77 @@ def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, ob
     return report
 
 
+def bench_frontends(workdir: Path, comparisons: int, votes: int) -> dict[str, object]:
+    """Full and incremental sync over many comparisons; concurrent votes and their fold."""
+    seed = workdir / "front-seed"
+    seed.mkdir()
+    make_seed(seed, comparisons)
+    settings = load_settings({}, repo=workdir / "front.git", data=workdir / "front-data")
+    initialise(settings, seed)
+    tokens = TokenStore(settings.data)
+    admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
+    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
+           "CMS_PORT": "0", "CMS_VOTE_RATE": "0", "CMS_VOTE_FOLD_SECONDS": "3600"}
+    report: dict[str, object] = {"comparisons": comparisons}
+    store = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as server:
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split()[2]
+            with httpx.Client(base_url=url, timeout=120) as http:
+                pages = 0
+                token = None
+
+                def full_sync() -> None:
+                    nonlocal pages, token
+                    params: dict[str, object] = {"limit": 1000}
+                    while True:
+                        body = http.get("/api/sync", params=params).json()
+                        pages += 1
+                        if not body["next_page"]:
+                            token = body["next_sync"]
+                            return
+                        params = {"page": body["next_page"], "limit": 1000}
+
+                report["sync_full_ms"] = round(timed(full_sync) * 1000, 1)
+                report["sync_full_pages"] = pages
+                slug = http.get("/api/comparisons?limit=1").json()["items"][0]["slug"]
+                current = store.published(slug)
+                assert current is not None
+                revision = store.save(slug, current.comparison, EDITOR, current.revision).revision
+                for action, actor in (("submit", EDITOR), ("approve", REVIEWER),
+                                      ("publish", PUBLISHER)):
+                    revision = store.transition(slug, action, actor, revision).revision
+                changed: list[int] = []
+                report["sync_one_change_ms"] = round(timed(lambda: changed.append(len(
+                    http.get("/api/sync", params={"token": token}).json()["items"]))) * 1000, 1)
+                report["sync_one_change_items"] = changed[0]
+
+                def cast(worker: int) -> None:
+                    with httpx.Client(base_url=url, timeout=60) as voter:
+                        tool = http.get(f"/api/comparisons/{slug}").json()["tools"][0]["id"]
+                        for _ in range(votes // 20):
+                            voter.post(f"/api/comparisons/{slug}/votes",
+                                       json={"tool": tool, "vote": "ship"})
+
+                workers = [threading.Thread(target=cast, args=(n,)) for n in range(20)]
+                started = time.perf_counter()
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join(timeout=300)
+                elapsed = time.perf_counter() - started
+                report["votes"] = votes
+                report["votes_per_second"] = round(votes / elapsed)
+                report["fold_ms"] = round(timed(lambda: http.post("/api/votes/fold",
+                                                                  headers=admin)) * 1000, 1)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--comparisons", type=int, default=1000)
@@ -276,7 +348,9 @@ def main() -> int:
     parser.add_argument("--publishes", type=int, default=20)
     parser.add_argument("--audit-comparisons", type=int, default=10_000)
     parser.add_argument("--audit-revisions", type=int, default=1000)
+    parser.add_argument("--votes", type=int, default=1000)
     args = parser.parse_args()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     report: dict[str, object] = {"comparisons": args.comparisons}
     with tempfile.TemporaryDirectory() as temp:
         workdir = Path(temp)
@@ -293,6 +367,7 @@ def main() -> int:
         report["store_not_durable"] = bench_store(fast, args.rounds)
         report["webhooks"] = bench_webhooks(workdir, args.publishes)
         report["audit"] = bench_audit(workdir, args.audit_comparisons, args.audit_revisions)
+        report["frontends"] = bench_frontends(workdir, args.audit_comparisons, args.votes)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'measure':42} {'median ms':>10} {'p95 ms':>10}")
@@ -301,7 +376,7 @@ def main() -> int:
     print(f"{'git add + git commit (CLI baseline)':42} {baseline['median_ms']:>10} "
           f"{baseline['p95_ms']:>10}")
     for group in ("store_durable", "store_not_durable", "reads_http_sequential", "webhooks",
-                  "audit"):
+                  "audit", "frontends"):
         rows = report[group]
         assert isinstance(rows, dict)
         for name, row in rows.items():
