@@ -7,17 +7,19 @@ only the files that differ between the old and the new tree are decoded again.
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from fractions import Fraction
+from pathlib import Path
 from typing import Literal
 
 import msgspec
 from msgspec import Struct
 
 from .documents import Documents
-from .errors import BadRequest
+from .errors import BadRequest, CmsError
 from .gitstore.repository import changed_files
 from .model import Comparison, Tool, panel_ship, panel_verdict
 from .render import render_cached
@@ -54,9 +56,22 @@ class Page(Struct, frozen=True):
     total: int
 
 
+class _Snapshot(Struct):
+    version: int
+    head: str
+    tree: str
+    entries: list[Entry]
+
+
+_SNAPSHOT_VERSION = 1
+
+
 class PublishedIndex:
-    def __init__(self, documents: Documents) -> None:
+    def __init__(self, documents: Documents, snapshot: Path | None = None) -> None:
         self.documents = documents
+        # Decoding every file is most of a cold start; a snapshot keyed by the tree it was made
+        # from lets a restart decode only what changed since.
+        self.snapshot = snapshot
         self.head: str | None = None
         self.tree: str | None = None
         self._entries: dict[str, Entry] = {}
@@ -65,7 +80,43 @@ class PublishedIndex:
 
     def load(self) -> None:
         with self._lock:
-            self._follow(self.documents.main_head())
+            self._restore()
+            head = self.documents.main_head()
+            changed = head != self.head
+            self._follow(head)
+            if changed:
+                self.save()
+
+    def save(self) -> None:
+        """Write the snapshot; a cache, so failing to write it costs only the next start."""
+        if self.snapshot is None or self.head is None or self.tree is None:
+            return
+        data = msgspec.msgpack.encode(_Snapshot(version=_SNAPSHOT_VERSION, head=self.head,
+                                                tree=self.tree,
+                                                entries=list(self._entries.values())))
+        temp = self.snapshot.with_suffix(".tmp")
+        try:
+            self.snapshot.parent.mkdir(parents=True, exist_ok=True)
+            temp.write_bytes(data)
+            os.replace(temp, self.snapshot)
+        except OSError:
+            temp.unlink(missing_ok=True)
+
+    def _restore(self) -> None:
+        if self.snapshot is None:
+            return
+        try:
+            snapshot = msgspec.msgpack.decode(self.snapshot.read_bytes(), type=_Snapshot)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            return
+        if snapshot.version != _SNAPSHOT_VERSION:
+            return
+        try:
+            self.documents.repo.read_tree(snapshot.tree)
+        except CmsError:
+            return  # a snapshot of another repository
+        self._entries = {entry.slug: entry for entry in snapshot.entries}
+        self.head, self.tree = snapshot.head, snapshot.tree
 
     def refresh(self) -> None:
         """Catch up with main if it moved (by this process or another sharing the repository)."""

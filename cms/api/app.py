@@ -55,7 +55,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         ],
         on_startup=[lambda: built.webhooks.start(), lambda: built.maintenance.start(),
                     lambda: built.vote_folder.start()],
-        on_shutdown=[lambda: built.webhooks.stop(), lambda: built.vote_folder.stop()],
+        on_shutdown=[lambda: built.webhooks.stop(), lambda: built.vote_folder.stop(),
+                     lambda: built.index.save()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],
         exception_handlers={

@@ -40,7 +40,7 @@ def build_services(settings: Settings) -> Services:
     repo = Repository(settings.repo, durable=settings.durable)
     documents = Documents(repo, workflow, settings)
     documents.recover()
-    index = PublishedIndex(documents)
+    index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
     documents.main_moved.append(index.on_main_moved)
     maintenance = Maintenance(repo)
