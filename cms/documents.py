@@ -29,6 +29,7 @@ from .errors import (
     StoreError,
 )
 from .gitstore.messages import format_message, subject_line
+from .gitstore.objects import BLOB, object_id
 from .gitstore.refs import RefConflict
 from .gitstore.repository import Repository, Signature
 from .identity import Actor
@@ -108,6 +109,17 @@ class Documents:
             if len(self._decoded) > 2048:
                 self._decoded.popitem(last=False)
         return comparison
+
+    def _encode(self, document: Comparison) -> bytes:
+        """The file for a document; the document is remembered under the file's blob id, since
+        decoding the file would give it back exactly (the codec round-trips)."""
+        content = codec.encode(document).encode("utf-8")
+        blob = object_id(BLOB, content)
+        with self._cache_lock:
+            self._decoded[blob] = document
+            if len(self._decoded) > 2048:
+                self._decoded.popitem(last=False)
+        return content
 
     def published(self, slug: str) -> Revision | None:
         head = self.main_head()
@@ -302,9 +314,10 @@ class Documents:
             parent = base.commit
             expected = base.commit
         tree = self.repo.read_commit(parent).tree if parent else None
+        content = self._encode(document)
         commit = self.repo.commit(
             parents=[parent] if parent else [], base_tree=tree,
-            changes={self.path(slug): codec.encode(document).encode("utf-8")},
+            changes={self.path(slug): content},
             author=self._author(actor), committer=self._committer(),
             message=self._message(action, label, document.workflow.state, document, comment,
                                   approvers),
@@ -327,7 +340,7 @@ class Documents:
         for _ in range(_MAIN_RETRIES):
             head = self.main_head()
             tree = self.repo.read_commit(head).tree if head else None
-            content = codec.encode(self._with_live_tallies(document, tree, slug)).encode("utf-8")
+            content = self._encode(self._with_live_tallies(document, tree, slug))
             merge = self.repo.commit(
                 parents=[p for p in (head, current.commit) if p], base_tree=tree,
                 changes={self.path(slug): content}, author=self._author(actor),
