@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -221,23 +222,30 @@ def _sig() -> Signature:
     return Signature(name="Tester", email="tester@example.com", at=datetime(2026, 1, 1, tzinfo=UTC))
 
 
-def test_maintenance_packs_loose_objects_and_reads_go_on(settings: Settings,
-                                                         repo_path: Path) -> None:
+def test_maintenance_merges_small_packs_and_reads_go_on(settings: Settings,
+                                                        repo_path: Path) -> None:
     store = documents(settings)
-    maintenance = Maintenance(store.repo, threshold=20)
+    maintenance = Maintenance(store.repo, threshold=20, pack_limit=5)
     published = store.published(HAIKU)
     assert published is not None
     revision = published.revision
     for number in range(8):
         edited = msgspec.structs.replace(published.comparison, summary=f"Pass {number}.")
         revision = store.save(HAIKU, edited, EDITOR, revision).revision
-    assert maintenance.loose_objects() >= 20
+    loose, packs = maintenance.counts()
+    assert loose == 0  # every commit is one small pack
+    assert packs >= 9
+    for number in range(3):  # loose objects written by plain git are packed too
+        subprocess.run(["git", "--git-dir", str(repo_path), "hash-object", "-w", "--stdin"],
+                       input=f"loose {number}", text=True, capture_output=True, check=True)
     assert maintenance.run() is True
-    assert maintenance.loose_objects() == 0
-    current = store.current(HAIKU)
+    after_loose, after_packs = maintenance.counts()
+    assert after_loose == 0
+    assert after_packs < packs
+    fresh = documents(settings)
+    current = fresh.current(HAIKU)
     assert current is not None
     assert current.comparison.summary == "Pass 7."
-    assert maintenance.run() is False  # nothing left to pack
-    after = store.save(HAIKU, msgspec.structs.replace(current.comparison, summary="Packed."),
+    after = fresh.save(HAIKU, msgspec.structs.replace(current.comparison, summary="Packed."),
                        EDITOR, current.revision)
     assert documents(settings).current(HAIKU) == after

@@ -1,10 +1,11 @@
-"""Keeping the repository fast: pack loose objects once enough have piled up.
+"""Keeping the repository fast: merge the small packs that commits leave, pack loose objects.
 
-Every commit writes a few loose objects. Thousands of them make every git command that walks
-history (the audit's `git log`, an auditor's own) open and inflate a file per object; packing
-them makes the same walk about ten times faster. git's own `gc --auto` waits for 6,700 loose
-objects, so the CMS packs on its own threshold, in the background, one run at a time. Repacking
-alongside writers is safe: git never deletes a loose object before it is in a pack.
+Each commit the CMS writes is a small pack. Many packs, like many loose objects (written by
+plain git), slow every lookup and every git command that walks history (the audit's `git log`,
+an auditor's own): with a thousand loose objects it was about ten times slower than packed.
+git's own `gc --auto` waits for 50 packs or 6,700 loose objects and then repacks everything; the
+CMS repacks geometrically on its own thresholds, in the background, one run at a time. Repacking
+alongside writers is safe: git never deletes an object before it is in a pack.
 """
 
 from __future__ import annotations
@@ -17,28 +18,36 @@ from .repository import Repository
 log = logging.getLogger("cms")
 
 DEFAULT_THRESHOLD = 1000
+# Each commit is a small pack; more than this many and lookups slow down.
+PACK_LIMIT = 50
 
 
 class Maintenance:
-    def __init__(self, repo: Repository, *, threshold: int = DEFAULT_THRESHOLD) -> None:
+    def __init__(self, repo: Repository, *, threshold: int = DEFAULT_THRESHOLD,
+                 pack_limit: int = PACK_LIMIT) -> None:
         self.repo = repo
         self.threshold = threshold
+        self.pack_limit = pack_limit
         self._since_last = 0
         self._lock = threading.Lock()
         self._running = threading.Lock()
 
-    def loose_objects(self) -> int:
+    def counts(self) -> tuple[int, int]:
+        """Loose objects and packs."""
+        found = {}
         for line in self.repo.git("count-objects", "-v").splitlines():
             key, _, value = line.partition(": ")
-            if key == "count":
-                return int(value)
-        return 0
+            found[key] = value
+        return int(found.get("count", 0)), int(found.get("packs", 0))
+
+    def loose_objects(self) -> int:
+        return self.counts()[0]
 
     def note_commit(self, _commit: str = "") -> None:
         """Called after each commit; starts a background pack when the threshold is passed."""
         with self._lock:
             self._since_last += 1
-            due = self._since_last * 4 >= self.threshold  # a commit writes about four objects
+            due = self._since_last >= self.pack_limit
             if due:
                 self._since_last = 0
         if due:
@@ -56,9 +65,12 @@ class Maintenance:
         if not self._running.acquire(blocking=False):
             return False
         try:
-            if not force and self.loose_objects() < self.threshold:
+            loose, packs = self.counts()
+            if not force and loose < self.threshold and packs < self.pack_limit:
                 return False
-            self.repo.git("repack", "-d", "-q")
+            # Geometric repacking merges the small packs of recent commits and leaves the big
+            # one alone, so its cost follows what was written since, not the repository.
+            self.repo.git("repack", "-d", "-q", "--geometric=2")
             self.repo.git("prune-packed", "-q")
             return True
         except Exception:

@@ -28,13 +28,13 @@ from .objects import (
     MODE_FILE,
     MODE_TREE,
     TREE,
-    LooseObjectWriter,
     TreeEntries,
     decode_tree,
     encode_commit,
     encode_tree,
     object_id,
 )
+from .packs import PackWriter
 from .refs import Refs
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -71,11 +71,14 @@ class Repository:
         self.path = path
         self.git_dir = git_dir
         self.refs = Refs(git_dir, durable=durable)
-        self._writer = LooseObjectWriter(git_dir / "objects", durable=durable)
+        self._writer = PackWriter(git_dir / "objects", durable=durable)
         self._db = gitdb.GitDB(str(git_dir / "objects"))
         self._read_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._trees: OrderedDict[str, TreeEntries] = OrderedDict()
+        # Objects this process just wrote: the next reads are almost always of them, and the
+        # object database would otherwise have to rescan its packs to find a new one.
+        self._recent: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
 
     @classmethod
     def create(cls, path: Path, *, branch: str, durable: bool = True) -> Repository:
@@ -85,7 +88,14 @@ class Repository:
     # Reading
 
     def read_object(self, oid: str) -> tuple[bytes, bytes]:
-        binsha = binascii.unhexlify(oid)
+        with self._cache_lock:
+            recent = self._recent.get(oid)
+        if recent is not None:
+            return recent
+        try:
+            binsha = binascii.unhexlify(oid)
+        except binascii.Error as exc:
+            raise NotFound(f"no object {oid} in the content repository") from exc
         with self._read_lock:
             try:
                 stream = self._db.stream(binsha)
@@ -205,6 +215,11 @@ class Repository:
             ids = self._writer.write(objects)
         except OSError as exc:
             raise StoreError(f"could not write to the content repository: {exc.strerror}") from exc
+        with self._cache_lock:
+            for oid, (kind, data) in zip(ids, objects, strict=True):
+                self._recent[oid] = (kind, data)
+            while len(self._recent) > 512:
+                self._recent.popitem(last=False)
         return ids[-1]
 
     def _apply(
@@ -242,7 +257,8 @@ class Repository:
         """Half-written objects of a writer that died before renaming them into place."""
         cutoff = time.time() - older_than
         removed = []
-        for temp in (self.git_dir / "objects").glob("??/tmp_obj_*"):
+        objects = self.git_dir / "objects"
+        for temp in [*objects.glob("??/tmp_obj_*"), *objects.glob("pack/tmp_*")]:
             if temp.stat().st_mtime <= cutoff:
                 temp.unlink(missing_ok=True)
                 removed.append(temp.name)
