@@ -62,7 +62,7 @@ def export(documents: Documents, out: Path) -> ExportResult:
     items = [summary_view(entry, f"{base}/api/comparisons/{entry.slug}") for entry in entries]
     wanted[out / "index.json"] = _json(ExportIndex(commit=head, items=items))
     wanted[out / "sync.json"] = _json(ExportSync(
-        commit=head, next_sync=sync_token(head) if head else None))
+        commit=head, next_sync=sync_token(documents, head) if head else None))
     written = unchanged = 0
     for target, data in wanted.items():
         if _write_if_changed(target, data):

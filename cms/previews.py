@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import msgspec
 from msgspec import Struct
 
 from .errors import CmsError, NotFound
+from .keys import signing_key
 
 MAX_SECONDS = 30 * 24 * 3600
 
@@ -51,8 +51,6 @@ class Previews:
         self._key_path = data_dir / "preview.key"
         self._grants_path = data_dir / "previews.json"
         self._lock_path = data_dir / "previews.lock"
-        self._mutex = threading.Lock()
-        self._key: bytes | None = None
 
     def grant(self, slug: str, created_by: str, seconds: int) -> tuple[Grant, str]:
         expires = int(time.time()) + max(1, min(seconds, MAX_SECONDS))
@@ -91,7 +89,7 @@ class Previews:
             raise NotFound("no such preview")
         if claims.e <= (time.time() if now is None else now):
             raise PreviewGone("this preview link has expired; ask for a new one")
-        grant = next((g for g in self._load() if g.id == claims.i), None)
+        grant = next((g for g in self._load() if g.id == claims.i and g.slug == claims.s), None)
         if grant is None or grant.revoked_at is not None:
             raise PreviewGone("this preview link was revoked")
         return claims.s
@@ -100,20 +98,7 @@ class Previews:
         return hmac.new(self._signing_key(), payload, hashlib.sha256).digest()
 
     def _signing_key(self) -> bytes:
-        with self._mutex:
-            if self._key is None:
-                self._key_path.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    fd = os.open(self._key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                except FileExistsError:
-                    pass
-                else:
-                    with os.fdopen(fd, "wb") as handle:
-                        handle.write(secrets.token_bytes(32))
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                self._key = self._key_path.read_bytes()
-            return self._key
+        return signing_key(self._key_path)
 
     def _load(self) -> list[Grant]:
         try:

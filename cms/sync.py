@@ -9,6 +9,8 @@ are all computed against the same target commit, so a client never sees a mix of
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from collections.abc import Iterable, Iterator
 
 import msgspec
@@ -17,6 +19,7 @@ from msgspec import Struct
 from .documents import Documents
 from .errors import BadRequest, CmsError
 from .gitstore.repository import changed_files
+from .keys import signing_key
 from .model import Comparison
 
 
@@ -41,16 +44,16 @@ class SyncPage(Struct, frozen=True, kw_only=True):
     commit: str | None
 
 
-def sync_token(commit: str) -> str:
-    return _encode(_Position(target=commit, base=None))
+def sync_token(documents: Documents, commit: str) -> str:
+    return _encode(documents, _Position(target=commit, base=None))
 
 
 def sync(documents: Documents, *, token: str | None, page: str | None, limit: int) -> SyncPage:
     if page is not None:
-        position = _decode(page, "page")
+        position = _decode(documents, page, "page")
         _check_known(documents, position.target)
     elif token is not None:
-        base = _decode(token, "token").target
+        base = _decode(documents, token, "token").target
         head = documents.main_head()
         if head is None:
             raise SyncGone("the repository has no published content; sync from the start")
@@ -73,8 +76,8 @@ def sync(documents: Documents, *, token: str | None, page: str | None, limit: in
     more = position.offset + limit < len(changes)
     return SyncPage(
         items=items, deleted=deleted,
-        next_sync=None if more else sync_token(position.target),
-        next_page=_encode(msgspec.structs.replace(position, offset=position.offset + limit))
+        next_sync=None if more else sync_token(documents, position.target),
+        next_page=_encode(documents, msgspec.structs.replace(position, offset=position.offset + limit))
         if more else None,
         commit=position.target,
     )
@@ -114,17 +117,39 @@ def _check_ancestor(documents: Documents, base: str, head: str) -> None:
                        "sync from the start (GET /api/sync)", field="token")
 
 
-def _encode(position: _Position) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(position)).decode().rstrip("=")
+def _key(documents: Documents) -> bytes:
+    return signing_key(documents.settings.data / "sync.key")
 
 
-def _decode(value: str, field: str) -> _Position:
+def _encode(documents: Documents, position: _Position) -> str:
+    # Signed, so that a client cannot point a sync at a commit that was never published
+    # (a draft's commit, say) and read it.
+    payload = msgspec.json.encode(position)
+    signature = hmac.new(_key(documents), payload, hashlib.sha256).digest()[:16]
+    return f"{_b64(payload)}.{_b64(signature)}"
+
+
+def _decode(documents: Documents, value: str, field: str) -> _Position:
+    payload_part, _, signature_part = value.partition(".")
     try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        position = msgspec.json.decode(raw, type=_Position)
+        payload = _unb64(payload_part)
+        signature = _unb64(signature_part)
+        position = msgspec.json.decode(payload, type=_Position)
     except (ValueError, msgspec.DecodeError) as exc:
         raise BadRequest(f"the {field} is not one this API gave out; sync from the start",
                          field=field) from exc
+    expected = hmac.new(_key(documents), payload, hashlib.sha256).digest()[:16]
+    if not hmac.compare_digest(signature, expected):
+        raise SyncGone(f"the {field} was not issued by this server; sync from the start "
+                       "(GET /api/sync)", field=field)
     if len(position.target) != 40 or position.offset < 0:
         raise BadRequest(f"the {field} is not one this API gave out", field=field)
     return position
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -51,11 +51,14 @@ class Refs:
         root = self.git_dir / prefix
         if root.is_dir():
             for path in root.rglob("*"):
-                if path.is_file() and not path.name.endswith(".lock"):
-                    name = path.relative_to(self.git_dir).as_posix()
+                if path.name.endswith(".lock"):
+                    continue
+                try:
                     value = path.read_text(encoding="ascii").strip()
-                    if len(value) == 40:
-                        found[name] = value
+                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    continue  # deleted (a branch merged or discarded) since it was listed
+                if len(value) == 40:
+                    found[path.relative_to(self.git_dir).as_posix()] = value
         return found
 
     def update(self, name: str, new: str, expected: str | None) -> None:

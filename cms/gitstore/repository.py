@@ -99,14 +99,16 @@ class Repository:
         with self._read_lock:
             try:
                 stream = self._db.stream(binsha)
-            except BadObject:
-                # A `git gc` may have packed objects since the pack list was read.
+                return stream.type, stream.read()
+            except (BadObject, OSError):
+                # Packs come and go: a commit adds one, a repack merges and deletes them.
+                # Re-read the pack folder and look once more.
                 self._db.update_cache(force=True)
-                try:
-                    stream = self._db.stream(binsha)
-                except BadObject as exc:
-                    raise NotFound(f"no object {oid} in the content repository") from exc
-            return stream.type, stream.read()
+            try:
+                stream = self._db.stream(binsha)
+                return stream.type, stream.read()
+            except (BadObject, OSError) as exc:
+                raise NotFound(f"no object {oid} in the content repository") from exc
 
     def read_blob(self, oid: str) -> bytes:
         kind, data = self.read_object(oid)
