@@ -33,7 +33,7 @@ from .gitstore.objects import BLOB, object_id
 from .gitstore.refs import RefConflict
 from .gitstore.repository import Repository, Signature
 from .identity import Actor
-from .model import Comparison
+from .model import Community, Comparison
 from .workflow import Workflow, decide
 
 log = logging.getLogger("cms")
@@ -189,7 +189,8 @@ class Documents:
                     field="slug",
                 )
             record = decide(self.workflow, None, "create", actor, at=None)
-            document = msgspec.structs.replace(comparison, workflow=record)
+            document = msgspec.structs.replace(_with_tallies_of(comparison, None),
+                                               workflow=record)
             return self._commit_to_branch(slug, None, document, "create", "Create", actor, comment)
 
     def save(
@@ -199,7 +200,8 @@ class Documents:
         with self._write_lock:
             current = self._require(slug, if_match)
             record = decide(self.workflow, current.comparison.workflow, "edit", actor, at=None)
-            document = msgspec.structs.replace(comparison, workflow=record)
+            document = msgspec.structs.replace(_with_tallies_of(comparison, current.comparison),
+                                               workflow=record)
             if document == current.comparison and current.work_in_progress:
                 return current
             base = current if current.work_in_progress else None
@@ -485,3 +487,12 @@ def _call(listener: Callable[..., None], *args: str | None) -> None:
         listener(*args)
     except Exception:
         log.exception("a listener failed after a commit; it will catch up from git")
+
+
+def _with_tallies_of(document: Comparison, source: Comparison | None) -> Comparison:
+    """Community tallies come from votes, never from an editor: keep those of ``source``
+    (zero for a new comparison or a new tool), whatever the request said."""
+    tallies = {tool.id: tool.community for tool in source.tools} if source else {}
+    tools = [msgspec.structs.replace(tool, community=tallies.get(tool.id, Community()))
+             for tool in document.tools]
+    return msgspec.structs.replace(document, tools=tools)

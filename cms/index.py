@@ -7,6 +7,7 @@ only the files that differ between the old and the new tree are decoded again.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -23,6 +24,8 @@ from .errors import BadRequest, CmsError
 from .gitstore.repository import changed_files
 from .model import Comparison, Tool, panel_ship, panel_verdict
 from .render import render_cached
+
+log = logging.getLogger("cms")
 
 SortKey = Literal["published", "-published", "title", "-title", "panel_ship", "-panel_ship"]
 SORT_KEYS: tuple[str, ...] = SortKey.__args__  # type: ignore[attr-defined]
@@ -74,9 +77,9 @@ class PublishedIndex:
         self.snapshot = snapshot
         self.head: str | None = None
         self.tree: str | None = None
-        self._entries: dict[str, Entry] = {}
+        # The entries and the sort orders made from them, swapped together as one value.
+        self._view: tuple[dict[str, Entry], dict[str, list[Entry]]] = ({}, {})
         self._lock = threading.Lock()
-        self._sorted: dict[str, list[Entry]] = {}
 
     def load(self) -> None:
         with self._lock:
@@ -91,15 +94,16 @@ class PublishedIndex:
         """Write the snapshot; a cache, so failing to write it costs only the next start."""
         if self.snapshot is None or self.head is None or self.tree is None:
             return
-        data = msgspec.msgpack.encode(_Snapshot(version=_SNAPSHOT_VERSION, head=self.head,
-                                                tree=self.tree,
-                                                entries=list(self._entries.values())))
         temp = self.snapshot.with_suffix(".tmp")
         try:
+            data = msgspec.msgpack.encode(_Snapshot(version=_SNAPSHOT_VERSION, head=self.head,
+                                                    tree=self.tree,
+                                                    entries=list(self._entries.values())))
             self.snapshot.parent.mkdir(parents=True, exist_ok=True)
             temp.write_bytes(data)
             os.replace(temp, self.snapshot)
-        except OSError:
+        except Exception:  # noqa: BLE001 - a cache: never let it stop a start or a shutdown
+            log.exception("could not write the index snapshot; the next start decodes more")
             temp.unlink(missing_ok=True)
 
     def _restore(self) -> None:
@@ -115,7 +119,7 @@ class PublishedIndex:
             self.documents.repo.read_tree(snapshot.tree)
         except CmsError:
             return  # a snapshot of another repository
-        self._entries = {entry.slug: entry for entry in snapshot.entries}
+        self._view = ({entry.slug: entry for entry in snapshot.entries}, {})
         self.head, self.tree = snapshot.head, snapshot.tree
 
     def refresh(self) -> None:
@@ -143,11 +147,14 @@ class PublishedIndex:
             elif path == self.documents.path(slug):
                 entries[slug] = Entry(comparison=self.documents.decode_blob(blob), blob=blob)
         # Readers take a reference to the whole dict, so swapping it is atomic for them.
-        self._entries = entries
-        self._sorted = {}
+        self._view = (entries, {})
         self.head, self.tree = head, tree
 
     # Reading
+
+    @property
+    def _entries(self) -> dict[str, Entry]:
+        return self._view[0]
 
     def get(self, slug: str) -> Entry | None:
         self.refresh()
@@ -178,15 +185,18 @@ class PublishedIndex:
         return Page(items=items, next_cursor=cursor, total=len(matches))
 
     def _ordered(self, sort: str) -> list[Entry]:
-        cached = self._sorted.get(sort)
+        # Take the entries and their sort cache together: if main moves while this sorts, the
+        # result is stored with the entries it was made from, never with newer ones.
+        entries, orders = self._view
+        cached = orders.get(sort)
         if cached is None:
             keyed = _sort_key(sort)
             cached = sorted(
-                self._entries.values(),
+                entries.values(),
                 key=lambda entry: (keyed(entry), entry.slug),
                 reverse=sort.startswith("-"),
             )
-            self._sorted[sort] = cached
+            orders[sort] = cached
         return cached
 
 
@@ -242,6 +252,9 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[str | float, str]:
         raise BadRequest("the cursor is not one this API gave out", field="cursor") from exc
     if cursor_sort != sort:
         raise BadRequest("the cursor belongs to a different sort order", field="cursor")
+    numeric = sort.lstrip("-") == "panel_ship"
+    if isinstance(key, float | int) != numeric:
+        raise BadRequest("the cursor is not one this API gave out", field="cursor")
     return key, slug
 
 

@@ -28,7 +28,7 @@ Body = Annotated[str, Meta(max_length=200_000)]
 Person = Annotated[str, Meta(pattern=PERSON_RE, max_length=320)]
 StateName = Annotated[str, Meta(pattern=r"^[a-z][a-z_]*\Z", max_length=40)]
 Moment = Annotated[datetime, Meta(tz=True)]
-Tally = Annotated[int, Meta(ge=0)]
+Tally = Annotated[int, Meta(ge=0, le=10**12)]
 Verdict = Literal["ship", "skip"]
 
 # Control characters cannot survive a round trip through YAML and a terminal unharmed; tab and

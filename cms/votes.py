@@ -134,12 +134,14 @@ def client_key(host: str) -> str:
 
 def fold(documents: Documents, store: VoteStore) -> str | None:
     """Commit every pending vote into the tallies on main; the commit, or None if none pending."""
-    reconcile(documents, store)
-    through, tallies = store.batch()
-    if not tallies:
-        return None
     settings = documents.settings
     for _ in range(8):
+        # Read again on every try: if main moved, it may be another instance's fold of these
+        # very votes, and reconciling marks them before they could be counted twice.
+        reconcile(documents, store)
+        through, tallies = store.batch()
+        if not tallies:
+            return None
         head = documents.main_head()
         if head is None:
             return None

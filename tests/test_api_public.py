@@ -129,3 +129,17 @@ def test_what_you_read_is_what_you_write(client: TestClient, tokens: dict[str, H
     for field in ("title", "summary", "panel", "body"):
         assert resent.json()[field] == public.json()[field]
     assert draft.json()["allowed_actions"] == ["edit", "discard", "submit"]
+
+
+def test_tallies_are_not_written_by_editors(client: TestClient, tokens: dict[str, Headers]) -> None:  # type: ignore[type-arg]
+    public = client.get(f"/api/comparisons/{HAIKU}")
+    document = public.json()
+    document["tools"][0]["community"] = {"ship": 999, "skip": 0}
+    saved = client.put(f"/api/drafts/{HAIKU}", json=document,
+                       headers={**tokens["editor"], "If-Match": public.headers["etag"]})
+    assert saved.status_code == 200
+    assert saved.json()["tools"][0]["community"] == public.json()["tools"][0]["community"]
+    document["tools"][0]["community"] = {"ship": 10**30, "skip": 0}
+    huge = client.put(f"/api/drafts/{HAIKU}", json=document,
+                      headers={**tokens["editor"], "If-Match": saved.headers["etag"]})
+    assert huge.status_code == 422
