@@ -211,7 +211,12 @@ class Documents:
         self, slug: str, action: str, actor: Actor, if_match: str | None, comment: str = ""
     ) -> Revision:
         with self._write_lock:
-            current = self._require(slug, if_match)
+            # An action that only applies to published content (unpublish) acts on what is
+            # live, even while a next revision is being drafted.
+            spec = self.workflow.transitions.get(action)
+            on_live = spec is not None and all(
+                self.workflow.states[state].public for state in spec.from_states)
+            current = self._require(slug, if_match, live=on_live)
             now = datetime.now(UTC).replace(microsecond=0)
             record = decide(self.workflow, current.comparison.workflow, action, actor, at=now)
             document = msgspec.structs.replace(current.comparison, workflow=record)
@@ -285,8 +290,8 @@ class Documents:
 
     # Internals
 
-    def _require(self, slug: str, if_match: str | None) -> Revision:
-        current = self.current(slug)
+    def _require(self, slug: str, if_match: str | None, *, live: bool = False) -> Revision:
+        current = (self.published(slug) or self.current(slug)) if live else self.current(slug)
         if current is None:
             raise NotFound(f"no comparison with slug `{slug}`", field="slug")
         if if_match is None:
@@ -367,6 +372,7 @@ class Documents:
         message = self._message(action, label, document.workflow.state, document, comment)
         branch = self.branch(slug)
         branch_at: str | None = None
+        draft = self.work_in_progress(slug)
         for _ in range(_MAIN_RETRIES):
             head = self.main_head()
             assert head is not None
@@ -378,16 +384,18 @@ class Documents:
                 committer=self._committer(), message=message,
             )
             # The branch first: if the process dies before main moves, start-up recovery sees an
-            # unpublish that never reached main and finishes or drops it.
-            self.repo.refs.update(branch, unpublish, branch_at)
-            branch_at = unpublish
+            # unpublish that never reached main and finishes or drops it. A branch holding a
+            # next revision is left alone: that draft stays the work in progress.
+            if draft is None:
+                self.repo.refs.update(branch, unpublish, branch_at)
+                branch_at = unpublish
             try:
                 self.repo.refs.update(self.main_ref, unpublish, head)
             except RefConflict:
                 continue
             self.notify_main_moved(head, unpublish)
             self._notify_commit(unpublish)
-            return self._branch_revision(slug, unpublish)
+            return self.at(slug, unpublish, ref=self.branch(slug)) if draft is None else draft
         if branch_at is not None:
             self.repo.refs.delete(branch, branch_at)
         raise StoreError("main kept moving while unpublishing; try again")
@@ -446,9 +454,12 @@ class Documents:
         done += [f"removed the unfinished object {temp}"
                  for temp in self.repo.remove_stale_temporaries(stale_after)]
         main = self.main_head()
+        settled = datetime.now(UTC).timestamp() - stale_after
         for ref, head in self.repo.refs.under(BRANCH_PREFIX).items():
             slug = ref[len(BRANCH_PREFIX) :]
             commit = self.repo.read_commit(head)
+            if commit.committer.at.timestamp() > settled:
+                continue  # maybe another instance, still between its two ref moves
             if commit.message.first("Cms-Action") == "unpublish" and main is not None:
                 on_main = self.repo.blob_at(self.repo.read_commit(main).tree, self.path(slug))
                 if on_main is not None:

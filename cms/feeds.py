@@ -18,7 +18,6 @@ from .documents import Documents
 from .model import Comparison
 from .render import render_cached
 
-_WALK_LIMIT = 5000
 ATOM = "http://www.w3.org/2005/Atom"
 
 
@@ -36,20 +35,24 @@ class FeedItem(Struct, frozen=True, kw_only=True):
 
 def latest(documents: Documents, limit: int = 30) -> list[FeedItem]:
     items: list[FeedItem] = []
-    current = documents.main_head()
-    walked = 0
+    head = documents.main_head()
+    if head is None:
+        return items
     base_url = documents.settings.base_url
-    while current is not None and len(items) < limit and walked < _WALK_LIMIT:
-        commit = documents.repo.read_commit(current)
-        walked += 1
-        current = commit.parents[0] if commit.parents else None
-        if commit.message.first("Cms-Action") != "publish" or current is None:
+    # Only publications, however many vote folds or other commits lie between them.
+    shas = documents.repo.git(
+        "log", "--first-parent", "--format=%H", f"-n{limit}", "--extended-regexp",
+        "--grep=^Cms-Action: publish$", head,
+    ).split()
+    for sha in shas:
+        commit = documents.repo.read_commit(sha)
+        if commit.message.first("Cms-Action") != "publish" or not commit.parents:
             continue
         slug = (commit.message.first("Cms-Document") or "").removeprefix("comparisons/")
         after = _at(documents, commit.tree, slug)
         if after is None:
             continue
-        before = _at(documents, documents.repo.read_commit(current).tree, slug)
+        before = _at(documents, documents.repo.read_commit(commit.parents[0]).tree, slug)
         changes = compare(before, after).verdict_changes if before else []
         summary = _summary(after, before is None, changes)
         url = f"{base_url}/api/comparisons/{slug}"

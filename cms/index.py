@@ -102,7 +102,7 @@ class PublishedIndex:
             self.snapshot.parent.mkdir(parents=True, exist_ok=True)
             temp.write_bytes(data)
             os.replace(temp, self.snapshot)
-        except Exception:  # noqa: BLE001 - a cache: never let it stop a start or a shutdown
+        except Exception:
             log.exception("could not write the index snapshot; the next start decodes more")
             temp.unlink(missing_ok=True)
 

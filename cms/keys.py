@@ -1,4 +1,4 @@
-"""Server-side signing keys, kept under ``CMS_DATA`` and never in the content repository."""
+"""Server-side secrets, kept under ``CMS_DATA`` and never in the content repository."""
 
 from __future__ import annotations
 
@@ -49,3 +49,11 @@ def _create(path: Path) -> bytes:
     finally:
         temp.unlink(missing_ok=True)
     return key
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only, before anything writes secrets into it.
+    SQLite gives its journal files the permissions of the database file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)

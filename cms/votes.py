@@ -27,6 +27,7 @@ from .errors import CmsError, StoreError
 from .gitstore.messages import format_message
 from .gitstore.refs import RefConflict
 from .gitstore.repository import Signature
+from .keys import private_file
 
 log = logging.getLogger("cms")
 
@@ -42,7 +43,7 @@ class TooManyVotes(CmsError):
 
 class VoteStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:

@@ -181,3 +181,19 @@ def test_history_lists_actor_action_state_and_approvers(
     assert entries[1]["comment"] == "Good"
     assert entries[1]["approvers"] == ["Rita Reviewer <rita@example.com>"]
     assert entries[2]["approvers"] == []
+
+
+def test_unpublish_works_while_a_next_revision_is_drafted(
+    client: TestClient, tokens: dict[str, Headers], repo_path: Path  # type: ignore[type-arg]
+) -> None:
+    public = client.get(f"/api/comparisons/{HAIKU}")
+    document = dict(public.json(), summary="Next revision, in progress.")
+    draft = client.put(f"/api/drafts/{HAIKU}", json=document,
+                       headers={**tokens["editor"], "If-Match": public.headers["etag"]})
+    assert draft.status_code == 200
+    taken_down = act(client, HAIKU, "unpublish", tokens["publisher"], public.headers["etag"])
+    assert taken_down["summary"] == "Next revision, in progress."  # the draft lives on
+    assert client.get(f"/api/comparisons/{HAIKU}").status_code == 404
+    current = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    assert current.json()["revision"] == draft.json()["revision"]
+    assert "Unpublish:" in git(repo_path, "log", "-1", "--format=%s", "main")

@@ -94,6 +94,10 @@ def test_history_matches_git(client: Client, tokens: dict[str, Headers], repo_pa
     past = client.get(f"/api/comparisons/{HAIKU}/history", headers=auditor,
                       params={"until": "2000-01-01T00:00:00Z"}).json()
     assert past["entries"] == []
+    naive = client.get(f"/api/comparisons/{HAIKU}/history", headers=auditor,
+                       params={"until": "2000-01-01T00:00:00"})  # no offset: read as UTC
+    assert naive.status_code == 200
+    assert naive.json()["entries"] == []
 
 
 def test_any_revision_reads_as_it_was(client: Client, tokens: dict[str, Headers],

@@ -187,7 +187,7 @@ def test_recovery_finishes_an_interrupted_publish(settings: Settings, repo_path:
     # Crash between the two ref moves: main has the merge, the branch was never deleted.
     store.transition(HAIKU, "publish", PUBLISHER, approved.revision)
     store.repo.refs.update(branch, approved.commit, None)
-    assert documents(settings).recover() == [f"removed the branch of {HAIKU}, already published"]
+    assert documents(settings).recover(stale_after=0) == [f"removed the branch of {HAIKU}, already published"]
     assert store.repo.refs.read(branch) is None
 
 
@@ -200,7 +200,7 @@ def test_recovery_finishes_an_interrupted_unpublish(settings: Settings, repo_pat
     # Crash after the branch moved but before main did: put main back where it was.
     store.repo.refs.update(store.main_ref, main_before or "", unpublished.commit)
     assert store.published(HAIKU) is not None
-    assert documents(settings).recover() == [f"finished unpublishing {HAIKU}"]
+    assert documents(settings).recover(stale_after=0) == [f"finished unpublishing {HAIKU}"]
     assert store.published(HAIKU) is None
     current = store.current(HAIKU)
     assert current is not None

@@ -71,6 +71,11 @@ def test_votes_show_at_once_and_fold_into_one_commit(client: Client, tokens: dic
     act(client, HAIKU, "publish", tokens["publisher"], f'"{doc["revision"]}"')
     assert tallies_in_git(repo_path) == {HAIKU_TOOL: (2, 1), GEMINI_TOOL: (1, 0)}
     assert client.get("/api/audit/verify", headers=tokens["auditor"]).json()["ok"] is True
+    for _ in range(3):  # folds between publications do not push them out of the feed
+        assert vote(client, GEMINI_TOOL, "skip").status_code == 202
+        client.post("/api/votes/fold", headers=tokens["admin"])
+    feed = client.get("/api/feed.json").json()
+    assert feed["items"][0]["url"].endswith(HAIKU)
     actions = [e["action"] for e in client.get(f"/api/comparisons/{HAIKU}/history",
                                                headers=tokens["auditor"]).json()["entries"]]
     assert "votes" in actions

@@ -112,6 +112,13 @@ def test_endpoint_management_shows_the_secret_once(hooks: tuple[Client, dict[str
     bad = client.post("/api/webhooks", json={"url": "ftp://example.com"}, headers=admin)
     assert bad.status_code == 422
     assert bad.json()["field"] == "url"
+    for broken in ("http://[::1/hook", "http://example.com:99999/hook", "http://example.com:0/"):
+        refused = client.post("/api/webhooks", json={"url": broken}, headers=admin)
+        assert refused.status_code == 422, broken
+        assert refused.json()["field"] == "url"
+    data = hooks_settings.data
+    for name in ("webhooks.sqlite3", "webhooks.sqlite3-wal"):
+        assert (data / name).stat().st_mode & 0o077 == 0, name
     unknown_event = client.post("/api/webhooks", headers=admin,
                                 json={"url": "https://example.com/h", "events": ["comparison.saved"]})
     assert unknown_event.status_code == 422

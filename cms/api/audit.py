@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get
@@ -24,7 +24,14 @@ from .services import Services, ServicesDep
 
 AUDIT_ROLES = ("auditor", "admin")
 ANY_ROLE = ("editor", "reviewer", "publisher", "auditor", "admin")
-Moment = Annotated[datetime | None, QueryParameter(description="ISO 8601 time, e.g. 2026-11-01T00:00:00Z")]
+Moment = Annotated[datetime | None, QueryParameter(
+    description="ISO 8601 time, e.g. 2026-11-01T00:00:00Z (UTC when no offset is given)")]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
 
 
 class History(Struct, kw_only=True):
@@ -84,7 +91,7 @@ class ComparisonAuditController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, QueryParameter(description="The previous `next_cursor`")] = None,
     ) -> Response[History]:
-        only = HistoryFilter(actions=frozenset(action or ()), since=since, until=until)
+        only = HistoryFilter(actions=frozenset(action or ()), since=_utc(since), until=_utc(until))
         entries = history(services.documents, check_slug(slug), only)
         if not entries and not history(services.documents, slug):
             raise NotFound(f"no comparison with slug `{slug}` has ever existed", field="slug")
@@ -147,7 +154,8 @@ class RepositoryAuditController(Controller):
         slug: Annotated[str | None, QueryParameter(description="One comparison")] = None,
         output: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
     ) -> Response[Any]:
-        items = services.verdicts.changes(since=since, until=until, tool=tool, slug=slug)
+        items = services.verdicts.changes(since=_utc(since), until=_utc(until), tool=tool,
+                                          slug=slug)
         if output == "csv":
             return Response(_csv(items), media_type="text/csv; charset=utf-8",
                             headers={"Content-Disposition": 'attachment; filename="verdict-changes.csv"',
@@ -182,4 +190,4 @@ def _csv(items: list[VerdictChange]) -> str:
 def _cell(value: str | float | None) -> str:
     text = "" if value is None else str(value)
     # A cell starting with = + - @ is a formula in a spreadsheet: never let content run there.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -40,9 +40,16 @@ class TargetRefused(Exception):
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InvalidContent(f"the URL is not valid: {exc}", field="url") from exc
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InvalidContent("the URL must be http:// or https:// with a host", field="url")
+    if port == 0:
+        raise InvalidContent("the URL's port must be between 1 and 65535", field="url")
     if parts.username or parts.password:
         raise InvalidContent("credentials in the URL would be stored in clear; use a header-free "
                              "URL and verify signatures instead", field="url")
@@ -174,6 +181,11 @@ class Dispatcher:
         except httpx.TimeoutException:
             error = f"no answer within {self.timeout:g} s"
         except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:_EXCERPT]
+        except Exception as exc:
+            # Whatever went wrong, it is this attempt's failure: recorded, then retried later,
+            # never a delivery stuck at the head of its queue.
+            log.exception("unexpected error delivering %s", item.delivery_id)
             error = f"{type(exc).__name__}: {exc}"[:_EXCERPT]
         attempt = Attempt(at=at, status_code=status_code,
                           duration_ms=round((time.perf_counter() - started) * 1000, 2),

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from msgspec import Struct
 
 from ..errors import NotFound
+from ..keys import private_file
 from .signing import new_secret
 
 DeliveryStatus = Literal["pending", "delivered", "failed", "coalesced"]
@@ -150,7 +151,7 @@ def _time(value: float | None) -> datetime | None:
 
 class WebhookStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
@@ -158,7 +159,6 @@ class WebhookStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        path.chmod(0o600)
 
     def close(self) -> None:
         with self._lock:
