@@ -10,6 +10,7 @@ import base64
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from fractions import Fraction
@@ -28,6 +29,7 @@ from .render import render_cached
 log = logging.getLogger("cms")
 
 SortKey = Literal["published", "-published", "title", "-title", "panel_ship", "-panel_ship"]
+RECHECK_SECONDS = 0.05
 SORT_KEYS: tuple[str, ...] = SortKey.__args__  # type: ignore[attr-defined]
 
 
@@ -77,6 +79,7 @@ class PublishedIndex:
         self.snapshot = snapshot
         self.head: str | None = None
         self.tree: str | None = None
+        self._checked_at = float("-inf")
         # The entries and the sort orders made from them, swapped together as one value.
         self._view: tuple[dict[str, Entry], dict[str, list[Entry]]] = ({}, {})
         self._lock = threading.Lock()
@@ -122,8 +125,17 @@ class PublishedIndex:
         self._view = ({entry.slug: entry for entry in snapshot.entries}, {})
         self.head, self.tree = snapshot.head, snapshot.tree
 
-    def refresh(self) -> None:
-        """Catch up with main if it moved (by this process or another sharing the repository)."""
+    def refresh(self, *, now: float | None = None) -> None:
+        """Catch up with main if another process sharing the repository moved it.
+
+        This process's own commits arrive through ``on_main_moved`` at once; looking at the
+        ref for other writers' commits is done at most every ``RECHECK_SECONDS``, since a read
+        of the ref file on every request costs more than the rest of a cached read.
+        """
+        moment = time.monotonic() if now is None else now
+        if moment - self._checked_at < RECHECK_SECONDS:
+            return
+        self._checked_at = moment
         head = self.documents.main_head()
         if head != self.head:
             with self._lock:

@@ -66,3 +66,15 @@ def test_a_broken_or_foreign_snapshot_is_ignored(settings: Settings, repo_path: 
     again = PublishedIndex(store(settings), snapshot)
     again.load()
     assert len(again) == SEEDED
+
+
+def test_commits_of_another_process_are_picked_up(settings: Settings, repo_path: Path) -> None:
+    index = PublishedIndex(store(settings))
+    index.load()
+    other = store(settings)  # another instance sharing the repository
+    published = other.published(HAIKU)
+    assert published is not None
+    other.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    index.refresh(now=10**9)
+    assert index.get(HAIKU) is None
+    assert index.head == other.main_head()

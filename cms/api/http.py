@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from typing import Annotated
 
 from litestar.params import PathParameter
@@ -47,3 +49,26 @@ def not_modified(if_none_match: str | None, tag: str) -> bool:
 
 
 SlugPath = Annotated[str, PathParameter(description="The comparison's slug, e.g. `cursor-vs-windsurf`")]
+
+
+class BodyCache:
+    """Encoded response bodies by ETag: an ETag names exactly one representation, so a body
+    made once serves every later request for it."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._bodies: OrderedDict[str, bytes] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, tag: str) -> bytes | None:
+        with self._lock:
+            body = self._bodies.get(tag)
+            if body is not None:
+                self._bodies.move_to_end(tag)
+            return body
+
+    def put(self, tag: str, body: bytes) -> None:
+        with self._lock:
+            self._bodies[tag] = body
+            if len(self._bodies) > self._size:
+                self._bodies.popitem(last=False)

@@ -7,7 +7,7 @@ from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta, Struct
@@ -82,9 +82,13 @@ class PublishedController(Controller):
         headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
         if not_modified(if_none_match, tag):
             return Response(content=None, status_code=304, headers=headers)
-        view = comparison_view(comparison, revision=entry.blob, html=entry.html(),
-                               url=comparison_url(services, slug))
-        return Response(content=view, headers=headers)
+        body = services.bodies.get(tag)
+        if body is None:
+            view = comparison_view(comparison, revision=entry.blob, html=entry.html(),
+                                   url=comparison_url(services, slug))
+            body = msgspec.json.encode(view)
+            services.bodies.put(tag, body)
+        return Response(content=body, headers=headers, media_type=MediaType.JSON)
 
 
 class VoteIn(Struct, forbid_unknown_fields=True):

@@ -17,6 +17,7 @@ from ..tokens import TokenStore
 from ..votes import RateLimit, VoteFolder, VoteStore
 from ..webhooks.service import Webhooks, build_webhooks
 from ..workflow import Workflow, load_workflow
+from .http import BodyCache
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Services:
     votes: VoteStore
     vote_folder: VoteFolder
     vote_limit: RateLimit
+    bodies: BodyCache
 
 
 def build_services(settings: Settings) -> Services:
@@ -52,7 +54,7 @@ def build_services(settings: Settings) -> Services:
         verdicts=VerdictLog(documents, settings.data / "verdict-log.json"),
         maintenance=maintenance, previews=Previews(settings.data),
         votes=votes, vote_folder=VoteFolder(documents, votes, settings.vote_fold_seconds),
-        vote_limit=RateLimit(settings.vote_rate),
+        vote_limit=RateLimit(settings.vote_rate), bodies=BodyCache(),
     )
 
 
