@@ -8,14 +8,10 @@ turned into a view of another draft.
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import hashlib
 import hmac
-import os
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -23,6 +19,7 @@ from msgspec import Struct
 
 from .errors import CmsError, NotFound
 from .keys import signing_key
+from .statefiles import exclusive, replace_file
 
 MAX_SECONDS = 30 * 24 * 3600
 
@@ -56,7 +53,7 @@ class Previews:
         expires = int(time.time()) + max(1, min(seconds, MAX_SECONDS))
         grant = Grant(id="pv_" + secrets.token_hex(8), slug=slug, created_by=created_by,
                       expires_at=expires)
-        with self._exclusive():
+        with exclusive(self._lock_path):
             grants = self._load()
             # Expired grants are of no more use; keep the file small.
             grants = [g for g in grants if g.expires_at > time.time()]
@@ -67,7 +64,7 @@ class Previews:
         return grant, token
 
     def revoke(self, slug: str, grant_id: str) -> Grant:
-        with self._exclusive():
+        with exclusive(self._lock_path):
             grants = self._load()
             for grant in grants:
                 if grant.id == grant_id and grant.slug == slug:
@@ -107,19 +104,8 @@ class Previews:
             return []
 
     def _save(self, grants: list[Grant]) -> None:
-        temp = self._grants_path.with_suffix(".tmp")
-        temp.write_bytes(msgspec.json.encode(grants))
-        os.replace(temp, self._grants_path)
+        replace_file(self._grants_path, msgspec.json.encode(grants))
 
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _b64(data: bytes) -> str:

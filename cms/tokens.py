@@ -7,14 +7,10 @@ the content repository, rewritten atomically and re-read when another process ch
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import hmac
-import os
 import secrets
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +20,7 @@ from msgspec import Meta, Struct
 
 from .errors import InvalidContent, NotFound
 from .identity import Actor, Role
+from .statefiles import exclusive, replace_file
 
 TOKEN_PREFIX = "cms_"  # noqa: S105 - a marker, not a secret
 Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^<>\n\r\t]+\Z")]
@@ -71,7 +68,7 @@ class TokenStore:
         except msgspec.ValidationError as exc:
             message, _, where = str(exc).partition(" - at `$.")
             raise InvalidContent(message, field=where.rstrip("`") or None) from exc
-        with self._exclusive():
+        with exclusive(self._lock_path):
             records = self._load()
             records.append(record)
             self._save(records)
@@ -82,7 +79,7 @@ class TokenStore:
         return list(self._records)
 
     def revoke(self, token_id: str) -> TokenRecord:
-        with self._exclusive():
+        with exclusive(self._lock_path):
             records = self._load()
             for record in records:
                 if record.id == token_id and record.revoked_at is None:
@@ -123,24 +120,9 @@ class TokenStore:
             return []
 
     def _save(self, records: list[TokenRecord]) -> None:
-        temp = self.path.with_suffix(".tmp")
-        with open(temp, "wb") as handle:
-            handle.write(msgspec.json.format(msgspec.json.encode(records), indent=2))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o600)
-        os.replace(temp, self.path)
+        replace_file(self.path, msgspec.json.format(msgspec.json.encode(records), indent=2))
         self._seen = None
 
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _digest(token: str) -> str:

@@ -51,14 +51,19 @@ def repo_path(settings: Settings) -> Iterator[Path]:
     fsck(settings.repo)
 
 
-@pytest.fixture
-def tokens(settings: Settings, repo_path: Path) -> dict[str, dict[str, str]]:
+def make_tokens(settings: Settings) -> dict[str, dict[str, str]]:
+    """A real token for each of PEOPLE, as Authorization headers."""
     store = TokenStore(settings.data)
     headers = {}
     for key, (name, email, roles) in PEOPLE.items():
         _, token = store.create(name, email, roles)
         headers[key] = {"Authorization": f"Bearer {token}"}
     return headers
+
+
+@pytest.fixture
+def tokens(settings: Settings, repo_path: Path) -> dict[str, dict[str, str]]:
+    return make_tokens(settings)
 
 
 @pytest.fixture

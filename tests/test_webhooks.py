@@ -21,10 +21,9 @@ from cms.documents import Documents
 from cms.gitstore.repository import Repository
 from cms.identity import Actor
 from cms.seed import initialise
-from cms.tokens import TokenStore
 from cms.workflow import load_workflow
 
-from .conftest import HAIKU, PEOPLE, SEED, fsck
+from .conftest import HAIKU, SEED, fsck, make_tokens
 from .helpers import Headers, act, new_document
 from .receivers import Receiver, dead_url, running
 
@@ -45,15 +44,6 @@ def hooks_settings(tmp_path: Path) -> Iterator[Settings]:
     initialise(settings, SEED)
     yield settings
     fsck(settings.repo)
-
-
-def make_tokens(settings: Settings) -> dict[str, Headers]:
-    store = TokenStore(settings.data)
-    found = {}
-    for key, (name, email, roles) in PEOPLE.items():
-        _, token = store.create(name, email, roles)
-        found[key] = {"Authorization": f"Bearer {token}"}
-    return found
 
 
 @pytest.fixture
