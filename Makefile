@@ -38,7 +38,8 @@ types: $(STAMP) ## mypy --strict
 check: lint types test ## lint, types and tests: run before every commit
 
 bench: $(STAMP) ## measure commits and reads; writes bench/results/latest.json
-	$(BIN)/python -m bench
+	@command -v wrk >/dev/null || (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || echo "wrk could not be installed: the 32-connection read figures will be skipped")
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and local state (var/)
 	rm -rf $(VENV) var

@@ -55,6 +55,8 @@ class VoteStore:
                 "at REAL NOT NULL, folded_in TEXT)")
             self._db.execute("CREATE INDEX IF NOT EXISTS pending ON votes (folded_in, id)")
         self._pending: Tallies = self._load_pending()
+        # Counts votes recorded by this process: part of the ETag of pages showing tallies.
+        self.cast = 0
 
     def close(self) -> None:
         with self._lock:
@@ -66,6 +68,7 @@ class VoteStore:
                              (slug, tool, vote, client, time.time()))
             counts = self._pending.setdefault(slug, {}).setdefault(tool, [0, 0])
             counts[0 if vote == "ship" else 1] += 1
+            self.cast += 1
 
     def pending(self, slug: str) -> dict[str, list[int]]:
         with self._lock:

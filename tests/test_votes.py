@@ -35,6 +35,8 @@ def tallies_in_git(repo: Path) -> dict[str, tuple[int, int]]:
 def test_votes_show_at_once_and_fold_into_one_commit(client: Client, tokens: dict[str, Headers],
                                                      repo_path: Path) -> None:
     before = git(repo_path, "rev-list", "--count", "main").strip()
+    listing = client.get("/api/comparisons", params={"tool": HAIKU_TOOL})
+    assert listing.json()["items"][0]["tools"][0]["community_label"] == "—"
     for choice in ("ship", "ship", "skip"):
         answer = vote(client, HAIKU_TOOL, choice)
         assert answer.status_code == 202, answer.text
@@ -45,6 +47,10 @@ def test_votes_show_at_once_and_fold_into_one_commit(client: Client, tokens: dic
     tools = shown.json()["tools"]
     assert (tools[0]["community_label"], tools[1]["community_label"]) == ("67%", "100%")
     assert shown.headers["etag"].startswith('W/"')
+    relisted = client.get("/api/comparisons", params={"tool": HAIKU_TOOL},
+                          headers={"If-None-Match": listing.headers["etag"]})
+    assert relisted.status_code == 200  # the votes changed the page, so not 304
+    assert relisted.json()["items"][0]["tools"][0]["community_label"] == "67%"
     assert git(repo_path, "rev-list", "--count", "main").strip() == before  # nothing in git yet
 
     # The weak ETag of a read with pending votes still works as a revision to edit.

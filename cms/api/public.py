@@ -53,19 +53,26 @@ class PublishedController(Controller):
         index = services.index
         index.refresh()
         fingerprint = hashlib.sha1(repr(query).encode(), usedforsecurity=False).hexdigest()[:16]
-        tag = etag(f"{index.head or 'empty'}-{fingerprint}", weak=True)
+        # The list shows live tallies, so the count of votes cast is part of what it names.
+        state = f"{index.head or 'empty'}-{services.votes.cast}"
+        tag = etag(f"{state}-{fingerprint}", weak=True)
         headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
         if not_modified(if_none_match, tag):
             return Response(content=None, status_code=304, headers=headers)
-        page = index.query(query)
-        body = ComparisonList(
-            items=[summary_view(Entry(comparison=with_live_tallies(services, entry.comparison)[0],
-                                      blob=entry.blob), comparison_url(services, entry.slug))
-                   for entry in page.items],
-            next_cursor=page.next_cursor,
-            total=page.total,
-        )
-        return Response(content=body, headers=headers)
+        encoded = services.bodies.get(tag)
+        if encoded is None:
+            page = index.query(query)
+            body = ComparisonList(
+                items=[summary_view(
+                    Entry(comparison=with_live_tallies(services, entry.comparison)[0],
+                          blob=entry.blob), comparison_url(services, entry.slug))
+                    for entry in page.items],
+                next_cursor=page.next_cursor,
+                total=page.total,
+            )
+            encoded = msgspec.json.encode(body)
+            services.bodies.put(tag, encoded)
+        return Response(content=encoded, headers=headers, media_type=MediaType.JSON)
 
     @get("/{slug:str}", sync_to_thread=False, summary="Read one published comparison")
     def read_comparison(

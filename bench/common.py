@@ -1,0 +1,46 @@
+"""Shared by the benchmark sections: the actors, generated content, timing."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from cms import codec
+from cms.config import PROJECT_ROOT
+from cms.identity import Actor
+
+EDITOR = Actor(name="Bench Editor", email="editor@example.com", roles=frozenset({"editor"}))
+REVIEWER = Actor(name="Bench Reviewer", email="reviewer@example.com", roles=frozenset({"reviewer"}))
+PUBLISHER = Actor(name="Bench Publisher", email="publisher@example.com",
+                  roles=frozenset({"publisher"}))
+ACTING = {"submit": EDITOR, "approve": REVIEWER, "publish": PUBLISHER}
+RESULTS = Path(__file__).parent / "results" / "latest.json"
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"median_ms": round(statistics.median(ordered) * 1000, 3),
+            "p95_ms": round(p95 * 1000, 3), "n": len(ordered)}
+
+
+def make_seed(folder: Path, count: int) -> None:
+    """``count`` comparisons made from the samples, each under its own slug."""
+    samples = [codec.decode(p.read_text()) for p in sorted((PROJECT_ROOT / "content").rglob("*.md"))]
+    for number in range(count):
+        base = samples[number % len(samples)]
+        slug = f"{base.slug[:80]}-{number:05d}"
+        doc = msgspec.structs.replace(base, slug=slug, title=f"{base.title} #{number}")
+        (folder / f"{slug}.md").write_text(codec.encode(doc))
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+

@@ -1,0 +1,234 @@
+"""Webhooks, audit and frontend features, measured through the API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from cms.config import PROJECT_ROOT, load_settings
+from cms.documents import Documents
+from cms.gitstore.maintenance import Maintenance
+from cms.gitstore.repository import Repository
+from cms.seed import initialise
+from cms.tokens import TokenStore
+from cms.workflow import load_workflow
+
+from .common import EDITOR, PUBLISHER, REVIEWER, make_seed, summary, timed
+
+
+class CountingReceiver:
+    """A loopback receiver that answers 200 and counts what arrives."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                with receiver.arrived:
+                    receiver.count += 1
+                    receiver.arrived.notify_all()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def bench_webhooks(workdir: Path, publishes: int) -> dict[str, object]:
+    """Publish latency over HTTP with 0 and with 10 endpoints, and what reached the receiver."""
+    settings = load_settings({}, repo=workdir / "hooks.git", data=workdir / "hooks-data")
+    initialise(settings, PROJECT_ROOT / "content")
+    tokens = TokenStore(settings.data)
+    editor = {"Authorization": "Bearer " + tokens.create("E", "e@example.com", ["editor"])[1]}
+    reviewer = {"Authorization": "Bearer " + tokens.create("R", "r@example.com", ["reviewer"])[1]}
+    publisher = {"Authorization": "Bearer " + tokens.create("P", "p@example.com", ["publisher"])[1]}
+    admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
+    receiver = CountingReceiver()
+    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
+           "CMS_PORT": "0", "CMS_WEBHOOK_ALLOW_PRIVATE": "1"}
+    report: dict[str, object] = {}
+    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as server:
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split()[2]
+            with httpx.Client(base_url=url, timeout=30) as http:
+                base = http.get("/api/comparisons?limit=1").json()["items"][0]["slug"]
+                document = http.get(f"/api/comparisons/{base}").json()
+
+                def approved(slug: str) -> str:
+                    created = http.post("/api/drafts", headers=editor,
+                                        json={**document, "slug": slug, "title": slug})
+                    etag = created.headers["etag"]
+                    for action, who in (("submit", editor), ("approve", reviewer)):
+                        etag = http.post(f"/api/drafts/{slug}/transitions", json={"action": action},
+                                         headers={**who, "If-Match": etag}).headers["etag"]
+                    return etag
+
+                for endpoints in (0, 10):
+                    for _ in range(endpoints - len(http.get("/api/webhooks", headers=admin).json())):
+                        http.post("/api/webhooks", json={"url": receiver.url}, headers=admin)
+                    samples = []
+                    for number in range(publishes):
+                        slug = f"hooked-{endpoints}-{number}"
+                        etag = approved(slug)
+                        samples.append(timed(lambda s=slug, e=etag: http.post(
+                            f"/api/drafts/{s}/transitions", json={"action": "publish"},
+                            headers={**publisher, "If-Match": e})))
+                    report[f"publish_http_{endpoints}_endpoints"] = summary(samples)
+                expected = 10 * publishes
+                with receiver.arrived:
+                    receiver.arrived.wait_for(lambda: receiver.count >= expected, timeout=60)
+                attempts = 0
+                for hook in http.get("/api/webhooks", headers=admin).json():
+                    log = http.get(f"/api/webhooks/{hook['id']}/deliveries", headers=admin)
+                    attempts += sum(len(d["attempt_log"]) for d in log.json()["items"])
+                report["events_expected"] = expected
+                report["requests_received"] = receiver.count
+                report["attempts_logged"] = attempts
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            receiver.server.shutdown()
+    return report
+
+
+def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, object]:
+    """History of one comparison with many revisions; verdict changes over many comparisons."""
+    from litestar.testing import TestClient
+
+    from cms.api.app import create_app
+
+    seed = workdir / "audit-seed"
+    seed.mkdir()
+    make_seed(seed, comparisons)
+    settings = load_settings({}, repo=workdir / "audit.git", data=workdir / "audit-data",
+                             durable=False, webhook_worker=False)
+    initialise(settings, seed)
+    store = Documents(Repository(settings.repo, durable=False), load_workflow(settings.workflow),
+                      settings)
+    head = store.main_head()
+    assert head is not None
+    slug = sorted(p.rsplit("/", 1)[-1].removesuffix(".md")
+                  for p in store.repo.files(store.repo.read_commit(head).tree, store.folder()))[0]
+    current = store.published(slug)
+    assert current is not None
+    revision = current.revision
+    verdicts = ("ship", "skip")
+    for number in range(revisions // 4):
+        doc = store.current(slug)
+        assert doc is not None
+        tools = list(doc.comparison.tools)
+        reviews = list(tools[0].reviews)
+        reviews[0] = msgspec.structs.replace(reviews[0], verdict=verdicts[number % 2])
+        tools[0] = msgspec.structs.replace(tools[0], reviews=reviews)
+        edited = msgspec.structs.replace(doc.comparison, tools=tools)
+        revision = store.save(slug, edited, EDITOR, revision).revision
+        for action, actor in (("submit", EDITOR), ("approve", REVIEWER), ("publish", PUBLISHER)):
+            revision = store.transition(slug, action, actor, revision).revision
+    # Steady state: the server packs loose objects in the background as they pile up.
+    Maintenance(store.repo).run(force=True)
+    auditor = {"Authorization": "Bearer " + TokenStore(settings.data).create(
+        "Aud", "aud@example.com", ["auditor"])[1]}
+    report: dict[str, object] = {"comparisons": comparisons, "revisions": revisions}
+    with TestClient(app=create_app(settings)) as client:
+        report["history_1000_ms"] = round(timed(lambda: client.get(
+            f"/api/comparisons/{slug}/history?limit=1000", headers=auditor)) * 1000, 1)
+        report["verdict_changes_first_ms"] = round(timed(lambda: client.get(
+            "/api/audit/verdict-changes", headers=auditor)) * 1000, 1)
+        report["verdict_changes_again_ms"] = round(timed(lambda: client.get(
+            "/api/audit/verdict-changes", headers=auditor)) * 1000, 1)
+        report["verdict_changes_entries"] = len(client.get(
+            "/api/audit/verdict-changes", headers=auditor).json()["items"])
+        report["verify_ms"] = round(timed(lambda: client.get(
+            "/api/audit/verify", headers=auditor)) * 1000, 1)
+    return report
+
+
+def bench_frontends(workdir: Path, comparisons: int, votes: int) -> dict[str, object]:
+    """Full and incremental sync over many comparisons; concurrent votes and their fold."""
+    seed = workdir / "front-seed"
+    seed.mkdir()
+    make_seed(seed, comparisons)
+    settings = load_settings({}, repo=workdir / "front.git", data=workdir / "front-data")
+    initialise(settings, seed)
+    tokens = TokenStore(settings.data)
+    admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
+    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
+           "CMS_PORT": "0", "CMS_VOTE_RATE": "0", "CMS_VOTE_FOLD_SECONDS": "3600"}
+    report: dict[str, object] = {"comparisons": comparisons}
+    store = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as server:
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split()[2]
+            with httpx.Client(base_url=url, timeout=120) as http:
+                pages = 0
+                token = None
+
+                def full_sync() -> None:
+                    nonlocal pages, token
+                    params: dict[str, object] = {"limit": 1000}
+                    while True:
+                        body = http.get("/api/sync", params=params).json()
+                        pages += 1
+                        if not body["next_page"]:
+                            token = body["next_sync"]
+                            return
+                        params = {"page": body["next_page"], "limit": 1000}
+
+                report["sync_full_ms"] = round(timed(full_sync) * 1000, 1)
+                report["sync_full_pages"] = pages
+                slug = http.get("/api/comparisons?limit=1").json()["items"][0]["slug"]
+                current = store.published(slug)
+                assert current is not None
+                revision = store.save(slug, current.comparison, EDITOR, current.revision).revision
+                for action, actor in (("submit", EDITOR), ("approve", REVIEWER),
+                                      ("publish", PUBLISHER)):
+                    revision = store.transition(slug, action, actor, revision).revision
+                changed: list[int] = []
+                report["sync_one_change_ms"] = round(timed(lambda: changed.append(len(
+                    http.get("/api/sync", params={"token": token}).json()["items"]))) * 1000, 1)
+                report["sync_one_change_items"] = changed[0]
+
+                def cast(worker: int) -> None:
+                    with httpx.Client(base_url=url, timeout=60) as voter:
+                        tool = http.get(f"/api/comparisons/{slug}").json()["tools"][0]["id"]
+                        for _ in range(votes // 20):
+                            voter.post(f"/api/comparisons/{slug}/votes",
+                                       json={"tool": tool, "vote": "ship"})
+
+                workers = [threading.Thread(target=cast, args=(n,)) for n in range(20)]
+                started = time.perf_counter()
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join(timeout=300)
+                elapsed = time.perf_counter() - started
+                report["votes"] = votes
+                report["votes_per_second"] = round(votes / elapsed)
+                report["fold_ms"] = round(timed(lambda: http.post("/api/votes/fold",
+                                                                  headers=admin)) * 1000, 1)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return report
+
+

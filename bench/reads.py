@@ -1,0 +1,129 @@
+"""Published reads over HTTP from a live server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from cms.config import Settings
+
+from .common import summary, timed
+
+
+def bench_reads(settings: Settings, requests: int) -> dict[str, dict[str, float]]:
+    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
+           "CMS_PORT": "0"}
+    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as server:
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split()[2]
+            with httpx.Client(base_url=url, timeout=30) as http:
+                slugs = [i["slug"] for i in http.get("/api/comparisons?limit=100").json()["items"]]
+                one, listing = [], []
+                for number in range(requests):
+                    slug = slugs[number % len(slugs)]
+                    one.append(timed(lambda s=slug: http.get(f"/api/comparisons/{s}")))
+                    listing.append(timed(lambda: http.get(
+                        "/api/comparisons?category=developer%20tools&sort=title&limit=20")))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return {"read_one": summary(one), "read_list": summary(listing)}
+
+
+
+
+RAW_APP = """
+BODY = open({path!r}, "rb").read()
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({{"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(BODY)).encode())]}})
+    await send({{"type": "http.response.body", "body": BODY}})
+"""
+
+
+def _wrk(url: str, seconds: int) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", url],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+    ).stdout
+    found: dict[str, float] = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            found["requests_per_s"] = round(float(parts[1]))
+        elif parts[:1] == ["99%"]:
+            found["p99_ms"] = _milliseconds(parts[1])
+        elif parts[:1] == ["50%"]:
+            found["p50_ms"] = _milliseconds(parts[1])
+    return found
+
+
+def _milliseconds(text: str) -> float:
+    for suffix, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(suffix):
+            return round(float(text[: -len(suffix)]) * factor, 3)
+    return float(text)
+
+
+def bench_wrk(settings: Settings, workdir: Path, seconds: int) -> dict[str, object]:
+    """32 connections for ``seconds`` against the CMS, then against a raw ASGI app returning
+    the same bytes on the same server; requests/s, p50 and p99, and the ratio."""
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
+           "CMS_PORT": "0"}
+    report: dict[str, object] = {}
+    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as server:
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split()[2]
+            slug = httpx.get(f"{url}/api/comparisons?limit=1").json()["items"][0]["slug"]
+            body = httpx.get(f"{url}/api/comparisons/{slug}").content
+            report["read_one"] = _wrk(f"{url}/api/comparisons/{slug}", seconds)
+            report["read_list"] = _wrk(
+                f"{url}/api/comparisons?category=developer%20tools&sort=title&limit=20", seconds)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "body.json").write_bytes(body)
+    (workdir / "raw_app.py").write_text(RAW_APP.format(path=str(workdir / "body.json")))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with subprocess.Popen([sys.executable, "-m", "uvicorn", "raw_app:app", "--host", "127.0.0.1",
+                           "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                          cwd=workdir, stderr=subprocess.PIPE, text=True) as raw:
+        try:
+            assert raw.stderr is not None
+            for _ in range(200):  # bounded: uvicorn says it is up on stderr... at warning level
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            report["raw_asgi_same_bytes"] = _wrk(f"http://127.0.0.1:{port}/", seconds)
+        finally:
+            raw.terminate()
+            raw.wait(timeout=30)
+    ours = report["read_one"]
+    raw_figures = report["raw_asgi_same_bytes"]
+    assert isinstance(ours, dict)
+    assert isinstance(raw_figures, dict)
+    report["ratio_requests"] = round(ours["requests_per_s"] / raw_figures["requests_per_s"], 2)
+    return report
