@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
 
 from cms import codec
-from cms.config import PROJECT_ROOT
+from cms.config import PROJECT_ROOT, Settings
 from cms.identity import Actor
 
 EDITOR = Actor(name="Bench Editor", email="editor@example.com", roles=frozenset({"editor"}))
@@ -44,3 +48,20 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+
+
+@contextmanager
+def cms_server(settings: Settings,
+               **environment: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``cms serve`` on a free loopback port for these settings; yields the process and its URL
+    as soon as the socket is bound (requests wait in the backlog until start-up is done)."""
+    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
+           "CMS_PORT": "0", **environment}
+    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as server:
+        try:
+            assert server.stdout is not None
+            yield server, server.stdout.readline().split()[2]
+        finally:
+            server.terminate()
+            server.wait(timeout=60)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +18,7 @@ from cms.seed import initialise
 from cms.tokens import TokenStore
 from cms.workflow import load_workflow
 
-from .common import EDITOR, PUBLISHER, REVIEWER, make_seed, summary, timed
+from .common import EDITOR, PUBLISHER, REVIEWER, cms_server, make_seed, summary, timed
 
 
 class CountingReceiver:
@@ -60,14 +57,9 @@ def bench_webhooks(workdir: Path, publishes: int) -> dict[str, object]:
     publisher = {"Authorization": "Bearer " + tokens.create("P", "p@example.com", ["publisher"])[1]}
     admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
     receiver = CountingReceiver()
-    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
-           "CMS_PORT": "0", "CMS_WEBHOOK_ALLOW_PRIVATE": "1"}
     report: dict[str, object] = {}
-    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True) as server:
+    with cms_server(settings, CMS_WEBHOOK_ALLOW_PRIVATE="1") as (_, url):
         try:
-            assert server.stdout is not None
-            url = server.stdout.readline().split()[2]
             with httpx.Client(base_url=url, timeout=30) as http:
                 base = http.get("/api/comparisons?limit=1").json()["items"][0]["slug"]
                 document = http.get(f"/api/comparisons/{base}").json()
@@ -103,8 +95,6 @@ def bench_webhooks(workdir: Path, publishes: int) -> dict[str, object]:
                 report["requests_received"] = receiver.count
                 report["attempts_logged"] = attempts
         finally:
-            server.terminate()
-            server.wait(timeout=30)
             receiver.server.shutdown()
     return report
 
@@ -170,65 +160,56 @@ def bench_frontends(workdir: Path, comparisons: int, votes: int) -> dict[str, ob
     initialise(settings, seed)
     tokens = TokenStore(settings.data)
     admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
-    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
-           "CMS_PORT": "0", "CMS_VOTE_RATE": "0", "CMS_VOTE_FOLD_SECONDS": "3600"}
     report: dict[str, object] = {"comparisons": comparisons}
     store = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
-    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True) as server:
-        try:
-            assert server.stdout is not None
-            url = server.stdout.readline().split()[2]
-            with httpx.Client(base_url=url, timeout=120) as http:
-                pages = 0
-                token = None
+    with cms_server(settings, CMS_VOTE_RATE="0", CMS_VOTE_FOLD_SECONDS="3600") as (_, url), \
+            httpx.Client(base_url=url, timeout=120) as http:
+        pages = 0
+        token = None
 
-                def full_sync() -> None:
-                    nonlocal pages, token
-                    params: dict[str, object] = {"limit": 1000}
-                    while True:
-                        body = http.get("/api/sync", params=params).json()
-                        pages += 1
-                        if not body["next_page"]:
-                            token = body["next_sync"]
-                            return
-                        params = {"page": body["next_page"], "limit": 1000}
+        def full_sync() -> None:
+            nonlocal pages, token
+            params: dict[str, object] = {"limit": 1000}
+            while True:
+                body = http.get("/api/sync", params=params).json()
+                pages += 1
+                if not body["next_page"]:
+                    token = body["next_sync"]
+                    return
+                params = {"page": body["next_page"], "limit": 1000}
 
-                report["sync_full_ms"] = round(timed(full_sync) * 1000, 1)
-                report["sync_full_pages"] = pages
-                slug = http.get("/api/comparisons?limit=1").json()["items"][0]["slug"]
-                current = store.published(slug)
-                assert current is not None
-                revision = store.save(slug, current.comparison, EDITOR, current.revision).revision
-                for action, actor in (("submit", EDITOR), ("approve", REVIEWER),
-                                      ("publish", PUBLISHER)):
-                    revision = store.transition(slug, action, actor, revision).revision
-                changed: list[int] = []
-                report["sync_one_change_ms"] = round(timed(lambda: changed.append(len(
-                    http.get("/api/sync", params={"token": token}).json()["items"]))) * 1000, 1)
-                report["sync_one_change_items"] = changed[0]
+        report["sync_full_ms"] = round(timed(full_sync) * 1000, 1)
+        report["sync_full_pages"] = pages
+        slug = http.get("/api/comparisons?limit=1").json()["items"][0]["slug"]
+        current = store.published(slug)
+        assert current is not None
+        revision = store.save(slug, current.comparison, EDITOR, current.revision).revision
+        for action, actor in (("submit", EDITOR), ("approve", REVIEWER),
+                              ("publish", PUBLISHER)):
+            revision = store.transition(slug, action, actor, revision).revision
+        changed: list[int] = []
+        report["sync_one_change_ms"] = round(timed(lambda: changed.append(len(
+            http.get("/api/sync", params={"token": token}).json()["items"]))) * 1000, 1)
+        report["sync_one_change_items"] = changed[0]
 
-                def cast(worker: int) -> None:
-                    with httpx.Client(base_url=url, timeout=60) as voter:
-                        tool = http.get(f"/api/comparisons/{slug}").json()["tools"][0]["id"]
-                        for _ in range(votes // 20):
-                            voter.post(f"/api/comparisons/{slug}/votes",
-                                       json={"tool": tool, "vote": "ship"})
+        def cast(worker: int) -> None:
+            with httpx.Client(base_url=url, timeout=60) as voter:
+                tool = http.get(f"/api/comparisons/{slug}").json()["tools"][0]["id"]
+                for _ in range(votes // 20):
+                    voter.post(f"/api/comparisons/{slug}/votes",
+                               json={"tool": tool, "vote": "ship"})
 
-                workers = [threading.Thread(target=cast, args=(n,)) for n in range(20)]
-                started = time.perf_counter()
-                for worker in workers:
-                    worker.start()
-                for worker in workers:
-                    worker.join(timeout=300)
-                elapsed = time.perf_counter() - started
-                report["votes"] = votes
-                report["votes_per_second"] = round(votes / elapsed)
-                report["fold_ms"] = round(timed(lambda: http.post("/api/votes/fold",
-                                                                  headers=admin)) * 1000, 1)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        workers = [threading.Thread(target=cast, args=(n,)) for n in range(20)]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=300)
+        elapsed = time.perf_counter() - started
+        report["votes"] = votes
+        report["votes_per_second"] = round(votes / elapsed)
+        report["fold_ms"] = round(timed(lambda: http.post("/api/votes/fold",
+                                                          headers=admin)) * 1000, 1)
     return report
 
 

@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from cms.config import Settings
 
-from .common import summary, timed
+from .common import cms_server, summary, timed
 
 
 def bench_reads(settings: Settings, requests: int) -> dict[str, dict[str, float]]:
-    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
-           "CMS_PORT": "0"}
-    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True) as server:
-        try:
-            assert server.stdout is not None
-            url = server.stdout.readline().split()[2]
-            with httpx.Client(base_url=url, timeout=30) as http:
-                slugs = [i["slug"] for i in http.get("/api/comparisons?limit=100").json()["items"]]
-                one, listing = [], []
-                for number in range(requests):
-                    slug = slugs[number % len(slugs)]
-                    one.append(timed(lambda s=slug: http.get(f"/api/comparisons/{s}")))
-                    listing.append(timed(lambda: http.get(
-                        "/api/comparisons?category=developer%20tools&sort=title&limit=20")))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with cms_server(settings) as (_, url), httpx.Client(base_url=url, timeout=30) as http:
+        slugs = [i["slug"] for i in http.get("/api/comparisons?limit=100").json()["items"]]
+        one, listing = [], []
+        for number in range(requests):
+            slug = slugs[number % len(slugs)]
+            one.append(timed(lambda s=slug: http.get(f"/api/comparisons/{s}")))
+            listing.append(timed(lambda: http.get(
+                "/api/comparisons?category=developer%20tools&sort=title&limit=20")))
     return {"read_one": summary(one), "read_list": summary(listing)}
 
 
@@ -84,39 +72,28 @@ def bench_wrk(settings: Settings, workdir: Path, seconds: int) -> dict[str, obje
     the same bytes on the same server; requests/s, p50 and p99, and the ratio."""
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
-    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
-           "CMS_PORT": "0"}
     report: dict[str, object] = {}
-    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True) as server:
-        try:
-            assert server.stdout is not None
-            url = server.stdout.readline().split()[2]
-            slug = httpx.get(f"{url}/api/comparisons?limit=1").json()["items"][0]["slug"]
-            body = httpx.get(f"{url}/api/comparisons/{slug}").content
-            report["read_one"] = _wrk(f"{url}/api/comparisons/{slug}", seconds)
-            report["read_list"] = _wrk(
-                f"{url}/api/comparisons?category=developer%20tools&sort=title&limit=20", seconds)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with cms_server(settings) as (_, url):
+        slug = httpx.get(f"{url}/api/comparisons?limit=1").json()["items"][0]["slug"]
+        body = httpx.get(f"{url}/api/comparisons/{slug}").content
+        report["read_one"] = _wrk(f"{url}/api/comparisons/{slug}", seconds)
+        report["read_list"] = _wrk(
+            f"{url}/api/comparisons?category=developer%20tools&sort=title&limit=20", seconds)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "body.json").write_bytes(body)
     (workdir / "raw_app.py").write_text(RAW_APP.format(path=str(workdir / "body.json")))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with subprocess.Popen([sys.executable, "-m", "uvicorn", "raw_app:app", "--host", "127.0.0.1",
-                           "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                          cwd=workdir, stderr=subprocess.PIPE, text=True) as raw:
+    # Bind first and hand the socket to uvicorn, so requests wait in the backlog until it is up.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.set_inheritable(True)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as `cms serve` does
+    port = listener.getsockname()[1]
+    with listener, subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "raw_app:app", "--fd", str(listener.fileno()),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=workdir, pass_fds=[listener.fileno()],
+    ) as raw:
         try:
-            assert raw.stderr is not None
-            for _ in range(200):  # bounded: uvicorn says it is up on stderr... at warning level
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.05)
+            assert httpx.get(f"http://127.0.0.1:{port}/", timeout=60).content == body  # up
             report["raw_asgi_same_bytes"] = _wrk(f"http://127.0.0.1:{port}/", seconds)
         finally:
             raw.terminate()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,28 +9,21 @@ import httpx
 
 from cms.config import Settings
 
+from .common import cms_server
+
 _DEADLINE = 300.0
 
 
 def _serve_once(settings: Settings) -> tuple[float, float]:
     """Seconds from starting ``cms serve`` to its first 200, and its peak RSS in MB."""
-    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
-           "CMS_PORT": "0"}
     started = time.perf_counter()
-    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True) as server:
-        try:
-            assert server.stdout is not None
-            url = server.stdout.readline().split()[2]
-            with httpx.Client(base_url=url, timeout=_DEADLINE) as http:
-                # The socket is bound before the app starts, so this request waits in the
-                # backlog until start-up is done: no polling needed.
-                assert http.get("/health").status_code == 200
-            elapsed = time.perf_counter() - started
-            peak = _peak_rss_mb(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+    with cms_server(settings) as (server, url):
+        with httpx.Client(base_url=url, timeout=_DEADLINE) as http:
+            # The socket is bound before the app starts, so this request waits in the
+            # backlog until start-up is done: no polling needed.
+            assert http.get("/health").status_code == 200
+        elapsed = time.perf_counter() - started
+        peak = _peak_rss_mb(server.pid)
     return elapsed, peak
 
 

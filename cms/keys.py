@@ -1,4 +1,4 @@
-"""Server-side secrets, kept under ``CMS_DATA`` and never in the content repository."""
+"""Server-side signing keys, kept under ``CMS_DATA`` and never in the content repository."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import secrets
 import threading
 from pathlib import Path
+
+from .statefiles import write_temporary
 
 _KEY_BYTES = 32
 _lock = threading.Lock()
@@ -30,14 +32,8 @@ def signing_key(path: Path) -> bytes:
 
 
 def _create(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(_KEY_BYTES)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-        handle.flush()
-        os.fsync(handle.fileno())
+    temp = write_temporary(path, key)
     try:
         os.link(temp, path)  # another process may have made one meanwhile: keep theirs
     except FileExistsError:
@@ -50,10 +46,3 @@ def _create(path: Path) -> bytes:
         temp.unlink(missing_ok=True)
     return key
 
-
-def private_file(path: Path) -> None:
-    """Create ``path`` readable by its owner only, before anything writes secrets into it.
-    SQLite gives its journal files the permissions of the database file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)

@@ -23,10 +23,25 @@ def exclusive(lock_path: Path) -> Iterator[None]:
 
 def replace_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` as a whole, owner-only, flushed before it replaces the old."""
-    temp = path.with_name(f".{path.name}.tmp")
+    temp = write_temporary(path, data)
+    os.replace(temp, path)
+
+
+def write_temporary(path: Path, data: bytes) -> Path:
+    """``data`` in an owner-only, flushed file beside ``path``, ready to be renamed onto it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temp, path)
+    return temp
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only, before anything writes secrets into it.
+    SQLite gives its journal files the permissions of the database file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)

@@ -27,7 +27,7 @@ from .errors import CmsError, StoreError
 from .gitstore.messages import format_message
 from .gitstore.refs import RefConflict
 from .gitstore.repository import Signature
-from .keys import private_file
+from .statefiles import private_file
 
 log = logging.getLogger("cms")
 

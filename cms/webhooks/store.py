@@ -21,7 +21,7 @@ from typing import Any, Literal
 from msgspec import Struct
 
 from ..errors import NotFound
-from ..keys import private_file
+from ..statefiles import private_file
 from .signing import new_secret
 
 DeliveryStatus = Literal["pending", "delivered", "failed", "coalesced"]
