@@ -21,6 +21,7 @@ from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
 from .frontend import feed_atom, feed_json, read_preview, sync_published
 from .public import PublishedController, VotesController, fold_votes
+from .response_cache import PublicResponseCache
 from .services import Services, ServicesDep, build_services
 from .webhooks import WebhooksController
 
@@ -58,7 +59,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         on_shutdown=[lambda: built.webhooks.stop(), lambda: built.vote_folder.stop(),
                      lambda: built.index.save()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
-        middleware=[DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],
+        middleware=[PublicResponseCache(built),
+                    DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],
         exception_handlers={
             CmsError: handle_cms_error,
             ValidationException: handle_validation,

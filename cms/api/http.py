@@ -14,6 +14,8 @@ from ..model import SLUG_RE
 
 _SLUG = re.compile(SLUG_RE)
 
+# A response marked public is kept by the shared response cache until main moves or a vote is
+# cast, so it must be made from nothing else (no token, no clock, no per-client state).
 PUBLIC_CACHE = "public, max-age=0, must-revalidate"
 PRIVATE_CACHE = "private, no-store"
 

@@ -1,0 +1,136 @@
+"""A shared cache of public responses, answered before the route handler runs.
+
+Published reads are most of the traffic and each one is a few kilobytes that change only when
+main moves or a vote is cast. Routes mark such responses with ``Cache-Control: public`` and an
+ETag (see ``PUBLIC_CACHE``); this middleware keeps them by request line and, while the state
+they were made from holds, answers the same request again (or its 304) without parsing
+parameters, injecting services or encoding anything. When the state moves, the next request
+goes through the handler and its response replaces the stored one.
+
+Only anonymous GETs are served from it: a request with a token goes through authentication,
+so a bad token is still refused.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
+
+from .http import not_modified
+from .services import Services
+
+# Sync pages can be large; a response above this is served, not stored.
+MAX_BODY_BYTES = 256 * 1024
+_DROPPED_ON_304 = {b"content-length", b"content-type"}
+
+
+class _Stored:
+    """A response kept as the ASGI messages that send it, for 200 and for 304."""
+
+    __slots__ = ("body", "etag", "not_modified", "start", "state")
+
+    def __init__(self, state: Hashable, headers: list[tuple[bytes, bytes]], body: bytes,
+                 etag: bytes) -> None:
+        self.state = state
+        self.etag = etag.decode("latin-1")
+        self.start = HTTPResponseStartEvent(type="http.response.start", status=200, headers=headers)
+        self.body = HTTPResponseBodyEvent(type="http.response.body", body=body, more_body=False)
+        self.not_modified = HTTPResponseStartEvent(
+            type="http.response.start", status=304,
+            headers=[(k, v) for k, v in headers if k not in _DROPPED_ON_304])
+
+
+def state_of(services: Services) -> Hashable:
+    """What a public response is made from: main's commit and the votes counted since."""
+    services.index.refresh()
+    return (services.index.head, services.votes.cast)
+
+
+class PublicResponseCache(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, services: Services, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.services = services
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.hits = 0
+        # Touched only on the event loop's thread, so it needs no lock.
+        self._stored: OrderedDict[bytes, _Stored] = OrderedDict()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "GET":
+            await next_app(scope, receive, send)
+            return
+        if_none_match: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                await next_app(scope, receive, send)
+                return
+            if name == b"if-none-match":
+                if_none_match = value
+        key = scope["raw_path"] + b"?" + scope["query_string"]
+        state = state_of(self.services)
+        stored = self._stored.get(key)
+        if stored is not None and stored.state == state:
+            self._stored.move_to_end(key)
+            self.hits += 1
+            await _replay(stored, if_none_match, send)
+            return
+        await next_app(scope, receive, self._recorder(key, state, send))
+
+    def _recorder(self, key: bytes, state: Hashable, send: Send) -> Send:
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body" and start.get("status") == 200:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self._keep(key, state, start.get("headers", []), b"".join(chunks))
+            await send(message)
+
+        return record
+
+    def _keep(self, key: bytes, state: Hashable, headers: list[tuple[bytes, bytes]],
+              body: bytes) -> None:
+        fields = dict(headers)
+        tag = fields.get(b"etag")
+        if tag is None or not fields.get(b"cache-control", b"").startswith(b"public"):
+            return
+        if len(body) > MAX_BODY_BYTES:
+            return
+        previous = self._stored.pop(key, None)
+        if previous is not None:
+            self.size -= len(previous.body["body"])
+        self._stored[key] = _Stored(state, list(headers), body, tag)
+        self.size += len(body)
+        while self.size > self.max_bytes and self._stored:
+            _, evicted = self._stored.popitem(last=False)
+            self.size -= len(evicted.body["body"])
+
+
+_EMPTY = HTTPResponseBodyEvent(type="http.response.body", body=b"", more_body=False)
+
+
+async def _replay(stored: _Stored, if_none_match: bytes | None, send: Send) -> None:
+    if if_none_match is not None and not_modified(if_none_match.decode("latin-1"), stored.etag):
+        await send(stored.not_modified)
+        await send(_EMPTY)
+        return
+    await send(stored.start)
+    await send(stored.body)
