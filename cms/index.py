@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from fractions import Fraction
@@ -21,7 +23,7 @@ import msgspec
 from msgspec import Struct
 
 from .documents import Documents
-from .errors import BadRequest, CmsError
+from .errors import BadRequest
 from .gitstore.repository import changed_files
 from .model import Comparison, Tool, panel_ship, panel_verdict
 from .render import render_cached
@@ -61,69 +63,162 @@ class Page(Struct, frozen=True):
     total: int
 
 
-class _Snapshot(Struct):
+class _SnapshotHeader(Struct):
     version: int
-    head: str
-    tree: str
-    entries: list[Entry]
+    # blob id -> (offset, length, CRC-32) of its comparison, msgpack-encoded, after the header
+    records: dict[str, tuple[int, int, int]]
 
 
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 3
+_LENGTH = struct.Struct("<Q")
 
 
 class PublishedIndex:
+    """Main's published comparisons by slug.
+
+    Start-up reads only main's tree, so the first request is served at once; comparisons are
+    decoded when first asked for, and all of them by ``fill`` (in the background after
+    ``start``, or by the first query that needs every one). A blob id names its content for
+    ever, so a decoded comparison is kept by blob id, and the snapshot file keeps them across
+    restarts without ever going stale.
+    """
+
     def __init__(self, documents: Documents, snapshot: Path | None = None) -> None:
         self.documents = documents
-        # Decoding every file is most of a cold start; a snapshot keyed by the tree it was made
-        # from lets a restart decode only what changed since.
         self.snapshot = snapshot
         self.head: str | None = None
         self.tree: str | None = None
         self._checked_at = float("-inf")
-        # The entries and the sort orders made from them, swapped together as one value.
-        self._view: tuple[dict[str, Entry], dict[str, list[Entry]]] = ({}, {})
-        self._lock = threading.Lock()
+        # Slug -> blob in main's tree, and the sort orders made from it: swapped together, so a
+        # reader holding one view never mixes two trees.
+        self._view: tuple[dict[str, str], dict[str, list[Entry]]] = ({}, {})
+        self._entries: dict[str, Entry] = {}  # blob -> decoded; entries are added under the GIL
+        self._filled = False  # every blob of the current view is in _entries
+        self._unsaved = False  # some entry was decoded from git, not read from the snapshot
+        self._records: dict[str, tuple[int, int, int]] = {}
+        self._snapshot_fd: int | None = None
+        self._lock = threading.Lock()  # moves of main
+        self._fill_lock = threading.Lock()
+        self._filler: threading.Thread | None = None
 
     def load(self) -> None:
         with self._lock:
-            self._restore()
-            head = self.documents.main_head()
-            changed = head != self.head
-            self._follow(head)
-            if changed:
-                self.save()
+            self._open_snapshot()
+            self._follow(self.documents.main_head())
+
+    def start(self) -> None:
+        """Decode everything in the background, so that the first query finds it done."""
+        self._filler = threading.Thread(target=self.fill, name="cms-index-fill", daemon=True)
+        self._filler.start()
+
+    def fill(self) -> None:
+        """Decode every comparison of main not decoded yet; save the snapshot if any was new."""
+        with self._fill_lock:
+            if self._filled:
+                return
+            while True:
+                blobs = self._view[0]
+                missing = [blob for blob in blobs.values() if blob not in self._entries]
+                if not missing:
+                    with self._lock:
+                        if all(blob in self._entries for blob in self._view[0].values()):
+                            self._filled = True
+                            break
+                    continue
+                yielded = time.monotonic()
+                for blob in missing:
+                    self._load(blob)
+                    # Hand the interpreter to request threads every millisecond or so rather
+                    # than at its 5 ms switch interval: a request needs it back after each of
+                    # its I/O steps and would otherwise wait that long at every one.
+                    if time.monotonic() - yielded > 0.001:
+                        time.sleep(0)
+                        yielded = time.monotonic()
+        self.save()
 
     def save(self) -> None:
-        """Write the snapshot; a cache, so failing to write it costs only the next start."""
-        if self.snapshot is None or self.head is None or self.tree is None:
+        """Write the snapshot if anything was decoded from git since it was read or written; a
+        cache, so failing to write it costs only the next start."""
+        if self.snapshot is None or not self._unsaved:
             return
+        self._unsaved = False
+        entries = [self._entries[blob] for blob in self._view[0].values() if blob in self._entries]
         temp = self.snapshot.with_suffix(".tmp")
         try:
-            data = msgspec.msgpack.encode(_Snapshot(version=_SNAPSHOT_VERSION, head=self.head,
-                                                    tree=self.tree,
-                                                    entries=list(self._entries.values())))
+            records: dict[str, tuple[int, int, int]] = {}
+            chunks: list[bytes] = []
+            offset = 0
+            for entry in entries:
+                chunk = msgspec.msgpack.encode(entry.comparison)
+                records[entry.blob] = (offset, len(chunk), zlib.crc32(chunk))
+                chunks.append(chunk)
+                offset += len(chunk)
+            header = msgspec.msgpack.encode(_SnapshotHeader(version=_SNAPSHOT_VERSION,
+                                                            records=records))
             self.snapshot.parent.mkdir(parents=True, exist_ok=True)
-            temp.write_bytes(data)
+            with temp.open("wb") as out:
+                out.write(_LENGTH.pack(len(header)))
+                out.write(header)
+                out.writelines(chunks)
             os.replace(temp, self.snapshot)
         except Exception:
             log.exception("could not write the index snapshot; the next start decodes more")
             temp.unlink(missing_ok=True)
+            self._unsaved = True
 
-    def _restore(self) -> None:
+    def close(self) -> None:
+        if self._snapshot_fd is not None:
+            os.close(self._snapshot_fd)
+            self._snapshot_fd, self._records = None, {}
+
+    def _open_snapshot(self) -> None:
         if self.snapshot is None:
             return
         try:
-            snapshot = msgspec.msgpack.decode(self.snapshot.read_bytes(), type=_Snapshot)
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-            return
-        if snapshot.version != _SNAPSHOT_VERSION:
+            fd = os.open(self.snapshot, os.O_RDONLY)
+        except OSError:
             return
         try:
-            self.documents.repo.read_tree(snapshot.tree)
-        except CmsError:
-            return  # a snapshot of another repository
-        self._view = ({entry.slug: entry for entry in snapshot.entries}, {})
-        self.head, self.tree = snapshot.head, snapshot.tree
+            (size,) = _LENGTH.unpack(os.pread(fd, _LENGTH.size, 0))
+            if size > os.fstat(fd).st_size:
+                raise msgspec.DecodeError("not a snapshot")
+            header = msgspec.msgpack.decode(os.pread(fd, size, _LENGTH.size), type=_SnapshotHeader)
+        except (OSError, ValueError, struct.error):
+            os.close(fd)
+            return
+        if header.version != _SNAPSHOT_VERSION:
+            os.close(fd)
+            return
+        base = _LENGTH.size + size
+        self._snapshot_fd = fd
+        self._records = {blob: (base + offset, length, crc)
+                         for blob, (offset, length, crc) in header.records.items()}
+
+    def _load(self, blob: str) -> Entry:
+        """The entry for a blob: decoded before, read from the snapshot, or decoded now."""
+        entry = self._entries.get(blob)
+        if entry is not None:
+            return entry
+        comparison = self._from_snapshot(blob)
+        if comparison is None:
+            comparison = self.documents.decode_blob(blob)
+            self._unsaved = True
+        entry = Entry(comparison=comparison, blob=blob)
+        self._entries[blob] = entry
+        return entry
+
+    def _from_snapshot(self, blob: str) -> Comparison | None:
+        record, fd = self._records.get(blob), self._snapshot_fd
+        if record is None or fd is None:
+            return None
+        offset, length, crc = record
+        try:
+            data = os.pread(fd, length, offset)
+            if zlib.crc32(data) != crc:
+                return None
+            return msgspec.msgpack.decode(data, type=Comparison)
+        except (OSError, ValueError):  # msgspec's errors, and bad UTF-8, are ValueErrors
+            return None  # a damaged record: the blob itself is the truth
 
     def refresh(self, *, now: float | None = None) -> None:
         """Catch up with main if another process sharing the repository moved it.
@@ -151,29 +246,36 @@ class PublishedIndex:
         repo = self.documents.repo
         tree = repo.read_commit(head).tree if head else None
         changes = changed_files(repo, self.tree, tree, self.documents.folder())
-        entries = dict(self._entries)
+        blobs = dict(self._view[0])
         for path, blob in changes.items():
             slug = path.rsplit("/", 1)[-1].removesuffix(".md")
-            if blob is None:
-                entries.pop(slug, None)
-            elif path == self.documents.path(slug):
-                entries[slug] = Entry(comparison=self.documents.decode_blob(blob), blob=blob)
-        # Readers take a reference to the whole dict, so swapping it is atomic for them.
-        self._view = (entries, {})
+            if blob is not None and path != self.documents.path(slug):
+                continue  # not a comparison's file
+            old = blobs.pop(slug, None)
+            if old is not None:
+                self._entries.pop(old, None)
+            if blob is not None:
+                blobs[slug] = blob
+                if self._filled:  # keep every entry decoded once they all are
+                    self._load(blob)
+        # Readers take a reference to the whole view, so swapping it is atomic for them.
+        self._view = (blobs, {})
         self.head, self.tree = head, tree
 
     # Reading
 
     @property
-    def _entries(self) -> dict[str, Entry]:
-        return self._view[0]
+    def ready(self) -> bool:
+        """Whether every comparison is decoded, so that a query will not wait."""
+        return self._filled
 
     def get(self, slug: str) -> Entry | None:
         self.refresh()
-        return self._entries.get(slug)
+        blob = self._view[0].get(slug)
+        return None if blob is None else self._load(blob)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._view[0])
 
     def query(self, query: Query) -> Page:
         self.refresh()
@@ -197,14 +299,16 @@ class PublishedIndex:
         return Page(items=items, next_cursor=cursor, total=len(matches))
 
     def _ordered(self, sort: str) -> list[Entry]:
-        # Take the entries and their sort cache together: if main moves while this sorts, the
-        # result is stored with the entries it was made from, never with newer ones.
-        entries, orders = self._view
+        if not self._filled:
+            self.fill()
+        # Take the blobs and their sort cache together: if main moves while this sorts, the
+        # result is stored with the view it was made from, never with a newer one.
+        blobs, orders = self._view
         cached = orders.get(sort)
         if cached is None:
             keyed = _sort_key(sort)
             cached = sorted(
-                entries.values(),
+                (self._load(blob) for blob in blobs.values()),
                 key=lambda entry: (keyed(entry), entry.slug),
                 reverse=sort.startswith("-"),
             )

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import msgspec
-
 from cms.config import Settings
 from cms.documents import Documents
 from cms.gitstore.repository import Repository
 from cms.identity import Actor
-from cms.index import PublishedIndex
+from cms.index import PublishedIndex, Query
+from cms.model import Comparison
 from cms.workflow import load_workflow
 
 from .conftest import HAIKU, SEED
@@ -23,49 +22,83 @@ def store(settings: Settings) -> Documents:
     return Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
 
 
-def test_a_restart_uses_the_snapshot_and_catches_up(settings: Settings, repo_path: Path) -> None:
+def counting_store(settings: Settings) -> tuple[Documents, list[str]]:
+    """A store that records which blobs it decodes from git."""
+    documents = store(settings)
+    decoded: list[str] = []
+    original = documents.decode_blob
+
+    def counting(blob: str) -> Comparison:
+        decoded.append(blob)
+        return original(blob)
+
+    documents.decode_blob = counting  # type: ignore[method-assign]
+    return documents, decoded
+
+
+def test_start_up_decodes_nothing_until_asked(settings: Settings, repo_path: Path) -> None:
+    documents, decoded = counting_store(settings)
+    index = PublishedIndex(documents, settings.data / "index.snapshot")
+    index.load()
+    assert len(index) == SEEDED
+    assert decoded == []
+    assert not index.ready
+    entry = index.get(HAIKU)
+    assert entry is not None
+    assert entry.comparison.slug == HAIKU
+    assert len(decoded) == 1
+    page = index.query(Query(limit=100))  # a query needs every comparison
+    assert page.total == SEEDED
+    assert index.ready
+    assert len(decoded) == SEEDED  # the one already decoded was not decoded again
+
+
+def test_a_restart_reads_the_snapshot_and_catches_up(settings: Settings, repo_path: Path) -> None:
     snapshot = settings.data / "index.snapshot"
     first = PublishedIndex(store(settings), snapshot)
     first.load()
-    assert len(first) == SEEDED
+    first.fill()
     assert snapshot.exists()
+    expected = {entry.slug: entry.comparison for entry in first.query(Query(limit=100)).items}
     # While no server runs, a comparison is unpublished.
     documents = store(settings)
     published = documents.published(HAIKU)
     assert published is not None
     documents.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
 
-    decoded: list[str] = []
-    second_store = store(settings)
-    original = second_store.decode_blob
-
-    def counting(blob: str) -> object:
-        decoded.append(blob)
-        return original(blob)
-
-    second_store.decode_blob = counting  # type: ignore[method-assign,assignment]
+    second_store, decoded = counting_store(settings)
     second = PublishedIndex(second_store, snapshot)
     second.load()
+    second.fill()
+    assert decoded == []  # everything came from the snapshot
     assert len(second) == SEEDED - 1
     assert second.get(HAIKU) is None
-    assert decoded == []  # everything came from the snapshot; only a removal to apply
     assert second.head == documents.main_head()
+    del expected[HAIKU]
+    assert {e.slug: e.comparison for e in second.query(Query(limit=100)).items} == expected
 
 
-def test_a_broken_or_foreign_snapshot_is_ignored(settings: Settings, repo_path: Path,
-                                                 tmp_path: Path) -> None:
+def test_a_broken_snapshot_is_ignored_and_a_damaged_record_read_from_git(
+        settings: Settings, repo_path: Path) -> None:
     snapshot = settings.data / "index.snapshot"
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     snapshot.write_bytes(b"not a snapshot")
     index = PublishedIndex(store(settings), snapshot)
     index.load()
-    assert len(index) == SEEDED
-    foreign = msgspec.msgpack.encode({"version": 1, "head": "a" * 40, "tree": "b" * 40,
-                                      "entries": []})
-    snapshot.write_bytes(foreign)
-    again = PublishedIndex(store(settings), snapshot)
+    index.fill()
+    assert len(index.query(Query(limit=100)).items) == SEEDED
+    # Flip one bit near the end of the last record (some comparison's body): still valid
+    # msgpack, but no longer what git holds.
+    data = bytearray(snapshot.read_bytes())
+    data[-10] ^= 0x01
+    snapshot.write_bytes(bytes(data))
+    documents, decoded = counting_store(settings)
+    again = PublishedIndex(documents, snapshot)
     again.load()
-    assert len(again) == SEEDED
+    again.fill()
+    assert len(decoded) == 1
+    assert {e.slug: e.comparison for e in again.query(Query(limit=100)).items} == {
+        e.slug: e.comparison for e in index.query(Query(limit=100)).items}
 
 
 def test_commits_of_another_process_are_picked_up(settings: Settings, repo_path: Path) -> None:

@@ -33,12 +33,15 @@ class Health(Struct):
     status: str
     published: int
     head: str | None
+    # False while comparisons are still being decoded after start-up; list queries wait for it.
+    index_ready: bool
 
 
 @get("/health", sync_to_thread=False, tags=["health"], media_type=MediaType.JSON)
 def health(services: ServicesDep) -> Health:
     services.index.refresh()
-    return Health(status="ok", published=len(services.index), head=services.index.head)
+    return Health(status="ok", published=len(services.index), head=services.index.head,
+                  index_ready=services.index.ready)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Litestar:
@@ -54,10 +57,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             ComparisonAuditController, RepositoryAuditController, DraftsController,
             TokensController, WebhooksController,
         ],
-        on_startup=[lambda: built.webhooks.start(), lambda: built.maintenance.start(),
-                    lambda: built.vote_folder.start()],
+        on_startup=[lambda: built.index.start(), lambda: built.webhooks.start(),
+                    lambda: built.maintenance.start(), lambda: built.vote_folder.start()],
         on_shutdown=[lambda: built.webhooks.stop(), lambda: built.vote_folder.stop(),
-                     lambda: built.index.save()],
+                     lambda: built.index.save(), lambda: built.index.close()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[PublicResponseCache(built),
                     DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],

@@ -15,7 +15,6 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import git
 import gitdb
 from gitdb.exc import BadObject
 from msgspec import Struct
@@ -82,6 +81,8 @@ class Repository:
 
     @classmethod
     def create(cls, path: Path, *, branch: str, durable: bool = True) -> Repository:
+        import git  # only here: GitPython's import is a tenth of a server's start-up
+
         git.Repo.init(path, mkdir=True, bare=True, initial_branch=branch)
         return cls(path, durable=durable)
 

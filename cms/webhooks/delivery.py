@@ -19,13 +19,15 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import httpx
 
 from ..errors import InvalidContent
 from .signing import signed_headers
 from .store import Attempt, DeliveryStatus, Due, WebhookStore
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("cms.webhooks")
 
@@ -40,6 +42,8 @@ class TargetRefused(Exception):
 
 
 def check_url(url: str) -> str:
+    import httpx  # on first use: it is most of the start-up of a server with no endpoints
+
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -81,8 +85,8 @@ class Dispatcher:
         self.timeout = timeout
         self.allow_private = allow_private
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
-        self._client = httpx.Client(follow_redirects=False, timeout=timeout,
-                                    headers={"User-Agent": USER_AGENT})
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
         self._wake = threading.Event()
@@ -103,7 +107,8 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     def wake(self) -> None:
         self._wake.set()
@@ -164,6 +169,8 @@ class Dispatcher:
     # One attempt
 
     def attempt(self, item: Due) -> None:
+        import httpx
+
         started = time.perf_counter()
         at = datetime.now(UTC)
         status_code: int | None = None
@@ -203,7 +210,17 @@ class Dispatcher:
             body = b""
         headers = signed_headers(item.secrets, item.event.id, int(time.time()), body)
         headers["Content-Type"] = "application/json"
-        return self._client.post(item.endpoint.url, content=body, headers=headers)
+        return self.client().post(item.endpoint.url, content=body, headers=headers)
+
+    def client(self) -> httpx.Client:
+        """One connection pool for every attempt, made on the first one."""
+        with self._client_lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(follow_redirects=False, timeout=self.timeout,
+                                            headers={"User-Agent": USER_AGENT})
+            return self._client
 
     def _outcome(self, item: Due, status_code: int | None,
                  retry_after: float | None) -> tuple[DeliveryStatus, float | None]:
