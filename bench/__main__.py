@@ -22,24 +22,20 @@ import tempfile
 from pathlib import Path
 
 from cms.config import load_settings
-from cms.seed import initialise
 
 from .commits import bench_git_cli, bench_store
-from .common import RESULTS, make_seed
+from .common import RESULTS, seed_repository, some_slug
 from .features import bench_audit, bench_frontends, bench_webhooks
 from .reads import bench_reads, bench_wrk
 from .startup import bench_startup
 
 
 def bench_size(workdir: Path, size: int, args: argparse.Namespace) -> dict[str, object]:
-    seed = workdir / f"seed-{size}"
-    seed.mkdir()
-    make_seed(seed, size)
     settings = load_settings({}, repo=workdir / f"content-{size}.git", data=workdir / f"data-{size}")
-    initialise(settings, seed)
+    seed_repository(settings, size)
     report: dict[str, object] = {"comparisons": size}
     report["git_cli_add_commit"] = bench_git_cli(settings, workdir / f"clone-{size}", args.rounds)
-    report["startup"] = bench_startup(settings)
+    report["startup"] = bench_startup(settings, some_slug(settings))
     report["store_durable"] = bench_store(settings, args.rounds, offset=0)
     fast = load_settings({}, repo=settings.repo, data=settings.data, durable=False)
     report["store_not_durable"] = bench_store(fast, args.rounds, offset=args.rounds)
@@ -50,7 +46,7 @@ def bench_size(workdir: Path, size: int, args: argparse.Namespace) -> dict[str, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1000,10000",
+    parser.add_argument("--sizes", default="1000,10000,50000",
                         help="comma-separated numbers of comparisons (e.g. 1000,10000,50000)")
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--requests", type=int, default=300)
@@ -108,9 +104,12 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
                       f"{ratio:>7}")
             print(f"{'  wrk raw ASGI same bytes, req/s (baseline)':46} "
                   f"{raw['requests_per_s']:>10} {raw['p50_ms']:>5}/{raw['p99_ms']:<5}")
-        startup = section["startup"]
-        print(f"{'  start-up cold / warm, s':46} {startup['cold_s']:>10} {startup['warm_s']:>10}")
-        print(f"{'  peak RSS, MB':46} {startup['peak_rss_mb']:>10}")
+        for kind, row in section["startup"].items():
+            print(f"{'  start-up ' + kind + ': first read / all indexed, s':46} "
+                  f"{row['first_read_s']:>10} {row['index_ready_s']:>10}")
+        print(f"{'  peak RSS cold start / after wrk, MB':46} "
+              f"{section['startup']['cold']['peak_rss_mb']:>10} "
+              f"{wrk.get('server_peak_rss_mb', '-'):>10}")
     for group in ("webhooks", "audit", "frontends"):
         rows = report[group]
         assert isinstance(rows, dict)

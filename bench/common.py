@@ -9,13 +9,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 
 from cms import codec
 from cms.config import PROJECT_ROOT, Settings
+from cms.documents import Documents
+from cms.gitstore.repository import Repository
 from cms.identity import Actor
+from cms.seed import as_published, create_repository
+from cms.workflow import load_workflow
 
 EDITOR = Actor(name="Bench Editor", email="editor@example.com", roles=frozenset({"editor"}))
 REVIEWER = Actor(name="Bench Reviewer", email="reviewer@example.com", roles=frozenset({"reviewer"}))
@@ -32,14 +37,36 @@ def summary(samples: list[float]) -> dict[str, float]:
             "p95_ms": round(p95 * 1000, 3), "n": len(ordered)}
 
 
-def make_seed(folder: Path, count: int) -> None:
-    """``count`` comparisons made from the samples, each under its own slug."""
-    samples = [codec.decode(p.read_text()) for p in sorted((PROJECT_ROOT / "content").rglob("*.md"))]
+_NUMBER = "qqqqq"  # where each copy's number goes; five characters, like the numbers
+
+
+def seed_repository(settings: Settings, count: int) -> None:
+    """A content repository of ``count`` published comparisons made from the samples, each
+    under its own slug and title, in one first commit. Each sample is encoded once and copies
+    are made from its text, so a large repository takes seconds rather than minutes."""
+    assert count <= 100_000
+    now = datetime.now(UTC).replace(microsecond=0)
+    templates = []
+    for path in sorted((PROJECT_ROOT / "content").rglob("*.md")):
+        base = codec.decode(path.read_text())
+        copy = msgspec.structs.replace(base, slug=f"{base.slug[:80]}-{_NUMBER}",
+                                       title=f"{base.title} #{_NUMBER}")
+        templates.append((copy.slug, codec.encode(as_published(copy, now))))
+    files = {}
     for number in range(count):
-        base = samples[number % len(samples)]
-        slug = f"{base.slug[:80]}-{number:05d}"
-        doc = msgspec.structs.replace(base, slug=slug, title=f"{base.title} #{number}")
-        (folder / f"{slug}.md").write_text(codec.encode(doc))
+        slug, text = templates[number % len(templates)]
+        tag = f"{number:05d}"
+        files[slug.replace(_NUMBER, tag)] = text.replace(_NUMBER, tag).encode()
+    create_repository(settings, files, now)
+
+
+def some_slug(settings: Settings) -> str:
+    """The first published slug in main's tree."""
+    documents = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+    head = documents.main_head()
+    assert head is not None
+    first = min(documents.repo.files(documents.repo.read_commit(head).tree, documents.folder()))
+    return first.rsplit("/", 1)[-1].removesuffix(".md")
 
 
 def timed(action: Callable[[], object]) -> float:

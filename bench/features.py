@@ -18,7 +18,7 @@ from cms.seed import initialise
 from cms.tokens import TokenStore
 from cms.workflow import load_workflow
 
-from .common import EDITOR, PUBLISHER, REVIEWER, cms_server, make_seed, summary, timed
+from .common import EDITOR, PUBLISHER, REVIEWER, cms_server, seed_repository, summary, timed
 
 
 class CountingReceiver:
@@ -105,12 +105,9 @@ def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, ob
 
     from cms.api.app import create_app
 
-    seed = workdir / "audit-seed"
-    seed.mkdir()
-    make_seed(seed, comparisons)
     settings = load_settings({}, repo=workdir / "audit.git", data=workdir / "audit-data",
                              durable=False, webhook_worker=False)
-    initialise(settings, seed)
+    seed_repository(settings, comparisons)
     store = Documents(Repository(settings.repo, durable=False), load_workflow(settings.workflow),
                       settings)
     head = store.main_head()
@@ -153,11 +150,8 @@ def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, ob
 
 def bench_frontends(workdir: Path, comparisons: int, votes: int) -> dict[str, object]:
     """Full and incremental sync over many comparisons; concurrent votes and their fold."""
-    seed = workdir / "front-seed"
-    seed.mkdir()
-    make_seed(seed, comparisons)
     settings = load_settings({}, repo=workdir / "front.git", data=workdir / "front-data")
-    initialise(settings, seed)
+    seed_repository(settings, comparisons)
     tokens = TokenStore(settings.data)
     admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
     report: dict[str, object] = {"comparisons": comparisons}

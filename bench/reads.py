@@ -13,6 +13,7 @@ import httpx
 from cms.config import Settings
 
 from .common import cms_server, summary, timed
+from .startup import peak_rss_mb
 
 
 def bench_reads(settings: Settings, requests: int) -> dict[str, dict[str, float]]:
@@ -73,12 +74,13 @@ def bench_wrk(settings: Settings, workdir: Path, seconds: int) -> dict[str, obje
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
     report: dict[str, object] = {}
-    with cms_server(settings) as (_, url):
-        slug = httpx.get(f"{url}/api/comparisons?limit=1").json()["items"][0]["slug"]
+    with cms_server(settings) as (server, url):
+        slug = httpx.get(f"{url}/api/comparisons?limit=1", timeout=300).json()["items"][0]["slug"]
         body = httpx.get(f"{url}/api/comparisons/{slug}").content
         report["read_one"] = _wrk(f"{url}/api/comparisons/{slug}", seconds)
         report["read_list"] = _wrk(
             f"{url}/api/comparisons?category=developer%20tools&sort=title&limit=20", seconds)
+        report["server_peak_rss_mb"] = peak_rss_mb(server.pid)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "body.json").write_bytes(body)
     (workdir / "raw_app.py").write_text(RAW_APP.format(path=str(workdir / "body.json")))

@@ -9,6 +9,7 @@ of the document) is the precondition of its next write.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -61,6 +62,17 @@ class Revision(Struct, frozen=True):
         return self.comparison.workflow.state
 
 
+def shard(slug: str) -> str:
+    """The folder a comparison's file lives in: two hex digits of a hash of its slug.
+
+    256 folders of even size keep every tree small, so a commit rewrites a few small trees rather
+    than one listing every comparison. Slugs themselves cluster (many start with the same tool's
+    name), so their first letters would not spread them. Find a file by name with
+    ``git log -- '*/<slug>.md'``.
+    """
+    return hashlib.sha1(slug.encode(), usedforsecurity=False).hexdigest()[:2]
+
+
 class Documents:
     def __init__(self, repo: Repository, workflow: Workflow, settings: Settings) -> None:
         self.repo = repo
@@ -77,9 +89,7 @@ class Documents:
     # Paths and refs
 
     def path(self, slug: str) -> str:
-        # Two-character shards keep each tree small, so a commit rewrites a few small trees
-        # instead of one listing every comparison.
-        return f"{self.settings.content_dir}/comparisons/{slug[:2]}/{slug}.md"
+        return f"{self.settings.content_dir}/comparisons/{shard(slug)}/{slug}.md"
 
     def folder(self) -> str:
         return f"{self.settings.content_dir}/comparisons"

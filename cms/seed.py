@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,25 +59,32 @@ def initialise(settings: Settings, seed: Path | None) -> tuple[Repository, int]:
         if problems:
             lines = "\n".join(f"  {p.path}: {p.message}" for p in problems)
             raise SystemExit(f"cms: the seed folder has bad files; nothing was created:\n{lines}")
-    repo = Repository.create(settings.repo, branch=settings.branch, durable=settings.durable)
-    if not comparisons:
-        return repo, 0
-    documents = Documents(repo, load_workflow(settings.workflow), settings)
     now = datetime.now(UTC).replace(microsecond=0)
-    changes: dict[str, bytes | None] = {}
-    for comparison in comparisons:
-        record = msgspec.structs.replace(
-            comparison.workflow, state="published",
-            published_at=comparison.workflow.published_at or now,
-        )
-        document = msgspec.structs.replace(comparison, workflow=record)
-        changes[documents.path(comparison.slug)] = codec.encode(document).encode("utf-8")
-    cms = Signature(name=settings.committer_name, email=settings.committer_email, at=now)
+    files = {comparison.slug: codec.encode(as_published(comparison, now)).encode("utf-8")
+             for comparison in comparisons}
+    return create_repository(settings, files, now), len(files)
+
+
+def as_published(comparison: Comparison, at: datetime) -> Comparison:
+    record = msgspec.structs.replace(comparison.workflow, state="published",
+                                     published_at=comparison.workflow.published_at or at)
+    return msgspec.structs.replace(comparison, workflow=record)
+
+
+def create_repository(settings: Settings, files: Mapping[str, bytes], at: datetime) -> Repository:
+    """A new repository whose first commit publishes ``files`` (slug -> encoded comparison,
+    already in the published state); no commit at all when there are none."""
+    repo = Repository.create(settings.repo, branch=settings.branch, durable=settings.durable)
+    if not files:
+        return repo
+    documents = Documents(repo, load_workflow(settings.workflow), settings)
+    changes: dict[str, bytes | None] = {documents.path(slug): data for slug, data in files.items()}
+    cms = Signature(name=settings.committer_name, email=settings.committer_email, at=at)
     message = format_message(
-        f"Seed: {len(comparisons)} comparisons", "",
+        f"Seed: {len(files)} comparisons", "",
         [("Cms-Action", "seed"), ("Cms-State", "published")],
     )
     commit = repo.commit(parents=[], base_tree=None, changes=changes, author=cms, committer=cms,
                          message=message)
     repo.refs.update(documents.main_ref, commit, None)
-    return repo, len(comparisons)
+    return repo

@@ -13,12 +13,13 @@ import pytest
 from litestar.testing import TestClient
 
 from cms import codec
+from cms.documents import shard
 
 from .conftest import HAIKU, git
 from .helpers import Headers, act
 
 Client = TestClient  # type: ignore[type-arg]
-PATH = f"content/comparisons/cl/{HAIKU}.md"
+PATH = f"content/comparisons/{shard(HAIKU)}/{HAIKU}.md"
 HAIKU_TOOL = "claude-haiku-open-weights"
 GEMINI_TOOL = "gemini-2-5-flash-native-audio-output"
 

@@ -12,7 +12,7 @@ import pytest
 
 from cms import codec
 from cms.config import Settings
-from cms.documents import Documents
+from cms.documents import Documents, shard
 from cms.errors import PreconditionFailed
 from cms.gitstore.maintenance import Maintenance
 from cms.gitstore.objects import BLOB
@@ -160,9 +160,9 @@ def test_file_in_git_is_the_codec_output(settings: Settings, repo_path: Path) ->
     store = documents(settings)
     published = store.published(HAIKU)
     assert published is not None
-    shown = git(repo_path, "show", f"main:content/comparisons/cl/{HAIKU}.md")
+    shown = git(repo_path, "show", f"main:content/comparisons/{shard(HAIKU)}/{HAIKU}.md")
     assert shown == codec.encode(published.comparison)
-    path = f"main:content/comparisons/cl/{HAIKU}.md"
+    path = f"main:content/comparisons/{shard(HAIKU)}/{HAIKU}.md"
     assert published.revision == git(repo_path, "rev-parse", path).strip()
 
 
@@ -172,8 +172,8 @@ def test_a_commit_rewrites_only_the_trees_on_its_path(settings: Settings, repo_p
     assert published is not None
     draft = store.save(HAIKU, published.comparison, EDITOR, published.revision)
     changed = git(repo_path, "diff-tree", "-r", "-t", "--name-only", "main", draft.commit).split()
-    assert changed == ["content", "content/comparisons", "content/comparisons/cl",
-                       f"content/comparisons/cl/{HAIKU}.md"]
+    assert changed == ["content", "content/comparisons", f"content/comparisons/{shard(HAIKU)}",
+                       f"content/comparisons/{shard(HAIKU)}/{HAIKU}.md"]
 
 
 def test_recovery_finishes_an_interrupted_publish(settings: Settings, repo_path: Path) -> None:

@@ -12,6 +12,7 @@ import httpx
 from litestar.testing import TestClient
 
 from cms import codec
+from cms.documents import shard
 
 from .conftest import HAIKU, fsck, git
 from .helpers import Headers, act
@@ -20,7 +21,7 @@ from .test_e2e import Server, start
 Client = TestClient  # type: ignore[type-arg]
 HAIKU_TOOL = "claude-haiku-open-weights"
 GEMINI_TOOL = "gemini-2-5-flash-native-audio-output"
-PATH = f"content/comparisons/cl/{HAIKU}.md"
+PATH = f"content/comparisons/{shard(HAIKU)}/{HAIKU}.md"
 
 
 def vote(client: Client, tool: str, choice: str) -> httpx.Response:
