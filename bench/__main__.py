@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from cms.config import load_settings
@@ -32,16 +34,25 @@ from .startup import bench_startup
 
 def bench_size(workdir: Path, size: int, args: argparse.Namespace) -> dict[str, object]:
     settings = load_settings({}, repo=workdir / f"content-{size}.git", data=workdir / f"data-{size}")
+    progress(f"{size} comparisons: seeding")
     seed_repository(settings, size)
     report: dict[str, object] = {"comparisons": size}
+    progress(f"{size} comparisons: git CLI baseline")
     report["git_cli_add_commit"] = bench_git_cli(settings, workdir / f"clone-{size}", args.rounds)
+    progress(f"{size} comparisons: start-up")
     report["startup"] = bench_startup(settings, some_slug(settings))
+    progress(f"{size} comparisons: commits through the store")
     report["store_durable"] = bench_store(settings, args.rounds, offset=0)
     fast = load_settings({}, repo=settings.repo, data=settings.data, durable=False)
     report["store_not_durable"] = bench_store(fast, args.rounds, offset=args.rounds)
+    progress(f"{size} comparisons: reads")
     report["reads_sequential"] = bench_reads(settings, args.requests)
     report["reads_wrk"] = bench_wrk(settings, workdir / f"wrk-{size}", args.wrk_seconds)
     return report
+
+
+def progress(step: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {step}", file=sys.stderr, flush=True)
 
 
 def main() -> int:
@@ -64,8 +75,11 @@ def main() -> int:
             report[f"size_{size}"] = bench_size(workdir, size, args)
         features = max(size for size in sizes if size <= 10_000) if any(
             size <= 10_000 for size in sizes) else min(sizes)
+        progress("webhooks")
         report["webhooks"] = bench_webhooks(workdir, args.publishes)
+        progress(f"audit at {features} comparisons")
         report["audit"] = bench_audit(workdir, features, args.audit_revisions)
+        progress(f"frontends at {features} comparisons")
         report["frontends"] = bench_frontends(workdir, features, args.votes)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

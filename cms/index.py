@@ -63,9 +63,9 @@ class Page(Struct, frozen=True):
     total: int
 
 
-class _SnapshotHeader(Struct):
+class _SnapshotTable(Struct):
     version: int
-    # blob id -> (offset, length, CRC-32) of its comparison, msgpack-encoded, after the header
+    # blob id -> (offset, length, CRC-32) of its comparison, msgpack-encoded
     records: dict[str, tuple[int, int, int]]
 
 
@@ -99,7 +99,10 @@ class PublishedIndex:
         self._snapshot_fd: int | None = None
         self._lock = threading.Lock()  # moves of main
         self._fill_lock = threading.Lock()
+        self._save_lock = threading.Lock()
         self._filler: threading.Thread | None = None
+        # Called once, in the thread that completed the fill, when every comparison is decoded.
+        self.filled: list[Callable[[], None]] = []
 
     def load(self) -> None:
         with self._lock:
@@ -134,32 +137,38 @@ class PublishedIndex:
                     if time.monotonic() - yielded > 0.001:
                         time.sleep(0)
                         yielded = time.monotonic()
+            for listener in self.filled:
+                listener()
         self.save()
 
     def save(self) -> None:
         """Write the snapshot if anything was decoded from git since it was read or written; a
-        cache, so failing to write it costs only the next start."""
+        cache, so failing to write it costs only the next start. A save already under way (the
+        background fill's) is waited for, so that shutting down never cuts one short."""
+        with self._save_lock:
+            self._save()
+
+    def _save(self) -> None:
         if self.snapshot is None or not self._unsaved:
             return
         self._unsaved = False
         entries = [self._entries[blob] for blob in self._view[0].values() if blob in self._entries]
         temp = self.snapshot.with_suffix(".tmp")
         try:
-            records: dict[str, tuple[int, int, int]] = {}
-            chunks: list[bytes] = []
-            offset = 0
-            for entry in entries:
-                chunk = msgspec.msgpack.encode(entry.comparison)
-                records[entry.blob] = (offset, len(chunk), zlib.crc32(chunk))
-                chunks.append(chunk)
-                offset += len(chunk)
-            header = msgspec.msgpack.encode(_SnapshotHeader(version=_SNAPSHOT_VERSION,
-                                                            records=records))
             self.snapshot.parent.mkdir(parents=True, exist_ok=True)
+            # Records first, streamed, then the table of where each one is, then its length.
+            records: dict[str, tuple[int, int, int]] = {}
+            offset = 0
             with temp.open("wb") as out:
-                out.write(_LENGTH.pack(len(header)))
-                out.write(header)
-                out.writelines(chunks)
+                for entry in entries:
+                    chunk = msgspec.msgpack.encode(entry.comparison)
+                    records[entry.blob] = (offset, len(chunk), zlib.crc32(chunk))
+                    out.write(chunk)
+                    offset += len(chunk)
+                table = msgspec.msgpack.encode(_SnapshotTable(version=_SNAPSHOT_VERSION,
+                                                              records=records))
+                out.write(table)
+                out.write(_LENGTH.pack(len(table)))
             os.replace(temp, self.snapshot)
         except Exception:
             log.exception("could not write the index snapshot; the next start decodes more")
@@ -179,20 +188,18 @@ class PublishedIndex:
         except OSError:
             return
         try:
-            (size,) = _LENGTH.unpack(os.pread(fd, _LENGTH.size, 0))
-            if size > os.fstat(fd).st_size:
-                raise msgspec.DecodeError("not a snapshot")
-            header = msgspec.msgpack.decode(os.pread(fd, size, _LENGTH.size), type=_SnapshotHeader)
+            end = os.fstat(fd).st_size - _LENGTH.size
+            (size,) = _LENGTH.unpack(os.pread(fd, _LENGTH.size, end))
+            if not 0 < size <= end:
+                raise ValueError("not a snapshot")
+            table = msgspec.msgpack.decode(os.pread(fd, size, end - size), type=_SnapshotTable)
+            if table.version != _SNAPSHOT_VERSION:
+                raise ValueError("a snapshot of another version")
         except (OSError, ValueError, struct.error):
             os.close(fd)
             return
-        if header.version != _SNAPSHOT_VERSION:
-            os.close(fd)
-            return
-        base = _LENGTH.size + size
         self._snapshot_fd = fd
-        self._records = {blob: (base + offset, length, crc)
-                         for blob, (offset, length, crc) in header.records.items()}
+        self._records = table.records
 
     def _load(self, blob: str) -> Entry:
         """The entry for a blob: decoded before, read from the snapshot, or decoded now."""
@@ -268,6 +275,11 @@ class PublishedIndex:
     def ready(self) -> bool:
         """Whether every comparison is decoded, so that a query will not wait."""
         return self._filled
+
+    def comparison(self, blob: str) -> Comparison:
+        """The comparison a blob holds; decoded once, whether it is on main or not."""
+        entry = self._entries.get(blob)
+        return entry.comparison if entry is not None else self.documents.decode_blob(blob)
 
     def get(self, slug: str) -> Entry | None:
         self.refresh()

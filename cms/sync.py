@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import msgspec
 from msgspec import Struct
@@ -48,7 +48,11 @@ def sync_token(documents: Documents, commit: str) -> str:
     return _encode(documents, _Position(target=commit, base=None))
 
 
-def sync(documents: Documents, *, token: str | None, page: str | None, limit: int) -> SyncPage:
+def sync(documents: Documents, *, token: str | None, page: str | None, limit: int,
+         decode: Callable[[str], Comparison] | None = None) -> SyncPage:
+    """A page of what changed on main since ``token`` (or of everything); ``decode`` reads a
+    blob's comparison (the published index's, which has them decoded already)."""
+    decode = decode or documents.decode_blob
     if page is not None:
         position = _decode(documents, page, "page")
         _check_known(documents, position.target)
@@ -72,7 +76,7 @@ def sync(documents: Documents, *, token: str | None, page: str | None, limit: in
         if blob is None:
             deleted.append(slug)
         else:
-            items.append((documents.decode_blob(blob), blob))
+            items.append((decode(blob), blob))
     more = position.offset + limit < len(changes)
     return SyncPage(
         items=items, deleted=deleted,

@@ -12,7 +12,7 @@ from cms.index import PublishedIndex, Query
 from cms.model import Comparison
 from cms.workflow import load_workflow
 
-from .conftest import HAIKU, SEED
+from .conftest import HAIKU, SEED, git
 
 PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
 SEEDED = len(list((SEED / "comparisons").glob("*.md")))
@@ -87,10 +87,11 @@ def test_a_broken_snapshot_is_ignored_and_a_damaged_record_read_from_git(
     index.load()
     index.fill()
     assert len(index.query(Query(limit=100)).items) == SEEDED
-    # Flip one bit near the end of the last record (some comparison's body): still valid
-    # msgpack, but no longer what git holds.
+    # Flip one bit in the text of the first record: still valid msgpack, but no longer what
+    # git holds.
     data = bytearray(snapshot.read_bytes())
-    data[-10] ^= 0x01
+    assert 0x20 < data[200] < 0x7F
+    data[200] ^= 0x01
     snapshot.write_bytes(bytes(data))
     documents, decoded = counting_store(settings)
     again = PublishedIndex(documents, snapshot)
@@ -111,3 +112,44 @@ def test_commits_of_another_process_are_picked_up(settings: Settings, repo_path:
     index.refresh(now=10**9)
     assert index.get(HAIKU) is None
     assert index.head == other.main_head()
+
+
+def test_main_moving_during_the_fill_ends_with_main_as_it_is(settings: Settings,
+                                                            repo_path: Path) -> None:
+    documents, decoded = counting_store(settings)
+    index = PublishedIndex(documents)
+    index.load()
+    other = store(settings)  # another writer, unpublishing while the index fills
+    counted = documents.decode_blob
+
+    def moving(blob: str) -> Comparison:
+        if len(decoded) == 2:
+            published = other.published(HAIKU)
+            assert published is not None
+            other.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+            index.on_main_moved(None, other.main_head() or "")
+        return counted(blob)
+
+    documents.decode_blob = moving  # type: ignore[method-assign]
+    index.fill()
+    assert index.ready
+    in_git = {line.split()[2]: line.rsplit("/", 1)[-1].removesuffix(".md") for line in
+              git(repo_path, "ls-tree", "-r", "main", "content/comparisons").splitlines()}
+    page = index.query(Query(limit=100))
+    assert {entry.blob: entry.slug for entry in page.items} == in_git
+    assert HAIKU not in in_git.values()
+
+
+def test_the_background_fill_decodes_each_comparison_once(settings: Settings,
+                                                         repo_path: Path) -> None:
+    documents, decoded = counting_store(settings)
+    index = PublishedIndex(documents)
+    index.load()
+    told: list[bool] = []
+    index.filled.append(lambda: told.append(index.ready))
+    index.start()
+    index.fill()  # waits for the background fill, or does it first
+    assert index.ready
+    assert told == [True]
+    assert sorted(decoded) == sorted(set(decoded))
+    assert len(decoded) == SEEDED

@@ -38,7 +38,8 @@ def sync_published(
         description="`next_page` of the previous page of this sync")] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> Response[SyncResponse]:
-    result = sync(services.documents, token=token, page=page, limit=limit)
+    result = sync(services.documents, token=token, page=page, limit=limit,
+                  decode=services.index.comparison)
     items = [
         comparison_view(comparison, revision=blob, html=render_cached(blob, comparison.body),
                         url=comparison_url(services, comparison.slug))
