@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
+from .bulk_decode import decode_many, worker_count
 from .documents import Documents
 from .errors import BadRequest
 from .gitstore.repository import changed_files
@@ -103,6 +104,9 @@ class PublishedIndex:
         self._filler: threading.Thread | None = None
         # Called once, in the thread that completed the fill, when every comparison is decoded.
         self.filled: list[Callable[[], None]] = []
+        # A fill with at least this many files to parse spreads them over worker processes.
+        self.parallel_from = 1000
+        self.workers = worker_count()
 
     def load(self) -> None:
         with self._lock:
@@ -129,8 +133,8 @@ class PublishedIndex:
                             break
                     continue
                 yielded = time.monotonic()
-                for blob in missing:
-                    self._load(blob)
+                for blob, comparison in self._decoding(missing):
+                    self._load(blob, comparison)
                     # Hand the interpreter to request threads every millisecond or so rather
                     # than at its 5 ms switch interval: a request needs it back after each of
                     # its I/O steps and would otherwise wait that long at every one.
@@ -201,15 +205,29 @@ class PublishedIndex:
         self._snapshot_fd = fd
         self._records = table.records
 
-    def _load(self, blob: str) -> Entry:
+    def _decoding(self, blobs: list[str]) -> Iterator[tuple[str, Comparison | None]]:
+        """The blobs, each with its comparison where worker processes decoded it: those in the
+        snapshot are read here, and the rest go to workers when there are enough of them to
+        repay starting the processes."""
+        elsewhere = [blob for blob in blobs if blob not in self._records]
+        if len(elsewhere) < self.parallel_from or self.workers < 2:
+            yield from ((blob, None) for blob in blobs)
+            return
+        yield from ((blob, None) for blob in blobs if blob in self._records)
+        yield from decode_many(self.documents.settings.repo, elsewhere, self.workers)
+
+    def _load(self, blob: str, decoded: Comparison | None = None) -> Entry:
         """The entry for a blob: decoded before, read from the snapshot, or decoded now."""
         entry = self._entries.get(blob)
         if entry is not None:
             return entry
-        comparison = self._from_snapshot(blob)
+        from_git = decoded is not None
+        comparison = decoded if decoded is not None else self._from_snapshot(blob)
         if comparison is None:
             comparison = self.documents.decode_blob(blob)
-            self._unsaved = True
+            from_git = True
+        if from_git:
+            self._unsaved = True  # so the snapshot has it next time
         entry = Entry(comparison=comparison, blob=blob)
         self._entries[blob] = entry
         return entry

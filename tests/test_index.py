@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cms.bulk_decode import decode_many
 from cms.config import Settings
 from cms.documents import Documents
 from cms.gitstore.repository import Repository
@@ -153,3 +154,23 @@ def test_the_background_fill_decodes_each_comparison_once(settings: Settings,
     assert told == [True]
     assert sorted(decoded) == sorted(set(decoded))
     assert len(decoded) == SEEDED
+
+
+def test_a_large_fill_decodes_in_worker_processes(settings: Settings, repo_path: Path) -> None:
+    expected = PublishedIndex(store(settings))
+    expected.load()
+    expected.fill()
+    documents, decoded = counting_store(settings)
+    index = PublishedIndex(documents, settings.data / "index.snapshot")
+    index.parallel_from, index.workers = 1, 2  # as for a repository of thousands
+    index.load()
+    index.fill()
+    assert decoded == []  # none decoded in this process
+    assert index.query(Query(limit=100)) == expected.query(Query(limit=100))
+    assert (settings.data / "index.snapshot").exists()
+
+
+def test_what_a_worker_cannot_decode_comes_back_for_the_caller(settings: Settings,
+                                                               repo_path: Path) -> None:
+    missing = "0" * 40
+    assert list(decode_many(settings.repo, [missing], 2)) == [(missing, None)]
