@@ -24,7 +24,7 @@ from msgspec import Struct
 
 from .bulk_decode import decode_many, worker_count
 from .documents import Documents
-from .errors import BadRequest
+from .errors import BadRequest, CmsError
 from .gitstore.repository import changed_files
 from .model import Comparison, Tool, panel_ship, panel_verdict
 from .render import render_cached
@@ -68,10 +68,14 @@ class _SnapshotTable(Struct):
     version: int
     # blob id -> (offset, length, CRC-32) of its comparison, msgpack-encoded
     records: dict[str, tuple[int, int, int]]
+    # Main's tree when it was written, and its comparisons (slug -> blob): a start follows main
+    # from there by comparing trees, rather than reading every folder.
+    tree: str | None = None
+    slugs: dict[str, str] = {}
 
 
-_SNAPSHOT_VERSION = 3
-_LENGTH = struct.Struct("<Q")
+_SNAPSHOT_VERSION = 4
+_FOOTER = struct.Struct("<IQ")  # CRC-32 and length of the table before it
 
 
 class PublishedIndex:
@@ -110,8 +114,16 @@ class PublishedIndex:
 
     def load(self) -> None:
         with self._lock:
-            self._open_snapshot()
-            self._follow(self.documents.main_head())
+            table = self._open_snapshot()
+            head = self.documents.main_head()
+            if table is not None and table.tree is not None and head is not None:
+                try:
+                    self.documents.repo.read_tree(table.tree)
+                except CmsError:
+                    pass  # a snapshot of another repository: its records are still good
+                else:
+                    self._view, self.tree = (dict(table.slugs), {}), table.tree
+            self._follow(head)
 
     def start(self) -> None:
         """Decode everything in the background, so that the first query finds it done."""
@@ -156,11 +168,14 @@ class PublishedIndex:
         if self.snapshot is None or not self._unsaved:
             return
         self._unsaved = False
-        entries = [self._entries[blob] for blob in self._view[0].values() if blob in self._entries]
+        with self._lock:
+            blobs, tree = self._view[0], self.tree
+        entries = [self._entries[blob] for blob in blobs.values() if blob in self._entries]
+        slugs = {slug: blob for slug, blob in blobs.items() if blob in self._entries}
         temp = self.snapshot.with_suffix(".tmp")
         try:
             self.snapshot.parent.mkdir(parents=True, exist_ok=True)
-            # Records first, streamed, then the table of where each one is, then its length.
+            # Records first, streamed, then the table of where each one is, then its footer.
             records: dict[str, tuple[int, int, int]] = {}
             offset = 0
             with temp.open("wb") as out:
@@ -169,10 +184,13 @@ class PublishedIndex:
                     records[entry.blob] = (offset, len(chunk), zlib.crc32(chunk))
                     out.write(chunk)
                     offset += len(chunk)
-                table = msgspec.msgpack.encode(_SnapshotTable(version=_SNAPSHOT_VERSION,
-                                                              records=records))
+                # The tree is only worth keeping with every one of its comparisons.
+                complete = len(slugs) == len(blobs)
+                table = msgspec.msgpack.encode(_SnapshotTable(
+                    version=_SNAPSHOT_VERSION, records=records,
+                    tree=tree if complete else None, slugs=slugs if complete else {}))
                 out.write(table)
-                out.write(_LENGTH.pack(len(table)))
+                out.write(_FOOTER.pack(zlib.crc32(table), len(table)))
             os.replace(temp, self.snapshot)
         except Exception:
             log.exception("could not write the index snapshot; the next start decodes more")
@@ -184,26 +202,30 @@ class PublishedIndex:
             os.close(self._snapshot_fd)
             self._snapshot_fd, self._records = None, {}
 
-    def _open_snapshot(self) -> None:
+    def _open_snapshot(self) -> _SnapshotTable | None:
         if self.snapshot is None:
-            return
+            return None
         try:
             fd = os.open(self.snapshot, os.O_RDONLY)
         except OSError:
-            return
+            return None
         try:
-            end = os.fstat(fd).st_size - _LENGTH.size
-            (size,) = _LENGTH.unpack(os.pread(fd, _LENGTH.size, end))
+            end = os.fstat(fd).st_size - _FOOTER.size
+            crc, size = _FOOTER.unpack(os.pread(fd, _FOOTER.size, end))
             if not 0 < size <= end:
                 raise ValueError("not a snapshot")
-            table = msgspec.msgpack.decode(os.pread(fd, size, end - size), type=_SnapshotTable)
+            data = os.pread(fd, size, end - size)
+            if zlib.crc32(data) != crc:
+                raise ValueError("a damaged snapshot")
+            table = msgspec.msgpack.decode(data, type=_SnapshotTable)
             if table.version != _SNAPSHOT_VERSION:
                 raise ValueError("a snapshot of another version")
         except (OSError, ValueError, struct.error):
             os.close(fd)
-            return
+            return None
         self._snapshot_fd = fd
         self._records = table.records
+        return table
 
     def _decoding(self, blobs: list[str]) -> Iterator[tuple[str, Comparison | None]]:
         """The blobs, each with its comparison where worker processes decoded it: those in the

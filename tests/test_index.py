@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from cms.bulk_decode import decode_many
-from cms.config import Settings
+from cms.config import Settings, load_settings
 from cms.documents import Documents
 from cms.gitstore.repository import Repository
 from cms.identity import Actor
 from cms.index import PublishedIndex, Query
 from cms.model import Comparison
+from cms.seed import initialise
 from cms.workflow import load_workflow
 
 from .conftest import HAIKU, SEED, git
@@ -174,3 +175,27 @@ def test_what_a_worker_cannot_decode_comes_back_for_the_caller(settings: Setting
                                                                repo_path: Path) -> None:
     missing = "0" * 40
     assert list(decode_many(settings.repo, [missing], 2)) == [(missing, None)]
+
+
+def test_a_snapshot_of_another_repository_lends_records_not_its_tree(
+        settings: Settings, repo_path: Path, tmp_path: Path) -> None:
+    other_settings = load_settings({}, repo=tmp_path / "other.git", data=tmp_path / "other-data")
+    initialise(other_settings, SEED)
+    other = store(other_settings)
+    published = other.published(HAIKU)
+    assert published is not None
+    other.transition(HAIKU, "unpublish", PUBLISHER, published.revision)  # a tree ours lacks
+    theirs = PublishedIndex(other, other_settings.data / "index.snapshot")
+    theirs.load()
+    theirs.fill()
+    snapshot = settings.data / "index.snapshot"
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.write_bytes((other_settings.data / "index.snapshot").read_bytes())
+
+    ours = PublishedIndex(store(settings), snapshot)
+    ours.load()
+    assert len(ours) == SEEDED
+    assert ours.get(HAIKU) is not None
+    fresh = PublishedIndex(store(settings))
+    fresh.load()
+    assert ours.query(Query(limit=100)) == fresh.query(Query(limit=100))
