@@ -30,6 +30,7 @@ from .common import RESULTS, seed_repository, some_slug
 from .features import bench_audit, bench_frontends, bench_webhooks
 from .reads import bench_reads, bench_wrk
 from .startup import bench_startup
+from .targets import TARGET_SIZE, check_targets
 
 
 def bench_size(workdir: Path, size: int, args: argparse.Namespace) -> dict[str, object]:
@@ -81,6 +82,7 @@ def main() -> int:
         report["audit"] = bench_audit(workdir, features, args.audit_revisions)
         progress(f"frontends at {features} comparisons")
         report["frontends"] = bench_frontends(workdir, features, args.votes)
+    report["targets"] = check_targets(report)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report, sizes)
@@ -124,6 +126,13 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
         print(f"{'  peak RSS cold start / after wrk, MB':46} "
               f"{section['startup']['cold']['peak_rss_mb']:>10} "
               f"{wrk.get('server_peak_rss_mb', '-'):>10}")
+    targets = report.get("targets")
+    if targets:
+        print(f"-- targets at {TARGET_SIZE:,} comparisons")
+        for row in targets:
+            assert isinstance(row, dict)
+            verdict = "met" if row["met"] else "MISSED"
+            print(f"  {row['target']:60} {row['measured']:>8} {verdict:>7}")
     for group in ("webhooks", "audit", "frontends"):
         rows = report[group]
         assert isinstance(rows, dict)

@@ -1,0 +1,45 @@
+"""The performance targets, checked against a report: what each asks, what was measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGET_SIZE = 10_000
+BASE_SIZE = 1_000
+STEPS = ("save", "submit", "approve", "publish")
+
+
+def check_targets(report: dict[str, Any]) -> list[dict[str, object]]:
+    """One row per target that the report has the figures for."""
+    rows: list[dict[str, object]] = []
+    at = report.get(f"size_{TARGET_SIZE}")
+    if at is None:
+        return rows
+    git = at["git_cli_add_commit"]["median_ms"]
+    worst = max(at["store_durable"][step]["median_ms"] for step in STEPS)
+    rows.append(_row("durable commit / git add + commit, worst step", worst / git, "<=", 0.15))
+    base = report.get(f"size_{BASE_SIZE}")
+    if base is not None:
+        growth = max(at["store_durable"][step]["median_ms"]
+                     / base["store_durable"][step]["median_ms"] for step in STEPS)
+        rows.append(_row(f"commit at {TARGET_SIZE:,} / at {BASE_SIZE:,}, worst step", growth,
+                         "<=", 2.0))
+    wrk = at["reads_wrk"]
+    if "skipped" not in wrk:
+        raw = wrk["raw_asgi_same_bytes"]["requests_per_s"]
+        for name in ("read_one", "read_list"):
+            rows.append(_row(f"wrk {name} req/s / raw ASGI", wrk[name]["requests_per_s"] / raw,
+                             ">=", 0.5))
+            rows.append(_row(f"wrk {name} p99, ms", wrk[name]["p99_ms"], "<", 5.0))
+    startup = at["startup"]
+    rows.append(_row("warm start to first read, s", startup["warm"]["first_read_s"], "<=", 0.5))
+    rows.append(_row("cold start to first read, s", startup["cold"]["first_read_s"], "<=", 2.0))
+    peak = max(startup["cold"]["peak_rss_mb"], startup["warm"]["peak_rss_mb"],
+               wrk.get("server_peak_rss_mb", 0.0))
+    rows.append(_row("peak RSS, MB", peak, "<=", 300.0))
+    return rows
+
+
+def _row(name: str, value: float, relation: str, limit: float) -> dict[str, object]:
+    met = {"<=": value <= limit, ">=": value >= limit, "<": value < limit}[relation]
+    return {"target": f"{name} {relation} {limit:g}", "measured": round(value, 3), "met": met}
