@@ -54,7 +54,7 @@ def decode_many(repo: Path, blobs: list[str], workers: int) -> Iterator[tuple[st
                     for blob, data in future.result():
                         done.add(blob)
                         yield blob, None if data is None else _from_msgpack(data)
-    except (OSError, RuntimeError) as exc:  # BrokenProcessPool is a RuntimeError
+    except Exception as exc:  # a pool that cannot start or broke: the caller decodes the rest
         log.warning("decoding in worker processes failed (%s); decoding in process", exc)
     for blob in blobs:
         if blob not in done:

@@ -7,6 +7,7 @@ only the files that differ between the old and the new tree are decoded again.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import struct
@@ -66,6 +67,8 @@ class Page(Struct, frozen=True):
 
 class _SnapshotTable(Struct):
     version: int
+    # What the records depend on besides the blobs: the model's shape and where files live.
+    fingerprint: str
     # blob id -> (offset, length, CRC-32) of its comparison, msgpack-encoded
     records: dict[str, tuple[int, int, int]]
     # Main's tree when it was written, and its comparisons (slug -> blob): a start follows main
@@ -100,6 +103,7 @@ class PublishedIndex:
         self._entries: dict[str, Entry] = {}  # blob -> decoded; entries are added under the GIL
         self._filled = False  # every blob of the current view is in _entries
         self._unsaved = False  # some entry was decoded from git, not read from the snapshot
+        self._broken: set[str] = set()  # blobs on main that do not decode
         self._records: dict[str, tuple[int, int, int]] = {}
         self._snapshot_fd: int | None = None
         self._lock = threading.Lock()  # moves of main
@@ -137,16 +141,16 @@ class PublishedIndex:
                 return
             while True:
                 blobs = self._view[0]
-                missing = [blob for blob in blobs.values() if blob not in self._entries]
+                missing = [blob for blob in blobs.values() if not self._settled(blob)]
                 if not missing:
                     with self._lock:
-                        if all(blob in self._entries for blob in self._view[0].values()):
+                        if all(self._settled(blob) for blob in self._view[0].values()):
                             self._filled = True
                             break
                     continue
                 yielded = time.monotonic()
                 for blob, comparison in self._decoding(missing):
-                    self._load(blob, comparison)
+                    self._load_or_skip(blob, comparison)
                     # Hand the interpreter to request threads every millisecond or so rather
                     # than at its 5 ms switch interval: a request needs it back after each of
                     # its I/O steps and would otherwise wait that long at every one.
@@ -170,10 +174,17 @@ class PublishedIndex:
         self._unsaved = False
         with self._lock:
             blobs, tree = self._view[0], self.tree
-        entries = [self._entries[blob] for blob in blobs.values() if blob in self._entries]
-        slugs = {slug: blob for slug, blob in blobs.items() if blob in self._entries}
-        temp = self.snapshot.with_suffix(".tmp")
+        # Named for this process and thread: instances may share a data folder.
+        temp = self.snapshot.with_name(
+            f"{self.snapshot.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
+            entries: list[Entry] = []
+            slugs: dict[str, str] = {}
+            for slug, blob in blobs.items():
+                entry = self._entries.get(blob)
+                if entry is not None:
+                    entries.append(entry)
+                    slugs[slug] = blob
             self.snapshot.parent.mkdir(parents=True, exist_ok=True)
             # Records first, streamed, then the table of where each one is, then its footer.
             records: dict[str, tuple[int, int, int]] = {}
@@ -187,7 +198,7 @@ class PublishedIndex:
                 # The tree is only worth keeping with every one of its comparisons.
                 complete = len(slugs) == len(blobs)
                 table = msgspec.msgpack.encode(_SnapshotTable(
-                    version=_SNAPSHOT_VERSION, records=records,
+                    version=_SNAPSHOT_VERSION, fingerprint=self._fingerprint(), records=records,
                     tree=tree if complete else None, slugs=slugs if complete else {}))
                 out.write(table)
                 out.write(_FOOTER.pack(zlib.crc32(table), len(table)))
@@ -198,9 +209,13 @@ class PublishedIndex:
             self._unsaved = True
 
     def close(self) -> None:
-        if self._snapshot_fd is not None:
-            os.close(self._snapshot_fd)
-            self._snapshot_fd, self._records = None, {}
+        fd, self._snapshot_fd, self._records = self._snapshot_fd, None, {}
+        if fd is not None:
+            os.close(fd)
+
+    def _fingerprint(self) -> str:
+        shape = msgspec.json.encode([msgspec.json.schema(Comparison), self.documents.path("x")])
+        return hashlib.sha1(shape, usedforsecurity=False).hexdigest()
 
     def _open_snapshot(self) -> _SnapshotTable | None:
         if self.snapshot is None:
@@ -218,8 +233,8 @@ class PublishedIndex:
             if zlib.crc32(data) != crc:
                 raise ValueError("a damaged snapshot")
             table = msgspec.msgpack.decode(data, type=_SnapshotTable)
-            if table.version != _SNAPSHOT_VERSION:
-                raise ValueError("a snapshot of another version")
+            if table.version != _SNAPSHOT_VERSION or table.fingerprint != self._fingerprint():
+                raise ValueError("a snapshot made by other code or for another layout")
         except (OSError, ValueError, struct.error):
             os.close(fd)
             return None
@@ -237,6 +252,20 @@ class PublishedIndex:
             return
         yield from ((blob, None) for blob in blobs if blob in self._records)
         yield from decode_many(self.documents.settings.repo, elsewhere, self.workers)
+
+    def _settled(self, blob: str) -> bool:
+        return blob in self._entries or blob in self._broken
+
+    def _load_or_skip(self, blob: str, decoded: Comparison | None = None) -> Entry | None:
+        """The entry, or None for a file on main that does not decode (written by hand, say):
+        it is reported once and left out rather than stopping every other comparison."""
+        try:
+            return self._load(blob, decoded)
+        except CmsError as exc:
+            if blob not in self._broken:
+                log.error("published file %s cannot be read and is not served: %s", blob, exc)
+                self._broken.add(blob)
+            return None
 
     def _load(self, blob: str, decoded: Comparison | None = None) -> Entry:
         """The entry for a blob: decoded before, read from the snapshot, or decoded now."""
@@ -284,8 +313,9 @@ class PublishedIndex:
                 self._follow(self.documents.main_head())
 
     def on_main_moved(self, old: str | None, new: str) -> None:
+        # Main as it is now, not ``new``: notices of two writers can arrive out of order.
         with self._lock:
-            self._follow(new)
+            self._follow(self.documents.main_head())
 
     def _follow(self, head: str | None) -> None:
         if head == self.head:
@@ -294,17 +324,23 @@ class PublishedIndex:
         tree = repo.read_commit(head).tree if head else None
         changes = changed_files(repo, self.tree, tree, self.documents.folder())
         blobs = dict(self._view[0])
+        stray = 0
         for path, blob in changes.items():
             slug = path.rsplit("/", 1)[-1].removesuffix(".md")
-            if blob is not None and path != self.documents.path(slug):
-                continue  # not a comparison's file
+            if path != self.documents.path(slug):
+                stray += 1  # not where a comparison's file lives: not one
+                continue
             old = blobs.pop(slug, None)
             if old is not None:
                 self._entries.pop(old, None)
             if blob is not None:
                 blobs[slug] = blob
                 if self._filled:  # keep every entry decoded once they all are
-                    self._load(blob)
+                    self._load_or_skip(blob)
+        if stray and self.tree is None:
+            log.warning("%d files under %s are not at %s/<shard>/<slug>.md and are not served; "
+                        "a repository made by an older version needs re-creating", stray,
+                        self.documents.folder(), self.documents.folder())
         # Readers take a reference to the whole view, so swapping it is atomic for them.
         self._view = (blobs, {})
         self.head, self.tree = head, tree
@@ -324,7 +360,7 @@ class PublishedIndex:
     def get(self, slug: str) -> Entry | None:
         self.refresh()
         blob = self._view[0].get(slug)
-        return None if blob is None else self._load(blob)
+        return None if blob is None else self._load_or_skip(blob)
 
     def __len__(self) -> int:
         return len(self._view[0])
@@ -359,8 +395,9 @@ class PublishedIndex:
         cached = orders.get(sort)
         if cached is None:
             keyed = _sort_key(sort)
+            loaded = (self._load_or_skip(blob) for blob in blobs.values())
             cached = sorted(
-                (self._load(blob) for blob in blobs.values()),
+                (entry for entry in loaded if entry is not None),
                 key=lambda entry: (keyed(entry), entry.slug),
                 reverse=sort.startswith("-"),
             )

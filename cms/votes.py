@@ -55,8 +55,9 @@ class VoteStore:
                 "at REAL NOT NULL, folded_in TEXT)")
             self._db.execute("CREATE INDEX IF NOT EXISTS pending ON votes (folded_in, id)")
         self._pending: Tallies = self._load_pending()
-        # Counts votes recorded by this process: part of the ETag of pages showing tallies.
-        self.cast = 0
+        # Moves whenever the pending tallies change (a vote, or a fold's bookkeeping): part of
+        # the ETag of pages showing tallies.
+        self.version = 0
 
     def close(self) -> None:
         with self._lock:
@@ -68,7 +69,7 @@ class VoteStore:
                              (slug, tool, vote, client, time.time()))
             counts = self._pending.setdefault(slug, {}).setdefault(tool, [0, 0])
             counts[0 if vote == "ship" else 1] += 1
-            self.cast += 1
+            self.version += 1
 
     def pending(self, slug: str) -> dict[str, list[int]]:
         with self._lock:
@@ -90,9 +91,12 @@ class VoteStore:
 
     def mark_folded(self, through: int, commit: str) -> None:
         with self._lock:
-            self._db.execute("UPDATE votes SET folded_in = ? WHERE folded_in IS NULL AND id <= ?",
-                             (commit, through))
+            marked = self._db.execute(
+                "UPDATE votes SET folded_in = ? WHERE folded_in IS NULL AND id <= ?",
+                (commit, through)).rowcount
             self._pending = self._load_pending_locked()
+            if marked:
+                self.version += 1
 
     def _load_pending(self) -> Tallies:
         with self._lock:

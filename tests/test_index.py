@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cms.bulk_decode import decode_many
 from cms.config import Settings, load_settings
 from cms.documents import Documents
-from cms.gitstore.repository import Repository
+from cms.gitstore.repository import Repository, Signature
 from cms.identity import Actor
 from cms.index import PublishedIndex, Query
 from cms.model import Comparison
@@ -199,3 +200,43 @@ def test_a_snapshot_of_another_repository_lends_records_not_its_tree(
     fresh = PublishedIndex(store(settings))
     fresh.load()
     assert ours.query(Query(limit=100)) == fresh.query(Query(limit=100))
+
+
+def commit_on_main(documents: Documents, changes: dict[str, bytes | None]) -> None:
+    """A commit made without the workflow, as plain git could make it."""
+    repo = documents.repo
+    head = documents.main_head()
+    assert head is not None
+    who = Signature(name="Mallory", email="mallory@example.com", at=datetime.now(UTC))
+    commit = repo.commit(parents=[head], base_tree=repo.read_commit(head).tree, changes=changes,
+                         author=who, committer=who, message="By hand\n")
+    repo.refs.update(documents.main_ref, commit, head)
+
+
+def test_a_file_on_main_that_does_not_decode_is_left_out(settings: Settings,
+                                                         repo_path: Path) -> None:
+    documents = store(settings)
+    commit_on_main(documents, {documents.path("broken-by-hand"): b"---\ntitle: [unclosed\n---\n"})
+    index = PublishedIndex(store(settings))
+    index.load()
+    assert len(index) == SEEDED + 1  # in main's tree
+    assert index.get("broken-by-hand") is None
+    index.fill()
+    assert index.ready
+    assert index.query(Query(limit=100)).total == SEEDED
+
+
+def test_files_outside_the_layout_never_touch_a_comparison(settings: Settings,
+                                                          repo_path: Path) -> None:
+    documents = store(settings)
+    index = PublishedIndex(documents)
+    index.load()
+    stray = f"{documents.folder()}/zz/{HAIKU}.md"
+    assert stray != documents.path(HAIKU)
+    commit_on_main(documents, {stray: b"not a comparison"})
+    index.refresh(now=10**9)
+    commit_on_main(documents, {stray: None})
+    index.refresh(now=2 * 10**9)
+    entry = index.get(HAIKU)
+    assert entry is not None
+    assert entry.comparison.slug == HAIKU

@@ -30,7 +30,9 @@ class PublishedController(Controller):
     path = "/api/comparisons"
     tags = ["published"]
 
-    @get("/", sync_to_thread=False, summary="List published comparisons")
+    # In a thread: right after a start, a list waits until every comparison is decoded, and the
+    # event loop must go on answering reads meanwhile.
+    @get("/", sync_to_thread=True, summary="List published comparisons")
     def list_comparisons(
         self, services: ServicesDep,
         q: Annotated[str | None, QueryParameter(
@@ -53,8 +55,8 @@ class PublishedController(Controller):
         index = services.index
         index.refresh()
         fingerprint = hashlib.sha1(repr(query).encode(), usedforsecurity=False).hexdigest()[:16]
-        # The list shows live tallies, so the count of votes cast is part of what it names.
-        state = f"{index.head or 'empty'}-{services.votes.cast}"
+        # The list shows live tallies, so the pending votes' version is part of what it names.
+        state = f"{index.head or 'empty'}-{services.votes.version}"
         tag = etag(f"{state}-{fingerprint}", weak=True)
         headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
         if not_modified(if_none_match, tag):

@@ -34,17 +34,23 @@ from .services import Services
 
 # Sync pages can be large; a response above this is served, not stored.
 MAX_BODY_BYTES = 256 * 1024
+# Unknown query parameters are ignored by the routes, so anyone can make new request lines:
+# long ones are not stored, and the entries are bounded in number as well as in bytes.
+MAX_KEY_BYTES = 512
+MAX_ENTRIES = 20_000
+_ENTRY_OVERHEAD = 1024  # the messages, the key and the bookkeeping of one entry, roughly
 _DROPPED_ON_304 = {b"content-length", b"content-type"}
 
 
 class _Stored:
     """A response kept as the ASGI messages that send it, for 200 and for 304."""
 
-    __slots__ = ("body", "etag", "not_modified", "start", "state")
+    __slots__ = ("body", "cost", "etag", "not_modified", "start", "state")
 
     def __init__(self, state: Hashable, headers: list[tuple[bytes, bytes]], body: bytes,
-                 etag: bytes) -> None:
+                 etag: bytes, cost: int) -> None:
         self.state = state
+        self.cost = cost
         self.etag = etag.decode("latin-1")
         self.start = HTTPResponseStartEvent(type="http.response.start", status=200, headers=headers)
         self.body = HTTPResponseBodyEvent(type="http.response.body", body=body, more_body=False)
@@ -54,9 +60,9 @@ class _Stored:
 
 
 def state_of(services: Services) -> Hashable:
-    """What a public response is made from: main's commit and the votes counted since."""
+    """What a public response is made from: main's commit and the pending votes' version."""
     services.index.refresh()
-    return (services.index.head, services.votes.cast)
+    return (services.index.head, services.votes.version)
 
 
 class PublicResponseCache(ASGIMiddleware):
@@ -82,7 +88,14 @@ class PublicResponseCache(ASGIMiddleware):
             if name == b"if-none-match":
                 if_none_match = value
         key = scope["raw_path"] + b"?" + scope["query_string"]
-        state = state_of(self.services)
+        if len(key) > MAX_KEY_BYTES:
+            await next_app(scope, receive, send)
+            return
+        try:
+            state = state_of(self.services)
+        except Exception:  # the handler reports it, in its own terms
+            await next_app(scope, receive, send)
+            return
         stored = self._stored.get(key)
         if stored is not None and stored.state == state:
             self._stored.move_to_end(key)
@@ -116,12 +129,17 @@ class PublicResponseCache(ASGIMiddleware):
             return
         previous = self._stored.pop(key, None)
         if previous is not None:
-            self.size -= len(previous.body["body"])
-        self._stored[key] = _Stored(state, list(headers), body, tag)
-        self.size += len(body)
-        while self.size > self.max_bytes and self._stored:
+            self.size -= previous.cost
+        stored = _Stored(state, list(headers), body, tag, cost=_cost(key, headers, body))
+        self._stored[key] = stored
+        self.size += stored.cost
+        while (self.size > self.max_bytes or len(self._stored) > MAX_ENTRIES) and self._stored:
             _, evicted = self._stored.popitem(last=False)
-            self.size -= len(evicted.body["body"])
+            self.size -= evicted.cost
+
+
+def _cost(key: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    return len(key) + len(body) + 2 * sum(len(k) + len(v) for k, v in headers) + _ENTRY_OVERHEAD
 
 
 _EMPTY = HTTPResponseBodyEvent(type="http.response.body", body=b"", more_body=False)
