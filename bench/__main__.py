@@ -56,7 +56,7 @@ def progress(step: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {step}", file=sys.stderr, flush=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,10000,50000",
                         help="comma-separated numbers of comparisons (e.g. 1000,10000,50000)")
@@ -66,7 +66,8 @@ def main() -> int:
     parser.add_argument("--publishes", type=int, default=20)
     parser.add_argument("--audit-revisions", type=int, default=1000)
     parser.add_argument("--votes", type=int, default=1000)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the report")
+    args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     report: dict[str, object] = {}
@@ -83,10 +84,10 @@ def main() -> int:
         progress(f"frontends at {features} comparisons")
         report["frontends"] = bench_frontends(workdir, features, args.votes)
     report["targets"] = check_targets(report)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report, sizes)
-    print(f"written to {RESULTS}")
+    print(f"written to {args.out}")
     return 0
 
 

@@ -1,0 +1,37 @@
+"""The benchmark runs end to end at a tiny size: `make bench` must not rot between runs.
+
+Only the report's shape is checked here; its figures belong to `make bench`, never to a test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cms.config import PROJECT_ROOT
+
+
+def test_the_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--sizes", "60", "--rounds", "2", "--requests", "3",
+         "--wrk-seconds", "1", "--publishes", "2", "--audit-revisions", "4", "--votes", "20",
+         "--out", str(out)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    size = report["size_60"]
+    assert size["comparisons"] == 60
+    assert set(size["store_durable"]) == {"save", "submit", "approve", "publish"}
+    assert size["git_cli_add_commit"]["n"] == 2
+    assert set(size["startup"]) == {"cold", "warm"}
+    assert size["startup"]["cold"]["first_read_s"] > 0
+    assert "read_one" in size["reads_sequential"]
+    assert report["webhooks"]["requests_received"] == report["webhooks"]["events_expected"]
+    assert {"history_1000_ms", "verdict_changes_first_ms", "verify_ms"} <= set(report["audit"])
+    assert report["frontends"]["sync_one_change_items"] == 1
+    assert report["targets"] == []  # they are judged at 10,000 comparisons
+    assert "-- 60 comparisons" in result.stdout
