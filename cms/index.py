@@ -7,13 +7,9 @@ only the files that differ between the old and the new tree are decoded again.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
-import os
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from fractions import Fraction
@@ -23,10 +19,12 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
+from . import index_snapshot
 from .bulk_decode import decode_many, worker_count
 from .documents import Documents
 from .errors import BadRequest, CmsError
 from .gitstore.repository import changed_files
+from .index_snapshot import Snapshot
 from .model import Comparison, Tool, panel_ship, panel_verdict
 from .render import render_cached
 
@@ -65,22 +63,6 @@ class Page(Struct, frozen=True):
     total: int
 
 
-class _SnapshotTable(Struct):
-    version: int
-    # What the records depend on besides the blobs: the model's shape and where files live.
-    fingerprint: str
-    # blob id -> (offset, length, CRC-32) of its comparison, msgpack-encoded
-    records: dict[str, tuple[int, int, int]]
-    # Main's tree when it was written, and its comparisons (slug -> blob): a start follows main
-    # from there by comparing trees, rather than reading every folder.
-    tree: str | None = None
-    slugs: dict[str, str] = {}
-
-
-_SNAPSHOT_VERSION = 4
-_FOOTER = struct.Struct("<IQ")  # CRC-32 and length of the table before it
-
-
 class PublishedIndex:
     """Main's published comparisons by slug.
 
@@ -104,8 +86,7 @@ class PublishedIndex:
         self._filled = False  # every blob of the current view is in _entries
         self._unsaved = False  # some entry was decoded from git, not read from the snapshot
         self._broken: set[str] = set()  # blobs on main that do not decode
-        self._records: dict[str, tuple[int, int, int]] = {}
-        self._snapshot_fd: int | None = None
+        self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()  # moves of main
         self._fill_lock = threading.Lock()
         self._save_lock = threading.Lock()
@@ -118,8 +99,10 @@ class PublishedIndex:
 
     def load(self) -> None:
         with self._lock:
-            table = self._open_snapshot()
+            if self.snapshot is not None:
+                self._snapshot = Snapshot.open(self.snapshot, self._fingerprint())
             head = self.documents.main_head()
+            table = self._snapshot.table if self._snapshot is not None else None
             if table is not None and table.tree is not None and head is not None:
                 try:
                     self.documents.repo.read_tree(table.tree)
@@ -174,83 +157,38 @@ class PublishedIndex:
         self._unsaved = False
         with self._lock:
             blobs, tree = self._view[0], self.tree
-        # Named for this process and thread: instances may share a data folder.
-        temp = self.snapshot.with_name(
-            f"{self.snapshot.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            # A reader holding an older view can decode a blob just after main dropped it.
+            live = set(blobs.values())
+            for blob in [blob for blob in list(self._entries) if blob not in live]:
+                self._entries.pop(blob, None)
+        decoded = [(slug, blob, self._entries.get(blob)) for slug, blob in blobs.items()]
+        kept = [(slug, blob, entry.comparison) for slug, blob, entry in decoded if entry is not None]
+        # The tree is only worth keeping with every one of its comparisons.
+        whole = tree if len(kept) == len(blobs) else None
         try:
-            entries: list[Entry] = []
-            slugs: dict[str, str] = {}
-            for slug, blob in blobs.items():
-                entry = self._entries.get(blob)
-                if entry is not None:
-                    entries.append(entry)
-                    slugs[slug] = blob
-            self.snapshot.parent.mkdir(parents=True, exist_ok=True)
-            # Records first, streamed, then the table of where each one is, then its footer.
-            records: dict[str, tuple[int, int, int]] = {}
-            offset = 0
-            with temp.open("wb") as out:
-                for entry in entries:
-                    chunk = msgspec.msgpack.encode(entry.comparison)
-                    records[entry.blob] = (offset, len(chunk), zlib.crc32(chunk))
-                    out.write(chunk)
-                    offset += len(chunk)
-                # The tree is only worth keeping with every one of its comparisons.
-                complete = len(slugs) == len(blobs)
-                table = msgspec.msgpack.encode(_SnapshotTable(
-                    version=_SNAPSHOT_VERSION, fingerprint=self._fingerprint(), records=records,
-                    tree=tree if complete else None, slugs=slugs if complete else {}))
-                out.write(table)
-                out.write(_FOOTER.pack(zlib.crc32(table), len(table)))
-            os.replace(temp, self.snapshot)
+            index_snapshot.write(self.snapshot, self._fingerprint(), kept, whole)
         except Exception:
             log.exception("could not write the index snapshot; the next start decodes more")
-            temp.unlink(missing_ok=True)
             self._unsaved = True
 
     def close(self) -> None:
-        fd, self._snapshot_fd, self._records = self._snapshot_fd, None, {}
-        if fd is not None:
-            os.close(fd)
+        snapshot, self._snapshot = self._snapshot, None
+        if snapshot is not None:
+            snapshot.close()
 
     def _fingerprint(self) -> str:
-        shape = msgspec.json.encode([msgspec.json.schema(Comparison), self.documents.path("x")])
-        return hashlib.sha1(shape, usedforsecurity=False).hexdigest()
-
-    def _open_snapshot(self) -> _SnapshotTable | None:
-        if self.snapshot is None:
-            return None
-        try:
-            fd = os.open(self.snapshot, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            end = os.fstat(fd).st_size - _FOOTER.size
-            crc, size = _FOOTER.unpack(os.pread(fd, _FOOTER.size, end))
-            if not 0 < size <= end:
-                raise ValueError("not a snapshot")
-            data = os.pread(fd, size, end - size)
-            if zlib.crc32(data) != crc:
-                raise ValueError("a damaged snapshot")
-            table = msgspec.msgpack.decode(data, type=_SnapshotTable)
-            if table.version != _SNAPSHOT_VERSION or table.fingerprint != self._fingerprint():
-                raise ValueError("a snapshot made by other code or for another layout")
-        except (OSError, ValueError, struct.error):
-            os.close(fd)
-            return None
-        self._snapshot_fd = fd
-        self._records = table.records
-        return table
+        return index_snapshot.fingerprint(self.documents.path("x"))
 
     def _decoding(self, blobs: list[str]) -> Iterator[tuple[str, Comparison | None]]:
         """The blobs, each with its comparison where worker processes decoded it: those in the
         snapshot are read here, and the rest go to workers when there are enough of them to
         repay starting the processes."""
-        elsewhere = [blob for blob in blobs if blob not in self._records]
+        snapshot = self._snapshot
+        elsewhere = [blob for blob in blobs if snapshot is None or blob not in snapshot]
         if len(elsewhere) < self.parallel_from or self.workers < 2:
             yield from ((blob, None) for blob in blobs)
             return
-        yield from ((blob, None) for blob in blobs if blob in self._records)
+        yield from ((blob, None) for blob in blobs if snapshot is not None and blob in snapshot)
         yield from decode_many(self.documents.settings.repo, elsewhere, self.workers)
 
     def _settled(self, blob: str) -> bool:
@@ -284,17 +222,8 @@ class PublishedIndex:
         return entry
 
     def _from_snapshot(self, blob: str) -> Comparison | None:
-        record, fd = self._records.get(blob), self._snapshot_fd
-        if record is None or fd is None:
-            return None
-        offset, length, crc = record
-        try:
-            data = os.pread(fd, length, offset)
-            if zlib.crc32(data) != crc:
-                return None
-            return msgspec.msgpack.decode(data, type=Comparison)
-        except (OSError, ValueError):  # msgspec's errors, and bad UTF-8, are ValueErrors
-            return None  # a damaged record: the blob itself is the truth
+        snapshot = self._snapshot
+        return None if snapshot is None else snapshot.read(blob)
 
     def refresh(self, *, now: float | None = None) -> None:
         """Catch up with main if another process sharing the repository moved it.
