@@ -47,7 +47,7 @@ def bench_size(workdir: Path, size: int, args: argparse.Namespace) -> dict[str, 
     fast = load_settings({}, repo=settings.repo, data=settings.data, durable=False)
     report["store_not_durable"] = bench_store(fast, args.rounds, offset=args.rounds)
     progress(f"{size} comparisons: reads")
-    report["reads_sequential"] = bench_reads(settings, args.requests)
+    report["reads_sequential"] = bench_reads(settings, args.requests, args.read_all)
     report["reads_wrk"] = bench_wrk(settings, workdir / f"wrk-{size}", args.wrk_seconds)
     return report
 
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishes", type=int, default=20)
     parser.add_argument("--audit-revisions", type=int, default=1000)
     parser.add_argument("--votes", type=int, default=1000)
+    parser.add_argument("--read-all", type=int, default=20_000,
+                        help="comparisons read once each before measuring peak memory")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the report")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -105,7 +107,8 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
                 ratio = round(row["median_ms"] / git["median_ms"], 2)
                 print(f"{'  ' + kind + ' ' + step + ', ms':46} {row['median_ms']:>10} "
                       f"{row['p95_ms']:>10} {ratio:>8}")
-        for name, row in section["reads_sequential"].items():
+        for name in ("read_one", "read_list"):
+            row = section["reads_sequential"][name]
             print(f"{'  http sequential ' + name + ', ms':46} {row['median_ms']:>10} "
                   f"{row['p95_ms']:>10}")
         wrk = section["reads_wrk"]
@@ -124,9 +127,12 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
         for kind, row in section["startup"].items():
             print(f"{'  start-up ' + kind + ': first read / all indexed, s':46} "
                   f"{row['first_read_s']:>10} {row['index_ready_s']:>10}")
+        every = section["reads_sequential"]["read_every_comparison"]
         print(f"{'  peak RSS cold start / after wrk, MB':46} "
               f"{section['startup']['cold']['peak_rss_mb']:>10} "
               f"{wrk.get('server_peak_rss_mb', '-'):>10}")
+        print(f"{'  peak RSS after reading ' + str(every['comparisons']) + ' comparisons, MB':46} "
+              f"{every['server_peak_rss_mb']:>10}")
     targets = report.get("targets")
     if targets:
         print(f"-- targets at {TARGET_SIZE:,} comparisons")

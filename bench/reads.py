@@ -16,9 +16,13 @@ from .common import cms_server, summary, timed
 from .startup import peak_rss_mb
 
 
-def bench_reads(settings: Settings, requests: int) -> dict[str, dict[str, float]]:
+def bench_reads(settings: Settings, requests: int, read_all: int) -> dict[str, object]:
+    """A sequential keep-alive client: one comparison and one list page, ``requests`` times
+    each; then every comparison (up to ``read_all``) once, and the server's peak memory after
+    that, when its caches are as full as they get."""
     # The first list page waits until the index has decoded every comparison.
-    with cms_server(settings) as (_, url), httpx.Client(base_url=url, timeout=300) as http:
+    with cms_server(settings) as (server, url), \
+            httpx.Client(base_url=url, timeout=300) as http:
         slugs = [i["slug"] for i in http.get("/api/comparisons?limit=100").json()["items"]]
         one, listing = [], []
         for number in range(requests):
@@ -26,9 +30,24 @@ def bench_reads(settings: Settings, requests: int) -> dict[str, dict[str, float]
             one.append(timed(lambda s=slug: http.get(f"/api/comparisons/{s}")))
             listing.append(timed(lambda: http.get(
                 "/api/comparisons?category=developer%20tools&sort=title&limit=20")))
-    return {"read_one": summary(one), "read_list": summary(listing)}
+        every = _all_slugs(http, read_all)
+        for slug in every:
+            assert http.get(f"/api/comparisons/{slug}").status_code == 200
+        return {"read_one": summary(one), "read_list": summary(listing),
+                "read_every_comparison": {"comparisons": len(every),
+                                          "server_peak_rss_mb": peak_rss_mb(server.pid)}}
 
 
+def _all_slugs(http: httpx.Client, limit: int) -> list[str]:
+    slugs: list[str] = []
+    params: dict[str, object] = {"limit": 100}
+    while len(slugs) < limit:
+        page = http.get("/api/comparisons", params=params).json()
+        slugs += [item["slug"] for item in page["items"]]
+        if not page["next_cursor"]:
+            break
+        params = {"limit": 100, "cursor": page["next_cursor"]}
+    return slugs[:limit]
 
 
 RAW_APP = """

@@ -30,6 +30,7 @@ def test_the_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     assert set(size["startup"]) == {"cold", "warm"}
     assert size["startup"]["cold"]["first_read_s"] > 0
     assert "read_one" in size["reads_sequential"]
+    assert size["reads_sequential"]["read_every_comparison"]["comparisons"] == 60
     assert report["webhooks"]["requests_received"] == report["webhooks"]["events_expected"]
     assert {"history_1000_ms", "verdict_changes_first_ms", "verify_ms"} <= set(report["audit"])
     assert report["frontends"]["sync_one_change_items"] == 1

@@ -55,11 +55,13 @@ SlugPath = Annotated[str, PathParameter(description="The comparison's slug, e.g.
 
 class BodyCache:
     """Encoded response bodies by ETag: an ETag names exactly one representation, so a body
-    made once serves every later request for it."""
+    made once serves every later request for it. Bounded in bytes, least recently used first
+    out, so that serving every comparison stays within the server's memory budget."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, max_bytes: int = 16 * 1024 * 1024) -> None:
         self._bodies: OrderedDict[str, bytes] = OrderedDict()
-        self._size = size
+        self.max_bytes = max_bytes
+        self.size = 0
         self._lock = threading.Lock()
 
     def get(self, tag: str) -> bytes | None:
@@ -71,6 +73,8 @@ class BodyCache:
 
     def put(self, tag: str, body: bytes) -> None:
         with self._lock:
+            previous = self._bodies.pop(tag, None)
+            self.size += len(body) - (len(previous) if previous is not None else 0)
             self._bodies[tag] = body
-            if len(self._bodies) > self._size:
-                self._bodies.popitem(last=False)
+            while self.size > self.max_bytes and self._bodies:
+                self.size -= len(self._bodies.popitem(last=False)[1])

@@ -68,7 +68,7 @@ def state_of(services: Services) -> Hashable:
 class PublicResponseCache(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self, services: Services, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, services: Services, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.services = services
         self.max_bytes = max_bytes
         self.size = 0
