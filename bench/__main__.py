@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -39,10 +40,12 @@ def bench_size(workdir: Path, size: int, args: argparse.Namespace) -> dict[str, 
     seed_repository(settings, size)
     report: dict[str, object] = {"comparisons": size}
     progress(f"{size} comparisons: git CLI baseline")
+    settle()
     report["git_cli_add_commit"] = bench_git_cli(settings, workdir / f"clone-{size}", args.rounds)
     progress(f"{size} comparisons: start-up")
     report["startup"] = bench_startup(settings, some_slug(settings))
     progress(f"{size} comparisons: commits through the store")
+    settle()
     report["store_durable"] = bench_store(settings, args.rounds, offset=0)
     fast = load_settings({}, repo=settings.repo, data=settings.data, durable=False)
     report["store_not_durable"] = bench_store(fast, args.rounds, offset=args.rounds)
@@ -50,6 +53,12 @@ def bench_size(workdir: Path, size: int, args: argparse.Namespace) -> dict[str, 
     report["reads_sequential"] = bench_reads(settings, args.requests, args.read_all)
     report["reads_wrk"] = bench_wrk(settings, workdir / f"wrk-{size}", args.wrk_seconds)
     return report
+
+
+def settle() -> None:
+    """Write back what earlier steps left dirty (clones, snapshots of hundreds of megabytes), so
+    that the kernel flushing it does not land in the middle of the next measurement."""
+    os.sync()
 
 
 def progress(step: str) -> None:
