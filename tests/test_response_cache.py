@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from litestar.testing import TestClient
 
+from cms.api import response_cache
 from cms.api.response_cache import PublicResponseCache
 from cms.documents import Documents
 from cms.gitstore.repository import Repository
@@ -107,3 +109,15 @@ def test_votes_folded_elsewhere_are_not_counted_twice(client: Client) -> None:
     through, _ = services.votes.batch()
     services.votes.mark_folded(through, "f" * 40)
     assert client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"]["ship"] == 0
+
+
+def test_a_body_over_the_limit_is_served_whole_but_not_kept(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(response_cache, "MAX_BODY_BYTES", 100)
+    cache = cache_of(client)
+    first = client.get(f"/api/comparisons/{HAIKU}")
+    again = client.get(f"/api/comparisons/{HAIKU}")
+    assert len(first.content) > 100
+    assert again.content == first.content
+    assert first.json()["slug"] == HAIKU
+    assert (cache.hits, cache.size) == (0, 0)

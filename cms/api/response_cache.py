@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import Any
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -105,28 +104,34 @@ class PublicResponseCache(ASGIMiddleware):
         await next_app(scope, receive, self._recorder(key, state, send))
 
     def _recorder(self, key: bytes, state: Hashable, send: Send) -> Send:
-        start: dict[str, Any] = {}
+        headers: list[tuple[bytes, bytes]] = []
+        tag: list[bytes] = []  # set when the response is one to keep
         chunks: list[bytes] = []
+        size = 0
 
         async def record(message: Message) -> None:
+            nonlocal size
             if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body" and start.get("status") == 200:
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    self._keep(key, state, start.get("headers", []), b"".join(chunks))
+                headers.extend(message.get("headers", []))
+                fields = dict(headers)
+                public = fields.get(b"cache-control", b"").startswith(b"public")
+                if message["status"] == 200 and public and b"etag" in fields:
+                    tag.append(fields[b"etag"])
+            elif message["type"] == "http.response.body" and tag:
+                body = message.get("body", b"")
+                size += len(body)
+                if size > MAX_BODY_BYTES:
+                    tag.clear()  # too big to keep: served, not stored
+                else:
+                    chunks.append(body)
+                    if not message.get("more_body", False):
+                        self._keep(key, state, headers, b"".join(chunks), tag[0])
             await send(message)
 
         return record
 
     def _keep(self, key: bytes, state: Hashable, headers: list[tuple[bytes, bytes]],
-              body: bytes) -> None:
-        fields = dict(headers)
-        tag = fields.get(b"etag")
-        if tag is None or not fields.get(b"cache-control", b"").startswith(b"public"):
-            return
-        if len(body) > MAX_BODY_BYTES:
-            return
+              body: bytes, tag: bytes) -> None:
         previous = self._stored.pop(key, None)
         if previous is not None:
             self.size -= previous.cost
