@@ -14,17 +14,13 @@ from cms.documents import Documents
 from cms.gitstore.repository import Repository
 from cms.workflow import load_workflow
 
-from .common import ACTING, EDITOR, summary, timed
+from .common import ACTING, EDITOR, published_slugs, summary, timed
 
 
 def bench_store(settings: Settings, rounds: int, offset: int = 0) -> dict[str, dict[str, float]]:
     store = Documents(Repository(settings.repo, durable=settings.durable),
                       load_workflow(settings.workflow), settings)
-    head = store.main_head()
-    assert head is not None
-    paths = store.repo.files(store.repo.read_commit(head).tree, store.folder())
-    slugs = sorted(path.rsplit("/", 1)[-1].removesuffix(".md") for path in paths)
-    slugs = slugs[offset : offset + rounds]
+    slugs = published_slugs(store)[offset : offset + rounds]
     samples: dict[str, list[float]] = {"save": [], "submit": [], "approve": [], "publish": []}
     for slug in slugs:
         published = store.published(slug)

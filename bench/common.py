@@ -60,13 +60,18 @@ def seed_repository(settings: Settings, count: int) -> None:
     create_repository(settings, files, now)
 
 
-def some_slug(settings: Settings) -> str:
-    """The first published slug in main's tree."""
-    documents = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+def published_slugs(documents: Documents) -> list[str]:
+    """Every slug on main, sorted."""
     head = documents.main_head()
     assert head is not None
-    first = min(documents.repo.files(documents.repo.read_commit(head).tree, documents.folder()))
-    return first.rsplit("/", 1)[-1].removesuffix(".md")
+    paths = documents.repo.files(documents.repo.read_commit(head).tree, documents.folder())
+    return sorted(slug for slug in map(documents.slug_at, paths) if slug is not None)
+
+
+def some_slug(settings: Settings) -> str:
+    """The first published slug."""
+    return published_slugs(
+        Documents(Repository(settings.repo), load_workflow(settings.workflow), settings))[0]
 
 
 def timed(action: Callable[[], object]) -> float:

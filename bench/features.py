@@ -18,7 +18,16 @@ from cms.seed import initialise
 from cms.tokens import TokenStore
 from cms.workflow import load_workflow
 
-from .common import EDITOR, PUBLISHER, REVIEWER, cms_server, seed_repository, summary, timed
+from .common import (
+    EDITOR,
+    PUBLISHER,
+    REVIEWER,
+    cms_server,
+    published_slugs,
+    seed_repository,
+    summary,
+    timed,
+)
 
 
 class CountingReceiver:
@@ -110,10 +119,7 @@ def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, ob
     seed_repository(settings, comparisons)
     store = Documents(Repository(settings.repo, durable=False), load_workflow(settings.workflow),
                       settings)
-    head = store.main_head()
-    assert head is not None
-    slug = sorted(p.rsplit("/", 1)[-1].removesuffix(".md")
-                  for p in store.repo.files(store.repo.read_commit(head).tree, store.folder()))[0]
+    slug = published_slugs(store)[0]
     current = store.published(slug)
     assert current is not None
     revision = current.revision

@@ -258,9 +258,9 @@ def _check_votes(documents: Documents, commit: Commit) -> list[str]:
     parent = documents.repo.read_commit(commit.parents[0])
     problems = []
     for path, blob in changed_files(documents.repo, parent.tree, commit.tree, "").items():
-        slug = path.rsplit("/", 1)[-1].removesuffix(".md")
-        before = _document(documents, parent.tree, slug)
-        if blob is None or before is None or path != documents.path(slug):
+        slug = documents.slug_at(path)
+        before = None if slug is None else _document(documents, parent.tree, slug)
+        if blob is None or before is None:
             problems.append(f"a fold of votes changes {path} beyond a tally")
             continue
         after = documents.decode_blob(blob)

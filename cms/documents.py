@@ -91,6 +91,11 @@ class Documents:
     def path(self, slug: str) -> str:
         return f"{self.settings.content_dir}/comparisons/{shard(slug)}/{slug}.md"
 
+    def slug_at(self, path: str) -> str | None:
+        """The slug whose file lives at ``path``; None where no comparison's file would be."""
+        slug = path.rsplit("/", 1)[-1].removesuffix(".md")
+        return slug if path == self.path(slug) else None
+
     def folder(self) -> str:
         return f"{self.settings.content_dir}/comparisons"
 

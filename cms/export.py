@@ -48,8 +48,7 @@ def export(documents: Documents, out: Path) -> ExportResult:
     if head is not None:
         files = documents.repo.files(documents.repo.read_commit(head).tree, documents.folder())
         for path, blob in sorted(files.items()):
-            slug = path.rsplit("/", 1)[-1].removesuffix(".md")
-            if path == documents.path(slug):
+            if documents.slug_at(path) is not None:
                 entries.append(Entry(comparison=documents.decode_blob(blob), blob=blob))
     entries.sort(key=lambda entry: entry.slug)
     wanted: dict[Path, bytes] = {}

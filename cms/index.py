@@ -255,8 +255,8 @@ class PublishedIndex:
         blobs = dict(self._view[0])
         stray = 0
         for path, blob in changes.items():
-            slug = path.rsplit("/", 1)[-1].removesuffix(".md")
-            if path != self.documents.path(slug):
+            slug = self.documents.slug_at(path)
+            if slug is None:
                 stray += 1  # not where a comparison's file lives: not one
                 continue
             old = blobs.pop(slug, None)

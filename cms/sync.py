@@ -101,8 +101,8 @@ def _changes(documents: Documents, position: _Position) -> dict[str, str | None]
 def _by_slug(documents: Documents, paths: Iterable[tuple[str, str | None]]
              ) -> Iterator[tuple[str, str | None]]:
     for path, blob in paths:
-        slug = path.rsplit("/", 1)[-1].removesuffix(".md")
-        if path == documents.path(slug):
+        slug = documents.slug_at(path)
+        if slug is not None:
             yield slug, blob
 
 
