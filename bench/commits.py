@@ -10,9 +10,9 @@ from pathlib import Path
 import msgspec
 
 from cms.config import Settings
-from cms.documents import Documents
-from cms.gitstore.repository import Repository
-from cms.workflow import load_workflow
+from cms.editing.documents import Documents
+from cms.editing.workflow import load_workflow
+from cms.store.repository import Repository
 
 from .common import ACTING, EDITOR, published_slugs, summary, timed
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import msgspec
 
-from cms import codec
 from cms.config import PROJECT_ROOT, Settings
-from cms.documents import Documents
-from cms.gitstore.repository import Repository
-from cms.identity import Actor
-from cms.seed import as_published, create_repository
-from cms.workflow import load_workflow
+from cms.content import codec
+from cms.editing.documents import Documents
+from cms.editing.seed import as_published, create_repository
+from cms.editing.workflow import load_workflow
+from cms.identity.actors import Actor
+from cms.store.repository import Repository
 
 EDITOR = Actor(name="Bench Editor", email="editor@example.com", roles=frozenset({"editor"}))
 REVIEWER = Actor(name="Bench Reviewer", email="reviewer@example.com", roles=frozenset({"reviewer"}))

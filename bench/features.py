@@ -11,12 +11,12 @@ import httpx
 import msgspec
 
 from cms.config import PROJECT_ROOT, load_settings
-from cms.documents import Documents
-from cms.gitstore.maintenance import Maintenance
-from cms.gitstore.repository import Repository
-from cms.seed import initialise
-from cms.tokens import TokenStore
-from cms.workflow import load_workflow
+from cms.editing.documents import Documents
+from cms.editing.seed import initialise
+from cms.editing.workflow import load_workflow
+from cms.identity.tokens import TokenStore
+from cms.store.maintenance import Maintenance
+from cms.store.repository import Repository
 
 from .common import (
     EDITOR,

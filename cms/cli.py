@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import PROJECT_ROOT, Settings, load_settings
 from .errors import CmsError
-from .identity import ROLES
+from .identity.actors import ROLES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,7 +74,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from .seed import initialise
+    from .editing.seed import initialise
 
     settings = _settings(args)
     if settings.repo.exists() and (not settings.repo.is_dir() or any(settings.repo.iterdir())):
@@ -123,7 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from .tokens import TokenStore
+    from .identity.tokens import TokenStore
 
     settings = _settings(args)
     record, token = TokenStore(settings.data).create(args.name, args.email, args.roles)
@@ -135,7 +135,7 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    from .tokens import TokenStore
+    from .identity.tokens import TokenStore
 
     records = TokenStore(_settings(args).data).all()
     if not records:
@@ -148,7 +148,7 @@ def _token_list(args: argparse.Namespace) -> int:
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    from .tokens import TokenStore
+    from .identity.tokens import TokenStore
 
     record = TokenStore(_settings(args).data).revoke(args.id)
     print(f"Revoked token {record.id} of {record.name} <{record.email}>")
@@ -156,10 +156,10 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .documents import Documents
-    from .export import export
-    from .gitstore.repository import Repository
-    from .workflow import load_workflow
+    from .editing.documents import Documents
+    from .editing.workflow import load_workflow
+    from .reading.export import export
+    from .store.repository import Repository
 
     settings = _settings(args)
     documents = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
@@ -170,7 +170,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .seed import check_folder
+    from .editing.seed import check_folder
 
     if not args.path.exists():
         print(f"cms: {args.path} does not exist", file=sys.stderr)

@@ -9,8 +9,8 @@ from litestar.testing import TestClient
 
 from cms.api.app import create_app
 from cms.config import PROJECT_ROOT, Settings, load_settings
-from cms.seed import initialise
-from cms.tokens import TokenStore
+from cms.editing.seed import initialise
+from cms.identity.tokens import TokenStore
 
 SEED = PROJECT_ROOT / "content"
 HAIKU = "claude-haiku-open-weights-vs-gemini-2-5-flash-native-audio-output"

@@ -6,7 +6,7 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
-from ..tokens import TokenRecord
+from ..identity.tokens import TokenRecord
 from .auth import requires_roles
 from .schemas import TokenCreated, TokenIn, TokenView
 from .services import ServicesDep

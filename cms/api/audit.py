@@ -12,11 +12,11 @@ from litestar import Controller, Response, get
 from litestar.params import FromPath, QueryParameter
 from msgspec import Struct
 
-from ..audit import VerdictChange, Verification, verify
-from ..diff import Change, compare
+from ..audit.history import HistoryEntry, HistoryFilter, history, publications
+from ..audit.verdicts import VerdictChange, Verification, verify
+from ..content.diff import Change, compare
+from ..content.render import render_cached
 from ..errors import BadRequest, Conflict, NotFound
-from ..history import HistoryEntry, HistoryFilter, history, publications
-from ..render import render_cached
 from .auth import requires_roles
 from .http import PRIVATE_CACHE, SlugPath, check_slug
 from .schemas import ComparisonView, comparison_view

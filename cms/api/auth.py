@@ -12,9 +12,9 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from ..editing.workflow import permitted_roles
 from ..errors import Forbidden, Unauthorized
-from ..identity import ROLES, Actor
-from ..workflow import permitted_roles
+from ..identity.actors import ROLES, Actor
 from .services import Services
 
 

@@ -13,10 +13,10 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from ..documents import Revision
+from ..content.render import render_cached
+from ..editing.documents import Revision
+from ..editing.workflow import allowed_actions
 from ..errors import InvalidContent, NotFound
-from ..render import render_cached
-from ..workflow import allowed_actions
 from .auth import current_actor, requires_roles
 from .http import PRIVATE_CACHE, SlugPath, check_slug, etag, if_match_revision
 from .schemas import (

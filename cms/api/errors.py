@@ -8,7 +8,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from ..codec import explain
+from ..content.codec import explain
 from ..errors import CmsError
 
 log = logging.getLogger("cms")

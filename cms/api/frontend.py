@@ -8,10 +8,10 @@ from litestar import Request, Response, get
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from msgspec import Struct
 
+from ..content.render import render_cached
 from ..errors import NotFound
-from ..feeds import atom, json_feed, latest
-from ..render import render_cached
-from ..sync import sync
+from ..reading.feeds import atom, json_feed, latest
+from ..reading.sync import sync
 from .http import PUBLIC_CACHE, etag, not_modified
 from .public import comparison_url
 from .schemas import ComparisonView, comparison_view

@@ -9,8 +9,8 @@ from typing import Annotated
 
 from litestar.params import PathParameter
 
+from ..content.model import SLUG_RE
 from ..errors import BadRequest
-from ..model import SLUG_RE
 
 _SLUG = re.compile(SLUG_RE)
 

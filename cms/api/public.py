@@ -12,10 +12,10 @@ from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta, Struct
 
+from ..content.model import Community, Comparison, Tool, percent_label
 from ..errors import InvalidContent, NotFound
-from ..index import Entry, Query, SortKey
-from ..model import Community, Comparison, Tool, percent_label
-from ..votes import client_key
+from ..reading.index import Entry, Query, SortKey
+from ..votes.ballots import client_key
 from .auth import requires_roles
 from .http import PUBLIC_CACHE, SlugPath, check_slug, etag, not_modified
 from .schemas import ComparisonList, comparison_view, summary_view

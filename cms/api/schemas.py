@@ -14,10 +14,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from .. import codec
-from ..identity import Role
-from ..index import Entry, share
-from ..model import (
+from ..content import codec
+from ..content.model import (
     Body,
     Community,
     Comparison,
@@ -34,6 +32,8 @@ from ..model import (
     panel_verdict,
     percent_label,
 )
+from ..identity.actors import Role
+from ..reading.index import Entry, share
 
 Ignored = Any  # accepted on write so that reads round-trip, and otherwise ignored
 Comment = Annotated[str, Meta(max_length=5000)]

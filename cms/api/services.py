@@ -6,17 +6,17 @@ from dataclasses import dataclass
 
 from litestar.di import NamedDependency
 
-from ..audit import VerdictLog
+from ..audit.verdicts import VerdictLog
 from ..config import Settings
-from ..documents import Documents
-from ..gitstore.maintenance import Maintenance
-from ..gitstore.repository import Repository
-from ..index import PublishedIndex
-from ..previews import Previews
-from ..tokens import TokenStore
-from ..votes import RateLimit, VoteFolder, VoteStore
+from ..editing.documents import Documents
+from ..editing.workflow import Workflow, load_workflow
+from ..identity.previews import Previews
+from ..identity.tokens import TokenStore
+from ..reading.index import PublishedIndex
+from ..store.maintenance import Maintenance
+from ..store.repository import Repository
+from ..votes.ballots import RateLimit, VoteFolder, VoteStore
 from ..webhooks.service import Webhooks, build_webhooks
-from ..workflow import Workflow, load_workflow
 from .http import BodyCache
 
 

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 import msgspec
 from msgspec import Struct
 
-from ..documents import Documents
+from ..editing.documents import Documents
 from ..errors import BadRequest
-from ..gitstore.repository import Commit
+from ..store.repository import Commit
 from .store import NewEvent, WebhookStore
 
 PUBLISHED = "comparison.published"

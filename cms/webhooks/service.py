@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from ..config import Settings
-from ..documents import Documents
+from ..editing.documents import Documents
 from .delivery import Dispatcher
 from .events import catch_up, record_main, transition_event
 from .store import WebhookStore

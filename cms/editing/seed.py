@@ -1,0 +1,90 @@
+"""Creating a content repository and seeding it from a folder of comparison files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from ..config import Settings
+from ..content import codec
+from ..content.model import Comparison
+from ..errors import CmsError
+from ..store.messages import format_message
+from ..store.repository import Repository, Signature
+from .documents import Documents
+from .workflow import load_workflow
+
+
+class FileProblem(msgspec.Struct, frozen=True):
+    path: Path
+    message: str
+
+
+def check_folder(folder: Path) -> tuple[list[Comparison], list[FileProblem]]:
+    """Decode every ``*.md`` under ``folder``; report each bad file rather than the first."""
+    good: list[Comparison] = []
+    problems: list[FileProblem] = []
+    slugs: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*.md")):
+        try:
+            comparison = codec.decode(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            problems.append(FileProblem(path, "the file is not UTF-8 text"))
+            continue
+        except CmsError as exc:
+            where = f"{exc.field}: " if exc.field else ""
+            problems.append(FileProblem(path, f"{where}{exc.message}"))
+            continue
+        if path.stem != comparison.slug:
+            problems.append(FileProblem(
+                path, f"slug: `{comparison.slug}` does not match the file name `{path.name}`"))
+            continue
+        if comparison.slug in slugs:
+            problems.append(FileProblem(path, f"slug: `{comparison.slug}` is also used by "
+                                              f"{slugs[comparison.slug]}"))
+            continue
+        slugs[comparison.slug] = path
+        good.append(comparison)
+    return good, problems
+
+
+def initialise(settings: Settings, seed: Path | None) -> tuple[Repository, int]:
+    """Create the repository and commit the seed as published content, in one first commit."""
+    comparisons: list[Comparison] = []
+    if seed is not None:
+        comparisons, problems = check_folder(seed)
+        if problems:
+            lines = "\n".join(f"  {p.path}: {p.message}" for p in problems)
+            raise SystemExit(f"cms: the seed folder has bad files; nothing was created:\n{lines}")
+    now = datetime.now(UTC).replace(microsecond=0)
+    files = {comparison.slug: codec.encode(as_published(comparison, now)).encode("utf-8")
+             for comparison in comparisons}
+    return create_repository(settings, files, now), len(files)
+
+
+def as_published(comparison: Comparison, at: datetime) -> Comparison:
+    record = msgspec.structs.replace(comparison.workflow, state="published",
+                                     published_at=comparison.workflow.published_at or at)
+    return msgspec.structs.replace(comparison, workflow=record)
+
+
+def create_repository(settings: Settings, files: Mapping[str, bytes], at: datetime) -> Repository:
+    """A new repository whose first commit publishes ``files`` (slug -> encoded comparison,
+    already in the published state); no commit at all when there are none."""
+    repo = Repository.create(settings.repo, branch=settings.branch, durable=settings.durable)
+    if not files:
+        return repo
+    documents = Documents(repo, load_workflow(settings.workflow), settings)
+    changes: dict[str, bytes | None] = {documents.path(slug): data for slug, data in files.items()}
+    cms = Signature(name=settings.committer_name, email=settings.committer_email, at=at)
+    message = format_message(
+        f"Seed: {len(files)} comparisons", "",
+        [("Cms-Action", "seed"), ("Cms-State", "published")],
+    )
+    commit = repo.commit(parents=[], base_tree=None, changes=changes, author=cms, committer=cms,
+                         message=message)
+    repo.refs.update(documents.main_ref, commit, None)
+    return repo

@@ -1,0 +1,48 @@
+"""Server-side signing keys, kept under ``CMS_DATA`` and never in the content repository."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from pathlib import Path
+
+from ..statefiles import write_temporary
+
+_KEY_BYTES = 32
+_lock = threading.Lock()
+_cache: dict[Path, bytes] = {}
+
+
+def signing_key(path: Path) -> bytes:
+    """The key stored at ``path``, made on first use. Written whole or not at all: a key cut
+    short by a crash or a full disk would make signatures guessable, so it is replaced."""
+    with _lock:
+        key = _cache.get(path)
+        if key is not None:
+            return key
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = b""
+        if len(key) < _KEY_BYTES:
+            key = _create(path)
+        _cache[path] = key
+        return key
+
+
+def _create(path: Path) -> bytes:
+    key = secrets.token_bytes(_KEY_BYTES)
+    temp = write_temporary(path, key)
+    try:
+        os.link(temp, path)  # another process may have made one meanwhile: keep theirs
+    except FileExistsError:
+        existing = path.read_bytes()
+        if len(existing) >= _KEY_BYTES:
+            key = existing
+        else:
+            os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return key
+

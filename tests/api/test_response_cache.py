@@ -1,0 +1,123 @@
+"""The shared cache of public responses: the same bytes as the handler, never stale."""
+
+from __future__ import annotations
+
+import pytest
+from litestar.testing import TestClient
+
+from cms.api import response_cache
+from cms.api.response_cache import PublicResponseCache
+from cms.editing.documents import Documents
+from cms.identity.actors import Actor
+from cms.store.repository import Repository
+
+from ..conftest import HAIKU
+from ..helpers import Headers
+
+Client = TestClient  # type: ignore[type-arg]
+PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
+PAGE = "/api/comparisons?category=developer%20tools&sort=title&limit=2"
+
+
+def cache_of(client: Client) -> PublicResponseCache:
+    return next(m for m in client.app.middleware if isinstance(m, PublicResponseCache))
+
+
+def comparable(response: object) -> tuple[int, dict[str, str], bytes]:
+    headers = dict(response.headers)  # type: ignore[attr-defined]
+    headers.pop("date", None)
+    return response.status_code, headers, response.content  # type: ignore[attr-defined]
+
+
+def test_a_repeated_read_is_answered_from_the_cache_with_the_same_bytes(client: Client) -> None:
+    cache = cache_of(client)
+    for path in (f"/api/comparisons/{HAIKU}", PAGE, "/api/feed.json", "/api/feed.atom"):
+        first = client.get(path)
+        hits = cache.hits
+        again = client.get(path)
+        assert cache.hits == hits + 1, path
+        assert comparable(again) == comparable(first)
+        revalidated = client.get(path, headers={"If-None-Match": first.headers["etag"]})
+        assert cache.hits == hits + 2
+        assert revalidated.status_code == 304
+        assert revalidated.content == b""
+        assert revalidated.headers["etag"] == first.headers["etag"]
+        assert "content-type" not in revalidated.headers
+
+
+def test_errors_private_and_authenticated_requests_are_not_served_from_it(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    cache = cache_of(client)
+    for _ in range(2):
+        assert client.get("/api/comparisons/no-such-comparison").status_code == 404
+        assert client.get("/api/comparisons?limit=0").status_code == 400
+        assert client.get("/api/drafts", headers=tokens["editor"]).status_code == 200
+    assert cache.hits == 0
+    client.get(f"/api/comparisons/{HAIKU}")
+    refused = client.get(f"/api/comparisons/{HAIKU}", headers={"Authorization": "Bearer nope"})
+    assert refused.status_code == 401
+    assert cache.hits == 0
+
+
+def test_a_vote_or_a_commit_of_another_process_is_seen_at_once(client: Client) -> None:
+    before = client.get(f"/api/comparisons/{HAIKU}").json()
+    haiku_tool = before["tools"][0]["id"]
+    voted = client.post(f"/api/comparisons/{HAIKU}/votes", json={"tool": haiku_tool, "vote": "ship"})
+    assert voted.status_code == 202
+    after = client.get(f"/api/comparisons/{HAIKU}").json()
+    assert after["tools"][0]["community"]["ship"] == before["tools"][0]["community"]["ship"] + 1
+
+    services = client.app.state.services
+    other = Documents(Repository(services.settings.repo), services.workflow, services.settings)
+    published = other.published(HAIKU)
+    assert published is not None
+    other.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    services.index.refresh(now=10**9)  # the recheck interval has passed
+    assert client.get(f"/api/comparisons/{HAIKU}").status_code == 404
+    assert HAIKU not in client.get(PAGE).text
+
+
+def test_eviction_keeps_the_cache_within_its_budget(client: Client) -> None:
+    cache = cache_of(client)
+    client.get(f"/api/comparisons/{HAIKU}")
+    cache.max_bytes = cache.size + 1  # room for this one entry only
+    client.get(PAGE)
+    assert cache.size <= cache.max_bytes
+    hits = cache.hits
+    client.get(f"/api/comparisons/{HAIKU}")  # pushed out by the page
+    assert cache.hits == hits
+
+
+
+def test_a_long_request_line_is_answered_but_not_kept(client: Client) -> None:
+    cache = cache_of(client)
+    path = f"/api/comparisons/{HAIKU}?padding={'x' * 600}"
+    assert client.get(path).status_code == 200
+    assert client.get(path).status_code == 200
+    assert cache.hits == 0
+    assert cache.size == 0
+
+
+def test_votes_folded_elsewhere_are_not_counted_twice(client: Client) -> None:
+    services = client.app.state.services
+    tool = client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["id"]
+    assert client.post(f"/api/comparisons/{HAIKU}/votes",
+                       json={"tool": tool, "vote": "ship"}).status_code == 202
+    assert client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"]["ship"] == 1
+    # The bookkeeping of a fold whose commit this read does not show yet (another instance's,
+    # or this one's between its commit and its notice): the vote is no longer pending.
+    through, _ = services.votes.batch()
+    services.votes.mark_folded(through, "f" * 40)
+    assert client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"]["ship"] == 0
+
+
+def test_a_body_over_the_limit_is_served_whole_but_not_kept(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(response_cache, "MAX_BODY_BYTES", 100)
+    cache = cache_of(client)
+    first = client.get(f"/api/comparisons/{HAIKU}")
+    again = client.get(f"/api/comparisons/{HAIKU}")
+    assert len(first.content) > 100
+    assert again.content == first.content
+    assert first.json()["slug"] == HAIKU
+    assert (cache.hits, cache.size) == (0, 0)

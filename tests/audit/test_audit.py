@@ -1,0 +1,223 @@
+"""The audit trail: history, revisions, diffs, verdict changes and verification, checked against git."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from cms.content import codec
+from cms.editing.documents import shard
+
+from ..conftest import HAIKU, git
+from ..helpers import Headers, act
+
+Client = TestClient  # type: ignore[type-arg]
+PATH = f"content/comparisons/{shard(HAIKU)}/{HAIKU}.md"
+HAIKU_TOOL = "claude-haiku-open-weights"
+GEMINI_TOOL = "gemini-2-5-flash-native-audio-output"
+
+
+def revise(client: Client, tokens: dict[str, Headers], approver: str, tool: int, reviewer: str,
+           verdict: str) -> str:
+    """Change one verdict through the whole review; return the publication commit."""
+    current = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    document = current.json()
+    for review in document["tools"][tool]["reviews"]:
+        if review["reviewer"] == reviewer:
+            review["verdict"] = verdict
+    saved = client.put(f"/api/drafts/{HAIKU}", json=document,
+                       headers={**tokens["editor"], "If-Match": current.headers["etag"]})
+    assert saved.status_code == 200, saved.text
+    return review_and_publish(client, tokens, approver, saved.headers["etag"])
+
+
+def review_and_publish(client: Client, tokens: dict[str, Headers], approver: str,
+                       etag: str) -> str:
+    doc = act(client, HAIKU, "submit", tokens["editor"], etag)
+    doc = act(client, HAIKU, "approve", tokens[approver], f'"{doc["revision"]}"',
+              comment=f"approved by {approver}")
+    act(client, HAIKU, "publish", tokens["publisher"], f'"{doc["revision"]}"')
+    return git(Path(client.app.state.services.settings.repo), "rev-parse", "main").strip()
+
+
+@pytest.fixture
+def scenario(client: Client, tokens: dict[str, Headers], repo_path: Path) -> dict[str, Any]:
+    seed = git(repo_path, "rev-parse", "main").strip()
+    first = revise(client, tokens, "reviewer", 0, "builder", "skip")         # 50% -> 25%
+    second = revise(client, tokens, "reviewer2", 0, "rival-watcher", "ship")  # 25% -> 50%
+    third = revise(client, tokens, "admin", 1, "operator", "skip")           # 100% -> 75%
+    current = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    reverted = client.post(f"/api/drafts/{HAIKU}/revert", json={"to": first},
+                           headers={**tokens["editor"], "If-Match": current.headers["etag"]})
+    assert reverted.status_code == 200, reverted.text
+    assert reverted.json()["state"] == "draft"
+    fourth = review_and_publish(client, tokens, "reviewer2", reverted.headers["etag"])
+    return {"seed": seed, "publications": [first, second, third, fourth]}
+
+
+def test_history_matches_git(client: Client, tokens: dict[str, Headers], repo_path: Path,
+                             scenario: dict[str, Any]) -> None:
+    auditor = tokens["auditor"]
+    everything = client.get(f"/api/comparisons/{HAIKU}/history?limit=1000", headers=auditor).json()
+    expected = git(repo_path, "log", "--format=%H", "--date-order", "main", "--", PATH).split()
+    assert [e["sha"] for e in everything["entries"]] == expected
+    actions = [e["action"] for e in everything["entries"]]
+    assert actions.count("publish") == 4
+    assert actions.count("revert") == 1
+    assert actions[-1] == "seed"
+
+    published = client.get(f"/api/comparisons/{HAIKU}/history?action=publish",
+                           headers=auditor).json()["entries"]
+    assert [e["sha"] for e in published] == scenario["publications"][::-1]
+    assert [e["approvers"] for e in published] == [
+        ["Rob Reviewer <rob@example.com>"], ["Ann Admin <ann@example.com>"],
+        ["Rob Reviewer <rob@example.com>"], ["Rita Reviewer <rita@example.com>"],
+    ]
+    first_page = client.get(f"/api/comparisons/{HAIKU}/history?limit=3", headers=auditor).json()
+    second_page = client.get(f"/api/comparisons/{HAIKU}/history?limit=3&cursor="
+                             f"{first_page['next_cursor']}", headers=auditor).json()
+    assert [e["sha"] for e in first_page["entries"] + second_page["entries"]] == expected[:6]
+    cutoff = published[1]["time"]
+    recent = client.get(f"/api/comparisons/{HAIKU}/history", headers=auditor,
+                        params={"action": "publish", "since": cutoff}).json()["entries"]
+    assert {e["sha"] for e in published[:2]} <= {e["sha"] for e in recent}
+    assert all(e["time"] >= cutoff for e in recent)
+    future = client.get(f"/api/comparisons/{HAIKU}/history", headers=auditor,
+                        params={"since": "2999-01-01T00:00:00Z"}).json()
+    assert (future["entries"], future["total"]) == ([], 0)
+    past = client.get(f"/api/comparisons/{HAIKU}/history", headers=auditor,
+                      params={"until": "2000-01-01T00:00:00Z"}).json()
+    assert past["entries"] == []
+    naive = client.get(f"/api/comparisons/{HAIKU}/history", headers=auditor,
+                       params={"until": "2000-01-01T00:00:00"})  # no offset: read as UTC
+    assert naive.status_code == 200
+    assert naive.json()["entries"] == []
+
+
+def test_any_revision_reads_as_it_was(client: Client, tokens: dict[str, Headers],
+                                      repo_path: Path, scenario: dict[str, Any]) -> None:
+    for commit in [scenario["seed"], *scenario["publications"]]:
+        response = client.get(f"/api/comparisons/{HAIKU}/revisions/{commit}",
+                              headers=tokens["auditor"])
+        assert response.status_code == 200
+        stored = codec.decode(git(repo_path, "show", f"{commit}:{PATH}"))
+        body = response.json()
+        assert body["revision"] == git(repo_path, "rev-parse", f"{commit}:{PATH}").strip()
+        assert [[r["verdict"] for r in t["reviews"]] for t in body["tools"]] == \
+            [[r.verdict for r in t.reviews] for t in stored.tools]
+        assert set(body) == set(client.get(f"/api/comparisons/{HAIKU}").json())
+    short = client.get(f"/api/comparisons/{HAIKU}/revisions/{scenario['seed'][:10]}",
+                       headers=tokens["auditor"])
+    assert short.status_code == 200
+    missing = client.get(f"/api/comparisons/{HAIKU}/revisions/{'f' * 40}", headers=tokens["auditor"])
+    assert missing.status_code == 404
+    bad = client.get(f"/api/comparisons/{HAIKU}/revisions/not-hex", headers=tokens["auditor"])
+    assert bad.status_code == 400
+
+
+def test_field_level_diff(client: Client, tokens: dict[str, Headers],
+                          scenario: dict[str, Any]) -> None:
+    first, second, third, fourth = scenario["publications"]
+    response = client.get(f"/api/comparisons/{HAIKU}/diff",
+                          params={"from": first, "to": second}, headers=tokens["reviewer"])
+    changes = response.json()["changes"]
+    assert {(c["kind"], c["path"], c["before"], c["after"]) for c in changes} >= {
+        ("verdict", f"tools[{HAIKU_TOOL}].reviews[rival-watcher].verdict", "skip", "ship"),
+        ("panel_ship", f"tools[{HAIKU_TOOL}].panel_ship", 0.25, 0.5),
+    }
+    share = next(c for c in changes if c["kind"] == "panel_ship")
+    assert (share["before_label"], share["after_label"]) == ("25%", "50%")
+    default = client.get(f"/api/comparisons/{HAIKU}/diff", headers=tokens["auditor"]).json()
+    assert (default["from_commit"], default["to_commit"]) == (third, fourth)
+    flips = {(c["tool"], c["reviewer"], c["before"], c["after"])
+             for c in default["changes"] if c["kind"] == "verdict"}
+    assert flips == {(HAIKU_TOOL, "rival-watcher", "ship", "skip"),
+                     (GEMINI_TOOL, "operator", "skip", "ship")}
+    body = client.get(f"/api/comparisons/{HAIKU}/diff", headers=tokens["auditor"],
+                      params={"from": scenario["seed"], "to": first}).json()
+    assert body["body_diff"] is None
+
+
+def test_verdict_changes_feed_and_csv(client: Client, tokens: dict[str, Headers],
+                                      scenario: dict[str, Any]) -> None:
+    response = client.get("/api/audit/verdict-changes", headers=tokens["auditor"])
+    items = response.json()["items"]
+    verdicts = [i for i in items if i["kind"] == "verdict"]
+    assert [i["commit"] for i in verdicts] == scenario["publications"][:3] + \
+        [scenario["publications"][3]] * 2
+    assert all(i["actor"]["name"] == "Paul Publisher" for i in items)
+    assert items[0]["approvers"] == ["Rita Reviewer <rita@example.com>"]
+    gemini = client.get("/api/audit/verdict-changes", params={"tool": "gemini"},
+                        headers=tokens["auditor"]).json()["items"]
+    assert {i["tool"] for i in gemini} == {GEMINI_TOOL}
+    assert len(gemini) == 4  # two verdict flips and two share moves
+    as_csv = client.get("/api/audit/verdict-changes?format=csv", headers=tokens["auditor"])
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert [row["commit"] for row in rows] == [i["commit"] for i in items]
+    assert rows[0]["approvers"] == "Rita Reviewer <rita@example.com>"
+    later = client.get("/api/audit/verdict-changes", headers=tokens["auditor"],
+                       params={"since": items[-1]["time"]}).json()["items"]
+    assert all(i["time"] >= items[-1]["time"] for i in later)
+    assert later
+
+
+def test_trailers_parse_with_git(repo_path: Path, scenario: dict[str, Any]) -> None:
+    for commit in git(repo_path, "rev-list", "--all").split():
+        message = git(repo_path, "log", "-1", "--format=%B", commit)
+        parsed = subprocess.run(["git", "interpret-trailers", "--parse"], input=message,
+                                capture_output=True, text=True, check=True).stdout
+        assert "Cms-Action: " in parsed
+        if "Cms-Action: seed" not in parsed:
+            assert f"Cms-Document: comparisons/{HAIKU}" in parsed
+    for commit in scenario["publications"]:
+        parsed = subprocess.run(["git", "interpret-trailers", "--parse"],
+                                input=git(repo_path, "log", "-1", "--format=%B", commit),
+                                capture_output=True, text=True, check=True).stdout
+        assert "Approved-by: " in parsed
+        assert "Cms-State: published" in parsed
+
+
+def test_verify_flags_a_commit_made_around_the_workflow(
+    client: Client, tokens: dict[str, Headers], repo_path: Path, scenario: dict[str, Any]
+) -> None:
+    clean = client.get("/api/audit/verify", headers=tokens["auditor"]).json()
+    assert clean["ok"] is True
+    assert clean["checked"] == 5
+    assert clean["findings"] == []
+    # Someone writes straight into main with plain git, bypassing review.
+    tree = git(repo_path, "rev-parse", "main^{tree}").strip()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Mallory", "GIT_AUTHOR_EMAIL": "mallory@example.com",
+           "GIT_COMMITTER_NAME": "Mallory", "GIT_COMMITTER_EMAIL": "mallory@example.com"}
+    blob = subprocess.run(["git", "--git-dir", str(repo_path), "hash-object", "-w", "--stdin"],
+                          input="sneaky\n", capture_output=True, text=True, check=True,
+                          env=env).stdout.strip()
+    index = repo_path / "tamper-index"
+    tamper_env = {**env, "GIT_INDEX_FILE": str(index)}
+    subprocess.run(["git", "--git-dir", str(repo_path), "read-tree", tree], check=True,
+                   env=tamper_env)
+    subprocess.run(["git", "--git-dir", str(repo_path), "update-index", "--add", "--cacheinfo",
+                    f"100644,{blob},content/extra.md"], check=True, env=tamper_env)
+    new_tree = subprocess.run(["git", "--git-dir", str(repo_path), "write-tree"],
+                              capture_output=True, text=True, check=True,
+                              env=tamper_env).stdout.strip()
+    index.unlink()
+    sneaky = subprocess.run(["git", "--git-dir", str(repo_path), "commit-tree", new_tree, "-p",
+                             "main", "-m", "Quick fix"], capture_output=True, text=True,
+                            check=True, env=env).stdout.strip()
+    git(repo_path, "update-ref", "refs/heads/main", sneaky)
+    report = client.get("/api/audit/verify", headers=tokens["auditor"]).json()
+    assert report["ok"] is False
+    assert [f["sha"] for f in report["findings"]] == [sneaky]
+    finding = report["findings"][0]
+    assert finding["author"] == "Mallory <mallory@example.com>"
+    assert finding["subject"] == "Quick fix"
+    assert any("not by the CMS" in p for p in finding["problems"])
+    assert any("Cms-Action" in p for p in finding["problems"])

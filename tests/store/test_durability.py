@@ -1,0 +1,111 @@
+"""A writer killed mid-write, and a full disk: the repository stays valid and nothing acked is lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from cms.api.app import create_app
+from cms.config import Settings, load_settings
+from cms.editing.documents import Documents
+from cms.editing.seed import initialise
+from cms.editing.workflow import load_workflow
+from cms.identity.tokens import TokenStore
+from cms.store.repository import Repository
+
+from ..conftest import HAIKU, SEED, fsck, git
+
+WRITER = textwrap.dedent("""
+    import sys, msgspec
+    from cms.config import load_settings
+    from cms.editing.documents import Documents
+    from cms.store.repository import Repository
+    from cms.identity.actors import Actor
+    from cms.editing.workflow import load_workflow
+
+    settings = load_settings({}, repo=sys.argv[1], data=sys.argv[2])
+    store = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+    editor = Actor(name="Crash Editor", email="crash@example.com", roles=frozenset({"editor"}))
+    current = store.current(sys.argv[3])
+    for number in range(500):
+        edited = msgspec.structs.replace(current.comparison, summary=f"Edit number {number}.")
+        current = store.save(sys.argv[3], edited, editor, current.revision)
+        print(current.commit, flush=True)
+""")
+
+
+def test_kill_nine_mid_write_loses_no_acknowledged_write(settings: Settings,
+                                                         repo_path: Path) -> None:
+    with subprocess.Popen([sys.executable, "-c", WRITER, str(repo_path), str(settings.data), HAIKU],
+                          stdout=subprocess.PIPE, text=True) as writer:
+        assert writer.stdout is not None
+        acknowledged = [writer.stdout.readline().strip() for _ in range(20)]
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        acknowledged += [line.strip() for line in writer.stdout if line.strip()]
+    branch = f"refs/heads/cms/comparisons/{HAIKU}"
+    for commit in acknowledged:
+        ancestor = subprocess.run(["git", "--git-dir", str(repo_path), "merge-base",
+                                   "--is-ancestor", commit, branch], check=False)
+        assert ancestor.returncode == 0, commit
+    store = Documents(Repository(repo_path), load_workflow(settings.workflow), settings)
+    store.recover(stale_after=0)
+    fsck(repo_path)
+    current = store.current(HAIKU)
+    assert current is not None
+    assert current.comparison.summary.startswith("Edit number ")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                            capture_output=True, check=False)
+    if result.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs privileges this machine does not grant")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_refuses_the_write_and_changes_nothing(small_disk: Path) -> None:
+    settings = load_settings({}, repo=small_disk / "content.git", data=small_disk / "data")
+    initialise(settings, SEED)
+    _, token = TokenStore(settings.data).create("Ada Editor", "ada@example.com", ["editor"])
+    editor = {"Authorization": f"Bearer {token}"}
+    with TestClient(app=create_app(settings)) as client:
+        public = client.get(f"/api/comparisons/{HAIKU}")
+        refs_before = git(settings.repo, "for-each-ref")
+        filler = small_disk / "filler"
+        with open(filler, "wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError:
+                pass
+        document = dict(public.json(), summary="Written to a full disk.")
+        response = client.put(f"/api/drafts/{HAIKU}", json=document,
+                              headers={**editor, "If-Match": public.headers["etag"]})
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "store_unavailable"
+        assert "Traceback" not in response.text
+        assert git(settings.repo, "for-each-ref") == refs_before
+
+        os.remove(filler)
+        retry = client.put(f"/api/drafts/{HAIKU}", json=document,
+                           headers={**editor, "If-Match": public.headers["etag"]})
+        assert retry.status_code == 200, retry.text
+    fsck(settings.repo)
+    shutil.rmtree(settings.repo)

@@ -1,0 +1,251 @@
+"""The git store against real repositories: objects, compare-and-swap refs, concurrency, recovery."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from cms.config import Settings
+from cms.content import codec
+from cms.editing.documents import Documents, shard
+from cms.editing.workflow import load_workflow
+from cms.errors import PreconditionFailed
+from cms.identity.actors import Actor
+from cms.store.maintenance import Maintenance
+from cms.store.objects import BLOB
+from cms.store.refs import RefConflict
+from cms.store.repository import Repository, Signature
+
+from ..conftest import HAIKU, fsck, git
+
+EDITOR = Actor(name="Ada Editor", email="ada@example.com", roles=frozenset({"editor"}))
+REVIEWER = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset({"reviewer"}))
+PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
+
+
+def documents(settings: Settings) -> Documents:
+    return Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+
+
+def test_blob_and_tree_ids_match_git(tmp_path: Path) -> None:
+    repo = Repository.create(tmp_path / "r.git", branch="main")
+    when = _sig()
+    commit = repo.commit(parents=[], base_tree=None,
+                         changes={"a/b/c.md": b"hello\n", "a/z.md": b"zed\n", "top.md": b"top\n"},
+                         author=when, committer=when, message="First\n")
+    repo.refs.update("refs/heads/main", commit, None)
+    assert git(repo.path, "rev-parse", "main").strip() == commit
+    assert git(repo.path, "show", "main:a/b/c.md") == "hello\n"
+    assert git(repo.path, "ls-tree", "-r", "--name-only", "main").split() == ["a/b/c.md", "a/z.md",
+                                                                              "top.md"]
+    second = repo.commit(parents=[commit], base_tree=repo.read_commit(commit).tree,
+                         changes={"a/b/c.md": None}, author=when, committer=when, message="Second\n")
+    repo.refs.update("refs/heads/main", second, commit)
+    assert git(repo.path, "ls-tree", "-r", "--name-only", "main").split() == ["a/z.md", "top.md"]
+    assert repo.read_blob(repo.blob_at(repo.read_commit(second).tree, "top.md") or "") == b"top\n"
+    fsck(repo.path)
+
+
+def test_compare_and_swap_refuses_a_stale_expectation(tmp_path: Path) -> None:
+    repo = Repository.create(tmp_path / "r.git", branch="main")
+    first = repo.commit(parents=[], base_tree=None, changes={"f": b"1"}, author=_sig(),
+                        committer=_sig(), message="1\n")
+    second = repo.commit(parents=[first], base_tree=None, changes={"f": b"2"}, author=_sig(),
+                         committer=_sig(), message="2\n")
+    repo.refs.update("refs/heads/main", first, None)
+    with pytest.raises(RefConflict):
+        repo.refs.update("refs/heads/main", second, None)
+    with pytest.raises(RefConflict):
+        repo.refs.update("refs/heads/main", second, second)
+    assert repo.refs.read("refs/heads/main") == first
+    assert not (repo.git_dir / "refs/heads/main.lock").exists()
+    repo.refs.update("refs/heads/main", second, first)
+    assert repo.refs.read("refs/heads/main") == second
+
+
+def test_packed_refs_and_packed_objects_still_work(settings: Settings, repo_path: Path) -> None:
+    store = documents(settings)
+    published = store.published(HAIKU)
+    assert published is not None
+    draft = store.save(HAIKU, published.comparison, EDITOR, published.revision)
+    git(repo_path, "gc", "--quiet")
+    git(repo_path, "pack-refs", "--all")
+    assert not (repo_path / "refs/heads/main").exists()
+    fresh = documents(settings)
+    current = fresh.current(HAIKU)
+    assert current is not None
+    assert current.revision == draft.revision
+    submitted = fresh.transition(HAIKU, "submit", EDITOR, current.revision)
+    approved = fresh.transition(HAIKU, "approve", REVIEWER, submitted.revision)
+    fresh.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    assert fresh.work_in_progress(HAIKU) is None
+    assert git(repo_path, "branch", "--list", "cms/*").strip() == ""
+
+
+def test_one_writer_wins_a_race_and_the_others_change_nothing(settings: Settings,
+                                                            repo_path: Path) -> None:
+    published = documents(settings).published(HAIKU)
+    assert published is not None
+    writers = [documents(settings) for _ in range(8)]  # separate instances: separate locks
+    barrier = threading.Barrier(len(writers))
+    outcomes: list[str] = []
+
+    def write(store: Documents, number: int) -> None:
+        edited = msgspec.structs.replace(published.comparison, summary=f"Summary number {number}.")
+        barrier.wait()
+        try:
+            store.save(HAIKU, edited, EDITOR, published.revision)
+            outcomes.append(f"ok {number}")
+        except PreconditionFailed:
+            outcomes.append("stale")
+
+    threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    winners = [o for o in outcomes if o.startswith("ok")]
+    assert len(outcomes) == 8
+    assert len(winners) == 1
+    current = documents(settings).current(HAIKU)
+    assert current is not None
+    assert current.comparison.summary == f"Summary number {winners[0].split()[1]}."
+    commits = git(repo_path, "rev-list", "--count", f"main..refs/heads/cms/comparisons/{HAIKU}")
+    assert commits.strip() == "1"
+
+
+def test_concurrent_publications_of_different_comparisons_all_land(settings: Settings,
+                                                                  repo_path: Path) -> None:
+    setup = documents(settings)
+    base = setup.published(HAIKU)
+    assert base is not None
+    approved = []
+    for number in range(6):
+        slug = f"race-comparison-{number}"
+        doc = msgspec.structs.replace(base.comparison, slug=slug, title=f"Race {number}")
+        created = setup.create(doc, EDITOR)
+        submitted = setup.transition(slug, "submit", EDITOR, created.revision)
+        approved.append((slug, setup.transition(slug, "approve", REVIEWER, submitted.revision)))
+    barrier = threading.Barrier(len(approved))
+    errors: list[BaseException] = []
+
+    def publish(slug: str, revision: str) -> None:
+        store = documents(settings)
+        barrier.wait()
+        try:
+            store.transition(slug, "publish", PUBLISHER, revision)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(slug, rev.revision)) for slug, rev in approved]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    files = git(repo_path, "ls-tree", "-r", "--name-only", "main")
+    for slug, _ in approved:
+        assert f"/{slug}.md" in files
+    log = git(repo_path, "log", "--first-parent", "--format=%(trailers:key=Cms-Action,valueonly)",
+              "main").split()
+    assert log.count("publish") == 6
+
+
+def test_file_in_git_is_the_codec_output(settings: Settings, repo_path: Path) -> None:
+    store = documents(settings)
+    published = store.published(HAIKU)
+    assert published is not None
+    shown = git(repo_path, "show", f"main:content/comparisons/{shard(HAIKU)}/{HAIKU}.md")
+    assert shown == codec.encode(published.comparison)
+    path = f"main:content/comparisons/{shard(HAIKU)}/{HAIKU}.md"
+    assert published.revision == git(repo_path, "rev-parse", path).strip()
+
+
+def test_a_commit_rewrites_only_the_trees_on_its_path(settings: Settings, repo_path: Path) -> None:
+    store = documents(settings)
+    published = store.published(HAIKU)
+    assert published is not None
+    draft = store.save(HAIKU, published.comparison, EDITOR, published.revision)
+    changed = git(repo_path, "diff-tree", "-r", "-t", "--name-only", "main", draft.commit).split()
+    assert changed == ["content", "content/comparisons", f"content/comparisons/{shard(HAIKU)}",
+                       f"content/comparisons/{shard(HAIKU)}/{HAIKU}.md"]
+
+
+def test_recovery_finishes_an_interrupted_publish(settings: Settings, repo_path: Path) -> None:
+    store = documents(settings)
+    published = store.published(HAIKU)
+    assert published is not None
+    draft = store.save(HAIKU, published.comparison, EDITOR, published.revision)
+    submitted = store.transition(HAIKU, "submit", EDITOR, draft.revision)
+    approved = store.transition(HAIKU, "approve", REVIEWER, submitted.revision)
+    branch = store.branch(HAIKU)
+    # Crash between the two ref moves: main has the merge, the branch was never deleted.
+    store.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    store.repo.refs.update(branch, approved.commit, None)
+    assert documents(settings).recover(stale_after=0) == [f"removed the branch of {HAIKU}, already published"]
+    assert store.repo.refs.read(branch) is None
+
+
+def test_recovery_finishes_an_interrupted_unpublish(settings: Settings, repo_path: Path) -> None:
+    store = documents(settings)
+    published = store.published(HAIKU)
+    assert published is not None
+    main_before = store.main_head()
+    unpublished = store.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    # Crash after the branch moved but before main did: put main back where it was.
+    store.repo.refs.update(store.main_ref, main_before or "", unpublished.commit)
+    assert store.published(HAIKU) is not None
+    assert documents(settings).recover(stale_after=0) == [f"finished unpublishing {HAIKU}"]
+    assert store.published(HAIKU) is None
+    current = store.current(HAIKU)
+    assert current is not None
+    assert current.state == "unpublished"
+
+
+def test_objects_are_written_in_process(settings: Settings, repo_path: Path) -> None:
+    repo = Repository(repo_path)
+    oid = repo.commit(parents=[], base_tree=None, changes={"x": b"data"}, author=_sig(),
+                      committer=_sig(), message="m\n")
+    assert repo.read_object(oid)[0] == b"commit"
+    blob = repo.blob_at(repo.read_commit(oid).tree, "x")
+    assert blob is not None
+    assert repo.read_object(blob) == (BLOB, b"data")
+    assert git(repo_path, "cat-file", "-t", oid).strip() == "commit"
+
+
+def _sig() -> Signature:
+    return Signature(name="Tester", email="tester@example.com", at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_maintenance_merges_small_packs_and_reads_go_on(settings: Settings,
+                                                        repo_path: Path) -> None:
+    store = documents(settings)
+    maintenance = Maintenance(store.repo, threshold=20, pack_limit=5)
+    published = store.published(HAIKU)
+    assert published is not None
+    revision = published.revision
+    for number in range(8):
+        edited = msgspec.structs.replace(published.comparison, summary=f"Pass {number}.")
+        revision = store.save(HAIKU, edited, EDITOR, revision).revision
+    loose, packs = maintenance.counts()
+    assert loose == 0  # every commit is one small pack
+    assert packs >= 9
+    for number in range(3):  # loose objects written by plain git are packed too
+        subprocess.run(["git", "--git-dir", str(repo_path), "hash-object", "-w", "--stdin"],
+                       input=f"loose {number}", text=True, capture_output=True, check=True)
+    assert maintenance.run() is True
+    after_loose, after_packs = maintenance.counts()
+    assert after_loose == 0
+    assert after_packs < packs
+    fresh = documents(settings)
+    current = fresh.current(HAIKU)
+    assert current is not None
+    assert current.comparison.summary == "Pass 7."
+    after = fresh.save(HAIKU, msgspec.structs.replace(current.comparison, summary="Packed."),
+                       EDITOR, current.revision)
+    assert documents(settings).current(HAIKU) == after
