@@ -10,29 +10,27 @@ from pathlib import Path
 import msgspec
 
 from cms.config import Settings
-from cms.editing.documents import Documents
-from cms.editing.workflow import load_workflow
+from cms.editing.wiring import open_content
 from cms.store.repository import Repository
 
 from .common import ACTING, EDITOR, published_slugs, summary, timed
 
 
 def bench_store(settings: Settings, rounds: int, offset: int = 0) -> dict[str, dict[str, float]]:
-    store = Documents(Repository(settings.repo, durable=settings.durable),
-                      load_workflow(settings.workflow), settings)
-    slugs = published_slugs(store)[offset : offset + rounds]
+    store = open_content(settings, repo=Repository(settings.repo, durable=settings.durable))
+    slugs = published_slugs(store.documents)[offset : offset + rounds]
     samples: dict[str, list[float]] = {"save": [], "submit": [], "approve": [], "publish": []}
     for slug in slugs:
-        published = store.published(slug)
+        published = store.documents.published(slug)
         assert published is not None
         edited = msgspec.structs.replace(published.comparison, summary="An edited summary.")
         revision = published.revision
         for step in samples:
             start = time.perf_counter()
             if step == "save":
-                result = store.save(slug, edited, EDITOR, revision)
+                result = store.editor.save(slug, edited, EDITOR, revision)
             else:
-                result = store.transition(slug, step, ACTING[step], revision)
+                result = store.editor.transition(slug, step, ACTING[step], revision)
             samples[step].append(time.perf_counter() - start)
             revision = result.revision
     return {step: summary(values) for step, values in samples.items()}

@@ -16,11 +16,10 @@ import msgspec
 
 from cms.config import PROJECT_ROOT, Settings
 from cms.content import codec
-from cms.editing.documents import Documents
 from cms.editing.seed import as_published, create_repository
-from cms.editing.workflow import load_workflow
+from cms.editing.wiring import open_content
 from cms.identity.actors import Actor
-from cms.store.repository import Repository
+from cms.store.documents import Documents
 
 EDITOR = Actor(name="Bench Editor", email="editor@example.com", roles=frozenset({"editor"}))
 REVIEWER = Actor(name="Bench Reviewer", email="reviewer@example.com", roles=frozenset({"reviewer"}))
@@ -64,14 +63,13 @@ def published_slugs(documents: Documents) -> list[str]:
     """Every slug on main, sorted."""
     head = documents.main_head()
     assert head is not None
-    paths = documents.repo.files(documents.repo.read_commit(head).tree, documents.folder())
-    return sorted(slug for slug in map(documents.slug_at, paths) if slug is not None)
+    paths = documents.repo.files(documents.repo.read_commit(head).tree, documents.layout.folder)
+    return sorted(slug for slug in map(documents.layout.slug_at, paths) if slug is not None)
 
 
 def some_slug(settings: Settings) -> str:
     """The first published slug."""
-    return published_slugs(
-        Documents(Repository(settings.repo), load_workflow(settings.workflow), settings))[0]
+    return published_slugs(open_content(settings).documents)[0]
 
 
 def timed(action: Callable[[], object]) -> float:

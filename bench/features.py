@@ -11,9 +11,8 @@ import httpx
 import msgspec
 
 from cms.config import PROJECT_ROOT, load_settings
-from cms.editing.documents import Documents
 from cms.editing.seed import initialise
-from cms.editing.workflow import load_workflow
+from cms.editing.wiring import open_content
 from cms.identity.tokens import TokenStore
 from cms.store.maintenance import Maintenance
 from cms.store.repository import Repository
@@ -117,24 +116,23 @@ def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, ob
     settings = load_settings({}, repo=workdir / "audit.git", data=workdir / "audit-data",
                              durable=False, webhook_worker=False)
     seed_repository(settings, comparisons)
-    store = Documents(Repository(settings.repo, durable=False), load_workflow(settings.workflow),
-                      settings)
-    slug = published_slugs(store)[0]
-    current = store.published(slug)
+    store = open_content(settings, repo=Repository(settings.repo, durable=False))
+    slug = published_slugs(store.documents)[0]
+    current = store.documents.published(slug)
     assert current is not None
     revision = current.revision
     verdicts = ("ship", "skip")
     for number in range(revisions // 4):
-        doc = store.current(slug)
+        doc = store.documents.current(slug)
         assert doc is not None
         tools = list(doc.comparison.tools)
         reviews = list(tools[0].reviews)
         reviews[0] = msgspec.structs.replace(reviews[0], verdict=verdicts[number % 2])
         tools[0] = msgspec.structs.replace(tools[0], reviews=reviews)
         edited = msgspec.structs.replace(doc.comparison, tools=tools)
-        revision = store.save(slug, edited, EDITOR, revision).revision
+        revision = store.editor.save(slug, edited, EDITOR, revision).revision
         for action, actor in (("submit", EDITOR), ("approve", REVIEWER), ("publish", PUBLISHER)):
-            revision = store.transition(slug, action, actor, revision).revision
+            revision = store.editor.transition(slug, action, actor, revision).revision
     # Steady state: the server packs loose objects in the background as they pile up.
     Maintenance(store.repo).run(force=True)
     auditor = {"Authorization": "Bearer " + TokenStore(settings.data).create(
@@ -162,7 +160,7 @@ def bench_frontends(workdir: Path, comparisons: int, votes: int) -> dict[str, ob
     tokens = TokenStore(settings.data)
     admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
     report: dict[str, object] = {"comparisons": comparisons}
-    store = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+    store = open_content(settings, repo=Repository(settings.repo))
     with cms_server(settings, CMS_VOTE_RATE="0", CMS_VOTE_FOLD_SECONDS="3600") as (_, url), \
             httpx.Client(base_url=url, timeout=120) as http:
         http.get("/api/comparisons?limit=1")  # waits until the index is decoded
@@ -183,12 +181,12 @@ def bench_frontends(workdir: Path, comparisons: int, votes: int) -> dict[str, ob
         report["sync_full_ms"] = round(timed(full_sync) * 1000, 1)
         report["sync_full_pages"] = pages
         slug = http.get("/api/comparisons?limit=1").json()["items"][0]["slug"]
-        current = store.published(slug)
+        current = store.documents.published(slug)
         assert current is not None
-        revision = store.save(slug, current.comparison, EDITOR, current.revision).revision
+        revision = store.editor.save(slug, current.comparison, EDITOR, current.revision).revision
         for action, actor in (("submit", EDITOR), ("approve", REVIEWER),
                               ("publish", PUBLISHER)):
-            revision = store.transition(slug, action, actor, revision).revision
+            revision = store.editor.transition(slug, action, actor, revision).revision
         changed: list[int] = []
         report["sync_one_change_ms"] = round(timed(lambda: changed.append(len(
             http.get("/api/sync", params={"token": token}).json()["items"]))) * 1000, 1)

@@ -156,14 +156,15 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .editing.documents import Documents
-    from .editing.workflow import load_workflow
+    from .editing.wiring import open_content
+    from .identity.keys import signing_key
     from .reading.export import export
-    from .store.repository import Repository
+    from .reading.sync import Sync
 
     settings = _settings(args)
-    documents = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
-    result = export(documents, args.out)
+    documents = open_content(settings).documents
+    sync = Sync(documents, signing_key(settings.data / "sync.key"))
+    result = export(documents, sync, settings.base_url, args.out)
     print(f"Exported {result.comparisons} comparisons to {args.out}: {result.written} written, "
           f"{result.unchanged} unchanged, {result.removed} removed")
     return 0

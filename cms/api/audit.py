@@ -13,7 +13,8 @@ from litestar.params import FromPath, QueryParameter
 from msgspec import Struct
 
 from ..audit.history import HistoryEntry, HistoryFilter, history, publications
-from ..audit.verdicts import VerdictChange, Verification, verify
+from ..audit.verdicts import VerdictChange
+from ..audit.verify import Verification, verify
 from ..content.diff import Change, compare
 from ..content.render import render_cached
 from ..errors import BadRequest, Conflict, NotFound
@@ -166,7 +167,7 @@ class RepositoryAuditController(Controller):
     @get("/verify", sync_to_thread=True,
          summary="Check main's history: CMS-made publications with the required approvals")
     def verify_main(self, services: ServicesDep) -> Verification:
-        return verify(services.documents)
+        return verify(services.documents, services.workflow, services.pipeline.committer)
 
 
 _CSV_COLUMNS = ("time", "commit", "slug", "title", "tool", "tool_name", "reviewer", "kind",

@@ -14,9 +14,9 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from ..content.render import render_cached
-from ..editing.documents import Revision
 from ..editing.workflow import allowed_actions
 from ..errors import InvalidContent, NotFound
+from ..store.documents import Revision
 from .auth import current_actor, requires_roles
 from .http import PRIVATE_CACHE, SlugPath, check_slug, etag, if_match_revision
 from .schemas import (
@@ -97,7 +97,7 @@ class DraftsController(Controller):
     def create_draft(self, services: ServicesDep, request: Request[Any, Any, Any],
                      data: JSONBody[ComparisonIn]) -> Response[ComparisonView]:
         comparison = data.to_comparison()
-        revision = services.documents.create(comparison, current_actor(request), data.comment)
+        revision = services.editor.create(comparison, current_actor(request), data.comment)
         response = _respond(services, request, revision, HTTP_201_CREATED)
         response.headers["Location"] = draft_url(services, comparison.slug)
         return response
@@ -114,7 +114,7 @@ class DraftsController(Controller):
                 "renaming is not supported",
                 field="slug",
             )
-        revision = services.documents.save(
+        revision = services.editor.save(
             slug, comparison, current_actor(request), if_match_revision(if_match), data.comment
         )
         return _respond(services, request, revision)
@@ -123,7 +123,7 @@ class DraftsController(Controller):
           summary="Take a workflow action (submit, approve, publish…)")
     def transition(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
                    data: JSONBody[TransitionIn], if_match: IfMatch = None) -> Response[ComparisonView]:
-        revision = services.documents.transition(
+        revision = services.editor.transition(
             check_slug(slug), data.action, current_actor(request), if_match_revision(if_match),
             data.comment,
         )
@@ -133,7 +133,7 @@ class DraftsController(Controller):
           summary="Start a new draft revision with the content of an earlier commit")
     def revert(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
                data: JSONBody[RevertIn], if_match: IfMatch = None) -> Response[ComparisonView]:
-        revision = services.documents.revert(
+        revision = services.editor.revert(
             check_slug(slug), data.to, current_actor(request), if_match_revision(if_match),
             data.comment,
         )
@@ -162,5 +162,5 @@ class DraftsController(Controller):
             summary="Discard the work in progress", opt={"action": "discard"})
     def discard_draft(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
                       if_match: IfMatch = None) -> None:
-        services.documents.discard(check_slug(slug), current_actor(request),
+        services.editor.discard(check_slug(slug), current_actor(request),
                                    if_match_revision(if_match))

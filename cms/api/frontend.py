@@ -11,7 +11,6 @@ from msgspec import Struct
 from ..content.render import render_cached
 from ..errors import NotFound
 from ..reading.feeds import atom, json_feed, latest
-from ..reading.sync import sync
 from .http import PUBLIC_CACHE, etag, not_modified
 from .public import comparison_url
 from .schemas import ComparisonView, comparison_view
@@ -38,7 +37,7 @@ def sync_published(
         description="`next_page` of the previous page of this sync")] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> Response[SyncResponse]:
-    result = sync(services.documents, token=token, page=page, limit=limit,
+    result = services.sync.page(token=token, page=page, limit=limit,
                   decode=services.index.comparison)
     items = [
         comparison_view(comparison, revision=blob, html=render_cached(blob, comparison.body),
@@ -58,7 +57,7 @@ def _feed(services: Services, request: Request[Any, Any, Any], if_none_match: st
     if not_modified(if_none_match, tag):
         return Response(b"", status_code=304, headers=headers)
     base = services.settings.base_url
-    items = latest(services.documents)
+    items = latest(services.documents, services.settings.base_url)
     if kind == "atom":
         return Response(atom(items, base_url=base, self_url=f"{base}/api/feed.atom"),
                         media_type="application/atom+xml; charset=utf-8", headers=headers)

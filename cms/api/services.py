@@ -1,4 +1,9 @@
-"""The parts the routes work with, built once per app and handed to handlers by injection."""
+"""The parts the routes work with, built once per app and handed to handlers by injection.
+
+This is where the write side's listeners are wired: every commit the pipeline makes reaches the
+vote ledger, the published index, the audit cache, the webhook outbox and repository
+maintenance, in that order, before the editor's request returns.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,21 @@ from litestar.di import NamedDependency
 
 from ..audit.verdicts import VerdictLog
 from ..config import Settings
-from ..editing.documents import Documents
-from ..editing.workflow import Workflow, load_workflow
+from ..editing.commands import Editor
+from ..editing.pipeline import CommitPipeline
+from ..editing.wiring import open_content
+from ..editing.workflow import Workflow
+from ..identity.keys import signing_key
 from ..identity.previews import Previews
 from ..identity.tokens import TokenStore
 from ..reading.index import PublishedIndex
+from ..reading.sync import Sync
+from ..store.documents import Documents
 from ..store.maintenance import Maintenance
-from ..store.repository import Repository
-from ..votes.ballots import RateLimit, VoteFolder, VoteStore
+from ..store.recovery import recover
+from ..votes.folding import VoteFolder
+from ..votes.limits import RateLimit
+from ..votes.store import VoteStore
 from ..webhooks.service import Webhooks, build_webhooks
 from .http import BodyCache
 
@@ -25,7 +37,10 @@ class Services:
     settings: Settings
     workflow: Workflow
     documents: Documents
+    pipeline: CommitPipeline
+    editor: Editor
     index: PublishedIndex
+    sync: Sync
     tokens: TokenStore
     webhooks: Webhooks
     verdicts: VerdictLog
@@ -38,22 +53,25 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    workflow = load_workflow(settings.workflow)
-    repo = Repository(settings.repo, durable=settings.durable)
-    documents = Documents(repo, workflow, settings)
-    documents.recover()
+    content = open_content(settings)
+    documents = content.documents
+    recover(documents)
     index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
-    documents.main_moved.append(index.on_main_moved)
-    maintenance = Maintenance(repo)
     votes = VoteStore(settings.data / "votes.sqlite3")
-    documents.committed.append(maintenance.note_commit)
+    verdicts = VerdictLog(documents, settings.data / "verdict-log.json")
+    webhooks = build_webhooks(settings, documents, frozenset(content.workflow.transitions))
+    maintenance = Maintenance(content.repo)
+    for listener in (votes.on_committed, index.on_committed, verdicts.on_committed,
+                     webhooks.on_committed, lambda _event: maintenance.note_commit()):
+        content.listeners.subscribe(listener)
     return Services(
-        settings=settings, workflow=workflow, documents=documents, index=index,
-        tokens=TokenStore(settings.data), webhooks=build_webhooks(settings, documents),
-        verdicts=VerdictLog(documents, settings.data / "verdict-log.json"),
-        maintenance=maintenance, previews=Previews(settings.data),
-        votes=votes, vote_folder=VoteFolder(documents, votes, settings.vote_fold_seconds),
+        settings=settings, workflow=content.workflow, documents=documents,
+        pipeline=content.pipeline, editor=content.editor, index=index,
+        sync=Sync(documents, signing_key(settings.data / "sync.key")),
+        tokens=TokenStore(settings.data), webhooks=webhooks, verdicts=verdicts,
+        maintenance=maintenance, previews=Previews(settings.data), votes=votes,
+        vote_folder=VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds),
         vote_limit=RateLimit(settings.vote_rate), bodies=BodyCache(),
     )
 

@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ..webhooks.delivery import check_url
-from ..webhooks.events import EVENT_TYPES, replay
+from ..webhooks.events import EVENT_TYPES
 from ..webhooks.store import ROTATION_GRACE_SECONDS, Delivery, Endpoint
 from .auth import requires_roles
 from .http import PRIVATE_CACHE
@@ -134,6 +134,5 @@ class WebhooksController(Controller):
     def replay_since(self, services: ServicesDep, endpoint_id: FromPath[str],
                      data: JSONBody[ReplayIn]) -> Replayed:
         services.webhooks.store.endpoint(endpoint_id)
-        queued = replay(services.documents, services.webhooks.store, endpoint_id, data.since)
-        services.webhooks.dispatcher.wake()
+        queued = services.webhooks.replay(endpoint_id, data.since)
         return Replayed(queued=queued)

@@ -6,17 +6,14 @@ from datetime import datetime
 
 from msgspec import Struct
 
-from ..editing.documents import DISCARDED_PREFIX, Documents
+from ..identity.actors import Person
+from ..store.documents import Documents
+from ..store.layout import DISCARDED_PREFIX
 from ..store.messages import parse_message
 
 _FIELD = "\x1f"
 _RECORD = "\x1e"
 _FORMAT = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%B"]) + _RECORD
-
-
-class Person(Struct, frozen=True):
-    name: str
-    email: str
 
 
 class HistoryEntry(Struct, frozen=True):
@@ -48,13 +45,13 @@ class HistoryFilter(Struct, frozen=True, kw_only=True):
 def history(documents: Documents, slug: str,
             only: HistoryFilter | None = None) -> list[HistoryEntry]:
     """Every commit on main or on the comparison's branches that changed its file, newest first."""
-    refs = [documents.main_ref, documents.branch(slug)]
+    refs = [documents.layout.main_ref, documents.layout.branch(slug)]
     refs += list(documents.repo.refs.under(f"{DISCARDED_PREFIX}{slug}/"))
     existing = [ref for ref in refs if documents.repo.refs.read(ref) is not None]
     if not existing:
         return []
     output = documents.repo.git(
-        "log", f"--format={_FORMAT}", "--date-order", *existing, "--", documents.path(slug)
+        "log", f"--format={_FORMAT}", "--date-order", *existing, "--", documents.layout.path(slug)
     )
     entries = [_entry(record) for record in output.split(_RECORD) if record.strip()]
     return [entry for entry in entries if only is None or only.accepts(entry)]

@@ -12,10 +12,10 @@ from ..config import Settings
 from ..content import codec
 from ..content.model import Comparison
 from ..errors import CmsError
-from ..store.messages import format_message
-from ..store.repository import Repository, Signature
-from .documents import Documents
-from .workflow import load_workflow
+from ..identity.actors import Person
+from ..store.repository import Repository
+from .pipeline import Change, RefMove
+from .wiring import open_content
 
 
 class FileProblem(msgspec.Struct, frozen=True):
@@ -77,14 +77,13 @@ def create_repository(settings: Settings, files: Mapping[str, bytes], at: dateti
     repo = Repository.create(settings.repo, branch=settings.branch, durable=settings.durable)
     if not files:
         return repo
-    documents = Documents(repo, load_workflow(settings.workflow), settings)
-    changes: dict[str, bytes | None] = {documents.path(slug): data for slug, data in files.items()}
-    cms = Signature(name=settings.committer_name, email=settings.committer_email, at=at)
-    message = format_message(
-        f"Seed: {len(files)} comparisons", "",
-        [("Cms-Action", "seed"), ("Cms-State", "published")],
-    )
-    commit = repo.commit(parents=[], base_tree=None, changes=changes, author=cms, committer=cms,
-                         message=message)
-    repo.refs.update(documents.main_ref, commit, None)
+    content = open_content(settings, repo=repo)
+    layout = content.layout
+    cms = Person(name=settings.committer_name, email=settings.committer_email)
+    content.pipeline.run(lambda: Change(
+        action="seed", subject=f"Seed: {len(files)} comparisons", slugs=(), state="published",
+        author=cms, parents=(), base_tree=None,
+        files={layout.path(slug): data for slug, data in files.items()},
+        moves=(RefMove(ref=layout.main_ref, expected=None),),
+    ))
     return repo

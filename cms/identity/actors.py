@@ -10,10 +10,24 @@ Role = Literal["editor", "reviewer", "publisher", "admin", "auditor"]
 ROLES: Final[tuple[Role, ...]] = ("editor", "reviewer", "publisher", "admin", "auditor")
 
 
+class Person(Struct, frozen=True):
+    """Someone as git knows them: the author of a commit, an approver."""
+
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
 class Actor(Struct, frozen=True):
     name: str
     email: str
     roles: frozenset[str]
+
+    @property
+    def as_person(self) -> Person:
+        return Person(name=self.name, email=self.email)
 
     @property
     def person(self) -> str:

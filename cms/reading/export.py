@@ -19,9 +19,9 @@ from msgspec import Struct
 
 from ..api.schemas import ComparisonSummary, comparison_view, summary_view
 from ..content.render import render_cached
-from ..editing.documents import Documents
+from ..store.documents import Documents
 from .index import Entry
-from .sync import sync_token
+from .sync import Sync
 
 
 class ExportIndex(Struct, kw_only=True):
@@ -41,14 +41,13 @@ class ExportResult(Struct, kw_only=True):
     comparisons: int
 
 
-def export(documents: Documents, out: Path) -> ExportResult:
-    base = documents.settings.base_url
+def export(documents: Documents, sync: Sync, base: str, out: Path) -> ExportResult:
     head = documents.main_head()
     entries: list[Entry] = []
     if head is not None:
-        files = documents.repo.files(documents.repo.read_commit(head).tree, documents.folder())
+        files = documents.repo.files(documents.repo.read_commit(head).tree, documents.layout.folder)
         for path, blob in sorted(files.items()):
-            if documents.slug_at(path) is not None:
+            if documents.layout.slug_at(path) is not None:
                 entries.append(Entry(comparison=documents.decode_blob(blob), blob=blob))
     entries.sort(key=lambda entry: entry.slug)
     wanted: dict[Path, bytes] = {}
@@ -61,7 +60,7 @@ def export(documents: Documents, out: Path) -> ExportResult:
     items = [summary_view(entry, f"{base}/api/comparisons/{entry.slug}") for entry in entries]
     wanted[out / "index.json"] = _json(ExportIndex(commit=head, items=items))
     wanted[out / "sync.json"] = _json(ExportSync(
-        commit=head, next_sync=sync_token(documents, head) if head else None))
+        commit=head, next_sync=sync.token(head) if head else None))
     written = unchanged = 0
     for target, data in wanted.items():
         if _write_if_changed(target, data):

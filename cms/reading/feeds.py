@@ -16,7 +16,7 @@ from msgspec import Struct
 from ..content.diff import Change, compare
 from ..content.model import Comparison
 from ..content.render import render_cached
-from ..editing.documents import Documents
+from ..store.documents import Documents
 
 ATOM = "http://www.w3.org/2005/Atom"
 
@@ -33,12 +33,11 @@ class FeedItem(Struct, frozen=True, kw_only=True):
     new: bool
 
 
-def latest(documents: Documents, limit: int = 30) -> list[FeedItem]:
+def latest(documents: Documents, base_url: str, limit: int = 30) -> list[FeedItem]:
     items: list[FeedItem] = []
     head = documents.main_head()
     if head is None:
         return items
-    base_url = documents.settings.base_url
     # Only publications, however many vote folds or other commits lie between them.
     shas = documents.repo.git(
         "log", "--first-parent", "--format=%H", f"-n{limit}", "--extended-regexp",
@@ -49,10 +48,10 @@ def latest(documents: Documents, limit: int = 30) -> list[FeedItem]:
         if commit.message.first("Cms-Action") != "publish" or not commit.parents:
             continue
         slug = (commit.message.first("Cms-Document") or "").removeprefix("comparisons/")
-        after = _at(documents, commit.tree, slug)
+        after = documents.in_tree(commit.tree, slug) if slug else None
         if after is None:
             continue
-        before = _at(documents, documents.repo.read_commit(commit.parents[0]).tree, slug)
+        before = documents.in_tree(documents.repo.read_commit(commit.parents[0]).tree, slug)
         changes = compare(before, after).verdict_changes if before else []
         summary = _summary(after, before is None, changes)
         url = f"{base_url}/api/comparisons/{slug}"
@@ -66,11 +65,6 @@ def latest(documents: Documents, limit: int = 30) -> list[FeedItem]:
             author=commit.author.name, new=before is None,
         ))
     return items
-
-
-def _at(documents: Documents, tree: str, slug: str) -> Comparison | None:
-    blob = documents.repo.blob_at(tree, documents.path(slug)) if slug else None
-    return documents.decode_blob(blob) if blob else None
 
 
 def _summary(comparison: Comparison, new: bool, changes: list[Change]) -> str:

@@ -21,8 +21,9 @@ from msgspec import Struct
 
 from ..content.model import Comparison, Tool, panel_ship, panel_verdict
 from ..content.render import render_cached
-from ..editing.documents import Documents
+from ..editing.events import Committed
 from ..errors import BadRequest, CmsError
+from ..store.documents import Documents
 from ..store.repository import changed_files
 from . import snapshot as snapshot_file
 from .bulk_decode import decode_many, worker_count
@@ -177,7 +178,7 @@ class PublishedIndex:
             snapshot.close()
 
     def _fingerprint(self) -> str:
-        return snapshot_file.fingerprint(self.documents.path("x"))
+        return snapshot_file.fingerprint(self.documents.layout.path("x"))
 
     def _decoding(self, blobs: list[str]) -> Iterator[tuple[str, Comparison | None]]:
         """The blobs, each with its comparison where worker processes decoded it: those in the
@@ -189,7 +190,7 @@ class PublishedIndex:
             yield from ((blob, None) for blob in blobs)
             return
         yield from ((blob, None) for blob in blobs if snapshot is not None and blob in snapshot)
-        yield from decode_many(self.documents.settings.repo, elsewhere, self.workers)
+        yield from decode_many(self.documents.repo.path, elsewhere, self.workers)
 
     def _settled(self, blob: str) -> bool:
         return blob in self._entries or blob in self._broken
@@ -228,7 +229,7 @@ class PublishedIndex:
     def refresh(self, *, now: float | None = None) -> None:
         """Catch up with main if another process sharing the repository moved it.
 
-        This process's own commits arrive through ``on_main_moved`` at once; looking at the
+        This process's own commits arrive through ``on_committed`` at once; looking at the
         ref for other writers' commits is done at most every ``RECHECK_SECONDS``, since a read
         of the ref file on every request costs more than the rest of a cached read.
         """
@@ -241,8 +242,11 @@ class PublishedIndex:
             with self._lock:
                 self._follow(self.documents.main_head())
 
-    def on_main_moved(self, old: str | None, new: str) -> None:
-        # Main as it is now, not ``new``: notices of two writers can arrive out of order.
+    def on_committed(self, event: Committed) -> None:
+        if not event.main_moved:
+            return
+        # Main as it is now, not the event's commit: events of two writers can arrive out of
+        # order.
         with self._lock:
             self._follow(self.documents.main_head())
 
@@ -251,11 +255,11 @@ class PublishedIndex:
             return
         repo = self.documents.repo
         tree = repo.read_commit(head).tree if head else None
-        changes = changed_files(repo, self.tree, tree, self.documents.folder())
+        changes = changed_files(repo, self.tree, tree, self.documents.layout.folder)
         blobs = dict(self._view[0])
         stray = 0
         for path, blob in changes.items():
-            slug = self.documents.slug_at(path)
+            slug = self.documents.layout.slug_at(path)
             if slug is None:
                 stray += 1  # not where a comparison's file lives: not one
                 continue
@@ -269,7 +273,7 @@ class PublishedIndex:
         if stray and self.tree is None:
             log.warning("%d files under %s are not at %s/<shard>/<slug>.md and are not served; "
                         "a repository made by an older version needs re-creating", stray,
-                        self.documents.folder(), self.documents.folder())
+                        self.documents.layout.folder, self.documents.layout.folder)
         # Readers take a reference to the whole view, so swapping it is atomic for them.
         self._view = (blobs, {})
         self.head, self.tree = head, tree

@@ -17,9 +17,8 @@ import msgspec
 from msgspec import Struct
 
 from ..content.model import Comparison
-from ..editing.documents import Documents
 from ..errors import BadRequest, CmsError
-from ..identity.keys import signing_key
+from ..store.documents import Documents
 from ..store.repository import changed_files
 
 
@@ -44,20 +43,32 @@ class SyncPage(Struct, frozen=True, kw_only=True):
     commit: str | None
 
 
-def sync_token(documents: Documents, commit: str) -> str:
-    return _encode(documents, _Position(target=commit, base=None))
+class Sync:
+    """Pages of what changed on main, under tokens signed with ``key``."""
+
+    def __init__(self, documents: Documents, key: bytes) -> None:
+        self.documents = documents
+        self.key = key
+
+    def token(self, commit: str) -> str:
+        return _encode(self.key, _Position(target=commit, base=None))
+
+    def page(self, *, token: str | None, page: str | None, limit: int,
+             decode: Callable[[str], Comparison] | None = None) -> SyncPage:
+        return _sync(self.documents, self.key, token=token, page=page, limit=limit,
+                     decode=decode)
 
 
-def sync(documents: Documents, *, token: str | None, page: str | None, limit: int,
-         decode: Callable[[str], Comparison] | None = None) -> SyncPage:
+def _sync(documents: Documents, key: bytes, *, token: str | None, page: str | None, limit: int,
+          decode: Callable[[str], Comparison] | None = None) -> SyncPage:
     """A page of what changed on main since ``token`` (or of everything); ``decode`` reads a
     blob's comparison (the published index's, which has them decoded already)."""
     decode = decode or documents.decode_blob
     if page is not None:
-        position = _decode(documents, page, "page")
+        position = _decode(key, page, "page")
         _check_known(documents, position.target)
     elif token is not None:
-        base = _decode(documents, token, "token").target
+        base = _decode(key, token, "token").target
         head = documents.main_head()
         if head is None:
             raise SyncGone("the repository has no published content; sync from the start")
@@ -80,8 +91,8 @@ def sync(documents: Documents, *, token: str | None, page: str | None, limit: in
     more = position.offset + limit < len(changes)
     return SyncPage(
         items=items, deleted=deleted,
-        next_sync=None if more else sync_token(documents, position.target),
-        next_page=_encode(documents, msgspec.structs.replace(position, offset=position.offset + limit))
+        next_sync=None if more else _encode(key, _Position(target=position.target, base=None)),
+        next_page=_encode(key, msgspec.structs.replace(position, offset=position.offset + limit))
         if more else None,
         commit=position.target,
     )
@@ -91,17 +102,17 @@ def _changes(documents: Documents, position: _Position) -> dict[str, str | None]
     repo = documents.repo
     target_tree = repo.read_commit(position.target).tree
     if position.base is None:
-        found = repo.files(target_tree, documents.folder())
+        found = repo.files(target_tree, documents.layout.folder)
         return dict(_by_slug(documents, found.items()))
     base_tree = repo.read_commit(position.base).tree
-    changed = changed_files(repo, base_tree, target_tree, documents.folder())
+    changed = changed_files(repo, base_tree, target_tree, documents.layout.folder)
     return dict(_by_slug(documents, changed.items()))
 
 
 def _by_slug(documents: Documents, paths: Iterable[tuple[str, str | None]]
              ) -> Iterator[tuple[str, str | None]]:
     for path, blob in paths:
-        slug = documents.slug_at(path)
+        slug = documents.layout.slug_at(path)
         if slug is not None:
             yield slug, blob
 
@@ -121,19 +132,15 @@ def _check_ancestor(documents: Documents, base: str, head: str) -> None:
                        "sync from the start (GET /api/sync)", field="token")
 
 
-def _key(documents: Documents) -> bytes:
-    return signing_key(documents.settings.data / "sync.key")
-
-
-def _encode(documents: Documents, position: _Position) -> str:
+def _encode(key: bytes, position: _Position) -> str:
     # Signed, so that a client cannot point a sync at a commit that was never published
     # (a draft's commit, say) and read it.
     payload = msgspec.json.encode(position)
-    signature = hmac.new(_key(documents), payload, hashlib.sha256).digest()[:16]
+    signature = hmac.new(key, payload, hashlib.sha256).digest()[:16]
     return f"{_b64(payload)}.{_b64(signature)}"
 
 
-def _decode(documents: Documents, value: str, field: str) -> _Position:
+def _decode(key: bytes, value: str, field: str) -> _Position:
     payload_part, _, signature_part = value.partition(".")
     try:
         payload = _unb64(payload_part)
@@ -142,7 +149,7 @@ def _decode(documents: Documents, value: str, field: str) -> _Position:
     except (ValueError, msgspec.DecodeError) as exc:
         raise BadRequest(f"the {field} is not one this API gave out; sync from the start",
                          field=field) from exc
-    expected = hmac.new(_key(documents), payload, hashlib.sha256).digest()[:16]
+    expected = hmac.new(key, payload, hashlib.sha256).digest()[:16]
     if not hmac.compare_digest(signature, expected):
         raise SyncGone(f"the {field} was not issued by this server; sync from the start "
                        "(GET /api/sync)", field=field)

@@ -1,9 +1,9 @@
-"""Webhook events, derived from commits.
+"""Webhook events, made from the commit pipeline's events.
 
-Publications and unpublications are read from the first-parent history of main, which is the
-publication log: git itself is the journal. After every move of main the new commits become
-events before the editor's request returns, and at start-up the history since the last recorded
-commit is read again, so a crash between a commit and its event loses nothing.
+Publications and unpublications follow the first-parent history of main, which is the
+publication log: git itself is the journal. This process's own writes arrive as events before
+the editor's request returns; commits made elsewhere (another process, or before a crash) are read
+back from that history since the last recorded commit, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 import msgspec
 from msgspec import Struct
 
-from ..editing.documents import Documents
+from ..editing.events import Committed, from_commit
 from ..errors import BadRequest
-from ..store.repository import Commit
-from .store import NewEvent, WebhookStore
+from ..identity.actors import Person
+from ..store.documents import Documents
+from .store import OutboxEvent, WebhookStore
 
 PUBLISHED = "comparison.published"
 UNPUBLISHED = "comparison.unpublished"
@@ -28,17 +29,12 @@ _MAIN_ACTIONS = {"publish": PUBLISHED, "unpublish": UNPUBLISHED}
 _WALK_LIMIT = 100_000
 
 
-class Actor(Struct):
-    name: str
-    email: str
-
-
 class EventData(Struct, kw_only=True):
     slug: str
     commit: str
     previous_commit: str | None
     url: str
-    actor: Actor
+    actor: Person
     approvers: list[str]
     action: str
     state: str | None
@@ -55,90 +51,91 @@ def event_id(kind: str, commit: str) -> str:
     return "msg_" + hashlib.sha256(f"{kind}:{commit}".encode()).hexdigest()[:32]
 
 
-def commit_event(kind: str, commit: Commit, base_url: str) -> NewEvent | None:
-    document = commit.message.first("Cms-Document") or ""
-    if not document.startswith("comparisons/"):
+def outbox_event(kind: str, event: Committed, base_url: str) -> OutboxEvent | None:
+    if not event.slug:
         return None
-    slug = document.removeprefix("comparisons/")
     payload = Payload(
         type=kind,
-        timestamp=commit.committer.at.astimezone(UTC),
+        timestamp=event.at.astimezone(UTC),
         data=EventData(
-            slug=slug,
-            commit=commit.oid,
-            previous_commit=commit.parents[0] if commit.parents else None,
-            url=f"{base_url}/api/comparisons/{slug}",
-            actor=Actor(name=commit.author.name, email=commit.author.email),
-            approvers=commit.message.values("Approved-by"),
-            action=commit.message.first("Cms-Action") or "",
-            state=commit.message.first("Cms-State"),
+            slug=event.slug, commit=event.commit, previous_commit=event.previous,
+            url=f"{base_url}/api/comparisons/{event.slug}", actor=event.actor,
+            approvers=list(event.approvers), action=event.action, state=event.state,
         ),
     )
-    return NewEvent(id=event_id(kind, commit.oid), type=kind, slug=slug, commit=commit.oid,
-                    payload=msgspec.json.encode(payload))
+    return OutboxEvent(id=event_id(kind, event.commit), type=kind, slug=event.slug,
+                       commit=event.commit, payload=msgspec.json.encode(payload))
 
 
-def publications(documents: Documents, since: str | None, until: str) -> list[Commit]:
-    """First-parent commits of main after ``since`` up to ``until``, oldest first."""
-    found: list[Commit] = []
-    current: str | None = until
-    while current is not None and current != since and len(found) < _WALK_LIMIT:
-        commit = documents.repo.read_commit(current)
-        found.append(commit)
-        current = commit.parents[0] if commit.parents else None
-    if since is not None and current != since:
-        raise BadRequest(f"commit {since} is not in the publication log of main", field="since")
-    found.reverse()
+def main_events(events: list[Committed], base_url: str) -> list[OutboxEvent]:
+    found: list[OutboxEvent] = []
+    for event in events:
+        kind = _MAIN_ACTIONS.get(event.action)
+        outbox = outbox_event(kind, event, base_url) if kind else None
+        if outbox is not None:
+            found.append(outbox)
     return found
 
 
-def main_events(documents: Documents, commits: list[Commit]) -> list[NewEvent]:
-    events: list[NewEvent] = []
-    for commit in commits:
-        kind = _MAIN_ACTIONS.get(commit.message.first("Cms-Action") or "")
-        event = commit_event(kind, commit, documents.settings.base_url) if kind else None
-        if event is not None:
-            events.append(event)
-    return events
+class Recorder:
+    """Turns what happens on main, and optionally every transition, into outbox events."""
 
+    def __init__(self, documents: Documents, store: WebhookStore, base_url: str,
+                 transitions: frozenset[str]) -> None:
+        self.documents = documents
+        self.store = store
+        self.base_url = base_url
+        self.transitions = transitions
 
-def record_main(documents: Documents, store: WebhookStore, old: str | None, new: str) -> int:
-    """Record the publication events between two heads of main, and move the cursor to ``new``."""
-    since = store.cursor(MAIN_CURSOR) or old
-    try:
-        commits = publications(documents, since, new)
-    except BadRequest:
-        # Main was rewritten under the outbox; the new head is all that can be vouched for.
-        commits = [documents.repo.read_commit(new)]
-    events = main_events(documents, commits)
-    return store.record(events, cursor=(MAIN_CURSOR, new))
+    def committed(self, event: Committed) -> int:
+        """Record a commit of this process; main's history is read only when the outbox's
+        cursor shows that something landed on main before it that was not recorded yet."""
+        queued = 0
+        if event.main_moved:
+            if self.store.cursor(MAIN_CURSOR) in (None, event.previous):
+                queued += self.store.record(main_events([event], self.base_url),
+                                            cursor=(MAIN_CURSOR, event.commit))
+            else:
+                queued += self.catch_up()
+        if event.action in self.transitions:
+            transition = outbox_event(TRANSITIONED, event, self.base_url)
+            queued += self.store.record([transition]) if transition else 0
+        return queued
 
+    def catch_up(self) -> int:
+        """Events for what main gained while this process was not recording."""
+        head = self.documents.main_head()
+        cursor = self.store.cursor(MAIN_CURSOR)
+        if head is None or cursor == head:
+            return 0
+        if cursor is None:
+            # A new outbox starts at the present; earlier publications can be replayed on request.
+            return self.store.record([], cursor=(MAIN_CURSOR, head))
+        try:
+            events = self.publications(cursor, head)
+        except BadRequest:
+            # Main was rewritten under the outbox; the new head is all that can be vouched for.
+            events = [from_commit(self.documents.repo.read_commit(head), on_main=True)]
+        return self.store.record(main_events(events, self.base_url), cursor=(MAIN_CURSOR, head))
 
-def catch_up(documents: Documents, store: WebhookStore) -> int:
-    """At start-up: events for what main gained while no server was recording."""
-    head = documents.main_head()
-    cursor = store.cursor(MAIN_CURSOR)
-    if head is None or cursor == head:
-        return 0
-    if cursor is None:
-        # A new outbox starts at the present; earlier publications can be replayed on request.
-        return store.record([], cursor=(MAIN_CURSOR, head))
-    return record_main(documents, store, cursor, head)
+    def replay(self, endpoint_id: str, since: str) -> int:
+        """Queue again, for one endpoint, every publication event after commit ``since``."""
+        head = self.documents.main_head()
+        if head is None:
+            return 0
+        events = main_events(self.publications(since, head), self.base_url)
+        return self.store.record(events, only_endpoint=endpoint_id)
 
-
-def transition_event(documents: Documents, store: WebhookStore, commit_id: str) -> int:
-    """Any workflow transition, for endpoints that opted in to ``comparison.transitioned``."""
-    commit = documents.repo.read_commit(commit_id)
-    if (commit.message.first("Cms-Action") or "") not in documents.workflow.transitions:
-        return 0
-    event = commit_event(TRANSITIONED, commit, documents.settings.base_url)
-    return store.record([event]) if event else 0
-
-
-def replay(documents: Documents, store: WebhookStore, endpoint_id: str, since: str) -> int:
-    """Queue again, for one endpoint, every publication event after commit ``since``."""
-    head = documents.main_head()
-    if head is None:
-        return 0
-    events = main_events(documents, publications(documents, since, head))
-    return store.record(events, only_endpoint=endpoint_id)
+    def publications(self, since: str | None, until: str) -> list[Committed]:
+        """First-parent commits of main after ``since`` up to ``until``, oldest first."""
+        found: list[Committed] = []
+        current: str | None = until
+        while current is not None and current != since and len(found) < _WALK_LIMIT:
+            commit = self.documents.repo.read_commit(current)
+            found.append(from_commit(commit, on_main=True))
+            current = commit.parents[0] if commit.parents else None
+        if since is not None and current != since:
+            raise BadRequest(f"commit {since} is not in the publication log of main",
+                             field="since")
+        found.reverse()
+        return found

@@ -1,41 +1,45 @@
-"""Webhooks wired to the document store: what the app starts, stops and hands to routes."""
+"""Webhooks wired to the commit pipeline: what the app starts, stops and hands to routes."""
 
 from __future__ import annotations
 
 import threading
 
 from ..config import Settings
-from ..editing.documents import Documents
+from ..editing.events import Committed
+from ..store.documents import Documents
 from .delivery import Dispatcher
-from .events import catch_up, record_main, transition_event
+from .events import Recorder
 from .store import WebhookStore
 
 
 class Webhooks:
-    def __init__(self, store: WebhookStore, dispatcher: Dispatcher, documents: Documents,
+    def __init__(self, store: WebhookStore, dispatcher: Dispatcher, recorder: Recorder,
                  run_worker: bool) -> None:
         self.store = store
         self.dispatcher = dispatcher
-        self.documents = documents
+        self.recorder = recorder
         self.run_worker = run_worker
-        # Serialises reading the publication log, so the cursor only ever moves forward.
+        # Serialises recording, so the cursor on main only ever moves forward.
         self._recording = threading.Lock()
 
-    def on_main_moved(self, old: str | None, new: str) -> None:
+    def on_committed(self, event: Committed) -> None:
         with self._recording:
-            queued = record_main(self.documents, self.store, old, new)
+            queued = self.recorder.committed(event)
         if queued:
-            self.dispatcher.wake()
-
-    def on_commit(self, commit: str) -> None:
-        if transition_event(self.documents, self.store, commit):
             self.dispatcher.wake()
 
     def catch_up(self) -> None:
         with self._recording:
-            queued = catch_up(self.documents, self.store)
+            queued = self.recorder.catch_up()
         if queued:
             self.dispatcher.wake()
+
+    def replay(self, endpoint_id: str, since: str) -> int:
+        with self._recording:
+            queued = self.recorder.replay(endpoint_id, since)
+        if queued:
+            self.dispatcher.wake()
+        return queued
 
     def start(self) -> None:
         self.catch_up()
@@ -47,16 +51,16 @@ class Webhooks:
         self.store.close()
 
 
-def build_webhooks(settings: Settings, documents: Documents) -> Webhooks:
+def build_webhooks(settings: Settings, documents: Documents,
+                   transitions: frozenset[str]) -> Webhooks:
     store = WebhookStore(settings.data / "webhooks.sqlite3")
     dispatcher = Dispatcher(store, backoff=settings.webhook_backoff,
                             timeout=settings.webhook_timeout,
                             allow_private=settings.webhook_allow_private)
-    webhooks = Webhooks(store=store, dispatcher=dispatcher, documents=documents,
+    recorder = Recorder(documents, store, settings.base_url, transitions)
+    webhooks = Webhooks(store=store, dispatcher=dispatcher, recorder=recorder,
                         run_worker=settings.webhook_worker)
     # Main can move without this process (another instance, or a crash before the event was
     # recorded): the dispatcher reads the publication log again before each round.
     dispatcher.before_round = webhooks.catch_up
-    documents.main_moved.append(webhooks.on_main_moved)
-    documents.committed.append(webhooks.on_commit)
     return webhooks

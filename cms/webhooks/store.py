@@ -93,15 +93,7 @@ class Endpoint(Struct, kw_only=True):
     updated_at: datetime
 
 
-class Event(Struct, kw_only=True):
-    id: str
-    type: str
-    slug: str
-    commit: str
-    payload: bytes
-
-
-class NewEvent(Struct, frozen=True, kw_only=True):
+class OutboxEvent(Struct, frozen=True, kw_only=True):
     id: str
     type: str
     slug: str
@@ -140,7 +132,7 @@ class Due(Struct, kw_only=True):
     delivery_id: str
     endpoint: Endpoint
     secrets: list[str]
-    event: Event
+    event: OutboxEvent
     attempts: int
     coalescible: list[str]
 
@@ -271,7 +263,7 @@ class WebhookStore:
         rows = self._rows("SELECT value FROM cursors WHERE name = ?", name)
         return str(rows[0]["value"]) if rows else None
 
-    def record(self, events: list[NewEvent], *, cursor: tuple[str, str] | None = None,
+    def record(self, events: list[OutboxEvent], *, cursor: tuple[str, str] | None = None,
                only_endpoint: str | None = None) -> int:
         """Store events and queue a delivery for each subscribed endpoint, in one transaction.
 
@@ -327,19 +319,6 @@ class WebhookStore:
             new_id = self._queue(db, endpoint, rows[0]["event_id"], time.time(), delivery_id)
         return self.delivery(new_id)
 
-    def events_since(self, commits: list[str]) -> list[Event]:
-        if not commits:
-            return []
-        marks = ", ".join("?" for _ in commits)
-        rows = self._rows(f"SELECT * FROM events WHERE commit_sha IN ({marks}) ORDER BY seq",  # noqa: S608
-                          *commits)
-        return [self._event(row) for row in rows]
-
-    @staticmethod
-    def _event(row: sqlite3.Row) -> Event:
-        return Event(id=row["id"], type=row["type"], slug=row["slug"], commit=row["commit_sha"],
-                     payload=bytes(row["payload"]))
-
     # Deliveries
 
     def next_due(self, now: float, busy: set[str]) -> tuple[list[Due], float | None]:
@@ -368,7 +347,7 @@ class WebhookStore:
             due.append(Due(
                 delivery_id=chosen["id"], endpoint=endpoint,
                 secrets=self.secrets_in_use(endpoint.id, now),
-                event=Event(id=chosen["event_id"], type=chosen["type"], slug=chosen["slug"],
+                event=OutboxEvent(id=chosen["event_id"], type=chosen["type"], slug=chosen["slug"],
                             commit=chosen["commit_sha"], payload=bytes(chosen["payload"])),
                 attempts=chosen["attempts"], coalescible=coalescible,
             ))

@@ -16,8 +16,7 @@ import pytest
 from litestar.testing import TestClient
 
 from cms.config import Settings
-from cms.editing.documents import Documents
-from cms.editing.workflow import load_workflow
+from cms.editing.wiring import open_content
 from cms.identity.actors import Actor
 from cms.identity.previews import PreviewGone
 from cms.store.repository import Repository
@@ -72,10 +71,10 @@ def published_on_main(repo: Path) -> dict[str, str]:
 
 def test_sync_through_a_hundred_publications(client: Client, settings: Settings,
                                              repo_path: Path) -> None:
-    store = Documents(Repository(repo_path), load_workflow(settings.workflow), settings)
+    store = open_content(settings, repo=Repository(repo_path))
     frontend = Frontend(client)
     assert frontend.sync() == len(published_on_main(repo_path))
-    base = store.published(HAIKU)
+    base = store.documents.published(HAIKU)
     assert base is not None
     chooser = random.Random(7)
     slugs: list[str] = []
@@ -83,28 +82,28 @@ def test_sync_through_a_hundred_publications(client: Client, settings: Settings,
         roll = chooser.random()
         if slugs and roll < 0.2:
             slug = chooser.choice(slugs)
-            current = store.current(slug)
+            current = store.documents.current(slug)
             assert current is not None
             if current.state == "published":
-                store.transition(slug, "unpublish", PUBLISHER, current.revision)
+                store.editor.transition(slug, "unpublish", PUBLISHER, current.revision)
                 continue
             revision = current.revision
         elif slugs and roll < 0.5:
             slug = chooser.choice(slugs)
-            current = store.current(slug)
+            current = store.documents.current(slug)
             assert current is not None
             edited = msgspec.structs.replace(current.comparison, summary=f"Revised {number}.")
-            revision = store.save(slug, edited, EDITOR, current.revision).revision
-            revision = store.transition(slug, "submit", EDITOR, revision).revision
-            revision = store.transition(slug, "approve", REVIEWER, revision).revision
+            revision = store.editor.save(slug, edited, EDITOR, current.revision).revision
+            revision = store.editor.transition(slug, "submit", EDITOR, revision).revision
+            revision = store.editor.transition(slug, "approve", REVIEWER, revision).revision
         else:
             slug = f"synced-comparison-{number}"
             slugs.append(slug)
             doc = msgspec.structs.replace(base.comparison, slug=slug, title=f"Synced {number}")
-            revision = store.create(doc, EDITOR).revision
-            revision = store.transition(slug, "submit", EDITOR, revision).revision
-            revision = store.transition(slug, "approve", REVIEWER, revision).revision
-        store.transition(slug, "publish", PUBLISHER, revision)
+            revision = store.editor.create(doc, EDITOR).revision
+            revision = store.editor.transition(slug, "submit", EDITOR, revision).revision
+            revision = store.editor.transition(slug, "approve", REVIEWER, revision).revision
+        store.editor.transition(slug, "publish", PUBLISHER, revision)
         if number % 10 == 9:
             frontend.sync()
     frontend.sync()

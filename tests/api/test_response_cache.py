@@ -7,7 +7,7 @@ from litestar.testing import TestClient
 
 from cms.api import response_cache
 from cms.api.response_cache import PublicResponseCache
-from cms.editing.documents import Documents
+from cms.editing.wiring import open_content
 from cms.identity.actors import Actor
 from cms.store.repository import Repository
 
@@ -68,10 +68,10 @@ def test_a_vote_or_a_commit_of_another_process_is_seen_at_once(client: Client) -
     assert after["tools"][0]["community"]["ship"] == before["tools"][0]["community"]["ship"] + 1
 
     services = client.app.state.services
-    other = Documents(Repository(services.settings.repo), services.workflow, services.settings)
-    published = other.published(HAIKU)
+    other = open_content(services.settings, repo=Repository(services.settings.repo))
+    published = other.documents.published(HAIKU)
     assert published is not None
-    other.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    other.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
     services.index.refresh(now=10**9)  # the recheck interval has passed
     assert client.get(f"/api/comparisons/{HAIKU}").status_code == 404
     assert HAIKU not in client.get(PAGE).text

@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import TestClient
 
 from cms.content import codec
-from cms.editing.documents import shard
+from cms.store.layout import shard
 
 from ..conftest import HAIKU, git
 from ..helpers import Headers, act

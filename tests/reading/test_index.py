@@ -7,13 +7,13 @@ from pathlib import Path
 
 from cms.config import Settings, load_settings
 from cms.content.model import Comparison
-from cms.editing.documents import Documents
 from cms.editing.seed import initialise
-from cms.editing.workflow import load_workflow
+from cms.editing.wiring import open_content
 from cms.identity.actors import Actor
 from cms.reading.bulk_decode import decode_many
 from cms.reading.index import PublishedIndex, Query
-from cms.store.repository import Repository, Signature
+from cms.store.documents import Documents
+from cms.store.repository import Signature
 
 from ..conftest import HAIKU, SEED, git
 
@@ -22,7 +22,7 @@ SEEDED = len(list((SEED / "comparisons").glob("*.md")))
 
 
 def store(settings: Settings) -> Documents:
-    return Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+    return open_content(settings).documents
 
 
 def counting_store(settings: Settings) -> tuple[Documents, list[str]]:
@@ -64,10 +64,10 @@ def test_a_restart_reads_the_snapshot_and_catches_up(settings: Settings, repo_pa
     assert snapshot.exists()
     expected = {entry.slug: entry.comparison for entry in first.query(Query(limit=100)).items}
     # While no server runs, a comparison is unpublished.
-    documents = store(settings)
-    published = documents.published(HAIKU)
+    content = open_content(settings)
+    published = content.documents.published(HAIKU)
     assert published is not None
-    documents.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    content.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
 
     second_store, decoded = counting_store(settings)
     second = PublishedIndex(second_store, snapshot)
@@ -76,7 +76,7 @@ def test_a_restart_reads_the_snapshot_and_catches_up(settings: Settings, repo_pa
     assert decoded == []  # everything came from the snapshot
     assert len(second) == SEEDED - 1
     assert second.get(HAIKU) is None
-    assert second.head == documents.main_head()
+    assert second.head == content.documents.main_head()
     del expected[HAIKU]
     assert {e.slug: e.comparison for e in second.query(Query(limit=100)).items} == expected
 
@@ -108,13 +108,13 @@ def test_a_broken_snapshot_is_ignored_and_a_damaged_record_read_from_git(
 def test_commits_of_another_process_are_picked_up(settings: Settings, repo_path: Path) -> None:
     index = PublishedIndex(store(settings))
     index.load()
-    other = store(settings)  # another instance sharing the repository
-    published = other.published(HAIKU)
+    other = open_content(settings)  # another instance sharing the repository
+    published = other.documents.published(HAIKU)
     assert published is not None
-    other.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    other.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
     index.refresh(now=10**9)
     assert index.get(HAIKU) is None
-    assert index.head == other.main_head()
+    assert index.head == other.documents.main_head()
 
 
 def test_main_moving_during_the_fill_ends_with_main_as_it_is(settings: Settings,
@@ -122,15 +122,15 @@ def test_main_moving_during_the_fill_ends_with_main_as_it_is(settings: Settings,
     documents, decoded = counting_store(settings)
     index = PublishedIndex(documents)
     index.load()
-    other = store(settings)  # another writer, unpublishing while the index fills
+    other = open_content(settings)  # another writer, unpublishing while the index fills
+    other.listeners.subscribe(index.on_committed)
     counted = documents.decode_blob
 
     def moving(blob: str) -> Comparison:
         if len(decoded) == 2:
-            published = other.published(HAIKU)
+            published = other.documents.published(HAIKU)
             assert published is not None
-            other.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
-            index.on_main_moved(None, other.main_head() or "")
+            other.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
         return counted(blob)
 
     documents.decode_blob = moving  # type: ignore[method-assign]
@@ -182,11 +182,11 @@ def test_a_snapshot_of_another_repository_lends_records_not_its_tree(
         settings: Settings, repo_path: Path, tmp_path: Path) -> None:
     other_settings = load_settings({}, repo=tmp_path / "other.git", data=tmp_path / "other-data")
     initialise(other_settings, SEED)
-    other = store(other_settings)
-    published = other.published(HAIKU)
+    other = open_content(other_settings)
+    published = other.documents.published(HAIKU)
     assert published is not None
-    other.transition(HAIKU, "unpublish", PUBLISHER, published.revision)  # a tree ours lacks
-    theirs = PublishedIndex(other, other_settings.data / "index.snapshot")
+    other.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)  # a tree ours lacks
+    theirs = PublishedIndex(other.documents, other_settings.data / "index.snapshot")
     theirs.load()
     theirs.fill()
     snapshot = settings.data / "index.snapshot"
@@ -210,13 +210,13 @@ def commit_on_main(documents: Documents, changes: dict[str, bytes | None]) -> No
     who = Signature(name="Mallory", email="mallory@example.com", at=datetime.now(UTC))
     commit = repo.commit(parents=[head], base_tree=repo.read_commit(head).tree, changes=changes,
                          author=who, committer=who, message="By hand\n")
-    repo.refs.update(documents.main_ref, commit, head)
+    repo.refs.update(documents.layout.main_ref, commit, head)
 
 
 def test_a_file_on_main_that_does_not_decode_is_left_out(settings: Settings,
                                                          repo_path: Path) -> None:
     documents = store(settings)
-    commit_on_main(documents, {documents.path("broken-by-hand"): b"---\ntitle: [unclosed\n---\n"})
+    commit_on_main(documents, {documents.layout.path("broken-by-hand"): b"---\ntitle: [unclosed\n---\n"})
     index = PublishedIndex(store(settings))
     index.load()
     assert len(index) == SEEDED + 1  # in main's tree
@@ -231,8 +231,8 @@ def test_files_outside_the_layout_never_touch_a_comparison(settings: Settings,
     documents = store(settings)
     index = PublishedIndex(documents)
     index.load()
-    stray = f"{documents.folder()}/zz/{HAIKU}.md"
-    assert stray != documents.path(HAIKU)
+    stray = f"{documents.layout.folder}/zz/{HAIKU}.md"
+    assert stray != documents.layout.path(HAIKU)
     commit_on_main(documents, {stray: b"not a comparison"})
     index.refresh(now=10**9)
     commit_on_main(documents, {stray: None})

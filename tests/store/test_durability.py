@@ -16,10 +16,10 @@ from litestar.testing import TestClient
 
 from cms.api.app import create_app
 from cms.config import Settings, load_settings
-from cms.editing.documents import Documents
 from cms.editing.seed import initialise
-from cms.editing.workflow import load_workflow
+from cms.editing.wiring import open_content
 from cms.identity.tokens import TokenStore
+from cms.store.recovery import recover
 from cms.store.repository import Repository
 
 from ..conftest import HAIKU, SEED, fsck, git
@@ -27,18 +27,16 @@ from ..conftest import HAIKU, SEED, fsck, git
 WRITER = textwrap.dedent("""
     import sys, msgspec
     from cms.config import load_settings
-    from cms.editing.documents import Documents
-    from cms.store.repository import Repository
+    from cms.editing.wiring import open_content
     from cms.identity.actors import Actor
-    from cms.editing.workflow import load_workflow
 
     settings = load_settings({}, repo=sys.argv[1], data=sys.argv[2])
-    store = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+    store = open_content(settings)
     editor = Actor(name="Crash Editor", email="crash@example.com", roles=frozenset({"editor"}))
-    current = store.current(sys.argv[3])
+    current = store.documents.current(sys.argv[3])
     for number in range(500):
         edited = msgspec.structs.replace(current.comparison, summary=f"Edit number {number}.")
-        current = store.save(sys.argv[3], edited, editor, current.revision)
+        current = store.editor.save(sys.argv[3], edited, editor, current.revision)
         print(current.commit, flush=True)
 """)
 
@@ -57,10 +55,10 @@ def test_kill_nine_mid_write_loses_no_acknowledged_write(settings: Settings,
         ancestor = subprocess.run(["git", "--git-dir", str(repo_path), "merge-base",
                                    "--is-ancestor", commit, branch], check=False)
         assert ancestor.returncode == 0, commit
-    store = Documents(Repository(repo_path), load_workflow(settings.workflow), settings)
-    store.recover(stale_after=0)
+    store = open_content(settings, repo=Repository(repo_path))
+    recover(store.documents, stale_after=0)
     fsck(repo_path)
-    current = store.current(HAIKU)
+    current = store.documents.current(HAIKU)
     assert current is not None
     assert current.comparison.summary.startswith("Edit number ")
 

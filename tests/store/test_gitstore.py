@@ -12,12 +12,13 @@ import pytest
 
 from cms.config import Settings
 from cms.content import codec
-from cms.editing.documents import Documents, shard
-from cms.editing.workflow import load_workflow
+from cms.editing.wiring import Content, open_content
 from cms.errors import PreconditionFailed
 from cms.identity.actors import Actor
+from cms.store.layout import shard
 from cms.store.maintenance import Maintenance
 from cms.store.objects import BLOB
+from cms.store.recovery import recover
 from cms.store.refs import RefConflict
 from cms.store.repository import Repository, Signature
 
@@ -28,8 +29,8 @@ REVIEWER = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset
 PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
 
 
-def documents(settings: Settings) -> Documents:
-    return Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
+def documents(settings: Settings) -> Content:
+    return open_content(settings, repo=Repository(settings.repo))
 
 
 def test_blob_and_tree_ids_match_git(tmp_path: Path) -> None:
@@ -70,36 +71,36 @@ def test_compare_and_swap_refuses_a_stale_expectation(tmp_path: Path) -> None:
 
 def test_packed_refs_and_packed_objects_still_work(settings: Settings, repo_path: Path) -> None:
     store = documents(settings)
-    published = store.published(HAIKU)
+    published = store.documents.published(HAIKU)
     assert published is not None
-    draft = store.save(HAIKU, published.comparison, EDITOR, published.revision)
+    draft = store.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
     git(repo_path, "gc", "--quiet")
     git(repo_path, "pack-refs", "--all")
     assert not (repo_path / "refs/heads/main").exists()
     fresh = documents(settings)
-    current = fresh.current(HAIKU)
+    current = fresh.documents.current(HAIKU)
     assert current is not None
     assert current.revision == draft.revision
-    submitted = fresh.transition(HAIKU, "submit", EDITOR, current.revision)
-    approved = fresh.transition(HAIKU, "approve", REVIEWER, submitted.revision)
-    fresh.transition(HAIKU, "publish", PUBLISHER, approved.revision)
-    assert fresh.work_in_progress(HAIKU) is None
+    submitted = fresh.editor.transition(HAIKU, "submit", EDITOR, current.revision)
+    approved = fresh.editor.transition(HAIKU, "approve", REVIEWER, submitted.revision)
+    fresh.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    assert fresh.documents.work_in_progress(HAIKU) is None
     assert git(repo_path, "branch", "--list", "cms/*").strip() == ""
 
 
 def test_one_writer_wins_a_race_and_the_others_change_nothing(settings: Settings,
                                                             repo_path: Path) -> None:
-    published = documents(settings).published(HAIKU)
+    published = documents(settings).documents.published(HAIKU)
     assert published is not None
     writers = [documents(settings) for _ in range(8)]  # separate instances: separate locks
     barrier = threading.Barrier(len(writers))
     outcomes: list[str] = []
 
-    def write(store: Documents, number: int) -> None:
+    def write(store: Content, number: int) -> None:
         edited = msgspec.structs.replace(published.comparison, summary=f"Summary number {number}.")
         barrier.wait()
         try:
-            store.save(HAIKU, edited, EDITOR, published.revision)
+            store.editor.save(HAIKU, edited, EDITOR, published.revision)
             outcomes.append(f"ok {number}")
         except PreconditionFailed:
             outcomes.append("stale")
@@ -112,7 +113,7 @@ def test_one_writer_wins_a_race_and_the_others_change_nothing(settings: Settings
     winners = [o for o in outcomes if o.startswith("ok")]
     assert len(outcomes) == 8
     assert len(winners) == 1
-    current = documents(settings).current(HAIKU)
+    current = documents(settings).documents.current(HAIKU)
     assert current is not None
     assert current.comparison.summary == f"Summary number {winners[0].split()[1]}."
     commits = git(repo_path, "rev-list", "--count", f"main..refs/heads/cms/comparisons/{HAIKU}")
@@ -122,15 +123,15 @@ def test_one_writer_wins_a_race_and_the_others_change_nothing(settings: Settings
 def test_concurrent_publications_of_different_comparisons_all_land(settings: Settings,
                                                                   repo_path: Path) -> None:
     setup = documents(settings)
-    base = setup.published(HAIKU)
+    base = setup.documents.published(HAIKU)
     assert base is not None
     approved = []
     for number in range(6):
         slug = f"race-comparison-{number}"
         doc = msgspec.structs.replace(base.comparison, slug=slug, title=f"Race {number}")
-        created = setup.create(doc, EDITOR)
-        submitted = setup.transition(slug, "submit", EDITOR, created.revision)
-        approved.append((slug, setup.transition(slug, "approve", REVIEWER, submitted.revision)))
+        created = setup.editor.create(doc, EDITOR)
+        submitted = setup.editor.transition(slug, "submit", EDITOR, created.revision)
+        approved.append((slug, setup.editor.transition(slug, "approve", REVIEWER, submitted.revision)))
     barrier = threading.Barrier(len(approved))
     errors: list[BaseException] = []
 
@@ -138,7 +139,7 @@ def test_concurrent_publications_of_different_comparisons_all_land(settings: Set
         store = documents(settings)
         barrier.wait()
         try:
-            store.transition(slug, "publish", PUBLISHER, revision)
+            store.editor.transition(slug, "publish", PUBLISHER, revision)
         except BaseException as exc:
             errors.append(exc)
 
@@ -158,7 +159,7 @@ def test_concurrent_publications_of_different_comparisons_all_land(settings: Set
 
 def test_file_in_git_is_the_codec_output(settings: Settings, repo_path: Path) -> None:
     store = documents(settings)
-    published = store.published(HAIKU)
+    published = store.documents.published(HAIKU)
     assert published is not None
     shown = git(repo_path, "show", f"main:content/comparisons/{shard(HAIKU)}/{HAIKU}.md")
     assert shown == codec.encode(published.comparison)
@@ -168,9 +169,9 @@ def test_file_in_git_is_the_codec_output(settings: Settings, repo_path: Path) ->
 
 def test_a_commit_rewrites_only_the_trees_on_its_path(settings: Settings, repo_path: Path) -> None:
     store = documents(settings)
-    published = store.published(HAIKU)
+    published = store.documents.published(HAIKU)
     assert published is not None
-    draft = store.save(HAIKU, published.comparison, EDITOR, published.revision)
+    draft = store.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
     changed = git(repo_path, "diff-tree", "-r", "-t", "--name-only", "main", draft.commit).split()
     assert changed == ["content", "content/comparisons", f"content/comparisons/{shard(HAIKU)}",
                        f"content/comparisons/{shard(HAIKU)}/{HAIKU}.md"]
@@ -178,31 +179,32 @@ def test_a_commit_rewrites_only_the_trees_on_its_path(settings: Settings, repo_p
 
 def test_recovery_finishes_an_interrupted_publish(settings: Settings, repo_path: Path) -> None:
     store = documents(settings)
-    published = store.published(HAIKU)
+    published = store.documents.published(HAIKU)
     assert published is not None
-    draft = store.save(HAIKU, published.comparison, EDITOR, published.revision)
-    submitted = store.transition(HAIKU, "submit", EDITOR, draft.revision)
-    approved = store.transition(HAIKU, "approve", REVIEWER, submitted.revision)
-    branch = store.branch(HAIKU)
+    draft = store.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
+    submitted = store.editor.transition(HAIKU, "submit", EDITOR, draft.revision)
+    approved = store.editor.transition(HAIKU, "approve", REVIEWER, submitted.revision)
+    branch = store.layout.branch(HAIKU)
     # Crash between the two ref moves: main has the merge, the branch was never deleted.
-    store.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
     store.repo.refs.update(branch, approved.commit, None)
-    assert documents(settings).recover(stale_after=0) == [f"removed the branch of {HAIKU}, already published"]
+    assert recover(documents(settings).documents, stale_after=0) == [
+        f"removed the branch of {HAIKU}, already published"]
     assert store.repo.refs.read(branch) is None
 
 
 def test_recovery_finishes_an_interrupted_unpublish(settings: Settings, repo_path: Path) -> None:
     store = documents(settings)
-    published = store.published(HAIKU)
+    published = store.documents.published(HAIKU)
     assert published is not None
-    main_before = store.main_head()
-    unpublished = store.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    main_before = store.documents.main_head()
+    unpublished = store.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
     # Crash after the branch moved but before main did: put main back where it was.
-    store.repo.refs.update(store.main_ref, main_before or "", unpublished.commit)
-    assert store.published(HAIKU) is not None
-    assert documents(settings).recover(stale_after=0) == [f"finished unpublishing {HAIKU}"]
-    assert store.published(HAIKU) is None
-    current = store.current(HAIKU)
+    store.repo.refs.update(store.layout.main_ref, main_before or "", unpublished.commit)
+    assert store.documents.published(HAIKU) is not None
+    assert recover(documents(settings).documents, stale_after=0) == [f"finished unpublishing {HAIKU}"]
+    assert store.documents.published(HAIKU) is None
+    current = store.documents.current(HAIKU)
     assert current is not None
     assert current.state == "unpublished"
 
@@ -226,12 +228,12 @@ def test_maintenance_merges_small_packs_and_reads_go_on(settings: Settings,
                                                         repo_path: Path) -> None:
     store = documents(settings)
     maintenance = Maintenance(store.repo, threshold=20, pack_limit=5)
-    published = store.published(HAIKU)
+    published = store.documents.published(HAIKU)
     assert published is not None
     revision = published.revision
     for number in range(8):
         edited = msgspec.structs.replace(published.comparison, summary=f"Pass {number}.")
-        revision = store.save(HAIKU, edited, EDITOR, revision).revision
+        revision = store.editor.save(HAIKU, edited, EDITOR, revision).revision
     loose, packs = maintenance.counts()
     assert loose == 0  # every commit is one small pack
     assert packs >= 9
@@ -243,9 +245,9 @@ def test_maintenance_merges_small_packs_and_reads_go_on(settings: Settings,
     assert after_loose == 0
     assert after_packs < packs
     fresh = documents(settings)
-    current = fresh.current(HAIKU)
+    current = fresh.documents.current(HAIKU)
     assert current is not None
     assert current.comparison.summary == "Pass 7."
-    after = fresh.save(HAIKU, msgspec.structs.replace(current.comparison, summary="Packed."),
+    after = fresh.editor.save(HAIKU, msgspec.structs.replace(current.comparison, summary="Packed."),
                        EDITOR, current.revision)
-    assert documents(settings).current(HAIKU) == after
+    assert documents(settings).documents.current(HAIKU) == after

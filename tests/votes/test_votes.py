@@ -12,7 +12,7 @@ import httpx
 from litestar.testing import TestClient
 
 from cms.content import codec
-from cms.editing.documents import shard
+from cms.store.layout import shard
 
 from ..conftest import HAIKU, fsck, git
 from ..helpers import Headers, act

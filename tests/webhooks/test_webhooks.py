@@ -17,9 +17,8 @@ from standardwebhooks.webhooks import Webhook
 
 from cms.api.app import create_app
 from cms.config import Settings, load_settings
-from cms.editing.documents import Documents
 from cms.editing.seed import initialise
-from cms.editing.workflow import load_workflow
+from cms.editing.wiring import open_content
 from cms.identity.actors import Actor
 from cms.store.repository import Repository
 
@@ -342,12 +341,12 @@ def test_events_survive_a_restart_and_a_crash_before_recording(tmp_path: Path) -
         subscribe(client, tokens["admin"], receiver.url)
     # While no server runs, a comparison is published by the store alone, as if the server had
     # died between the commit and recording its event.
-    store = Documents(Repository(settings.repo), load_workflow(settings.workflow), settings)
-    current = store.published(HAIKU)
+    store = open_content(settings, repo=Repository(settings.repo))
+    current = store.documents.published(HAIKU)
     assert current is not None
     publisher = Actor(name="Paul Publisher", email="paul@example.com",
                       roles=frozenset({"publisher"}))
-    store.transition(HAIKU, "unpublish", publisher, current.revision)
+    store.editor.transition(HAIKU, "unpublish", publisher, current.revision)
     with running(receiver), TestClient(app=create_app(settings)):
         assert receiver.wait_for(1)
     event = json.loads(receiver.received[0].body)

@@ -1,0 +1,131 @@
+"""Tamper evidence: check main's history against the rules, reading git and nothing else.
+
+Main must be a chain of commits the CMS made, each a publication (a merge of a review branch
+carrying the approvals the workflow requires, by people other than its authors), an
+unpublication, a fold of community votes that only raises tallies, or the seed.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from ..content.diff import compare
+from ..editing.workflow import Workflow
+from ..errors import CmsError
+from ..identity.actors import Person
+from ..store.documents import Documents
+from ..store.repository import Commit, changed_files
+
+
+class Finding(Struct, kw_only=True):
+    sha: str
+    author: str
+    subject: str
+    problems: list[str]
+
+
+class Verification(Struct, kw_only=True):
+    head: str | None
+    checked: int
+    ok: bool
+    findings: list[Finding]
+
+
+_EXPECTED_STATE = {"publish": "published", "unpublish": "unpublished", "seed": "published",
+                   "votes": "published"}
+
+
+def verify(documents: Documents, workflow: Workflow, committer: Person) -> Verification:
+    """Check that main is a chain of CMS-made publications carrying the approvals required."""
+    head = documents.main_head()
+    findings: list[Finding] = []
+    checked = 0
+    current = head
+    while current is not None:
+        commit = documents.repo.read_commit(current)
+        checked += 1
+        problems = _check(documents, workflow, commit)
+        if (commit.committer.name, commit.committer.email) != (committer.name, committer.email):
+            problems.insert(0, f"committed by {commit.committer.name} <{commit.committer.email}>, "
+                               "not by the CMS")
+        if problems:
+            findings.append(Finding(
+                sha=commit.oid, author=f"{commit.author.name} <{commit.author.email}>",
+                subject=commit.message.subject, problems=problems,
+            ))
+        current = commit.parents[0] if commit.parents else None
+    findings.reverse()
+    return Verification(head=head, checked=checked, ok=not findings, findings=findings)
+
+
+def _check(documents: Documents, workflow: Workflow, commit: Commit) -> list[str]:
+    action = commit.message.first("Cms-Action")
+    if action is None:
+        return ["no Cms-Action trailer: not written by the CMS workflow"]
+    if action not in _EXPECTED_STATE:
+        return [f"Cms-Action `{action}` is not a publication; main holds publications only"]
+    problems = []
+    state = commit.message.first("Cms-State")
+    if state != _EXPECTED_STATE[action]:
+        problems.append(f"Cms-State is `{state}`, expected `{_EXPECTED_STATE[action]}`")
+    if action == "seed":
+        if commit.parents:
+            problems.append("a seed commit must be the first commit")
+        return problems
+    if action == "votes":
+        return [*problems, *_check_votes(documents, commit)]
+    document = commit.message.first("Cms-Document") or ""
+    slug = document.removeprefix("comparisons/")
+    if not document.startswith("comparisons/") or not slug:
+        return [*problems, "no Cms-Document trailer naming the comparison"]
+    path = documents.layout.path(slug)
+    parent = documents.repo.read_commit(commit.parents[0]) if commit.parents else None
+    changed = changed_files(documents.repo, parent.tree if parent else None, commit.tree, "")
+    if set(changed) != {path}:
+        others = sorted(set(changed) - {path}) or ["nothing"]
+        problems.append(f"changes {', '.join(others[:3])} besides {path}")
+    if action == "unpublish":
+        if changed.get(path, "") is not None:
+            problems.append(f"an unpublish must remove {path}")
+        return problems
+    if len(commit.parents) != 2:
+        problems.append("a publication must merge the comparison's review branch")
+    approvers = commit.message.values("Approved-by")
+    required = workflow.approvals_required
+    if len(set(approvers)) < required:
+        problems.append(f"carries {len(set(approvers))} approval(s); the workflow requires "
+                        f"{required}")
+    blob = changed.get(path)
+    if blob:
+        try:
+            published = documents.decode_blob(blob)
+        except CmsError as exc:
+            return [*problems, f"the published file is invalid: {exc.message}"]
+        if sorted(published.workflow.approved_by) != sorted(approvers):
+            problems.append("the file's approvers differ from the Approved-by trailers")
+        own = sorted(set(approvers) & set(published.workflow.authors))
+        if own and not workflow.allow_self_approval:
+            problems.append(f"approved by its own author {own[0]}")
+    return problems
+
+
+def _check_votes(documents: Documents, commit: Commit) -> list[str]:
+    """A fold of community votes may change tallies, and nothing else."""
+    if len(commit.parents) != 1:
+        return ["a fold of votes must have one parent"]
+    parent = documents.repo.read_commit(commit.parents[0])
+    problems = []
+    for path, blob in changed_files(documents.repo, parent.tree, commit.tree, "").items():
+        slug = documents.layout.slug_at(path)
+        before = None if slug is None else documents.in_tree(parent.tree, slug)
+        if blob is None or before is None:
+            problems.append(f"a fold of votes changes {path} beyond a tally")
+            continue
+        after = documents.decode_blob(blob)
+        kinds = {change.kind for change in compare(before, after).changes}
+        if kinds - {"community"}:
+            problems.append(f"a fold of votes changes more than tallies in {path}")
+        elif any(new.community.ship < old.community.ship or new.community.skip < old.community.skip
+                 for old, new in zip(before.tools, after.tools, strict=False)):
+            problems.append(f"a fold of votes lowers a tally in {path}")
+    return problems

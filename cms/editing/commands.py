@@ -1,0 +1,230 @@
+"""What editors and reviewers do to a comparison: create, save, take a workflow action, revert,
+discard. Each command is a plan for the commit pipeline: it reads the comparison, checks the
+revision the client read and the workflow's rules, and describes one commit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+
+from ..content.model import Community, Comparison
+from ..errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
+from ..identity.actors import Actor
+from ..store.documents import Documents, Revision
+from ..store.messages import subject_line
+from .pipeline import COMMIT, Change, CommitPipeline, RefMove
+from .workflow import Workflow, decide
+
+
+class Editor:
+    def __init__(self, documents: Documents, pipeline: CommitPipeline, workflow: Workflow) -> None:
+        self.documents = documents
+        self.pipeline = pipeline
+        self.workflow = workflow
+        self.layout = documents.layout
+
+    def create(self, comparison: Comparison, actor: Actor, comment: str = "") -> Revision:
+        slug = comparison.slug
+
+        def plan() -> Change:
+            if self.documents.current(slug) is not None:
+                raise Conflict(
+                    f"a comparison with slug `{slug}` already exists; update it with PUT",
+                    field="slug",
+                )
+            record = decide(self.workflow, None, "create", actor, at=None)
+            document = msgspec.structs.replace(_with_tallies_of(comparison, None),
+                                               workflow=record)
+            return self._on_branch(None, document, "create", "Create", actor, comment)
+
+        return self._branch_result(slug, plan)
+
+    def save(self, slug: str, comparison: Comparison, actor: Actor, if_match: str | None,
+             comment: str = "") -> Revision:
+        unchanged: list[Revision] = []
+
+        def plan() -> Change | None:
+            current = self._require(slug, if_match)
+            record = decide(self.workflow, current.comparison.workflow, "edit", actor, at=None)
+            document = msgspec.structs.replace(_with_tallies_of(comparison, current.comparison),
+                                               workflow=record)
+            if document == current.comparison and current.work_in_progress:
+                unchanged.append(current)
+                return None
+            base = current if current.work_in_progress else None
+            return self._on_branch(base, document, "edit", "Edit", actor, comment)
+
+        return self._branch_result(slug, plan, unchanged)
+
+    def revert(self, slug: str, to: str, actor: Actor, if_match: str | None,
+               comment: str = "") -> Revision:
+        """A new draft revision with the content the comparison had at commit ``to``."""
+        target = self.documents.at(slug, self.documents.resolve(to))
+        note = comment or f"Revert to the version of {target.commit[:12]}."
+
+        def plan() -> Change:
+            current = self._require(slug, if_match)
+            record = decide(self.workflow, current.comparison.workflow, "edit", actor, at=None)
+            document = msgspec.structs.replace(target.comparison, workflow=record)
+            base = current if current.work_in_progress else None
+            return self._on_branch(base, document, "revert", "Revert", actor, note)
+
+        return self._branch_result(slug, plan)
+
+    def transition(self, slug: str, action: str, actor: Actor, if_match: str | None,
+                   comment: str = "") -> Revision:
+        # An action that only applies to published content (unpublish) acts on what is live,
+        # even while a next revision is being drafted.
+        spec = self.workflow.transitions.get(action)
+        on_live = spec is not None and all(
+            self.workflow.states[state].public for state in spec.from_states)
+        draft_kept: list[Revision] = []
+
+        def plan() -> Change:
+            draft_kept.clear()
+            current = self._require(slug, if_match, live=on_live)
+            at = datetime.now(UTC).replace(microsecond=0)
+            record = decide(self.workflow, current.comparison.workflow, action, actor, at=at)
+            document = msgspec.structs.replace(current.comparison, workflow=record)
+            transition = self.workflow.transitions[action]
+            public = self.workflow.states[record.state].public
+            if current.work_in_progress and public:
+                return self._publish(current, document, action, transition.label, actor, comment)
+            if not current.work_in_progress and not public:
+                draft = self.documents.work_in_progress(slug)
+                draft_kept[:] = [draft] if draft else []
+                return self._unpublish(current, document, draft, action, transition.label,
+                                       actor, comment)
+            if not current.work_in_progress:
+                raise Conflict(f"`{action}` would change published content outside a revision")
+            approvers = record.approved_by if transition.approval else []
+            return self._on_branch(current, document, action, transition.label, actor, comment,
+                                   approvers)
+
+        event = self.pipeline.run(plan)
+        assert event is not None
+        if event.main_moved and public_state(self.workflow, event.state):
+            return self.documents.at(slug, event.commit, ref=self.layout.main_ref)
+        if draft_kept:
+            return draft_kept[0]
+        return self.documents.at(slug, event.commit, ref=self.layout.branch(slug))
+
+    def discard(self, slug: str, actor: Actor, if_match: str | None, comment: str = "") -> None:
+        def plan() -> Change:
+            current = self._require(slug, if_match)
+            if not current.work_in_progress:
+                raise Conflict(
+                    f"`{slug}` has no work in progress to discard; unpublish it instead",
+                    field="slug",
+                )
+            decide(self.workflow, current.comparison.workflow, "discard", actor, at=None)
+            head = self.documents.repo.read_commit(current.commit)
+            return Change(
+                action="discard", subject=subject_line("Discard", current.comparison.title),
+                comment=comment, slugs=(slug,), state="discarded", author=actor.as_person,
+                parents=(current.commit,), base_tree=head.tree,
+                files={self.layout.path(slug): None},
+                # Keep the discarded work reachable for auditors, then drop the branch.
+                moves=(RefMove(ref=self.layout.archive(slug, COMMIT), expected=None),
+                       RefMove(ref=current.ref, expected=current.commit, delete=True)),
+            )
+
+        self.pipeline.run(plan)
+
+    # Plans
+
+    def _require(self, slug: str, if_match: str | None, *, live: bool = False) -> Revision:
+        documents = self.documents
+        current = (documents.published(slug) or documents.current(slug)) if live \
+            else documents.current(slug)
+        if current is None:
+            raise NotFound(f"no comparison with slug `{slug}`", field="slug")
+        if if_match is None:
+            raise PreconditionRequired(
+                "send the revision you read in an If-Match header; "
+                f"the current revision is {current.revision}",
+                field="If-Match",
+            )
+        if if_match != current.revision:
+            raise PreconditionFailed(
+                f"revision {if_match} is not current (it is {current.revision}): "
+                "someone changed this comparison since you read it; read it again",
+                field="If-Match",
+                current=current.revision,
+            )
+        return current
+
+    def _on_branch(self, base: Revision | None, document: Comparison, action: str, label: str,
+                   actor: Actor, comment: str, approvers: list[str] | None = None) -> Change:
+        """A commit on the comparison's branch; a new branch starts from main."""
+        parent = self.documents.main_head() if base is None else base.commit
+        tree = self.documents.repo.read_commit(parent).tree if parent else None
+        return Change(
+            action=action, subject=subject_line(label, document.title), comment=comment,
+            slugs=(document.slug,), state=document.workflow.state, author=actor.as_person,
+            approvers=tuple(approvers or ()), parents=(parent,) if parent else (),
+            base_tree=tree, files={self.layout.path(document.slug): self.documents.encode(document)},
+            moves=(RefMove(ref=self.layout.branch(document.slug),
+                           expected=None if base is None else base.commit),),
+        )
+
+    def _publish(self, current: Revision, document: Comparison, action: str, label: str,
+                 actor: Actor, comment: str) -> Change:
+        """A merge of the branch into main, then the branch dropped."""
+        slug = document.slug
+        head = self.documents.main_head()
+        tree = self.documents.repo.read_commit(head).tree if head else None
+        live = self.documents.in_tree(tree, slug)
+        content = self.documents.encode(_with_tallies_of(document, live) if live else document)
+        return Change(
+            action=action, subject=subject_line(label, document.title), comment=comment,
+            slugs=(slug,), state=document.workflow.state, author=actor.as_person,
+            approvers=tuple(document.workflow.approved_by),
+            parents=tuple(p for p in (head, current.commit) if p), base_tree=tree,
+            files={self.layout.path(slug): content},
+            # If someone wrote to the branch after it was merged, their work stays a new draft.
+            moves=(RefMove(ref=self.layout.main_ref, expected=head),
+                   RefMove(ref=current.ref, expected=current.commit, delete=True,
+                           required=False)),
+        )
+
+    def _unpublish(self, current: Revision, document: Comparison, draft: Revision | None,
+                   action: str, label: str, actor: Actor, comment: str) -> Change:
+        slug = document.slug
+        head = current.commit
+        branch = self.layout.branch(slug)
+        moves = [RefMove(ref=self.layout.main_ref, expected=head)]
+        if draft is None:
+            # The branch first: if the process dies before main moves, start-up recovery sees
+            # an unpublish that never reached main and finishes or drops it. A branch holding a
+            # next revision is left alone: that draft stays the work in progress.
+            moves.insert(0, RefMove(ref=branch, expected=None))
+        return Change(
+            action=action, subject=subject_line(label, document.title), comment=comment,
+            slugs=(slug,), state=document.workflow.state, author=actor.as_person,
+            parents=(head,), base_tree=self.documents.repo.read_commit(head).tree,
+            files={self.layout.path(slug): None}, moves=tuple(moves),
+        )
+
+    def _branch_result(self, slug: str, plan: Callable[[], Change | None],
+                       unchanged: list[Revision] | None = None) -> Revision:
+        event = self.pipeline.run(plan)
+        if event is None:
+            assert unchanged
+            return unchanged[0]
+        return self.documents.at(slug, event.commit, ref=self.layout.branch(slug))
+
+
+def public_state(workflow: Workflow, state: str | None) -> bool:
+    return state is not None and state in workflow.states and workflow.states[state].public
+
+
+def _with_tallies_of(document: Comparison, source: Comparison | None) -> Comparison:
+    """Community tallies come from votes, never from an editor, and belong to main, where votes
+    are folded in: keep those of ``source`` (zero for a new comparison or a new tool)."""
+    tallies = {tool.id: tool.community for tool in source.tools} if source else {}
+    tools = [msgspec.structs.replace(tool, community=tallies.get(tool.id, Community()))
+             for tool in document.tools]
+    return msgspec.structs.replace(document, tools=tools)

@@ -1,0 +1,79 @@
+"""What a write tells the rest of the system: one typed event per commit.
+
+The commit pipeline emits it after the refs moved; listeners (the published index, the webhook
+outbox, the audit cache, repository maintenance, the vote ledger) are wired once where the app is
+built. The same event can be read back from a commit of another process, so that listeners catch
+up on what they did not see happen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from msgspec import Struct
+
+from ..identity.actors import Person
+from ..store.repository import Commit
+
+log = logging.getLogger("cms")
+
+
+class Committed(Struct, frozen=True, kw_only=True, tag="content.committed", tag_field="event"):
+    action: str  # the Cms-Action trailer: create, edit, submit, approve, publish, votes…
+    slugs: tuple[str, ...]
+    state: str | None
+    commit: str
+    previous: str | None  # the commit's first parent
+    main_moved: bool  # main now points at ``commit``; before, at ``previous``
+    actor: Person
+    approvers: tuple[str, ...]
+    at: datetime
+    votes_through: int | None = None
+
+    @property
+    def slug(self) -> str:
+        return self.slugs[0] if self.slugs else ""
+
+
+Listener = Callable[[Committed], None]
+
+
+class Listeners:
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, event: Committed) -> None:
+        for listener in self._listeners:
+            # The commit has landed whatever a listener does; a listener that fails (a full
+            # disk under the webhook outbox, say) catches up from git on its next call, so it
+            # must not turn a completed write into an error for the editor.
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a listener failed after a commit; it will catch up from git")
+
+
+def from_commit(commit: Commit, *, on_main: bool) -> Committed:
+    """The event a commit stands for, read back from its trailers."""
+    message = commit.message
+    through = message.first("Cms-Votes-Through")
+    return Committed(
+        action=message.first("Cms-Action") or "",
+        slugs=tuple(value.removeprefix("comparisons/") for value in message.values("Cms-Document")
+                    if value.startswith("comparisons/")),
+        state=message.first("Cms-State"), commit=commit.oid,
+        previous=commit.parents[0] if commit.parents else None, main_moved=on_main,
+        actor=Person(name=commit.author.name, email=commit.author.email),
+        approvers=tuple(message.values("Approved-by")), at=commit.committer.at.astimezone(UTC),
+        votes_through=int(through) if through and through.isdigit() else None,
+    )
+
+
+def now() -> datetime:
+    """Commit times have whole seconds; so do events, read live or back from git."""
+    return datetime.now(UTC).replace(microsecond=0)

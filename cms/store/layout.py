@@ -1,0 +1,60 @@
+"""Where things live in the content repository: files, branches and archive refs.
+
+Published content is on the main branch; work in progress on a branch per comparison
+(``refs/heads/cms/comparisons/<slug>``); a discarded draft's last commit stays reachable under
+``refs/cms/discarded/comparisons/<slug>/<commit>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from msgspec import Struct
+
+BRANCH_PREFIX = "refs/heads/cms/comparisons/"
+DISCARDED_PREFIX = "refs/cms/discarded/comparisons/"
+
+
+def shard(slug: str) -> str:
+    """The folder a comparison's file lives in: two hex digits of a hash of its slug.
+
+    256 folders of even size keep every tree small, so a commit rewrites a few small trees rather
+    than one listing every comparison. Slugs themselves cluster (many start with the same tool's
+    name), so their first letters would not spread them. Find a file by name with
+    ``git log -- '*/<slug>.md'``.
+    """
+    return hashlib.sha1(slug.encode(), usedforsecurity=False).hexdigest()[:2]
+
+
+class Layout(Struct, frozen=True):
+    content_dir: str
+    main_branch: str
+
+    @property
+    def main_ref(self) -> str:
+        return f"refs/heads/{self.main_branch}"
+
+    @property
+    def folder(self) -> str:
+        return f"{self.content_dir}/comparisons"
+
+    def path(self, slug: str) -> str:
+        return f"{self.folder}/{shard(slug)}/{slug}.md"
+
+    def slug_at(self, path: str) -> str | None:
+        """The slug whose file lives at ``path``; None where no comparison's file would be."""
+        slug = path.rsplit("/", 1)[-1].removesuffix(".md")
+        return slug if path == self.path(slug) else None
+
+    @staticmethod
+    def branch(slug: str) -> str:
+        return BRANCH_PREFIX + slug
+
+    @staticmethod
+    def archive(slug: str, commit: str) -> str:
+        return f"{DISCARDED_PREFIX}{slug}/{commit}"
+
+    @staticmethod
+    def document(slug: str) -> str:
+        """The value of a ``Cms-Document`` trailer."""
+        return f"comparisons/{slug}"

@@ -1,0 +1,123 @@
+"""Folding pending votes into the tallies on main, one commit per batch.
+
+The commit names the last vote it includes (``Cms-Votes-Through``), which is what makes folding
+idempotent: after a crash between the commit and the bookkeeping, the votes already in git are
+recognised and never counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import msgspec
+
+from ..editing.pipeline import Change, CommitPipeline, RefMove
+from ..store.documents import Documents
+from .store import VoteStore
+
+log = logging.getLogger("cms")
+
+_WALK_LIMIT = 10_000
+
+
+def fold(documents: Documents, pipeline: CommitPipeline, store: VoteStore) -> str | None:
+    """Commit every pending vote into the tallies on main; the commit, or None if none pending."""
+    layout = documents.layout
+    dropped: list[int] = []
+
+    def plan() -> Change | None:
+        # Read again on every try: if main moved, it may be another instance's fold of these
+        # very votes, and reconciling marks them before they could be counted twice.
+        reconcile(documents, store)
+        through, tallies = store.batch()
+        if not tallies:
+            return None
+        head = documents.main_head()
+        if head is None:
+            return None
+        tree = documents.repo.read_commit(head).tree
+        changes: dict[str, bytes | None] = {}
+        counted = 0
+        folded = []
+        for slug, tools in sorted(tallies.items()):
+            blob = documents.repo.blob_at(tree, layout.path(slug))
+            if blob is None:
+                continue  # unpublished since the vote: there is no public tally to add it to
+            comparison = documents.decode_blob(blob)
+            updated = []
+            for tool in comparison.tools:
+                ship, skip = tools.get(tool.id, [0, 0])
+                counted += ship + skip
+                community = msgspec.structs.replace(tool.community, ship=tool.community.ship + ship,
+                                                    skip=tool.community.skip + skip)
+                updated.append(msgspec.structs.replace(tool, community=community))
+            document = msgspec.structs.replace(comparison, tools=updated)
+            changes[layout.path(slug)] = documents.encode(document)
+            folded.append(slug)
+        if not changes:
+            dropped.append(through)
+            return None
+        return Change(
+            action="votes", subject=f"Fold community votes: {counted} on {len(folded)} comparisons",
+            slugs=tuple(folded), state="published", author=pipeline.committer,
+            votes_through=through, parents=(head,), base_tree=tree, files=changes,
+            moves=(RefMove(ref=layout.main_ref, expected=head),),
+        )
+
+    event = pipeline.run(plan)
+    if event is None:
+        if dropped:
+            store.mark_folded(dropped[0], "dropped")
+        return None
+    return event.commit
+
+
+def reconcile(documents: Documents, store: VoteStore) -> None:
+    """Mark as folded the votes a fold commit already holds (after a crash before bookkeeping)."""
+    current = documents.main_head()
+    walked = 0
+    while current is not None and walked < _WALK_LIMIT:
+        commit = documents.repo.read_commit(current)
+        if commit.message.first("Cms-Action") == "votes":
+            through = commit.message.first("Cms-Votes-Through")
+            if through and through.isdigit():
+                store.mark_folded(int(through), commit.oid)
+            return
+        current = commit.parents[0] if commit.parents else None
+        walked += 1
+
+
+class VoteFolder:
+    """Folds pending votes every ``interval`` seconds in a background thread."""
+
+    def __init__(self, documents: Documents, pipeline: CommitPipeline, store: VoteStore,
+                 interval: float) -> None:
+        self.documents = documents
+        self.pipeline = pipeline
+        self.store = store
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._folding = threading.Lock()
+
+    def fold_now(self) -> str | None:
+        with self._folding:
+            return fold(self.documents, self.pipeline, self.store)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="vote-folder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.store.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.fold_now()
+            except Exception:
+                log.exception("folding votes failed; they stay pending")
