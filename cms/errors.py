@@ -13,11 +13,14 @@ class CmsError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, field: str | None = None, **details: Any) -> None:
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None,
+                 **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.details = details
+        if code is not None:
+            self.code = code
 
 
 class BadRequest(CmsError):
@@ -54,6 +57,13 @@ class Conflict(CmsError):
 
 class TransitionNotAllowed(Conflict):
     code = "transition_not_allowed"
+
+
+class Gone(CmsError):
+    """A link or token that was valid once and no longer is (expired, revoked, rewritten)."""
+
+    status = 410
+    code = "gone"
 
 
 class PreconditionFailed(CmsError):

@@ -1,10 +1,12 @@
-"""Small state files under ``CMS_DATA`` (tokens, preview grants): locked, replaced whole."""
+"""State kept under ``CMS_DATA``, outside git: small files (tokens, preview grants), locked and
+replaced whole, and SQLite databases (votes, the webhook outbox)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,3 +47,14 @@ def private_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     os.chmod(path, 0o600)
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """An owner-only SQLite database whose every committed transaction is on disk: WAL with full
+    synchronous commits survives a crash of the process or of the machine. Callers serialise
+    their use of the connection."""
+    private_file(path)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 from datetime import UTC, datetime
@@ -12,15 +11,16 @@ from litestar import Controller, Response, get
 from litestar.params import FromPath, QueryParameter
 from msgspec import Struct
 
+from .. import urlsafe
 from ..audit.history import HistoryEntry, HistoryFilter, history, publications
 from ..audit.verdicts import VerdictChange
 from ..audit.verify import Verification, verify
 from ..content.diff import Change, compare
 from ..content.render import render_cached
 from ..errors import BadRequest, Conflict, NotFound
+from ..reading.views import ComparisonView, comparison_view
 from .auth import requires_roles
 from .http import PRIVATE_CACHE, SlugPath, check_slug
-from .schemas import ComparisonView, comparison_view
 from .services import Services, ServicesDep
 
 AUDIT_ROLES = ("auditor", "admin")
@@ -59,13 +59,13 @@ def _offset(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        return int(urlsafe.decode(cursor).decode())
     except ValueError as exc:
         raise BadRequest("the cursor is not one this API gave out", field="cursor") from exc
 
 
 def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+    return urlsafe.encode(str(offset).encode())
 
 
 def _view(services: Services, slug: str, commit: str) -> ComparisonView:

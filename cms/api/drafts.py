@@ -16,19 +16,18 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from ..content.render import render_cached
 from ..editing.workflow import allowed_actions
 from ..errors import InvalidContent, NotFound
+from ..reading.views import ComparisonView, comparison_view
 from ..store.documents import Revision
 from .auth import current_actor, requires_roles
 from .http import PRIVATE_CACHE, SlugPath, check_slug, etag, if_match_revision
 from .schemas import (
     ComparisonIn,
-    ComparisonView,
     DraftList,
     DraftSummary,
     PreviewIn,
     PreviewLink,
     RevertIn,
     TransitionIn,
-    comparison_view,
 )
 from .services import Services, ServicesDep
 

@@ -11,9 +11,9 @@ from msgspec import Struct
 from ..content.render import render_cached
 from ..errors import NotFound
 from ..reading.feeds import atom, json_feed, latest
+from ..reading.views import ComparisonView, comparison_view
 from .http import PUBLIC_CACHE, etag, not_modified
 from .public import comparison_url
-from .schemas import ComparisonView, comparison_view
 from .services import Services, ServicesDep
 
 IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match")]

@@ -15,10 +15,10 @@ from msgspec import Meta, Struct
 from ..content.model import Community, Comparison, Tool, percent_label
 from ..errors import InvalidContent, NotFound
 from ..reading.index import Entry, Query, SortKey
+from ..reading.views import ComparisonList, comparison_view, summary_view
 from ..votes.limits import client_key
 from .auth import requires_roles
 from .http import PUBLIC_CACHE, SlugPath, check_slug, etag, not_modified
-from .schemas import ComparisonList, comparison_view, summary_view
 from .services import Services, ServicesDep
 
 

@@ -1,12 +1,16 @@
-"""Server-side signing keys, kept under ``CMS_DATA`` and never in the content repository."""
+"""Server-side signing keys, kept under ``CMS_DATA`` and never in the content repository, and
+the signed tokens made with them (sync tokens, preview links)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import threading
 from pathlib import Path
 
+from .. import urlsafe
 from ..statefiles import write_temporary
 
 _KEY_BYTES = 32
@@ -46,3 +50,25 @@ def _create(path: Path) -> bytes:
         temp.unlink(missing_ok=True)
     return key
 
+
+
+class ForgedToken(ValueError):
+    """A token whose signature is not this server's."""
+
+
+def sign(key: bytes, payload: bytes, *, size: int = 32) -> str:
+    """``payload`` and its HMAC-SHA256 (cut to ``size`` bytes), as ``<payload>.<signature>``."""
+    signature = hmac.new(key, payload, hashlib.sha256).digest()[:size]
+    return f"{urlsafe.encode(payload)}.{urlsafe.encode(signature)}"
+
+
+def unsign(key: bytes, token: str, *, size: int = 32) -> bytes:
+    """The payload of a token made by ``sign``; ValueError when it is not one, ForgedToken when
+    its signature does not match."""
+    payload_part, _, signature_part = token.partition(".")
+    payload = urlsafe.decode(payload_part)
+    signature = urlsafe.decode(signature_part)
+    expected = hmac.new(key, payload, hashlib.sha256).digest()[:size]
+    if not hmac.compare_digest(signature, expected):
+        raise ForgedToken("the signature does not match")
+    return payload

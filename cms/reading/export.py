@@ -17,11 +17,11 @@ from pathlib import Path
 import msgspec
 from msgspec import Struct
 
-from ..api.schemas import ComparisonSummary, comparison_view, summary_view
 from ..content.render import render_cached
 from ..store.documents import Documents
 from .index import Entry
 from .sync import Sync
+from .views import ComparisonSummary, comparison_view, summary_view
 
 
 class ExportIndex(Struct, kw_only=True):

@@ -6,19 +6,18 @@ only the files that differ between the old and the new tree are decoded again.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
 import msgspec
 from msgspec import Struct
 
+from .. import urlsafe
 from ..content.model import Comparison, Tool, panel_ship, panel_verdict
 from ..content.render import render_cached
 from ..editing.events import Committed
@@ -379,12 +378,12 @@ def _published_key(when: datetime | None) -> str:
 
 def _encode_cursor(entry: Entry, sort: str) -> str:
     raw = msgspec.json.encode([sort, _sort_key(sort)(entry), entry.slug])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return urlsafe.encode(raw)
 
 
 def _decode_cursor(cursor: str, sort: str) -> tuple[str | float, str]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        raw = urlsafe.decode(cursor)
         cursor_sort, key, slug = msgspec.json.decode(raw, type=tuple[str, str | float, str])
     except (ValueError, msgspec.DecodeError) as exc:
         raise BadRequest("the cursor is not one this API gave out", field="cursor") from exc
@@ -394,7 +393,3 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[str | float, str]:
     if isinstance(key, float | int) != numeric:
         raise BadRequest("the cursor is not one this API gave out", field="cursor")
     return key, slug
-
-
-def share(value: Fraction) -> float:
-    return round(float(value), 4)

@@ -8,25 +8,21 @@ are all computed against the same target commit, so a client never sees a mix of
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from collections.abc import Callable, Iterable, Iterator
 
 import msgspec
 from msgspec import Struct
 
 from ..content.model import Comparison
-from ..errors import BadRequest, CmsError
+from ..errors import BadRequest, CmsError, Gone
+from ..identity.keys import ForgedToken, sign, unsign
 from ..store.documents import Documents
 from ..store.repository import changed_files
 
 
-class SyncGone(CmsError):
+def sync_gone(message: str, field: str = "token") -> Gone:
     """The token names a commit this repository's main never had: the client must start over."""
-
-    status = 410
-    code = "sync_token_gone"
+    return Gone(message, field=field, code="sync_token_gone")
 
 
 class _Position(Struct, frozen=True):
@@ -71,7 +67,7 @@ def _sync(documents: Documents, key: bytes, *, token: str | None, page: str | No
         base = _decode(key, token, "token").target
         head = documents.main_head()
         if head is None:
-            raise SyncGone("the repository has no published content; sync from the start")
+            raise sync_gone("the repository has no published content; sync from the start")
         _check_ancestor(documents, base, head)
         position = _Position(target=head, base=base)
     else:
@@ -121,46 +117,32 @@ def _check_known(documents: Documents, commit: str) -> None:
     try:
         documents.repo.read_commit(commit)
     except CmsError as exc:
-        raise SyncGone("the sync token names a commit this repository does not have; "
+        raise sync_gone("the sync token names a commit this repository does not have; "
                        "sync from the start (GET /api/sync)", field="token") from exc
 
 
 def _check_ancestor(documents: Documents, base: str, head: str) -> None:
     _check_known(documents, base)
     if base != head and not documents.is_ancestor(base, head):
-        raise SyncGone("the sync token is not from this repository's published history; "
+        raise sync_gone("the sync token is not from this repository's published history; "
                        "sync from the start (GET /api/sync)", field="token")
 
 
 def _encode(key: bytes, position: _Position) -> str:
     # Signed, so that a client cannot point a sync at a commit that was never published
     # (a draft's commit, say) and read it.
-    payload = msgspec.json.encode(position)
-    signature = hmac.new(key, payload, hashlib.sha256).digest()[:16]
-    return f"{_b64(payload)}.{_b64(signature)}"
+    return sign(key, msgspec.json.encode(position), size=16)
 
 
 def _decode(key: bytes, value: str, field: str) -> _Position:
-    payload_part, _, signature_part = value.partition(".")
     try:
-        payload = _unb64(payload_part)
-        signature = _unb64(signature_part)
-        position = msgspec.json.decode(payload, type=_Position)
+        position = msgspec.json.decode(unsign(key, value, size=16), type=_Position)
+    except ForgedToken:
+        raise sync_gone(f"the {field} was not issued by this server; sync from the start "
+                        "(GET /api/sync)", field=field) from None
     except (ValueError, msgspec.DecodeError) as exc:
         raise BadRequest(f"the {field} is not one this API gave out; sync from the start",
                          field=field) from exc
-    expected = hmac.new(key, payload, hashlib.sha256).digest()[:16]
-    if not hmac.compare_digest(signature, expected):
-        raise SyncGone(f"the {field} was not issued by this server; sync from the start "
-                       "(GET /api/sync)", field=field)
     if len(position.target) != 40 or position.offset < 0:
         raise BadRequest(f"the {field} is not one this API gave out", field=field)
     return position
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -6,14 +6,13 @@ commit each; readers see main's tallies plus the pending votes.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Literal
 
 from ..editing.events import Committed
-from ..statefiles import private_file
+from ..statefiles import open_database
 
 Vote = Literal["ship", "skip"]
 Tallies = dict[str, dict[str, list[int]]]  # slug -> tool -> [ship, skip]
@@ -21,12 +20,9 @@ Tallies = dict[str, dict[str, list[int]]]  # slug -> tool -> [ship, skip]
 
 class VoteStore:
     def __init__(self, path: Path) -> None:
-        private_file(path)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = open_database(path)
         self._lock = threading.Lock()
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS votes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "slug TEXT NOT NULL, tool TEXT NOT NULL, vote TEXT NOT NULL, client TEXT NOT NULL, "

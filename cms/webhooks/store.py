@@ -21,7 +21,7 @@ from typing import Any, Literal
 from msgspec import Struct
 
 from ..errors import NotFound
-from ..statefiles import private_file
+from ..statefiles import open_database
 from .signing import new_secret
 
 DeliveryStatus = Literal["pending", "delivered", "failed", "coalesced"]
@@ -143,13 +143,10 @@ def _time(value: float | None) -> datetime | None:
 
 class WebhookStore:
     def __init__(self, path: Path) -> None:
-        private_file(path)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = open_database(path)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -17,8 +17,8 @@ from litestar.testing import TestClient
 
 from cms.config import Settings
 from cms.editing.wiring import open_content
+from cms.errors import Gone
 from cms.identity.actors import Actor
-from cms.identity.previews import PreviewGone
 from cms.store.repository import Repository
 
 from ..conftest import HAIKU, git
@@ -225,7 +225,7 @@ def test_preview_links(client: Client, tokens: dict[str, Headers], settings: Set
 
     previews = client.app.state.services.previews
     assert previews.check(token) == "preview-me"
-    with pytest.raises(PreviewGone):
+    with pytest.raises(Gone):
         previews.check(token, now=time.time() + 3601)
 
     revoked = client.delete(f"/api/drafts/preview-me/preview/{link['id']}", headers=tokens["editor"])

@@ -1,0 +1,131 @@
+"""What a reader sees: a comparison with its derived shares, and an entry of a list.
+
+Shared by the API, the export and the feeds, so that every way out of the CMS shows a comparison
+the same way. Shares are derived from the verdicts and the tallies here, never stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from fractions import Fraction
+from typing import Any
+
+from msgspec import UNSET, Struct, UnsetType
+
+from ..content.model import (
+    Community,
+    Comparison,
+    Reviewer,
+    Tool,
+    WorkflowRecord,
+    community_share,
+    panel_ship,
+    panel_verdict,
+    percent_label,
+)
+from .index import Entry
+
+
+def share(value: Fraction) -> float:
+    return round(float(value), 4)
+
+
+class ToolView(Struct, kw_only=True):
+    id: str
+    name: str
+    category: str
+    tagline: str
+    description: str
+    entry_price: str
+    reviews: list[Any]
+    community: Community
+    panel_ship: float
+    panel_ship_label: str
+    panel_verdict: str
+    community_share: float | None
+    community_label: str
+
+
+class ToolSummary(Struct, kw_only=True):
+    id: str
+    name: str
+    category: str
+    tagline: str
+    entry_price: str
+    panel_ship: float
+    panel_ship_label: str
+    panel_verdict: str
+    community_label: str
+
+
+class ComparisonView(Struct, kw_only=True):
+    title: str
+    slug: str
+    summary: str
+    panel: list[Reviewer]
+    tools: list[ToolView]
+    body: str
+    html: str
+    revision: str
+    state: str
+    workflow: WorkflowRecord
+    url: str
+    allowed_actions: list[str] | UnsetType = UNSET
+
+
+class ComparisonSummary(Struct, kw_only=True):
+    slug: str
+    title: str
+    summary: str
+    url: str
+    revision: str
+    published_at: datetime | None
+    tools: list[ToolSummary]
+
+
+class ComparisonList(Struct, kw_only=True):
+    items: list[ComparisonSummary]
+    next_cursor: str | None
+    total: int
+
+
+def tool_view(tool: Tool) -> ToolView:
+    ship = panel_ship(tool)
+    community = community_share(tool)
+    return ToolView(
+        id=tool.id, name=tool.name, category=tool.category, tagline=tool.tagline,
+        description=tool.description, entry_price=tool.entry_price, reviews=tool.reviews,
+        community=tool.community, panel_ship=share(ship), panel_ship_label=percent_label(ship),
+        panel_verdict=panel_verdict(tool),
+        community_share=None if community is None else share(community),
+        community_label=percent_label(community),
+    )
+
+
+def comparison_view(
+    comparison: Comparison, *, revision: str, html: str, url: str,
+    allowed_actions: list[str] | UnsetType = UNSET,
+) -> ComparisonView:
+    return ComparisonView(
+        title=comparison.title, slug=comparison.slug, summary=comparison.summary,
+        panel=comparison.panel, tools=[tool_view(tool) for tool in comparison.tools],
+        body=comparison.body, html=html, revision=revision, state=comparison.workflow.state,
+        workflow=comparison.workflow, url=url, allowed_actions=allowed_actions,
+    )
+
+
+def summary_view(entry: Entry, url: str) -> ComparisonSummary:
+    comparison = entry.comparison
+    tools = []
+    for tool in comparison.tools:
+        ship = panel_ship(tool)
+        tools.append(ToolSummary(
+            id=tool.id, name=tool.name, category=tool.category, tagline=tool.tagline,
+            entry_price=tool.entry_price, panel_ship=share(ship),
+            panel_ship_label=percent_label(ship), panel_verdict=panel_verdict(tool),
+            community_label=percent_label(community_share(tool)),
+        ))
+    return ComparisonSummary(
+        slug=comparison.slug, title=comparison.title, summary=comparison.summary, url=url,
+        revision=entry.blob, published_at=comparison.workflow.published_at, tools=tools,
+    )
