@@ -33,6 +33,10 @@ from .services import Services, ServicesDep
 
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match",
                                           description="The revision (ETag) you read")]
+# Actions that allowed_actions lists but that have routes of their own.
+OTHER_ROUTES = {"create": "create a comparison with POST /api/drafts",
+                "edit": "edit with PUT /api/drafts/{slug}",
+                "discard": "discard with DELETE /api/drafts/{slug}"}
 ANY_ROLE = ("editor", "reviewer", "publisher", "auditor", "admin")
 
 
@@ -122,6 +126,9 @@ class DraftsController(Controller):
           summary="Take a workflow action (submit, approve, publish…)")
     def transition(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
                    data: JSONBody[TransitionIn], if_match: IfMatch = None) -> Response[ComparisonView]:
+        if data.action in OTHER_ROUTES:
+            raise InvalidContent(f"`{data.action}` is not a transition: "
+                                 f"{OTHER_ROUTES[data.action]}", field="action")
         revision = services.editor.transition(
             check_slug(slug), data.action, current_actor(request), if_match_revision(if_match),
             data.comment,

@@ -24,7 +24,7 @@ from ..reading.index import PublishedIndex
 from ..reading.sync import Sync
 from ..store.documents import Documents
 from ..store.maintenance import Maintenance
-from ..store.recovery import recover
+from ..store.recovery import STALE_AFTER_SECONDS, Instances, recover
 from ..votes.folding import VoteFolder
 from ..votes.limits import RateLimit
 from ..votes.store import VoteStore
@@ -50,12 +50,18 @@ class Services:
     vote_folder: VoteFolder
     vote_limit: RateLimit
     bodies: BodyCache
+    instances: Instances
 
 
 def build_services(settings: Settings) -> Services:
     content = open_content(settings)
     documents = content.documents
-    recover(documents)
+    # Alone on the repository, whatever a crash left half-done is this server's own: recover it
+    # all now, so that a supervisor's immediate restart leaves no ref blocked. Beside other
+    # servers, only what is too old to be a live writer's.
+    instances = Instances(content.repo.git_dir)
+    recover(documents, stale_after=0 if instances.alone() else STALE_AFTER_SECONDS)
+    instances.join()
     index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
     votes = VoteStore(settings.data / "votes.sqlite3")
@@ -72,7 +78,7 @@ def build_services(settings: Settings) -> Services:
         tokens=TokenStore(settings.data), webhooks=webhooks, verdicts=verdicts,
         maintenance=maintenance, previews=Previews(settings.data), votes=votes,
         vote_folder=VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds),
-        vote_limit=RateLimit(settings.vote_rate), bodies=BodyCache(),
+        vote_limit=RateLimit(settings.vote_rate), bodies=BodyCache(), instances=instances,
     )
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from ..content.model import Community, Comparison
-from ..errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
+from ..errors import Conflict, InvalidContent, NotFound, PreconditionFailed, PreconditionRequired
 from ..identity.actors import Actor
 from ..store.documents import Documents, Revision
 from ..store.messages import subject_line
@@ -75,9 +75,11 @@ class Editor:
 
     def transition(self, slug: str, action: str, actor: Actor, if_match: str | None,
                    comment: str = "") -> Revision:
+        spec = self.workflow.transitions.get(action)
+        if spec is None and action in self.workflow.action_names:
+            raise InvalidContent(f"`{action}` is not a transition of the workflow", field="action")
         # An action that only applies to published content (unpublish) acts on what is live,
         # even while a next revision is being drafted.
-        spec = self.workflow.transitions.get(action)
         on_live = spec is not None and all(
             self.workflow.states[state].public for state in spec.from_states)
         draft_kept: list[Revision] = []
@@ -184,10 +186,10 @@ class Editor:
             approvers=tuple(document.workflow.approved_by),
             parents=tuple(p for p in (head, current.commit) if p), base_tree=tree,
             files={self.layout.path(slug): content},
-            # If someone wrote to the branch after it was merged, their work stays a new draft.
+            # Both refs are checked before either moves: a second publication of the same
+            # revision (from another process) finds the branch gone and is refused.
             moves=(RefMove(ref=self.layout.main_ref, expected=head),
-                   RefMove(ref=current.ref, expected=current.commit, delete=True,
-                           required=False)),
+                   RefMove(ref=current.ref, expected=current.commit, delete=True)),
         )
 
     def _unpublish(self, current: Revision, document: Comparison, draft: Revision | None,

@@ -3,15 +3,14 @@
 A command hands the pipeline a *plan*: a function that reads what it needs, checks its
 precondition (the revision the client read, the workflow's rules) and describes one commit and the
 refs to move. Under the write lock the pipeline runs the plan, writes the commit's objects as one
-pack, moves the refs by compare-and-swap and emits one event. When a compare-and-swap fails
-(another process moved a ref meanwhile), the refs already moved are put back and the plan runs
-again on what is there now, so its precondition is checked afresh before any retry; when it no
-longer holds, the plan raises and nothing is written.
+pack, moves the refs by compare-and-swap (all of them locked and checked before the first one
+moves) and emits one event. When a compare-and-swap fails (another process moved a ref
+meanwhile), nothing has moved: the plan runs again on what is there now, so its precondition is
+checked afresh before any retry; when it no longer holds, the plan raises and nothing is written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from ..errors import StoreError
 from ..identity.actors import Person
 from ..store.layout import Layout
 from ..store.messages import format_message
-from ..store.refs import RefConflict
+from ..store.refs import Move, RefConflict
 from ..store.repository import Repository, Signature
 from .events import Committed, Listeners, now
 
@@ -33,13 +32,12 @@ COMMIT = "{commit}"  # in a ref name, stands for the id of the commit being writ
 
 
 class RefMove(Struct, frozen=True, kw_only=True):
-    """Point ``ref`` at the new commit (or delete it), provided it is still at ``expected``."""
+    """Point ``ref`` at the new commit (or delete it), provided it is still at ``expected``.
+    The moves of one change are made together or not at all, in the order given."""
 
     ref: str
     expected: str | None
     delete: bool = False
-    # A move that may fail without undoing the write: dropping a branch that was just merged.
-    required: bool = True
 
 
 class Change(Struct, frozen=True, kw_only=True):
@@ -99,36 +97,16 @@ class CommitPipeline:
         raise StoreError("the content repository kept changing during the write; try again")
 
     def _move(self, moves: tuple[RefMove, ...], commit: str) -> list[str] | None:
-        """Apply the moves in order; the refs that now point at ``commit``, or None (and every
-        move undone) when a required one found its ref elsewhere."""
-        done: list[RefMove] = []
-        for move in moves:
-            ref = move.ref.replace(COMMIT, commit)
-            try:
-                if move.delete:
-                    assert move.expected is not None
-                    self.repo.refs.delete(ref, move.expected)
-                else:
-                    self.repo.refs.update(ref, commit, move.expected)
-            except RefConflict:
-                if not move.required:
-                    continue  # e.g. someone wrote to a branch just merged: their work stays
-                for earlier in reversed(done):
-                    self._undo(earlier, commit)
-                return None
-            done.append(move)
-        return [move.ref.replace(COMMIT, commit) for move in done if not move.delete]
-
-    def _undo(self, move: RefMove, commit: str) -> None:
-        ref = move.ref.replace(COMMIT, commit)
-        with contextlib.suppress(RefConflict):
-            if move.delete:
-                assert move.expected is not None
-                self.repo.refs.update(ref, move.expected, None)
-            elif move.expected is None:
-                self.repo.refs.delete(ref, commit)
-            else:
-                self.repo.refs.update(ref, move.expected, commit)
+        """Move every ref at once; the refs now pointing at ``commit``, or None (and nothing
+        moved) when one of them is not where the plan read it."""
+        try:
+            self.repo.refs.transaction([
+                Move(move.ref.replace(COMMIT, commit), None if move.delete else commit,
+                     move.expected)
+                for move in moves])
+        except RefConflict:
+            return None
+        return [move.ref.replace(COMMIT, commit) for move in moves if not move.delete]
 
 
 def message(change: Change) -> str:

@@ -48,13 +48,25 @@ def subject_line(verb: str, title: str) -> str:
 
 def format_message(subject: str, comment: str, trailers: Sequence[tuple[str, str]]) -> str:
     parts = [subject]
-    comment = comment.strip()
+    comment = "\n".join(_inert(line) for line in comment.strip().splitlines())
     if comment:
-        # A comment whose last paragraph looked like trailers would be read as trailers.
         parts.append(comment)
     if trailers:
         parts.append("\n".join(f"{key}: {' '.join(value.split())}" for key, value in trailers))
     return "\n\n".join(parts) + "\n"
+
+
+def _inert(line: str) -> str:
+    """A comment line that git cannot take for the end of the message.
+
+    ``git interpret-trailers`` reads the trailers in the last paragraph before a line starting
+    with ``---`` (a patch) or a scissors line (``# ---- >8 ----``); such a line in a comment
+    would make the comment's own last paragraph, not the CMS's, the trailer block. Indented by
+    one space, the line reads the same to a person and means nothing to git.
+    """
+    if line.startswith(("---", "#")) or ">8" in line:
+        return " " + line
+    return line
 
 
 def parse_message(text: str) -> Message:

@@ -3,22 +3,38 @@
 A ref moves only if it still points where the writer last saw it (``old -> new``). The lock file
 ``<ref>.lock`` is the one git itself takes, so the CMS and a person running git on the same
 repository exclude each other. The new value is flushed before the rename that makes it current.
+
+Several refs can move together (``transaction``): every lock is taken and every expected value
+checked before the first one moves, so two writers can never both see their precondition hold.
+
+A writer of this process holds an advisory lock (flock) on each lock file it made, for as long as
+it exists. A lock file that nobody holds that way, and that is older than any write git makes,
+was left by a writer that died; whoever meets it removes it, so a crash never blocks a ref.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from msgspec import Struct
 
 from ..errors import StoreError
 from .objects import fsync_dir
 
+log = logging.getLogger("cms")
+
 ZERO = "0" * 40
 _LOCK_WAIT_SECONDS = 2.0
+# git holds a ref's lock for the milliseconds of one write; an unheld lock older than this is a
+# dead writer's.
+ABANDONED_AFTER_SECONDS = 1.0
 
 
 class RefConflict(Exception):
@@ -29,6 +45,15 @@ class RefConflict(Exception):
         self.name = name
         self.expected = expected
         self.actual = actual
+
+
+class Move(Struct, frozen=True):
+    """Point ``name`` at ``new`` (None deletes it), provided it is at ``expected`` now (None: it
+    does not exist)."""
+
+    name: str
+    new: str | None
+    expected: str | None
 
 
 class Refs:
@@ -63,75 +88,109 @@ class Refs:
 
     def update(self, name: str, new: str, expected: str | None) -> None:
         """Point ``name`` at ``new`` if it is at ``expected`` now (None: if it does not exist)."""
-        path = self.git_dir / name
-        try:
-            with self._locked(path) as lock:
-                actual = self.read(name)
-                if actual != expected:
-                    raise RefConflict(name, expected, actual)
-                os.write(lock.fd, f"{new}\n".encode("ascii"))
-                if self.durable:
-                    os.fsync(lock.fd)
-                os.replace(lock.path, path)
-                lock.released = True
-            if self.durable:
-                fsync_dir(path.parent)
-        except OSError as exc:
-            raise StoreError(f"could not move {name}: {exc.strerror}") from exc
+        self.transaction([Move(name, new, expected)])
 
     def delete(self, name: str, expected: str) -> None:
-        if name in self._packed():
+        self.transaction([Move(name, None, expected)])
+
+    def transaction(self, moves: Sequence[Move]) -> None:
+        """Apply every move, in order, or none of them (RefConflict) when one ref is not where
+        its move expects it. A crash part-way leaves the first moves done: writers order their
+        moves so that start-up recovery can finish or undo them."""
+        packed = self._packed()
+        if any(move.new is None and move.name in packed for move in moves):
             # Removing a packed ref means rewriting packed-refs; git does that safely.
-            result = subprocess.run(
-                ["git", "--git-dir", str(self.git_dir), "update-ref", "-d", name, expected],
-                capture_output=True, text=True, check=False,
-            )
-            if result.returncode != 0:
-                raise RefConflict(name, expected, self.read(name))
+            self._git_transaction(moves)
             return
-        path = self.git_dir / name
-        with self._locked(path):
-            actual = self.read(name)
-            if actual != expected:
-                raise RefConflict(name, expected, actual)
-            path.unlink()
+        try:
+            with contextlib.ExitStack() as stack:
+                locks = {name: stack.enter_context(self._locked(self.git_dir / name))
+                         for name in sorted({move.name for move in moves})}
+                for move in moves:
+                    actual = self.read(move.name)
+                    if actual != move.expected:
+                        raise RefConflict(move.name, move.expected, actual)
+                for move in moves:
+                    self._apply(move, locks[move.name])
+        except OSError as exc:
+            raise StoreError(f"could not move {', '.join(m.name for m in moves)}: "
+                             f"{exc.strerror}") from exc
+
+    def _apply(self, move: Move, lock: _Lock) -> None:
+        path = self.git_dir / move.name
+        if move.new is None:
+            path.unlink(missing_ok=True)
+        else:
+            os.write(lock.fd, f"{move.new}\n".encode("ascii"))
+            if self.durable:
+                os.fsync(lock.fd)
+            os.replace(lock.path, path)
+            lock.released = True
         if self.durable:
             fsync_dir(path.parent)
+
+    def _git_transaction(self, moves: Sequence[Move]) -> None:
+        lines = ["start"]
+        for move in moves:
+            old = move.expected or ZERO
+            if move.new is None:
+                lines.append(f"delete {move.name} {old}")
+            else:
+                lines.append(f"update {move.name} {move.new} {old}")
+        lines += ["prepare", "commit"]
+        result = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
+            input="\n".join(lines) + "\n", capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            first = moves[0]
+            raise RefConflict(first.name, first.expected, self.read(first.name))
 
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Iterator[_Lock]:
         lock = _lock_path(path)
-        lock.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folders(lock.parent)
         deadline = time.monotonic() + _LOCK_WAIT_SECONDS
         delay = 0.001
         while True:
-            try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = _create_held(lock)
+            if fd is not None:
                 break
-            except FileExistsError:
-                # Another writer (a second instance, or git itself) holds the ref for a moment.
-                if time.monotonic() >= deadline:
-                    raise StoreError(
-                        f"the ref {path.name} is locked by another writer; try again"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+            # Another writer (a second instance, or git itself) holds the ref for a moment,
+            # unless it died holding it.
+            if _remove_if_abandoned(lock):
+                continue
+            if time.monotonic() >= deadline:
+                raise StoreError(f"the ref {path.name} is locked by another writer; try again")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
         held = _Lock(fd, lock)
         try:
             yield held
         finally:
-            os.close(fd)
             # Once renamed into place the lock is no longer ours: it may be another writer's now.
             if not held.released:
                 lock.unlink(missing_ok=True)
+            os.close(fd)
 
-    def remove_stale_locks(self, older_than: float) -> list[str]:
-        """Lock files left by a writer that died; a live writer holds one for milliseconds."""
+    def _make_folders(self, folder: Path) -> None:
+        """Create ``folder`` and its missing parents, each recorded in its parent folder on disk
+        before a ref is written into it."""
+        missing = []
+        while not folder.is_dir():
+            missing.append(folder)
+            folder = folder.parent
+        for new in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                new.mkdir()
+            if self.durable:
+                fsync_dir(new.parent)
+
+    def remove_stale_locks(self) -> list[str]:
+        """Lock files left by writers that died."""
         removed = []
-        cutoff = time.time() - older_than
         for lock in (self.git_dir / "refs").rglob("*.lock"):
-            if lock.stat().st_mtime <= cutoff:
-                lock.unlink(missing_ok=True)
+            if _remove_if_abandoned(lock):
                 removed.append(lock.relative_to(self.git_dir).as_posix())
         return removed
 
@@ -157,3 +216,48 @@ class _Lock:
 
 def _lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
+
+
+def _create_held(lock: Path) -> int | None:
+    """A new lock file, held (flock) by this writer; None if it exists already."""
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    # Between the two calls another process may have judged the file abandoned and removed it:
+    # then it is not the lock any more, and the ref must be locked again.
+    try:
+        current = os.stat(lock).st_ino
+    except FileNotFoundError:
+        current = None
+    if current != os.fstat(fd).st_ino:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_if_abandoned(lock: Path) -> bool:
+    """Remove ``lock`` if its writer died; True if it is gone (so the caller may try again)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        made = os.fstat(fd)
+        if time.time() - made.st_mtime < ABANDONED_AFTER_SECONDS:
+            return False  # maybe git's, for the moment of one write
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer of the CMS holds it
+        try:
+            if os.stat(lock).st_ino != made.st_ino:
+                return True  # replaced meanwhile: look again
+        except FileNotFoundError:
+            return True
+        os.unlink(lock)
+        log.warning("removed the lock %s, left by a writer that died", lock.name)
+        return True
+    finally:
+        os.close(fd)

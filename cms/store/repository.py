@@ -262,9 +262,13 @@ class Repository:
         removed = []
         objects = self.git_dir / "objects"
         for temp in [*objects.glob("??/tmp_obj_*"), *objects.glob("pack/tmp_*")]:
-            if temp.stat().st_mtime <= cutoff:
-                temp.unlink(missing_ok=True)
-                removed.append(temp.name)
+            try:
+                if temp.stat().st_mtime > cutoff:
+                    continue
+                temp.unlink()
+            except FileNotFoundError:
+                continue  # its writer finished (or gave up) meanwhile
+            removed.append(temp.name)
         return removed
 
     # Plain git, for what is rare or read in bulk

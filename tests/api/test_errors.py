@@ -149,6 +149,10 @@ def test_wrong_role_and_unknown_action(client: TestClient, tokens: dict[str, Hea
     unknown = client.post(f"/api/drafts/{HAIKU}/transitions", json={"action": "explode"},
                           headers={**tokens["publisher"], "If-Match": etag})
     assert_error(unknown, 422, "action", "explode")
+    for action, route in [("edit", "PUT"), ("discard", "DELETE"), ("create", "POST")]:
+        other = client.post(f"/api/drafts/{HAIKU}/transitions", json={"action": action},
+                            headers={**tokens["editor"], "If-Match": etag})
+        assert_error(other, 422, "action", route)
     auditor = client.put(f"/api/drafts/{HAIKU}", json=client.get(f"/api/comparisons/{HAIKU}").json(),
                          headers={**tokens["auditor"], "If-Match": etag})
     assert_error(auditor, 403)

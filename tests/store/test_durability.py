@@ -18,11 +18,14 @@ from cms.api.app import create_app
 from cms.config import Settings, load_settings
 from cms.editing.seed import initialise
 from cms.editing.wiring import open_content
+from cms.identity.actors import Actor
 from cms.identity.tokens import TokenStore
 from cms.store.recovery import recover
 from cms.store.repository import Repository
 
 from ..conftest import HAIKU, SEED, fsck, git
+
+PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
 
 WRITER = textwrap.dedent("""
     import sys, msgspec
@@ -107,3 +110,29 @@ def test_a_full_disk_refuses_the_write_and_changes_nothing(small_disk: Path) -> 
         assert retry.status_code == 200, retry.text
     fsck(settings.repo)
     shutil.rmtree(settings.repo)
+
+
+def interrupted_unpublish(settings: Settings) -> None:
+    """An unpublish that a crash stopped between its two ref moves, a moment ago."""
+    store = open_content(settings)
+    published = store.documents.published(HAIKU)
+    assert published is not None
+    main_before = store.documents.main_head()
+    unpublished = store.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    store.repo.refs.update(store.layout.main_ref, main_before or "", unpublished.commit)
+
+
+def test_a_server_restarted_at_once_finishes_what_its_crash_left(settings: Settings,
+                                                                 repo_path: Path) -> None:
+    interrupted_unpublish(settings)
+    with TestClient(app=create_app(settings)) as client:
+        assert client.get(f"/api/comparisons/{HAIKU}").status_code == 404
+    fsck(repo_path)
+
+
+def test_beside_a_live_server_a_fresh_half_write_is_left_to_its_writer(
+        settings: Settings, repo_path: Path) -> None:
+    with TestClient(app=create_app(settings)):  # another server, alive
+        interrupted_unpublish(settings)
+        with TestClient(app=create_app(settings)) as client:
+            assert client.get(f"/api/comparisons/{HAIKU}").status_code == 200

@@ -251,3 +251,26 @@ def test_maintenance_merges_small_packs_and_reads_go_on(settings: Settings,
     after = fresh.editor.save(HAIKU, msgspec.structs.replace(current.comparison, summary="Packed."),
                        EDITOR, current.revision)
     assert documents(settings).documents.current(HAIKU) == after
+
+
+def test_recovery_leaves_a_ref_another_process_moved_meanwhile(settings: Settings,
+                                                               repo_path: Path) -> None:
+    store = documents(settings)
+    published = store.documents.published(HAIKU)
+    assert published is not None
+    draft = store.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
+    submitted = store.editor.transition(HAIKU, "submit", EDITOR, draft.revision)
+    approved = store.editor.transition(HAIKU, "approve", REVIEWER, submitted.revision)
+    branch = store.layout.branch(HAIKU)
+    store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    store.repo.refs.update(branch, approved.commit, None)
+    recovering = documents(settings)
+    original = recovering.repo.refs.delete
+
+    def moved_first(name: str, expected: str) -> None:
+        store.repo.refs.delete(name, expected)  # another server's recovery got there first
+        original(name, expected)
+
+    recovering.repo.refs.delete = moved_first  # type: ignore[method-assign]
+    assert recover(recovering.documents, stale_after=0) == []
+    assert store.repo.refs.read(branch) is None

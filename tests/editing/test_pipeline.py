@@ -1,0 +1,146 @@
+"""The commit pipeline under races between processes: the precondition is checked again before
+any retry, and the refs of one change move together or not at all.
+
+Each "process" is an instance of the write side of its own (its own write lock), sharing the
+repository; the interleavings are forced with hooks, not left to timing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from cms.config import Settings
+from cms.editing.wiring import Content, open_content
+from cms.errors import PreconditionFailed
+from cms.identity.actors import Actor
+from cms.store.documents import Revision
+from cms.store.refs import Move, Refs
+
+from ..conftest import HAIKU, fsck, git
+
+EDITOR = Actor(name="Ada Editor", email="ada@example.com", roles=frozenset({"editor"}))
+REVIEWER = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset({"reviewer"}))
+PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
+
+
+def approved_draft(content: Content) -> Revision:
+    published = content.documents.published(HAIKU)
+    assert published is not None
+    edited = msgspec.structs.replace(published.comparison, summary="A summary to publish.")
+    draft = content.editor.save(HAIKU, edited, EDITOR, published.revision)
+    submitted = content.editor.transition(HAIKU, "submit", EDITOR, draft.revision)
+    return content.editor.transition(HAIKU, "approve", REVIEWER, submitted.revision)
+
+
+def publications(repo: Path) -> list[str]:
+    return git(repo, "log", "--first-parent", "--format=%H",
+               "--grep=^Cms-Action: publish$", "main").split()
+
+
+def before_commit(content: Content, hook: Callable[[], None]) -> None:
+    """Run ``hook`` once, after ``content``'s next plan has read and checked, before it writes."""
+    original = content.repo.commit
+    done: list[bool] = []
+
+    def commit(**kwargs: Any) -> str:
+        if not done:
+            done.append(True)
+            hook()
+        return original(**kwargs)
+
+    content.repo.commit = commit  # type: ignore[method-assign]
+
+
+def test_a_publish_that_lost_the_race_is_refused_not_merged_again(
+        settings: Settings, repo_path: Path) -> None:
+    first, second = open_content(settings), open_content(settings)
+    approved = approved_draft(first)
+    before = len(publications(repo_path))
+    # The second process reads and checks the same revision, then the first publishes it.
+    before_commit(second, lambda: first.editor.transition(HAIKU, "publish", PUBLISHER,
+                                                          approved.revision))
+    with pytest.raises(PreconditionFailed):
+        second.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    assert len(publications(repo_path)) == before + 1
+    fsck(repo_path)
+
+
+def test_a_publish_reading_between_the_others_two_moves_is_refused(
+        settings: Settings, repo_path: Path) -> None:
+    """Main has moved, the branch is not deleted yet: a reader then still sees the revision."""
+    first, second = open_content(settings), open_content(settings)
+    approved = approved_draft(first)
+    before = len(publications(repo_path))
+    main_moved, second_read = threading.Event(), threading.Event()
+    original_apply = Refs._apply
+
+    def apply(self: Refs, move: Move, lock: Any) -> None:
+        original_apply(self, move, lock)
+        if self is first.repo.refs and move.name == "refs/heads/main":
+            main_moved.set()
+            assert second_read.wait(10)
+
+    outcome: list[str] = []
+
+    def second_publishes() -> None:
+        assert main_moved.wait(10)
+        before_commit(second, second_read.set)
+        try:
+            second.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+            outcome.append("published")
+        except PreconditionFailed:
+            outcome.append("refused")
+
+    thread = threading.Thread(target=second_publishes)
+    thread.start()
+    try:
+        Refs._apply = apply  # type: ignore[method-assign]
+        first.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    finally:
+        Refs._apply = original_apply  # type: ignore[method-assign]
+        second_read.set()
+        thread.join(timeout=30)
+    assert outcome == ["refused"]
+    assert len(publications(repo_path)) == before + 1
+    fsck(repo_path)
+
+
+def test_a_publish_whose_draft_was_edited_meanwhile_is_refused(
+        settings: Settings, repo_path: Path) -> None:
+    first, second = open_content(settings), open_content(settings)
+    approved = approved_draft(first)
+    main_before = first.documents.main_head()
+
+    def request_changes() -> None:
+        # Another process withdraws the approved revision.
+        first.editor.transition(HAIKU, "request_changes", REVIEWER, approved.revision)
+
+    before_commit(second, request_changes)
+    with pytest.raises(PreconditionFailed):
+        second.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    assert first.documents.main_head() == main_before
+    fsck(repo_path)
+
+
+def test_an_unpublish_checks_the_revision_it_names(settings: Settings, repo_path: Path) -> None:
+    first, second = open_content(settings), open_content(settings)
+    live = first.documents.published(HAIKU)
+    assert live is not None
+    # Between the second process's read and its write, the first republishes a new revision.
+    approved: list[Revision] = []
+
+    def republish() -> None:
+        approved.append(approved_draft(first))
+        first.editor.transition(HAIKU, "publish", PUBLISHER, approved[0].revision)
+
+    before_commit(second, republish)
+    with pytest.raises(PreconditionFailed):
+        second.editor.transition(HAIKU, "unpublish", PUBLISHER, live.revision)
+    assert first.documents.published(HAIKU) is not None
+    fsck(repo_path)

@@ -1,0 +1,142 @@
+"""Ref locks: a lock left by a writer that died never blocks a ref; a live writer's always does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cms.errors import StoreError
+from cms.store import refs as refs_module
+from cms.store.refs import Move, RefConflict, Refs
+from cms.store.repository import Repository, Signature
+
+from ..conftest import fsck, git
+
+HOLDER = """
+import sys
+from pathlib import Path
+from cms.store.refs import Refs
+refs = Refs(Path(sys.argv[1]))
+with refs._locked(Path(sys.argv[1]) / "refs/heads/main"):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def repository(tmp_path: Path) -> tuple[Repository, str]:
+    repo = Repository.create(tmp_path / "r.git", branch="main")
+    who = Signature(name="T", email="t@example.com", at=datetime.now(UTC))
+    first = repo.commit(parents=[], base_tree=None, changes={"f": b"1"}, author=who,
+                        committer=who, message="1\n")
+    repo.refs.update("refs/heads/main", first, None)
+    return repo, first
+
+
+def next_commit(repo: Repository, parent: str, text: bytes) -> str:
+    who = Signature(name="T", email="t@example.com", at=datetime.now(UTC))
+    return repo.commit(parents=[parent], base_tree=repo.read_commit(parent).tree,
+                       changes={"f": text}, author=who, committer=who, message="next\n")
+
+
+def age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_the_lock_of_a_writer_killed_mid_write_is_taken_over(tmp_path: Path) -> None:
+    repo, first = repository(tmp_path)
+    lock = repo.git_dir / "refs/heads/main.lock"
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(repo.git_dir)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        holder.kill()
+        holder.wait(timeout=30)
+    assert lock.exists()
+    age(lock, 5)  # as old as it would be a moment after a supervisor's restart
+    second = next_commit(repo, first, b"2")
+    repo.refs.update("refs/heads/main", second, first)
+    assert repo.refs.read("refs/heads/main") == second
+    assert not lock.exists()
+    fsck(repo.path)
+
+
+def test_a_live_writers_lock_is_never_taken_over(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, first = repository(tmp_path)
+    lock = repo.git_dir / "refs/heads/main.lock"
+    monkeypatch.setattr(refs_module, "_LOCK_WAIT_SECONDS", 0.2)
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(repo.git_dir)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None
+        assert holder.stdin is not None
+        assert holder.stdout.readline().strip() == "locked"
+        age(lock, 3600)  # however old: its writer is alive
+        with pytest.raises(StoreError):
+            repo.refs.update("refs/heads/main", next_commit(repo, first, b"2"), first)
+        assert lock.exists()
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not lock.exists()
+    assert repo.refs.read("refs/heads/main") == first
+
+
+def test_a_fresh_lock_nobody_holds_is_left_for_its_git_writer(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, first = repository(tmp_path)
+    monkeypatch.setattr(refs_module, "_LOCK_WAIT_SECONDS", 0.2)
+    lock = repo.git_dir / "refs/heads/main.lock"
+    lock.write_text("")  # as git makes it: no advisory lock, for the moment of one write
+    with pytest.raises(StoreError):
+        repo.refs.update("refs/heads/main", next_commit(repo, first, b"2"), first)
+    assert lock.exists()
+    assert repo.refs.remove_stale_locks() == []
+    age(lock, 5)
+    assert repo.refs.remove_stale_locks() == ["refs/heads/main.lock"]
+
+
+def test_a_transaction_moves_every_ref_or_none(tmp_path: Path) -> None:
+    repo, first = repository(tmp_path)
+    second = next_commit(repo, first, b"2")
+    repo.refs.update("refs/heads/other", first, None)
+    with pytest.raises(RefConflict):
+        repo.refs.transaction([Move("refs/heads/main", second, first),
+                               Move("refs/heads/other", None, second)])  # other is at first
+    assert repo.refs.read("refs/heads/main") == first
+    assert repo.refs.read("refs/heads/other") == first
+    repo.refs.transaction([Move("refs/heads/main", second, first),
+                           Move("refs/heads/other", None, first)])
+    assert repo.refs.read("refs/heads/main") == second
+    assert repo.refs.read("refs/heads/other") is None
+    fsck(repo.path)
+
+
+def test_a_transaction_deleting_a_packed_ref_goes_through_git(tmp_path: Path) -> None:
+    repo, first = repository(tmp_path)
+    second = next_commit(repo, first, b"2")
+    repo.refs.update("refs/heads/other", first, None)
+    git(repo.path, "pack-refs", "--all")
+    assert not (repo.git_dir / "refs/heads/other").exists()
+    with pytest.raises(RefConflict):
+        repo.refs.transaction([Move("refs/heads/main", second, first),
+                               Move("refs/heads/other", None, second)])
+    assert repo.refs.read("refs/heads/main") == first
+    repo.refs.transaction([Move("refs/heads/main", second, first),
+                           Move("refs/heads/other", None, first)])
+    assert repo.refs.read("refs/heads/main") == second
+    assert repo.refs.read("refs/heads/other") is None
+    fsck(repo.path)
+
+
+def test_new_ref_folders_are_made_on_the_way(tmp_path: Path) -> None:
+    repo, first = repository(tmp_path)
+    repo.refs.update("refs/heads/cms/comparisons/deep-slug", first, None)
+    assert (repo.git_dir / "refs/heads/cms/comparisons").is_dir()
+    assert git(repo.path, "rev-parse", "cms/comparisons/deep-slug").strip() == first
+    assert Refs(repo.git_dir).read("refs/heads/cms/comparisons/deep-slug") == first
