@@ -10,14 +10,14 @@ from pathlib import Path
 import msgspec
 
 from cms.config import Settings
-from cms.editing.wiring import open_content
+from cms.editing.write_side import open_write_side
 from cms.store.repository import Repository
 
 from .common import ACTING, EDITOR, published_slugs, summary, timed
 
 
 def bench_store(settings: Settings, rounds: int, offset: int = 0) -> dict[str, dict[str, float]]:
-    store = open_content(settings, repo=Repository(settings.repo, durable=settings.durable))
+    store = open_write_side(settings, repo=Repository(settings.repo, durable=settings.durable))
     slugs = published_slugs(store.documents)[offset : offset + rounds]
     samples: dict[str, list[float]] = {"save": [], "submit": [], "approve": [], "publish": []}
     for slug in slugs:

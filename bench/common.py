@@ -17,7 +17,7 @@ import msgspec
 from cms.config import PROJECT_ROOT, Settings
 from cms.content import codec
 from cms.editing.seed import as_published, create_repository
-from cms.editing.wiring import open_content
+from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
 from cms.store.documents import Documents
 
@@ -56,7 +56,7 @@ def seed_repository(settings: Settings, count: int) -> None:
         slug, text = templates[number % len(templates)]
         tag = f"{number:05d}"
         files[slug.replace(_NUMBER, tag)] = text.replace(_NUMBER, tag).encode()
-    create_repository(settings, files, now)
+    create_repository(settings, files)
 
 
 def published_slugs(documents: Documents) -> list[str]:
@@ -69,7 +69,7 @@ def published_slugs(documents: Documents) -> list[str]:
 
 def some_slug(settings: Settings) -> str:
     """The first published slug."""
-    return published_slugs(open_content(settings).documents)[0]
+    return published_slugs(open_write_side(settings).documents)[0]
 
 
 def timed(action: Callable[[], object]) -> float:

@@ -12,7 +12,7 @@ import msgspec
 
 from cms.config import PROJECT_ROOT, load_settings
 from cms.editing.seed import initialise
-from cms.editing.wiring import open_content
+from cms.editing.write_side import open_write_side
 from cms.identity.tokens import TokenStore
 from cms.store.maintenance import Maintenance
 from cms.store.repository import Repository
@@ -116,7 +116,7 @@ def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, ob
     settings = load_settings({}, repo=workdir / "audit.git", data=workdir / "audit-data",
                              durable=False, webhook_worker=False)
     seed_repository(settings, comparisons)
-    store = open_content(settings, repo=Repository(settings.repo, durable=False))
+    store = open_write_side(settings, repo=Repository(settings.repo, durable=False))
     slug = published_slugs(store.documents)[0]
     current = store.documents.published(slug)
     assert current is not None
@@ -160,7 +160,7 @@ def bench_frontends(workdir: Path, comparisons: int, votes: int) -> dict[str, ob
     tokens = TokenStore(settings.data)
     admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
     report: dict[str, object] = {"comparisons": comparisons}
-    store = open_content(settings, repo=Repository(settings.repo))
+    store = open_write_side(settings, repo=Repository(settings.repo))
     with cms_server(settings, CMS_VOTE_RATE="0", CMS_VOTE_FOLD_SECONDS="3600") as (_, url), \
             httpx.Client(base_url=url, timeout=120) as http:
         http.get("/api/comparisons?limit=1")  # waits until the index is decoded

@@ -156,13 +156,13 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .editing.wiring import open_content
+    from .editing.write_side import open_write_side
     from .identity.keys import signing_key
     from .reading.export import export
     from .reading.sync import Sync
 
     settings = _settings(args)
-    documents = open_content(settings).documents
+    documents = open_write_side(settings).documents
     sync = Sync(documents, signing_key(settings.data / "sync.key"))
     result = export(documents, sync, settings.base_url, args.out)
     print(f"Exported {result.comparisons} comparisons to {args.out}: {result.written} written, "

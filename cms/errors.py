@@ -13,14 +13,11 @@ class CmsError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None,
-                 **details: Any) -> None:
+    def __init__(self, message: str, *, field: str | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.details = details
-        if code is not None:
-            self.code = code
 
 
 class BadRequest(CmsError):

@@ -18,7 +18,7 @@ from ..audit.verify import Verification, verify
 from ..content.diff import Change, compare
 from ..content.render import render_cached
 from ..errors import BadRequest, Conflict, NotFound
-from ..reading.views import ComparisonView, comparison_view
+from ..reading.views import ComparisonView, comparison_url, comparison_view
 from .auth import requires_roles
 from .http import PRIVATE_CACHE, SlugPath, check_slug
 from .services import Services, ServicesDep
@@ -73,7 +73,7 @@ def _view(services: Services, slug: str, commit: str) -> ComparisonView:
     return comparison_view(
         revision.comparison, revision=revision.revision,
         html=render_cached(revision.revision, revision.comparison.body),
-        url=f"{services.settings.base_url}/api/comparisons/{slug}/revisions/{revision.commit}",
+        url=f"{comparison_url(services.settings.base_url, slug)}/revisions/{revision.commit}",
     )
 
 

@@ -49,10 +49,14 @@ class ComparisonIn(Comparison, forbid_unknown_fields=True, kw_only=True):
     url: Ignored = UNSET
     allowed_actions: Ignored = UNSET
 
+    def __post_init__(self) -> None:
+        # Browsers send CRLF line endings; the model stores canonical prose, then checks it.
+        self.body = canonical_body(self.body)
+        super().__post_init__()
+
     def to_comparison(self) -> Comparison:
         fields = {name: getattr(self, name) for name in Comparison.__struct_fields__}
-        fields.update(tools=[tool.stored() for tool in self.tools],
-                      body=canonical_body(self.body), workflow=WorkflowRecord())
+        fields.update(tools=[tool.stored() for tool in self.tools], workflow=WorkflowRecord())
         return Comparison(**fields)
 
 

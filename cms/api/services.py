@@ -15,8 +15,8 @@ from ..audit.verdicts import VerdictLog
 from ..config import Settings
 from ..editing.commands import Editor
 from ..editing.pipeline import CommitPipeline
-from ..editing.wiring import open_content
 from ..editing.workflow import Workflow
+from ..editing.write_side import open_write_side
 from ..identity.keys import signing_key
 from ..identity.previews import Previews
 from ..identity.tokens import TokenStore
@@ -54,7 +54,7 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    content = open_content(settings)
+    content = open_write_side(settings)
     documents = content.documents
     # Alone on the repository, whatever a crash left half-done is this server's own: recover it
     # all now, so that a supervisor's immediate restart leaves no ref blocked. Beside other

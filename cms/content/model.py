@@ -25,7 +25,7 @@ ShortText = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(min_length=1, max_length=4000)]
 QuoteText = Annotated[str, Meta(min_length=1, max_length=8000)]
 Body = Annotated[str, Meta(max_length=200_000)]
-Person = Annotated[str, Meta(pattern=PERSON_RE, max_length=320)]
+PersonLine = Annotated[str, Meta(pattern=PERSON_RE, max_length=320)]  # "Name <email>"
 StateName = Annotated[str, Meta(pattern=r"^[a-z][a-z_]*\Z", max_length=40)]
 Moment = Annotated[datetime, Meta(tz=True)]
 Tally = Annotated[int, Meta(ge=0, le=10**12)]
@@ -96,8 +96,8 @@ class WorkflowRecord(Struct, forbid_unknown_fields=True):
     """Where the document stands in the review workflow, kept in the file so it travels with it."""
 
     state: StateName = "draft"
-    authors: list[Person] = msgspec.field(default_factory=list)
-    approved_by: list[Person] = msgspec.field(default_factory=list)
+    authors: list[PersonLine] = msgspec.field(default_factory=list)
+    approved_by: list[PersonLine] = msgspec.field(default_factory=list)
     published_at: Moment | None = None
 
     def __post_init__(self) -> None:

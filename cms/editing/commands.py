@@ -14,7 +14,7 @@ from ..errors import Conflict, InvalidContent, NotFound, PreconditionFailed, Pre
 from ..identity.actors import Actor
 from ..store.documents import Documents, Revision
 from ..store.messages import subject_line
-from .pipeline import COMMIT, Change, CommitPipeline, RefMove
+from .pipeline import NEW_COMMIT, Change, CommitPipeline, RefMove
 from .workflow import Workflow, decide
 
 
@@ -53,8 +53,7 @@ class Editor:
             if document == current.comparison and current.work_in_progress:
                 unchanged.append(current)
                 return None
-            base = current if current.work_in_progress else None
-            return self._on_branch(base, document, "edit", "Edit", actor, comment)
+            return self._on_branch(current, document, "edit", "Edit", actor, comment)
 
         return self._branch_result(slug, plan, unchanged)
 
@@ -68,8 +67,7 @@ class Editor:
             current = self._require(slug, if_match)
             record = decide(self.workflow, current.comparison.workflow, "edit", actor, at=None)
             document = msgspec.structs.replace(target.comparison, workflow=record)
-            base = current if current.work_in_progress else None
-            return self._on_branch(base, document, "revert", "Revert", actor, note)
+            return self._on_branch(current, document, "revert", "Revert", actor, note)
 
         return self._branch_result(slug, plan)
 
@@ -129,7 +127,7 @@ class Editor:
                 parents=(current.commit,), base_tree=head.tree,
                 files={self.layout.path(slug): None},
                 # Keep the discarded work reachable for auditors, then drop the branch.
-                moves=(RefMove(ref=self.layout.archive(slug, COMMIT), expected=None),
+                moves=(RefMove(ref=self.layout.archive(slug, NEW_COMMIT), expected=None),
                        RefMove(ref=current.ref, expected=current.commit, delete=True)),
             )
 
@@ -158,18 +156,31 @@ class Editor:
             )
         return current
 
-    def _on_branch(self, base: Revision | None, document: Comparison, action: str, label: str,
-                   actor: Actor, comment: str, approvers: list[str] | None = None) -> Change:
-        """A commit on the comparison's branch; a new branch starts from main."""
-        parent = self.documents.main_head() if base is None else base.commit
+    def _on_branch(self, current: Revision | None, document: Comparison, action: str,
+                   label: str, actor: Actor, comment: str,
+                   approvers: list[str] | None = None) -> Change:
+        """A commit on the comparison's branch.
+
+        A new branch starts from the main commit the plan read (the published revision's, or
+        main's head for a new comparison), and main must still be there when the branch is
+        made: a publication of this slug landing in between would otherwise be overwritten
+        unseen by the next one.
+        """
+        branch = self.layout.branch(document.slug)
+        if current is not None and current.work_in_progress:
+            parent: str | None = current.commit
+            moves: tuple[RefMove, ...] = (RefMove(ref=branch, expected=current.commit),)
+        else:
+            parent = current.commit if current is not None else self.documents.main_head()
+            moves = (RefMove(ref=branch, expected=None),
+                     RefMove(ref=self.layout.main_ref, expected=parent, verify=True))
         tree = self.documents.repo.read_commit(parent).tree if parent else None
         return Change(
             action=action, subject=subject_line(label, document.title), comment=comment,
             slugs=(document.slug,), state=document.workflow.state, author=actor.as_person,
             approvers=tuple(approvers or ()), parents=(parent,) if parent else (),
             base_tree=tree, files={self.layout.path(document.slug): self.documents.encode(document)},
-            moves=(RefMove(ref=self.layout.branch(document.slug),
-                           expected=None if base is None else base.commit),),
+            moves=moves,
         )
 
     def _publish(self, current: Revision, document: Comparison, action: str, label: str,

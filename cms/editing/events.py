@@ -1,6 +1,7 @@
 """What a write tells the rest of the system: one typed event per commit.
 
-The commit pipeline emits it after the refs moved; listeners (the published index, the webhook
+The trailers of every CMS commit are written (``trailers``) and read back (``from_commit``) here.
+The commit pipeline emits the event after the refs moved; listeners (the published index, the webhook
 outbox, the audit cache, repository maintenance, the vote ledger) are wired once where the app is
 built. The same event can be read back from a commit of another process, so that listeners catch
 up on what they did not see happen.
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from msgspec import Struct
 
 from ..identity.actors import Person
+from ..store.layout import Layout
 from ..store.repository import Commit
 
 log = logging.getLogger("cms")
@@ -25,11 +27,12 @@ class Committed(Struct, frozen=True, kw_only=True, tag="content.committed", tag_
     slugs: tuple[str, ...]
     state: str | None
     commit: str
-    previous: str | None  # the commit's first parent
-    main_moved: bool  # main now points at ``commit``; before, at ``previous``
+    previous: str | None  # the commit's first parent: main before, when main moved
+    main_moved: bool  # main now points at ``commit``
     actor: Person
     approvers: tuple[str, ...]
     at: datetime
+    # A fold of votes names the last vote it holds, so that folding stays idempotent.
     votes_through: int | None = None
 
     @property
@@ -58,14 +61,25 @@ class Listeners:
                 log.exception("a listener failed after a commit; it will catch up from git")
 
 
+def trailers(*, action: str, state: str, slugs: tuple[str, ...], approvers: tuple[str, ...],
+             votes_through: int | None) -> list[tuple[str, str]]:
+    """The trailers of a CMS commit: what ``from_commit`` reads back."""
+    found = [("Cms-Action", action), ("Cms-State", state)]
+    found += [("Cms-Document", Layout.document(slug)) for slug in slugs]
+    found += [("Approved-by", person) for person in approvers]
+    if votes_through is not None:
+        found.append(("Cms-Votes-Through", str(votes_through)))
+    return found
+
+
 def from_commit(commit: Commit, *, on_main: bool) -> Committed:
     """The event a commit stands for, read back from its trailers."""
     message = commit.message
     through = message.first("Cms-Votes-Through")
     return Committed(
         action=message.first("Cms-Action") or "",
-        slugs=tuple(value.removeprefix("comparisons/") for value in message.values("Cms-Document")
-                    if value.startswith("comparisons/")),
+        slugs=tuple(slug for value in message.values("Cms-Document")
+                    if (slug := Layout.slug_of_document(value)) is not None),
         state=message.first("Cms-State"), commit=commit.oid,
         previous=commit.parents[0] if commit.parents else None, main_moved=on_main,
         actor=Person(name=commit.author.name, email=commit.author.email),

@@ -23,12 +23,12 @@ from ..store.layout import Layout
 from ..store.messages import format_message
 from ..store.refs import Move, RefConflict
 from ..store.repository import Repository, Signature
-from .events import Committed, Listeners, now
+from .events import Committed, Listeners, now, trailers
 
 log = logging.getLogger("cms")
 
 RETRIES = 8
-COMMIT = "{commit}"  # in a ref name, stands for the id of the commit being written
+NEW_COMMIT = "{commit}"  # in a ref name, stands for the id of the commit being written
 
 
 class RefMove(Struct, frozen=True, kw_only=True):
@@ -38,6 +38,8 @@ class RefMove(Struct, frozen=True, kw_only=True):
     ref: str
     expected: str | None
     delete: bool = False
+    # Only check that ``ref`` is still at ``expected`` (locked with the others), and leave it.
+    verify: bool = False
 
 
 class Change(Struct, frozen=True, kw_only=True):
@@ -101,19 +103,18 @@ class CommitPipeline:
         moved) when one of them is not where the plan read it."""
         try:
             self.repo.refs.transaction([
-                Move(move.ref.replace(COMMIT, commit), None if move.delete else commit,
+                Move(move.ref.replace(NEW_COMMIT, commit),
+                     move.expected if move.verify else None if move.delete else commit,
                      move.expected)
                 for move in moves])
         except RefConflict:
             return None
-        return [move.ref.replace(COMMIT, commit) for move in moves if not move.delete]
+        return [move.ref.replace(NEW_COMMIT, commit) for move in moves
+                if not move.delete and not move.verify]
 
 
 def message(change: Change) -> str:
     """A subject for people, the comment as the body, trailers for machines."""
-    trailers = [("Cms-Action", change.action), ("Cms-State", change.state)]
-    trailers += [("Cms-Document", Layout.document(slug)) for slug in change.slugs]
-    trailers += [("Approved-by", person) for person in change.approvers]
-    if change.votes_through is not None:
-        trailers.append(("Cms-Votes-Through", str(change.votes_through)))
-    return format_message(change.subject, change.comment, trailers)
+    return format_message(change.subject, change.comment, trailers(
+        action=change.action, state=change.state, slugs=change.slugs,
+        approvers=change.approvers, votes_through=change.votes_through))

@@ -11,11 +11,11 @@ import msgspec
 from ..config import Settings
 from ..content import codec
 from ..content.model import Comparison
-from ..errors import CmsError
+from ..errors import CmsError, Conflict
 from ..identity.actors import Person
 from ..store.repository import Repository
 from .pipeline import Change, RefMove
-from .wiring import open_content
+from .write_side import open_write_side
 
 
 class FileProblem(msgspec.Struct, frozen=True):
@@ -62,7 +62,7 @@ def initialise(settings: Settings, seed: Path | None) -> tuple[Repository, int]:
     now = datetime.now(UTC).replace(microsecond=0)
     files = {comparison.slug: codec.encode(as_published(comparison, now)).encode("utf-8")
              for comparison in comparisons}
-    return create_repository(settings, files, now), len(files)
+    return create_repository(settings, files), len(files)
 
 
 def as_published(comparison: Comparison, at: datetime) -> Comparison:
@@ -71,19 +71,25 @@ def as_published(comparison: Comparison, at: datetime) -> Comparison:
     return msgspec.structs.replace(comparison, workflow=record)
 
 
-def create_repository(settings: Settings, files: Mapping[str, bytes], at: datetime) -> Repository:
+def create_repository(settings: Settings, files: Mapping[str, bytes]) -> Repository:
     """A new repository whose first commit publishes ``files`` (slug -> encoded comparison,
     already in the published state); no commit at all when there are none."""
     repo = Repository.create(settings.repo, branch=settings.branch, durable=settings.durable)
     if not files:
         return repo
-    content = open_content(settings, repo=repo)
+    content = open_write_side(settings, repo=repo)
     layout = content.layout
     cms = Person(name=settings.committer_name, email=settings.committer_email)
-    content.pipeline.run(lambda: Change(
-        action="seed", subject=f"Seed: {len(files)} comparisons", slugs=(), state="published",
-        author=cms, parents=(), base_tree=None,
-        files={layout.path(slug): data for slug, data in files.items()},
-        moves=(RefMove(ref=layout.main_ref, expected=None),),
-    ))
+
+    def plan() -> Change:
+        if content.documents.main_head() is not None:
+            raise Conflict("the repository has published content already; seed a new one")
+        return Change(
+            action="seed", subject=f"Seed: {len(files)} comparisons", slugs=(),
+            state="published", author=cms, parents=(), base_tree=None,
+            files={layout.path(slug): data for slug, data in files.items()},
+            moves=(RefMove(ref=layout.main_ref, expected=None),),
+        )
+
+    content.pipeline.run(plan)
     return repo

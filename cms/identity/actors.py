@@ -1,4 +1,4 @@
-"""Who is acting: a person with roles. Shared by the workflow engine, the store and the API."""
+"""Who is acting: a person with roles, and a person as git records them (author, approver)."""
 
 from __future__ import annotations
 

@@ -21,6 +21,10 @@ from .keys import sign, signing_key, unsign
 MAX_SECONDS = 30 * 24 * 3600
 
 
+class PreviewGone(Gone):
+    code = "preview_gone"
+
+
 class Grant(Struct, kw_only=True):
     id: str
     slug: str
@@ -72,10 +76,10 @@ class Previews:
         except (ValueError, msgspec.DecodeError):
             raise NotFound("no such preview") from None
         if claims.e <= (time.time() if now is None else now):
-            raise Gone("this preview link has expired; ask for a new one", code="preview_gone")
+            raise PreviewGone("this preview link has expired; ask for a new one")
         grant = next((g for g in self._load() if g.id == claims.i and g.slug == claims.s), None)
         if grant is None or grant.revoked_at is not None:
-            raise Gone("this preview link was revoked", code="preview_gone")
+            raise PreviewGone("this preview link was revoked")
         return claims.s
 
     def _signing_key(self) -> bytes:

@@ -21,7 +21,7 @@ from ..content.render import render_cached
 from ..store.documents import Documents
 from .index import Entry
 from .sync import Sync
-from .views import ComparisonSummary, comparison_view, summary_view
+from .views import ComparisonSummary, comparison_url, comparison_view, summary_view
 
 
 class ExportIndex(Struct, kw_only=True):
@@ -52,12 +52,12 @@ def export(documents: Documents, sync: Sync, base: str, out: Path) -> ExportResu
     entries.sort(key=lambda entry: entry.slug)
     wanted: dict[Path, bytes] = {}
     for entry in entries:
-        url = f"{base}/api/comparisons/{entry.slug}"
+        url = comparison_url(base, entry.slug)
         html = render_cached(entry.blob, entry.comparison.body)
         view = comparison_view(entry.comparison, revision=entry.blob, html=html, url=url)
         wanted[out / "comparisons" / f"{entry.slug}.json"] = _json(view)
         wanted[out / "comparisons" / f"{entry.slug}.html"] = html.encode("utf-8")
-    items = [summary_view(entry, f"{base}/api/comparisons/{entry.slug}") for entry in entries]
+    items = [summary_view(entry, comparison_url(base, entry.slug)) for entry in entries]
     wanted[out / "index.json"] = _json(ExportIndex(commit=head, items=items))
     wanted[out / "sync.json"] = _json(ExportSync(
         commit=head, next_sync=sync.token(head) if head else None))

@@ -16,7 +16,9 @@ from msgspec import Struct
 from ..content.diff import Change, compare
 from ..content.model import Comparison
 from ..content.render import render_cached
+from ..editing.events import from_commit
 from ..store.documents import Documents
+from .views import comparison_url
 
 ATOM = "http://www.w3.org/2005/Atom"
 
@@ -45,24 +47,24 @@ def latest(documents: Documents, base_url: str, limit: int = 30) -> list[FeedIte
     ).split()
     for sha in shas:
         commit = documents.repo.read_commit(sha)
-        if commit.message.first("Cms-Action") != "publish" or not commit.parents:
+        event = from_commit(commit, on_main=True)
+        if event.action != "publish" or event.previous is None or not event.slug:
             continue
-        slug = (commit.message.first("Cms-Document") or "").removeprefix("comparisons/")
-        after = documents.in_tree(commit.tree, slug) if slug else None
+        after = documents.in_tree(commit.tree, event.slug)
         if after is None:
             continue
-        before = documents.in_tree(documents.repo.read_commit(commit.parents[0]).tree, slug)
+        before = documents.in_tree(documents.repo.read_commit(event.previous).tree, event.slug)
         changes = compare(before, after).verdict_changes if before else []
         summary = _summary(after, before is None, changes)
-        url = f"{base_url}/api/comparisons/{slug}"
+        url = comparison_url(base_url, event.slug)
         items.append(FeedItem(
-            id=f"{url}#{commit.oid}", slug=slug,
+            id=f"{url}#{event.commit}", slug=event.slug,
             title=after.title if before is None else f"{after.title}: verdicts updated"
             if changes else f"{after.title}: updated",
-            url=url, published=commit.committer.at.astimezone(UTC), summary=summary,
+            url=url, published=event.at, summary=summary,
             content_html=f"<p>{html.escape(summary)}</p>\n"
-            + render_cached(f"feed:{commit.oid}", after.body),
-            author=commit.author.name, new=before is None,
+            + render_cached(f"feed:{event.commit}", after.body),
+            author=event.actor.name, new=before is None,
         ))
     return items
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 import msgspec
 from msgspec import Struct
 
+from .. import urlsafe
 from ..content.model import Comparison
 from ..errors import BadRequest, CmsError, Gone
 from ..identity.keys import ForgedToken, sign, unsign
@@ -20,9 +21,10 @@ from ..store.documents import Documents
 from ..store.repository import changed_files
 
 
-def sync_gone(message: str, field: str = "token") -> Gone:
+class SyncTokenGone(Gone):
     """The token names a commit this repository's main never had: the client must start over."""
-    return Gone(message, field=field, code="sync_token_gone")
+
+    code = "sync_token_gone"
 
 
 class _Position(Struct, frozen=True):
@@ -67,7 +69,7 @@ def _sync(documents: Documents, key: bytes, *, token: str | None, page: str | No
         base = _decode(key, token, "token").target
         head = documents.main_head()
         if head is None:
-            raise sync_gone("the repository has no published content; sync from the start")
+            raise SyncTokenGone("the repository has no published content; sync from the start")
         _check_ancestor(documents, base, head)
         position = _Position(target=head, base=base)
     else:
@@ -117,15 +119,15 @@ def _check_known(documents: Documents, commit: str) -> None:
     try:
         documents.repo.read_commit(commit)
     except CmsError as exc:
-        raise sync_gone("the sync token names a commit this repository does not have; "
-                       "sync from the start (GET /api/sync)", field="token") from exc
+        raise SyncTokenGone("the sync token names a commit this repository does not have; "
+                            "sync from the start (GET /api/sync)", field="token") from exc
 
 
 def _check_ancestor(documents: Documents, base: str, head: str) -> None:
     _check_known(documents, base)
     if base != head and not documents.is_ancestor(base, head):
-        raise sync_gone("the sync token is not from this repository's published history; "
-                       "sync from the start (GET /api/sync)", field="token")
+        raise SyncTokenGone("the sync token is not from this repository's published history; "
+                            "sync from the start (GET /api/sync)", field="token")
 
 
 def _encode(key: bytes, position: _Position) -> str:
@@ -136,10 +138,11 @@ def _encode(key: bytes, position: _Position) -> str:
 
 def _decode(key: bytes, value: str, field: str) -> _Position:
     try:
-        position = msgspec.json.decode(unsign(key, value, size=16), type=_Position)
+        position = msgspec.json.decode(urlsafe.decode(value.partition(".")[0]), type=_Position)
+        unsign(key, value, size=16)
     except ForgedToken:
-        raise sync_gone(f"the {field} was not issued by this server; sync from the start "
-                        "(GET /api/sync)", field=field) from None
+        raise SyncTokenGone(f"the {field} was not issued by this server; sync from the start "
+                            "(GET /api/sync)", field=field) from None
     except (ValueError, msgspec.DecodeError) as exc:
         raise BadRequest(f"the {field} is not one this API gave out; sync from the start",
                          field=field) from exc

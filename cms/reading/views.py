@@ -1,7 +1,8 @@
 """What a reader sees: a comparison with its derived shares, and an entry of a list.
 
-Shared by the API, the export and the feeds, so that every way out of the CMS shows a comparison
-the same way. Shares are derived from the verdicts and the tallies here, never stored.
+Shared by the API and the export, so that both show a comparison the same way; feeds and
+webhooks link to it with ``comparison_url``. Shares are derived from the verdicts and the
+tallies here, never stored.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from ..content.model import (
     percent_label,
 )
 from .index import Entry
+
+
+def comparison_url(base_url: str, slug: str) -> str:
+    """Where the public reads a comparison."""
+    return f"{base_url}/api/comparisons/{slug}"
 
 
 def share(value: Fraction) -> float:

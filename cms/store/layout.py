@@ -58,3 +58,9 @@ class Layout(Struct, frozen=True):
     def document(slug: str) -> str:
         """The value of a ``Cms-Document`` trailer."""
         return f"comparisons/{slug}"
+
+    @staticmethod
+    def slug_of_document(value: str) -> str | None:
+        """The slug a ``Cms-Document`` trailer names, if it names a comparison."""
+        slug = value.removeprefix("comparisons/")
+        return slug if slug and slug != value else None

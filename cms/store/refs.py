@@ -49,7 +49,7 @@ class RefConflict(Exception):
 
 class Move(Struct, frozen=True):
     """Point ``name`` at ``new`` (None deletes it), provided it is at ``expected`` now (None: it
-    does not exist)."""
+    does not exist). With ``new`` equal to ``expected`` the ref is only checked, under its lock."""
 
     name: str
     new: str | None
@@ -102,6 +102,7 @@ class Refs:
             # Removing a packed ref means rewriting packed-refs; git does that safely.
             self._git_transaction(moves)
             return
+        done: list[Move] = []
         try:
             with contextlib.ExitStack() as stack:
                 locks = {name: stack.enter_context(self._locked(self.git_dir / name))
@@ -111,10 +112,22 @@ class Refs:
                     if actual != move.expected:
                         raise RefConflict(move.name, move.expected, actual)
                 for move in moves:
-                    self._apply(move, locks[move.name])
+                    if move.new != move.expected:
+                        self._apply(move, locks[move.name])
+                        done.append(move)
         except OSError as exc:
+            self._undo(done)
             raise StoreError(f"could not move {', '.join(m.name for m in moves)}: "
                              f"{exc.strerror}") from exc
+
+    def _undo(self, done: list[Move]) -> None:
+        """Put back what a failing transaction moved (on a full disk, say), as far as the disk
+        lets, each ref only if nobody moved it since; start-up recovery handles the rest."""
+        for move in reversed(done):
+            try:
+                self.transaction([Move(move.name, move.expected, move.new)])
+            except (RefConflict, StoreError):
+                log.warning("could not put %s back after a failed write", move.name)
 
     def _apply(self, move: Move, lock: _Lock) -> None:
         path = self.git_dir / move.name

@@ -17,6 +17,7 @@ from msgspec import Struct
 from ..editing.events import Committed, from_commit
 from ..errors import BadRequest
 from ..identity.actors import Person
+from ..reading.views import comparison_url
 from ..store.documents import Documents
 from .store import OutboxEvent, WebhookStore
 
@@ -59,7 +60,7 @@ def outbox_event(kind: str, event: Committed, base_url: str) -> OutboxEvent | No
         timestamp=event.at.astimezone(UTC),
         data=EventData(
             slug=event.slug, commit=event.commit, previous_commit=event.previous,
-            url=f"{base_url}/api/comparisons/{event.slug}", actor=event.actor,
+            url=comparison_url(base_url, event.slug), actor=event.actor,
             approvers=list(event.approvers), action=event.action, state=event.state,
         ),
     )

@@ -26,6 +26,12 @@ from .signing import new_secret
 
 DeliveryStatus = Literal["pending", "delivered", "failed", "coalesced"]
 ROTATION_GRACE_SECONDS = 24 * 3600
+# How many waiting deliveries one coalesced call may stand for: bounds what a round reads.
+_COALESCE_BATCH = 1000
+# An endpoint's pending deliveries with their events, oldest first (the queue's order).
+_PENDING = ("SELECT d.*, e.type, e.slug, e.commit_sha, e.payload FROM deliveries d "
+            "JOIN events e ON e.id = d.event_id WHERE d.endpoint_id = ? AND d.status = 'pending' "
+            "ORDER BY d.seq")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -164,6 +170,19 @@ class WebhookStore:
                 raise
             self._db.execute("COMMIT")
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One consistent view for several reads. The API's threads (under the lock) and other
+        processes sharing the file (WAL: from the first read on) may change the database between
+        two statements; a view that changed midway would, say, list an endpoint and then not
+        find its secrets."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._db.execute("ROLLBACK")  # reads only: nothing to keep
+
     def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
@@ -210,7 +229,10 @@ class WebhookStore:
         return self.endpoint(endpoint_id)
 
     def disable(self, endpoint_id: str, reason: str) -> None:
-        self.update_endpoint(endpoint_id, enabled=False, disabled_reason=reason)
+        """Stop sending to an endpoint; nothing to do if it was deleted meanwhile."""
+        with self._transaction() as db:
+            db.execute("UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? "
+                       "WHERE id = ?", (reason, time.time(), endpoint_id))
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         self.endpoint(endpoint_id)
@@ -236,8 +258,11 @@ class WebhookStore:
         return secret
 
     def secrets_in_use(self, endpoint_id: str, now: float) -> list[str]:
-        row = self._rows("SELECT secret, previous_secret, previous_secret_until FROM endpoints "
-                         "WHERE id = ?", endpoint_id)[0]
+        rows = self._rows("SELECT secret, previous_secret, previous_secret_until FROM endpoints "
+                          "WHERE id = ?", endpoint_id)
+        if not rows:
+            raise NotFound(f"no webhook endpoint with id `{endpoint_id}`", field="id")
+        row = rows[0]
         found = [row["secret"]]
         if row["previous_secret"] and (row["previous_secret_until"] or 0) > now:
             found.append(row["previous_secret"])
@@ -319,42 +344,54 @@ class WebhookStore:
     # Deliveries
 
     def next_due(self, now: float, busy: set[str]) -> tuple[list[Due], float | None]:
-        """The head of each enabled endpoint's queue if it is due; and when the next one is."""
+        """The head of each enabled endpoint's queue if it is due; and when the next one is.
+
+        Read in one snapshot, so that an endpoint deleted meanwhile is either wholly there or
+        wholly gone. Each endpoint costs a bounded read, however long its queue: the head, and
+        for a coalescing endpoint at most a batch of the deliveries waiting behind it.
+        """
         due: list[Due] = []
         wake: float | None = None
-        for endpoint in self.endpoints():
-            if not endpoint.enabled or endpoint.id in busy:
-                continue
-            rows = self._rows(
-                "SELECT d.*, e.type, e.slug, e.commit_sha, e.payload FROM deliveries d "
-                "JOIN events e ON e.id = d.event_id WHERE d.endpoint_id = ? "
-                "AND d.status = 'pending' ORDER BY d.seq", endpoint.id)
-            if not rows:
-                continue
-            head = rows[0]
-            if head["next_attempt_at"] > now:
-                wake = head["next_attempt_at"] if wake is None else min(wake, head["next_attempt_at"])
-                continue
-            chosen = head
-            coalescible: list[str] = []
-            if endpoint.coalesce_seconds > 0 and head["attempts"] == 0:
-                fresh = [row for row in rows if row["attempts"] == 0]
-                chosen = fresh[-1]
-                coalescible = [row["id"] for row in fresh[:-1]]
-            due.append(Due(
-                delivery_id=chosen["id"], endpoint=endpoint,
-                secrets=self.secrets_in_use(endpoint.id, now),
-                event=OutboxEvent(id=chosen["event_id"], type=chosen["type"], slug=chosen["slug"],
-                            commit=chosen["commit_sha"], payload=bytes(chosen["payload"])),
-                attempts=chosen["attempts"], coalescible=coalescible,
-            ))
+        with self._snapshot():
+            for endpoint in self.endpoints():
+                if not endpoint.enabled or endpoint.id in busy:
+                    continue
+                heads = self._rows(_PENDING + " LIMIT 1", endpoint.id)
+                if not heads:
+                    continue
+                chosen = heads[0]
+                if chosen["next_attempt_at"] > now:
+                    at = chosen["next_attempt_at"]
+                    wake = at if wake is None else min(wake, at)
+                    continue
+                coalescible: list[str] = []
+                if endpoint.coalesce_seconds > 0 and chosen["attempts"] == 0:
+                    # A burst longer than a batch goes out as several calls, still in order,
+                    # the last carrying the latest event.
+                    fresh = [row["id"] for row in self._rows(
+                        "SELECT id FROM deliveries WHERE endpoint_id = ? AND status = 'pending' "
+                        "AND attempts = 0 ORDER BY seq LIMIT ?", endpoint.id, _COALESCE_BATCH)]
+                    coalescible = fresh[:-1]
+                    chosen = self._rows(_PENDING + " AND d.id = ?", endpoint.id, fresh[-1])[0]
+                due.append(Due(
+                    delivery_id=chosen["id"], endpoint=endpoint,
+                    secrets=self.secrets_in_use(endpoint.id, now),
+                    event=OutboxEvent(id=chosen["event_id"], type=chosen["type"],
+                                      slug=chosen["slug"], commit=chosen["commit_sha"],
+                                      payload=bytes(chosen["payload"])),
+                    attempts=chosen["attempts"], coalescible=coalescible,
+                ))
         return due, wake
 
     def finish_attempt(self, delivery_id: str, attempt: Attempt, *,
                        status: DeliveryStatus, next_attempt_at: float | None,
-                       coalesced: list[str]) -> None:
+                       coalesced: list[str]) -> bool:
+        """Record an attempt; False if the delivery is gone (its endpoint was deleted while the
+        attempt was in flight), in which case nothing is written: no orphan in the log."""
         now = time.time()
         with self._transaction() as db:
+            if db.execute("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)).fetchone() is None:
+                return False
             db.execute(
                 "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, "
                 "response_excerpt) VALUES (?, ?, ?, ?, ?, ?)",
@@ -372,6 +409,7 @@ class WebhookStore:
                 db.execute("UPDATE deliveries SET status = 'coalesced', coalesced_into = ?, "
                            "finished_at = ? WHERE id = ? AND status = 'pending'",
                            (delivery_id, now, other))
+        return True
 
     def deliveries(self, endpoint_id: str, limit: int = 100) -> list[Delivery]:
         self.endpoint(endpoint_id)

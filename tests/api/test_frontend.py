@@ -16,9 +16,9 @@ import pytest
 from litestar.testing import TestClient
 
 from cms.config import Settings
-from cms.editing.wiring import open_content
-from cms.errors import Gone
+from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
+from cms.identity.previews import PreviewGone
 from cms.store.repository import Repository
 
 from ..conftest import HAIKU, git
@@ -71,7 +71,7 @@ def published_on_main(repo: Path) -> dict[str, str]:
 
 def test_sync_through_a_hundred_publications(client: Client, settings: Settings,
                                              repo_path: Path) -> None:
-    store = open_content(settings, repo=Repository(repo_path))
+    store = open_write_side(settings, repo=Repository(repo_path))
     frontend = Frontend(client)
     assert frontend.sync() == len(published_on_main(repo_path))
     base = store.documents.published(HAIKU)
@@ -225,7 +225,7 @@ def test_preview_links(client: Client, tokens: dict[str, Headers], settings: Set
 
     previews = client.app.state.services.previews
     assert previews.check(token) == "preview-me"
-    with pytest.raises(Gone):
+    with pytest.raises(PreviewGone):
         previews.check(token, now=time.time() + 3601)
 
     revoked = client.delete(f"/api/drafts/preview-me/preview/{link['id']}", headers=tokens["editor"])

@@ -7,7 +7,7 @@ from litestar.testing import TestClient
 
 from cms.api import response_cache
 from cms.api.response_cache import PublicResponseCache
-from cms.editing.wiring import open_content
+from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
 from cms.store.repository import Repository
 
@@ -68,7 +68,7 @@ def test_a_vote_or_a_commit_of_another_process_is_seen_at_once(client: Client) -
     assert after["tools"][0]["community"]["ship"] == before["tools"][0]["community"]["ship"] + 1
 
     services = client.app.state.services
-    other = open_content(services.settings, repo=Repository(services.settings.repo))
+    other = open_write_side(services.settings, repo=Repository(services.settings.repo))
     published = other.documents.published(HAIKU)
     assert published is not None
     other.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)

@@ -197,3 +197,13 @@ def test_unpublish_works_while_a_next_revision_is_drafted(
     current = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
     assert current.json()["revision"] == draft.json()["revision"]
     assert "Unpublish:" in git(repo_path, "log", "-1", "--format=%s", "main")
+
+
+def test_a_body_with_windows_line_endings_is_stored_canonical(
+        client: TestClient, tokens: dict[str, Headers]) -> None:  # type: ignore[type-arg]
+    published = client.get(f"/api/comparisons/{HAIKU}").json()
+    document = new_document(published, "crlf-comparison", "Written in a browser")
+    document["body"] = "Line one\r\n\r\nLine two\r\n\r\n"
+    created = client.post("/api/drafts", json=document, headers=tokens["editor"])
+    assert created.status_code == 201, created.text
+    assert created.json()["body"] == "Line one\n\nLine two\n"

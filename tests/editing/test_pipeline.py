@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from cms.config import Settings
-from cms.editing.wiring import Content, open_content
+from cms.editing.write_side import WriteSide, open_write_side
 from cms.errors import PreconditionFailed
 from cms.identity.actors import Actor
 from cms.store.documents import Revision
@@ -29,7 +29,7 @@ REVIEWER = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset
 PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
 
 
-def approved_draft(content: Content) -> Revision:
+def approved_draft(content: WriteSide) -> Revision:
     published = content.documents.published(HAIKU)
     assert published is not None
     edited = msgspec.structs.replace(published.comparison, summary="A summary to publish.")
@@ -43,7 +43,7 @@ def publications(repo: Path) -> list[str]:
                "--grep=^Cms-Action: publish$", "main").split()
 
 
-def before_commit(content: Content, hook: Callable[[], None]) -> None:
+def before_commit(content: WriteSide, hook: Callable[[], None]) -> None:
     """Run ``hook`` once, after ``content``'s next plan has read and checked, before it writes."""
     original = content.repo.commit
     done: list[bool] = []
@@ -59,7 +59,7 @@ def before_commit(content: Content, hook: Callable[[], None]) -> None:
 
 def test_a_publish_that_lost_the_race_is_refused_not_merged_again(
         settings: Settings, repo_path: Path) -> None:
-    first, second = open_content(settings), open_content(settings)
+    first, second = open_write_side(settings), open_write_side(settings)
     approved = approved_draft(first)
     before = len(publications(repo_path))
     # The second process reads and checks the same revision, then the first publishes it.
@@ -74,7 +74,7 @@ def test_a_publish_that_lost_the_race_is_refused_not_merged_again(
 def test_a_publish_reading_between_the_others_two_moves_is_refused(
         settings: Settings, repo_path: Path) -> None:
     """Main has moved, the branch is not deleted yet: a reader then still sees the revision."""
-    first, second = open_content(settings), open_content(settings)
+    first, second = open_write_side(settings), open_write_side(settings)
     approved = approved_draft(first)
     before = len(publications(repo_path))
     main_moved, second_read = threading.Event(), threading.Event()
@@ -113,7 +113,7 @@ def test_a_publish_reading_between_the_others_two_moves_is_refused(
 
 def test_a_publish_whose_draft_was_edited_meanwhile_is_refused(
         settings: Settings, repo_path: Path) -> None:
-    first, second = open_content(settings), open_content(settings)
+    first, second = open_write_side(settings), open_write_side(settings)
     approved = approved_draft(first)
     main_before = first.documents.main_head()
 
@@ -129,7 +129,7 @@ def test_a_publish_whose_draft_was_edited_meanwhile_is_refused(
 
 
 def test_an_unpublish_checks_the_revision_it_names(settings: Settings, repo_path: Path) -> None:
-    first, second = open_content(settings), open_content(settings)
+    first, second = open_write_side(settings), open_write_side(settings)
     live = first.documents.published(HAIKU)
     assert live is not None
     # Between the second process's read and its write, the first republishes a new revision.
@@ -143,4 +143,26 @@ def test_an_unpublish_checks_the_revision_it_names(settings: Settings, repo_path
     with pytest.raises(PreconditionFailed):
         second.editor.transition(HAIKU, "unpublish", PUBLISHER, live.revision)
     assert first.documents.published(HAIKU) is not None
+    fsck(repo_path)
+
+
+def test_a_first_save_over_a_publication_that_landed_meanwhile_is_refused(
+        settings: Settings, repo_path: Path) -> None:
+    """The branch is absent before and after the other publication: main must be checked too."""
+    first, second = open_write_side(settings), open_write_side(settings)
+    live = first.documents.published(HAIKU)
+    assert live is not None
+    edited = msgspec.structs.replace(live.comparison, summary="Ada's summary.")
+
+    def publish_a_new_version() -> None:
+        approved = approved_draft(first)
+        first.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+
+    before_commit(second, publish_a_new_version)
+    with pytest.raises(PreconditionFailed):
+        second.editor.save(HAIKU, edited, EDITOR, live.revision)
+    assert first.documents.work_in_progress(HAIKU) is None
+    published = first.documents.published(HAIKU)
+    assert published is not None
+    assert published.comparison.summary == "A summary to publish."
     fsck(repo_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 from cms.config import Settings, load_settings
 from cms.content.model import Comparison
 from cms.editing.seed import initialise
-from cms.editing.wiring import open_content
+from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
 from cms.reading.bulk_decode import decode_many
 from cms.reading.index import PublishedIndex, Query
@@ -22,7 +22,7 @@ SEEDED = len(list((SEED / "comparisons").glob("*.md")))
 
 
 def store(settings: Settings) -> Documents:
-    return open_content(settings).documents
+    return open_write_side(settings).documents
 
 
 def counting_store(settings: Settings) -> tuple[Documents, list[str]]:
@@ -64,7 +64,7 @@ def test_a_restart_reads_the_snapshot_and_catches_up(settings: Settings, repo_pa
     assert snapshot.exists()
     expected = {entry.slug: entry.comparison for entry in first.query(Query(limit=100)).items}
     # While no server runs, a comparison is unpublished.
-    content = open_content(settings)
+    content = open_write_side(settings)
     published = content.documents.published(HAIKU)
     assert published is not None
     content.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
@@ -108,7 +108,7 @@ def test_a_broken_snapshot_is_ignored_and_a_damaged_record_read_from_git(
 def test_commits_of_another_process_are_picked_up(settings: Settings, repo_path: Path) -> None:
     index = PublishedIndex(store(settings))
     index.load()
-    other = open_content(settings)  # another instance sharing the repository
+    other = open_write_side(settings)  # another instance sharing the repository
     published = other.documents.published(HAIKU)
     assert published is not None
     other.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
@@ -122,7 +122,7 @@ def test_main_moving_during_the_fill_ends_with_main_as_it_is(settings: Settings,
     documents, decoded = counting_store(settings)
     index = PublishedIndex(documents)
     index.load()
-    other = open_content(settings)  # another writer, unpublishing while the index fills
+    other = open_write_side(settings)  # another writer, unpublishing while the index fills
     other.listeners.subscribe(index.on_committed)
     counted = documents.decode_blob
 
@@ -182,7 +182,7 @@ def test_a_snapshot_of_another_repository_lends_records_not_its_tree(
         settings: Settings, repo_path: Path, tmp_path: Path) -> None:
     other_settings = load_settings({}, repo=tmp_path / "other.git", data=tmp_path / "other-data")
     initialise(other_settings, SEED)
-    other = open_content(other_settings)
+    other = open_write_side(other_settings)
     published = other.documents.published(HAIKU)
     assert published is not None
     other.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)  # a tree ours lacks

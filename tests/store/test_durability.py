@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 from cms.api.app import create_app
 from cms.config import Settings, load_settings
 from cms.editing.seed import initialise
-from cms.editing.wiring import open_content
+from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
 from cms.identity.tokens import TokenStore
 from cms.store.recovery import recover
@@ -30,11 +30,11 @@ PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozens
 WRITER = textwrap.dedent("""
     import sys, msgspec
     from cms.config import load_settings
-    from cms.editing.wiring import open_content
+    from cms.editing.write_side import open_write_side
     from cms.identity.actors import Actor
 
     settings = load_settings({}, repo=sys.argv[1], data=sys.argv[2])
-    store = open_content(settings)
+    store = open_write_side(settings)
     editor = Actor(name="Crash Editor", email="crash@example.com", roles=frozenset({"editor"}))
     current = store.documents.current(sys.argv[3])
     for number in range(500):
@@ -58,7 +58,7 @@ def test_kill_nine_mid_write_loses_no_acknowledged_write(settings: Settings,
         ancestor = subprocess.run(["git", "--git-dir", str(repo_path), "merge-base",
                                    "--is-ancestor", commit, branch], check=False)
         assert ancestor.returncode == 0, commit
-    store = open_content(settings, repo=Repository(repo_path))
+    store = open_write_side(settings, repo=Repository(repo_path))
     recover(store.documents, stale_after=0)
     fsck(repo_path)
     current = store.documents.current(HAIKU)
@@ -114,7 +114,7 @@ def test_a_full_disk_refuses_the_write_and_changes_nothing(small_disk: Path) -> 
 
 def interrupted_unpublish(settings: Settings) -> None:
     """An unpublish that a crash stopped between its two ref moves, a moment ago."""
-    store = open_content(settings)
+    store = open_write_side(settings)
     published = store.documents.published(HAIKU)
     assert published is not None
     main_before = store.documents.main_head()

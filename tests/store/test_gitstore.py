@@ -12,7 +12,7 @@ import pytest
 
 from cms.config import Settings
 from cms.content import codec
-from cms.editing.wiring import Content, open_content
+from cms.editing.write_side import WriteSide, open_write_side
 from cms.errors import PreconditionFailed
 from cms.identity.actors import Actor
 from cms.store.layout import shard
@@ -29,8 +29,8 @@ REVIEWER = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset
 PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
 
 
-def documents(settings: Settings) -> Content:
-    return open_content(settings, repo=Repository(settings.repo))
+def documents(settings: Settings) -> WriteSide:
+    return open_write_side(settings, repo=Repository(settings.repo))
 
 
 def test_blob_and_tree_ids_match_git(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_one_writer_wins_a_race_and_the_others_change_nothing(settings: Settings
     barrier = threading.Barrier(len(writers))
     outcomes: list[str] = []
 
-    def write(store: Content, number: int) -> None:
+    def write(store: WriteSide, number: int) -> None:
         edited = msgspec.structs.replace(published.comparison, summary=f"Summary number {number}.")
         barrier.wait()
         try:

@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 from cms.api.app import create_app
 from cms.config import Settings, load_settings
 from cms.editing.seed import initialise
-from cms.editing.wiring import open_content
+from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
 from cms.store.repository import Repository
 
@@ -341,7 +341,7 @@ def test_events_survive_a_restart_and_a_crash_before_recording(tmp_path: Path) -
         subscribe(client, tokens["admin"], receiver.url)
     # While no server runs, a comparison is published by the store alone, as if the server had
     # died between the commit and recording its event.
-    store = open_content(settings, repo=Repository(settings.repo))
+    store = open_write_side(settings, repo=Repository(settings.repo))
     current = store.documents.published(HAIKU)
     assert current is not None
     publisher = Actor(name="Paul Publisher", email="paul@example.com",

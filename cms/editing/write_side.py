@@ -1,4 +1,6 @@
-"""The write side assembled from settings: repository, layout, reads, pipeline and commands."""
+"""The write side assembled from settings: the repository, its layout, reads of revisions, the
+commit pipeline with its (empty) list of listeners, and the commands. Whoever serves wires the
+listeners (see ``cms.api.services``)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from .workflow import Workflow, load_workflow
 
 
 @dataclass(frozen=True)
-class Content:
+class WriteSide:
     repo: Repository
     documents: Documents
     listeners: Listeners
@@ -33,8 +35,8 @@ def layout_of(settings: Settings) -> Layout:
     return Layout(content_dir=settings.content_dir, main_branch=settings.branch)
 
 
-def open_content(settings: Settings, *, workflow: Workflow | None = None,
-                 repo: Repository | None = None) -> Content:
+def open_write_side(settings: Settings, *, workflow: Workflow | None = None,
+                 repo: Repository | None = None) -> WriteSide:
     repo = repo or Repository(settings.repo, durable=settings.durable)
     workflow = workflow or load_workflow(settings.workflow)
     documents = Documents(repo, layout_of(settings))
@@ -42,5 +44,5 @@ def open_content(settings: Settings, *, workflow: Workflow | None = None,
     pipeline = CommitPipeline(
         repo, documents.layout,
         Person(name=settings.committer_name, email=settings.committer_email), listeners)
-    return Content(repo=repo, documents=documents, listeners=listeners, pipeline=pipeline,
+    return WriteSide(repo=repo, documents=documents, listeners=listeners, pipeline=pipeline,
                    editor=Editor(documents, pipeline, workflow), workflow=workflow)
