@@ -58,9 +58,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             TokensController, WebhooksController,
         ],
         on_startup=[lambda: built.index.start(), lambda: built.webhooks.start(),
-                    lambda: built.maintenance.start(), lambda: built.vote_folder.start()],
+                    lambda: built.maintenance.start(), lambda: built.vote_folder.start(),
+                    lambda: built.recovery.start()],
         # The vote folder first: a fold in flight still reaches the webhook outbox's listener.
-        on_shutdown=[lambda: built.vote_folder.stop(), lambda: built.webhooks.stop(),
+        on_shutdown=[lambda: built.recovery.stop(), lambda: built.vote_folder.stop(),
+                     lambda: built.webhooks.stop(),
                      lambda: built.index.save(), lambda: built.index.close(),
                      lambda: built.instances.close()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},

@@ -15,9 +15,11 @@ from msgspec import UNSET, Meta, Struct
 
 from ..content.model import Comparison, Tool, WorkflowRecord, canonical_body
 from ..identity.actors import Role
+from ..identity.tokens import Email, Name
 
 Ignored = Any  # accepted on write so that reads round-trip, and otherwise ignored
-Comment = Annotated[str, Meta(max_length=5000)]
+# Goes into a commit message: prose, without control characters (git stops reading at a NUL).
+Comment = Annotated[str, Meta(max_length=5000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*\Z")]
 
 
 class ToolIn(Tool, forbid_unknown_fields=True, kw_only=True):
@@ -95,8 +97,8 @@ class DraftList(Struct, kw_only=True):
 
 
 class TokenIn(Struct, forbid_unknown_fields=True):
-    name: str
-    email: str
+    name: Name
+    email: Email
     roles: Annotated[list[Role], Meta(min_length=1)]
 
 

@@ -24,7 +24,7 @@ from ..reading.index import PublishedIndex
 from ..reading.sync import Sync
 from ..store.documents import Documents
 from ..store.maintenance import Maintenance
-from ..store.recovery import STALE_AFTER_SECONDS, Instances, recover
+from ..store.recovery import STALE_AFTER_SECONDS, Instances, PeriodicRecovery, recover
 from ..votes.folding import VoteFolder
 from ..votes.limits import RateLimit
 from ..votes.store import VoteStore
@@ -51,6 +51,7 @@ class Services:
     vote_limit: RateLimit
     bodies: BodyCache
     instances: Instances
+    recovery: PeriodicRecovery
 
 
 def build_services(settings: Settings) -> Services:
@@ -79,6 +80,7 @@ def build_services(settings: Settings) -> Services:
         maintenance=maintenance, previews=Previews(settings.data), votes=votes,
         vote_folder=VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds),
         vote_limit=RateLimit(settings.vote_rate), bodies=BodyCache(), instances=instances,
+        recovery=PeriodicRecovery(documents),
     )
 
 

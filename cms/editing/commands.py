@@ -141,6 +141,10 @@ class Editor:
             else documents.current(slug)
         if current is None:
             raise NotFound(f"no comparison with slug `{slug}`", field="slug")
+        if documents.merged(current, documents.main_head()):
+            raise PreconditionFailed(
+                "this revision was published meanwhile; read the comparison again",
+                field="If-Match")
         if if_match is None:
             raise PreconditionRequired(
                 "send the revision you read in an If-Match header; "

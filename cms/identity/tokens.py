@@ -23,7 +23,8 @@ from ..statefiles import exclusive, replace_file
 from .actors import Actor, Role
 
 TOKEN_PREFIX = "cms_"  # noqa: S105 - a marker, not a secret
-Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^<>\n\r\t]+\Z")]
+# Both go into commit headers and trailers: no angle brackets, no control characters.
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^<>\x00-\x1f\x7f]+\Z")]
 Email = Annotated[str, Meta(max_length=254, pattern=r"^[^<>\s@]+@[^<>\s@]+\Z")]
 
 

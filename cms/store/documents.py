@@ -143,6 +143,25 @@ class Documents:
             raise NotFound(f"{commit} is not a commit", field="commit")
         return commit
 
+    def merged(self, revision: Revision, main: str | None, *, depth: int = 100) -> bool:
+        """Whether main merged this branch revision already: a publication whose second step
+        (dropping the branch) a crash prevented. Looks at main's recent first parents only,
+        back to the revision's own time, since such a branch is at most minutes old."""
+        if not revision.work_in_progress or main is None:
+            return False
+        since = self.repo.read_commit(revision.commit).committer.at
+        current: str | None = main
+        for _ in range(depth):
+            if current is None:
+                return False
+            commit = self.repo.read_commit(current)
+            if revision.commit in commit.parents[1:]:
+                return True
+            if commit.committer.at < since:
+                return False
+            current = commit.parents[0] if commit.parents else None
+        return False
+
     def is_ancestor(self, commit: str, of: str) -> bool:
         try:
             self.repo.git("merge-base", "--is-ancestor", commit, of)

@@ -5,13 +5,19 @@ plain git), slow every lookup and every git command that walks history (the audi
 an auditor's own): with a thousand loose objects it was about ten times slower than packed.
 git's own `gc --auto` waits for 50 packs or 6,700 loose objects and then repacks everything; the
 CMS repacks geometrically on its own thresholds, in the background, one run at a time. Repacking
-alongside writers is safe: git never deletes an object before it is in a pack.
+alongside writers is safe: git never deletes an object before it is in a pack. Only one process
+repacks a repository at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 from .repository import Repository
 
@@ -65,16 +71,36 @@ class Maintenance:
         if not self._running.acquire(blocking=False):
             return False
         try:
-            loose, packs = self.counts()
-            if not force and loose < self.threshold and packs < self.pack_limit:
-                return False
-            # Geometric repacking merges the small packs of recent commits and leaves the big
-            # one alone, so its cost follows what was written since, not the repository.
-            self.repo.git("repack", "-d", "-q", "--geometric=2")
-            self.repo.git("prune-packed", "-q")
-            return True
+            with _exclusive(self.repo.git_dir / "cms-maintenance.lock") as mine:
+                return mine and self._pack(force)
         except Exception:
             log.exception("packing the content repository failed; it will be tried again")
             return False
         finally:
             self._running.release()
+
+    def _pack(self, force: bool) -> bool:
+        loose, packs = self.counts()
+        if not force and loose < self.threshold and packs < self.pack_limit:
+            return False
+        # Geometric repacking merges the small packs of recent commits and leaves the big one
+        # alone, so its cost follows what was written since, not the repository.
+        self.repo.git("repack", "-d", "-q", "--geometric=2")
+        self.repo.git("prune-packed", "-q")
+        return True
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[bool]:
+    """Whether this process may repack now: one process at a time on a repository, since two
+    repacks deleting each other's packs both fail. The other one skips its turn."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

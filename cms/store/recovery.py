@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,7 +47,8 @@ class Instances:
         os.close(self._fd)
 
 
-def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS) -> list[str]:
+def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS,
+            depth: int = 1000) -> list[str]:
     """Finish or undo ref moves that a crash interrupted; say what was done. A ref that another
     process moves meanwhile is left to it."""
     repo, layout = documents.repo, documents.layout
@@ -55,6 +57,7 @@ def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS) -> l
              for temp in repo.remove_stale_temporaries(stale_after)]
     main = documents.main_head()
     settled = datetime.now(UTC).timestamp() - stale_after
+    merged = _recently_merged(documents, main, depth)
     for ref, head in repo.refs.under(BRANCH_PREFIX).items():
         slug = ref[len(BRANCH_PREFIX) :]
         try:
@@ -70,7 +73,7 @@ def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS) -> l
                     else:
                         repo.refs.delete(ref, head)
                         done.append(f"dropped an unfinished unpublish of {slug}")
-            elif main is not None and documents.is_ancestor(head, main):
+            elif head in merged:
                 repo.refs.delete(ref, head)
                 done.append(f"removed the branch of {slug}, already published")
         except RefConflict:
@@ -85,3 +88,45 @@ def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS) -> l
                 continue
             done.append(f"finished discarding {slug}")
     return done
+
+
+def _recently_merged(documents: Documents, main: str | None, depth: int) -> set[str]:
+    """The branch heads that main's last ``depth`` publications merged: a branch still pointing
+    at one is a publication whose second step (dropping the branch) a crash prevented."""
+    found: set[str] = set()
+    current = main
+    for _ in range(depth):
+        if current is None:
+            break
+        commit = documents.repo.read_commit(current)
+        found.update(commit.parents[1:])
+        current = commit.parents[0] if commit.parents else None
+    return found
+
+
+class PeriodicRecovery:
+    """Beside other servers, what one of them left half-done when it died is finished here once
+    it is old enough to be nobody's live write."""
+
+    def __init__(self, documents: Documents, interval: float = STALE_AFTER_SECONDS) -> None:
+        self.documents = documents
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="recovery", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                for step in recover(self.documents, depth=200):
+                    log.warning("recovery: %s", step)
+            except Exception:
+                log.exception("recovery failed; it will be tried again")

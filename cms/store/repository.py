@@ -16,7 +16,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import gitdb
+from gitdb.db.pack import PackedDB
 from gitdb.exc import BadObject
+from gitdb.util import mman
 from msgspec import Struct
 
 from ..errors import NotFound, StoreError
@@ -37,6 +39,8 @@ from .packs import PackWriter
 from .refs import Refs
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# A lookup that misses reads the pack folder again; a repack racing it can take a few tries.
+_LOOKUPS = 4
 
 
 class Signature(Struct, frozen=True):
@@ -98,18 +102,38 @@ class Repository:
         except binascii.Error as exc:
             raise NotFound(f"no object {oid} in the content repository") from exc
         with self._read_lock:
-            try:
-                stream = self._db.stream(binsha)
-                return stream.type, stream.read()
-            except (BadObject, OSError):
-                # Packs come and go: a commit adds one, a repack merges and deletes them.
-                # Re-read the pack folder and look once more.
-                self._db.update_cache(force=True)
-            try:
-                stream = self._db.stream(binsha)
-                return stream.type, stream.read()
-            except (BadObject, OSError) as exc:
-                raise NotFound(f"no object {oid} in the content repository") from exc
+            for _ in range(_LOOKUPS):
+                try:
+                    stream = self._db.stream(binsha)
+                    return stream.type, stream.read()
+                except (BadObject, OSError):
+                    # Packs come and go: a commit of another process adds one, a repack merges
+                    # them and deletes the old ones (perhaps between listing and opening).
+                    # Look again only while the folder changes: an id that is nowhere costs
+                    # one reading of it.
+                    if not self._reload_packs():
+                        break
+        raise NotFound(f"no object {oid} in the content repository")
+
+    def _reload_packs(self) -> bool:
+        """Read the pack folder again, and let go of the packs that are gone: their mappings
+        would otherwise keep every deleted pack open, and its disk space taken, for as long as
+        the server runs. Whether there may be something new to look in."""
+        packed = next((db for db in self._db._dbs if isinstance(db, PackedDB)), None)
+        before = [item[1] for item in packed._entities] if packed is not None else []
+        try:
+            self._db.update_cache(force=True)
+            interrupted = False
+        except OSError:
+            interrupted = True  # a pack deleted while the folder was read: read it again
+        after = [item[1] for item in packed._entities] if packed is not None else []
+        kept = {id(entity) for entity in after}
+        gone = [entity for entity in before if id(entity) not in kept]
+        for entity in gone:
+            entity.close()
+        mman.collect()
+        # Loose objects (plain git's) need no reload: they are looked up afresh each time.
+        return interrupted or bool(gone) or len(after) != len(before)
 
     def read_blob(self, oid: str) -> bytes:
         kind, data = self.read_object(oid)

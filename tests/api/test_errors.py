@@ -68,6 +68,8 @@ CASES: list[tuple[str, Any, str | None, tuple[str, ...]]] = [
     ("same tool twice", lambda d: d["tools"][1].update(id=d["tools"][0]["id"]), None,
      ("two different",)),
     ("huge body", lambda d: d.update(body="x" * 300_000), "body", ("length",)),
+    ("NUL in comment", lambda d: d.update(comment="fine\x00then not"), "comment", ()),
+    ("escape in comment", lambda d: d.update(comment="\x1b[31mred"), "comment", ()),
 ]
 
 
@@ -176,3 +178,12 @@ def test_not_found_and_bad_query(client: TestClient, tokens: dict[str, Headers])
     assert_error(client.get("/api/comparisons?limit=0"), 400, "limit")
     assert_error(client.get("/api/comparisons?sort=sideways"), 400, "sort")
     assert_error(client.get("/api/comparisons?cursor=garbage!"), 400, "cursor")
+
+
+@pytest.mark.parametrize("name", ["Eve\ncommitter Mallory <m@example.com> 0 +0000", "Eve\x00",
+                                  "Eve <eve@example.com>", "Eve\x0b"])
+def test_a_token_name_cannot_reach_a_commit_header(client: TestClient, tokens: dict[str, Headers],  # type: ignore[type-arg]
+                                                   name: str) -> None:
+    response = client.post("/api/tokens", headers=tokens["admin"],
+                           json={"name": name, "email": "eve@example.com", "roles": ["editor"]})
+    assert_error(response, 422, "name")

@@ -96,6 +96,8 @@ def test_a_publish_reading_between_the_others_two_moves_is_refused(
             outcome.append("published")
         except PreconditionFailed:
             outcome.append("refused")
+        finally:
+            second_read.set()  # refused at once, or after waiting for the first's locks
 
     thread = threading.Thread(target=second_publishes)
     thread.start()
@@ -166,3 +168,17 @@ def test_a_first_save_over_a_publication_that_landed_meanwhile_is_refused(
     assert published is not None
     assert published.comparison.summary == "A summary to publish."
     fsck(repo_path)
+
+
+def test_a_branch_a_crash_left_after_its_publication_cannot_be_published_again(
+        settings: Settings, repo_path: Path) -> None:
+    """Main moved, the branch was not dropped (a SIGKILL between the two), and another server
+    runs, so recovery leaves the branch alone for now: the revision is still refused."""
+    content = open_write_side(settings)
+    approved = approved_draft(content)
+    before = len(publications(repo_path))
+    content.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    content.repo.refs.update(content.layout.branch(HAIKU), approved.commit, None)
+    with pytest.raises(PreconditionFailed):
+        content.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    assert len(publications(repo_path)) == before + 1
