@@ -27,6 +27,15 @@ def replace_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` as a whole, owner-only, flushed before it replaces the old."""
     temp = write_temporary(path, data)
     os.replace(temp, path)
+    fsync_dir(path.parent)  # the rename itself must reach the disk, or a revocation may not
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_temporary(path: Path, data: bytes) -> Path:

@@ -20,13 +20,12 @@ from .auth import TokenAuthentication
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
 from .frontend import feed_atom, feed_json, read_preview, sync_published
+from .http import MAX_REQUEST_BYTES
+from .json_depth import JsonDepthLimit
 from .public import PublishedController, VotesController, fold_votes
 from .response_cache import PublicResponseCache
 from .services import Services, ServicesDep, build_services
 from .webhooks import WebhooksController
-
-# Big enough for any real comparison; a 10 MB body is refused before it is parsed.
-MAX_REQUEST_BYTES = 1024 * 1024
 
 
 class Health(Struct):
@@ -66,7 +65,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                      lambda: built.index.save(), lambda: built.index.close(),
                      lambda: built.instances.close()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
-        middleware=[PublicResponseCache(built),
+        middleware=[JsonDepthLimit(), PublicResponseCache(built),
                     DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],
         exception_handlers={
             CmsError: handle_cms_error,

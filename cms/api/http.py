@@ -78,3 +78,7 @@ class BodyCache:
             self._bodies[tag] = body
             while self.size > self.max_bytes and self._bodies:
                 self.size -= len(self._bodies.popitem(last=False)[1])
+
+
+# Big enough for any real comparison; a 10 MB body is refused before it is parsed.
+MAX_REQUEST_BYTES = 1024 * 1024

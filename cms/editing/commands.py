@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from ..content.model import Community, Comparison
-from ..errors import Conflict, InvalidContent, NotFound, PreconditionFailed, PreconditionRequired
+from ..errors import CmsError, Conflict, InvalidContent, NotFound, PreconditionFailed, PreconditionRequired
 from ..identity.actors import Actor
 from ..store.documents import Documents, Revision
 from ..store.messages import subject_line
@@ -151,7 +151,7 @@ class Editor:
                 f"the current revision is {current.revision}",
                 field="If-Match",
             )
-        if if_match != current.revision:
+        if if_match != current.revision and not self._only_tallies_differ(if_match, current):
             raise PreconditionFailed(
                 f"revision {if_match} is not current (it is {current.revision}): "
                 "someone changed this comparison since you read it; read it again",
@@ -159,6 +159,18 @@ class Editor:
                 current=current.revision,
             )
         return current
+
+    def _only_tallies_differ(self, if_match: str, current: Revision) -> bool:
+        """Whether the revision the client read is the published one as it was before folds of
+        community votes: those change the file, not what an editor edits."""
+        if current.work_in_progress or len(if_match) != 40 or current.ref != self.layout.main_ref:
+            return False
+        try:
+            read = self.documents.decode_blob(if_match)
+        except CmsError:
+            return False
+        return read.slug == current.comparison.slug and (
+            _with_tallies_of(read, current.comparison) == current.comparison)
 
     def _on_branch(self, current: Revision | None, document: Comparison, action: str,
                    label: str, actor: Actor, comment: str,

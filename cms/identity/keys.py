@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from .. import urlsafe
-from ..statefiles import write_temporary
+from ..statefiles import fsync_dir, write_temporary
 
 _KEY_BYTES = 32
 _lock = threading.Lock()
@@ -48,9 +48,8 @@ def _create(path: Path) -> bytes:
             os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
     return key
-
-
 
 class ForgedToken(ValueError):
     """A token whose signature is not this server's."""

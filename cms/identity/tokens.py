@@ -47,7 +47,7 @@ class TokenStore:
         self._lock_path = data_dir / "tokens.lock"
         self._records: list[TokenRecord] = []
         self._by_hash: dict[str, TokenRecord] = {}
-        self._seen: tuple[int, int] | None = None
+        self._seen: tuple[int, ...] | None = None
         self._mutex = threading.Lock()
 
     def create(self, name: str, email: str, roles: list[str]) -> tuple[TokenRecord, str]:
@@ -107,7 +107,9 @@ class TokenStore:
         except FileNotFoundError:
             self._records, self._by_hash, self._seen = [], {}, None
             return
-        seen = (stat.st_mtime_ns, stat.st_size)
+        # The file is replaced whole (a new inode) on every change: two changes within one tick
+        # of the clock, of the same size, still differ by inode.
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
         if seen != self._seen:
             with self._mutex:
                 self._records = self._load()

@@ -110,7 +110,8 @@ class PublishedIndex:
                     pass  # a snapshot of another repository: its records are still good
                 else:
                     self._view, self.tree = (dict(table.slugs), {}), table.tree
-            self._follow(head)
+            added = self._follow(head)
+        self._decode(added)
 
     def start(self) -> None:
         """Decode everything in the background, so that the first query finds it done."""
@@ -237,21 +238,33 @@ class PublishedIndex:
             return
         self._checked_at = moment
         head = self.documents.main_head()
-        if head != self.head:
-            with self._lock:
-                self._follow(self.documents.main_head())
+        if head != self.head and self._lock.acquire(blocking=False):
+            # Not waiting for the lock: this runs on the event loop too, and whoever holds it
+            # is moving the view to main already.
+            try:
+                added = self._follow(self.documents.main_head())
+            finally:
+                self._lock.release()
+            self._decode(added)
 
     def on_committed(self, event: Committed) -> None:
         if not event.main_moved:
             return
-        # Main as it is now, not the event's commit: events of two writers can arrive out of
-        # order.
+        # Main as it is now, not the event's commit: another process may have moved it further.
         with self._lock:
-            self._follow(self.documents.main_head())
+            added = self._follow(self.documents.main_head())
+        self._decode(added)
 
-    def _follow(self, head: str | None) -> None:
+    def _decode(self, blobs: list[str]) -> None:
+        """Decode what main gained, outside the lock that readers on the event loop try."""
+        for blob in blobs:
+            self._load_or_skip(blob)
+
+    def _follow(self, head: str | None) -> list[str]:
+        """Move the view to ``head``; the blobs it gained that are to be decoded now."""
         if head == self.head:
-            return
+            return []
+        added: list[str] = []
         repo = self.documents.repo
         tree = repo.read_commit(head).tree if head else None
         changes = changed_files(repo, self.tree, tree, self.documents.layout.folder)
@@ -268,7 +281,7 @@ class PublishedIndex:
             if blob is not None:
                 blobs[slug] = blob
                 if self._filled:  # keep every entry decoded once they all are
-                    self._load_or_skip(blob)
+                    added.append(blob)
         if stray and self.tree is None:
             log.warning("%d files under %s are not at %s/<shard>/<slug>.md and are not served; "
                         "a repository made by an older version needs re-creating", stray,
@@ -276,6 +289,7 @@ class PublishedIndex:
         # Readers take a reference to the whole view, so swapping it is atomic for them.
         self._view = (blobs, {})
         self.head, self.tree = head, tree
+        return added
 
     # Reading
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
+
+from cms.api.json_depth import nesting
 
 from ..conftest import HAIKU, git
 from ..helpers import Headers, new_document
@@ -187,3 +191,23 @@ def test_a_token_name_cannot_reach_a_commit_header(client: TestClient, tokens: d
     response = client.post("/api/tokens", headers=tokens["admin"],
                            json={"name": name, "email": "eve@example.com", "roles": ["editor"]})
     assert_error(response, 422, "name")
+
+
+@pytest.mark.parametrize("path", [f"/api/comparisons/{HAIKU}/votes", "/api/drafts",
+                                  f"/api/drafts/{HAIKU}/transitions"])
+def test_deeply_nested_json_is_refused_without_a_traceback(
+        client: TestClient, tokens: dict[str, Headers], path: str,  # type: ignore[type-arg]
+        caplog: pytest.LogCaptureFixture, unchanged: None) -> None:
+    deep = '{"tool": ' + "[" * 5000 + "]" * 5000 + "}"
+    headers = {"Content-Type": "application/json", **({} if "votes" in path else tokens["editor"])}
+    with caplog.at_level(logging.WARNING):
+        response = client.post(path, content=deep, headers=headers)
+    assert_error(response, 400)
+    assert response.json()["code"] == "too_deeply_nested"
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+def test_nesting_counts_brackets_outside_strings_only() -> None:
+    assert nesting(b'{"a": [1, {"b": "[[[{{{"}], "c": "\\\\"}') == 3
+    assert nesting(b'"[[[[" ') == 0
+    assert nesting(json.dumps({"x": [[[[["]"]]]]]}).encode()) == 6

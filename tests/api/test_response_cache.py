@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from litestar.testing import TestClient
 
@@ -121,3 +123,24 @@ def test_a_body_over_the_limit_is_served_whole_but_not_kept(
     assert again.content == first.content
     assert first.json()["slug"] == HAIKU
     assert (cache.hits, cache.size) == (0, 0)
+
+
+@pytest.mark.parametrize("path", [f"/api/comparisons/{HAIKU}", "/health"])
+def test_the_event_loop_never_waits_for_a_writer_moving_the_index(client: Client,
+                                                                   path: str) -> None:
+    """A writer thread holds the index's lock while main moves; reads on the event loop go on."""
+    services = client.app.state.services
+    other = open_write_side(services.settings)
+    live = other.documents.published(HAIKU)
+    assert live is not None
+    other.editor.transition(HAIKU, "unpublish", PUBLISHER, live.revision)  # main moved elsewhere
+    services.index._checked_at = float("-inf")  # due to look at main again
+    answered: list[int] = []
+    with services.index._lock:  # as a writer thread following main holds it
+        reader = threading.Thread(target=lambda: answered.append(client.get(path).status_code))
+        reader.start()
+        reader.join(timeout=30)
+        waited = reader.is_alive()
+    reader.join()
+    assert not waited
+    assert answered == [200]  # from the view as it was: the writer is moving it on

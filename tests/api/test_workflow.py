@@ -207,3 +207,26 @@ def test_a_body_with_windows_line_endings_is_stored_canonical(
     created = client.post("/api/drafts", json=document, headers=tokens["editor"])
     assert created.status_code == 201, created.text
     assert created.json()["body"] == "Line one\n\nLine two\n"
+
+
+def test_a_fold_of_votes_does_not_make_an_editors_revision_stale(
+        client: TestClient, tokens: dict[str, Headers]) -> None:  # type: ignore[type-arg]
+    read = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    document, etag = read.json(), read.headers["etag"]
+    tool = document["tools"][0]["id"]
+    assert client.post(f"/api/comparisons/{HAIKU}/votes",
+                       json={"tool": tool, "vote": "ship"}).status_code == 202
+    folded = client.post("/api/votes/fold", headers=tokens["admin"])
+    assert folded.status_code == 200, folded.text
+    assert client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"]).headers["etag"] != etag
+    document["summary"] = "Edited while the public voted."
+    saved = client.put(f"/api/drafts/{HAIKU}", json=document,
+                       headers={**tokens["editor"], "If-Match": etag})
+    assert saved.status_code == 200, saved.text
+    # The tallies are the folded ones, not those of the revision the editor read.
+    assert saved.json()["tools"][0]["community"]["ship"] == document["tools"][0]["community"][
+        "ship"] + 1
+    # A change of content meanwhile is still a conflict.
+    stale = client.put(f"/api/drafts/{HAIKU}", json=document,
+                       headers={**tokens["editor"], "If-Match": etag})
+    assert stale.status_code == 412

@@ -140,3 +140,14 @@ def test_new_ref_folders_are_made_on_the_way(tmp_path: Path) -> None:
     assert (repo.git_dir / "refs/heads/cms/comparisons").is_dir()
     assert git(repo.path, "rev-parse", "cms/comparisons/deep-slug").strip() == first
     assert Refs(repo.git_dir).read("refs/heads/cms/comparisons/deep-slug") == first
+
+
+def test_a_new_ref_folder_is_flushed_into_its_parent(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, first = repository(tmp_path)
+    flushed: list[Path] = []
+    monkeypatch.setattr(refs_module, "fsync_dir", flushed.append)
+    repo.refs.update("refs/heads/cms/comparisons/new-one", first, None)
+    heads = repo.git_dir / "refs/heads"
+    assert heads in flushed  # where the new folder cms/ was made
+    assert heads / "cms" in flushed  # where comparisons/ was made
