@@ -9,7 +9,7 @@ export CMS_REPO
 
 .DEFAULT_GOAL := check
 
-.PHONY: help run test check lint types bench clean
+.PHONY: help run test soak check lint types bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,6 +29,11 @@ run: $(STAMP) ## create and seed the content repository if missing, then serve t
 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/python -m pytest
+
+soak: $(STAMP) ## the reliability tests with large numbers (several processes, crashes, fuzzing)
+	CMS_SOAK_SCALE=$${CMS_SOAK_SCALE:-10} CMS_SOAK_COMMITS=$${CMS_SOAK_COMMITS:-20000} \
+	CMS_FUZZ_EXAMPLES=$${CMS_FUZZ_EXAMPLES:-300} \
+	$(BIN)/python -m pytest -q tests/reliability tests/store/test_resources.py tests/api/test_fuzz.py
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check cms tests bench
