@@ -147,14 +147,10 @@ class VerdictLog:
 def _first_parents(documents: Documents, head: str, stop: str | None
                    ) -> tuple[list[Commit], bool]:
     """Commits from ``head`` back to ``stop`` (excluded), oldest first; whether ``stop`` was met."""
-    found: list[Commit] = []
-    current: str | None = head
-    while current is not None and current != stop:
-        commit = documents.repo.read_commit(current)
-        found.append(commit)
-        current = commit.parents[0] if commit.parents else None
+    found = list(documents.publication_log(head, stop=stop))
+    reached = found[-1].parents[0] if found and found[-1].parents else None
     found.reverse()
-    return found, stop is not None and current == stop
+    return found, stop is not None and (reached == stop or head == stop)
 
 
 def _scalar(value: str | float | int | None) -> str | float | None:

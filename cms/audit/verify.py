@@ -40,9 +40,7 @@ def verify(documents: Documents, workflow: Workflow, committer: Person) -> Verif
     head = documents.main_head()
     findings: list[Finding] = []
     checked = 0
-    current = head
-    while current is not None:
-        commit = documents.repo.read_commit(current)
+    for commit in documents.publication_log(head):
         checked += 1
         problems = _check(documents, workflow, commit)
         if (commit.committer.name, commit.committer.email) != (committer.name, committer.email):
@@ -53,7 +51,6 @@ def verify(documents: Documents, workflow: Workflow, committer: Person) -> Verif
                 sha=commit.oid, author=f"{commit.author.name} <{commit.author.email}>",
                 subject=commit.message.subject, problems=problems,
             ))
-        current = commit.parents[0] if commit.parents else None
     findings.reverse()
     return Verification(head=head, checked=checked, ok=not findings, findings=findings)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import msgspec
 from msgspec import Struct
@@ -17,7 +18,7 @@ from ..content.model import Comparison
 from ..errors import BadRequest, NotFound, StoreError
 from .layout import BRANCH_PREFIX, Layout
 from .objects import BLOB, object_id
-from .repository import Repository
+from .repository import Commit, Repository
 
 # A commit that removes a file still describes it: its state is the one the removal put it in.
 REMOVALS = {"unpublish": "unpublished", "discard": "discarded"}
@@ -143,6 +144,18 @@ class Documents:
             raise NotFound(f"{commit} is not a commit", field="commit")
         return commit
 
+    def publication_log(self, head: str | None, *, stop: str | None = None,
+                        limit: int | None = None) -> Iterator[Commit]:
+        """Main's first-parent history (the publication log) from ``head`` back, newest first,
+        up to ``stop`` (left out), at most ``limit`` commits."""
+        current = head
+        count = 0
+        while current is not None and current != stop and (limit is None or count < limit):
+            commit = self.repo.read_commit(current)
+            yield commit
+            count += 1
+            current = commit.parents[0] if commit.parents else None
+
     def merged(self, revision: Revision, main: str | None, *, depth: int = 100) -> bool:
         """Whether main merged this branch revision already: a publication whose second step
         (dropping the branch) a crash prevented. Looks at main's recent first parents only,
@@ -150,16 +163,11 @@ class Documents:
         if not revision.work_in_progress or main is None:
             return False
         since = self.repo.read_commit(revision.commit).committer.at
-        current: str | None = main
-        for _ in range(depth):
-            if current is None:
-                return False
-            commit = self.repo.read_commit(current)
+        for commit in self.publication_log(main, limit=depth):
             if revision.commit in commit.parents[1:]:
                 return True
             if commit.committer.at < since:
                 return False
-            current = commit.parents[0] if commit.parents else None
         return False
 
     def is_ancestor(self, commit: str, of: str) -> bool:

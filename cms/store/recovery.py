@@ -93,15 +93,8 @@ def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS,
 def _recently_merged(documents: Documents, main: str | None, depth: int) -> set[str]:
     """The branch heads that main's last ``depth`` publications merged: a branch still pointing
     at one is a publication whose second step (dropping the branch) a crash prevented."""
-    found: set[str] = set()
-    current = main
-    for _ in range(depth):
-        if current is None:
-            break
-        commit = documents.repo.read_commit(current)
-        found.update(commit.parents[1:])
-        current = commit.parents[0] if commit.parents else None
-    return found
+    return {parent for commit in documents.publication_log(main, limit=depth)
+            for parent in commit.parents[1:]}
 
 
 class PeriodicRecovery:

@@ -129,14 +129,9 @@ class Recorder:
 
     def publications(self, since: str | None, until: str) -> list[Committed]:
         """First-parent commits of main after ``since`` up to ``until``, oldest first."""
-        found: list[Committed] = []
-        current: str | None = until
-        while current is not None and current != since and len(found) < _WALK_LIMIT:
-            commit = self.documents.repo.read_commit(current)
-            found.append(from_commit(commit, on_main=True))
-            current = commit.parents[0] if commit.parents else None
-        if since is not None and current != since:
+        commits = list(self.documents.publication_log(until, stop=since, limit=_WALK_LIMIT))
+        reached = commits[-1].parents[0] if commits and commits[-1].parents else None
+        if since is not None and since != until and reached != since:
             raise BadRequest(f"commit {since} is not in the publication log of main",
                              field="since")
-        found.reverse()
-        return found
+        return [from_commit(commit, on_main=True) for commit in reversed(commits)]
