@@ -28,10 +28,9 @@ DeliveryStatus = Literal["pending", "delivered", "failed", "coalesced"]
 ROTATION_GRACE_SECONDS = 24 * 3600
 # How many waiting deliveries one coalesced call may stand for: bounds what a round reads.
 _COALESCE_BATCH = 1000
-# An endpoint's pending deliveries with their events, oldest first (the queue's order).
+# An endpoint's pending deliveries with their events; the queue's order is that of ``seq``.
 _PENDING = ("SELECT d.*, e.type, e.slug, e.commit_sha, e.payload FROM deliveries d "
-            "JOIN events e ON e.id = d.event_id WHERE d.endpoint_id = ? AND d.status = 'pending' "
-            "ORDER BY d.seq")
+            "JOIN events e ON e.id = d.event_id WHERE d.endpoint_id = ? AND d.status = 'pending'")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -181,7 +180,8 @@ class WebhookStore:
             try:
                 yield
             finally:
-                self._db.execute("ROLLBACK")  # reads only: nothing to keep
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")  # reads only: nothing to keep
 
     def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._lock:
@@ -356,7 +356,7 @@ class WebhookStore:
             for endpoint in self.endpoints():
                 if not endpoint.enabled or endpoint.id in busy:
                     continue
-                heads = self._rows(_PENDING + " LIMIT 1", endpoint.id)
+                heads = self._rows(_PENDING + " ORDER BY d.seq LIMIT 1", endpoint.id)
                 if not heads:
                     continue
                 chosen = heads[0]
