@@ -10,9 +10,9 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from ..webhooks.delivery import check_url
 from ..webhooks.events import EVENT_TYPES
 from ..webhooks.store import ROTATION_GRACE_SECONDS, Delivery, Endpoint
+from ..webhooks.targets import check_url
 from .auth import requires_roles
 from .http import PRIVATE_CACHE
 from .services import ServicesDep
