@@ -37,6 +37,7 @@ _EXCERPT = 500  # characters of the answer kept in the delivery log
 _MAX_DELAY = 24 * 3600.0
 _FIRST_PAUSE = 1.0  # seconds after a failed round; doubled while rounds keep failing
 _MAX_PAUSE = 60.0
+_IDLE = 2.0  # seconds between rounds with nothing due
 
 
 class Dispatcher:
@@ -91,7 +92,9 @@ class Dispatcher:
                 pause = min(pause * 2, _MAX_PAUSE)
                 continue
             pause = _FIRST_PAUSE
-            wait = 60.0 if wake_at is None else max(0.0, min(60.0, wake_at - time.time()))
+            # Another process's publications reach this outbox only through a round's look at
+            # main, so rounds come at least every few seconds even with nothing queued.
+            wait = _IDLE if wake_at is None else max(0.0, min(_IDLE, wake_at - time.time()))
             self._wake.wait(wait)
 
     def _round(self) -> float | None:
