@@ -47,11 +47,12 @@ def history(documents: Documents, slug: str,
     """Every commit on main or on the comparison's branches that changed its file, newest first."""
     refs = [documents.layout.main_ref, documents.layout.branch(slug)]
     refs += list(documents.repo.refs.under(f"{DISCARDED_PREFIX}{slug}/"))
-    existing = [ref for ref in refs if documents.repo.refs.read(ref) is not None]
-    if not existing:
+    # The commits, not the ref names: a branch merged or discarded meanwhile is then no error.
+    heads = list(dict.fromkeys(head for ref in refs if (head := documents.repo.refs.read(ref))))
+    if not heads:
         return []
     output = documents.repo.git(
-        "log", f"--format={_FORMAT}", "--date-order", *existing, "--", documents.layout.path(slug)
+        "log", f"--format={_FORMAT}", "--date-order", *heads, "--", documents.layout.path(slug)
     )
     entries = [_entry(record) for record in output.split(_RECORD) if record.strip()]
     return [entry for entry in entries if only is None or only.accepts(entry)]

@@ -12,7 +12,11 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from cms.audit.history import history
+from cms.config import Settings
 from cms.content import codec
+from cms.editing.write_side import open_write_side
+from cms.identity.actors import Actor
 from cms.store.layout import shard
 
 from ..conftest import HAIKU, git
@@ -22,6 +26,7 @@ Client = TestClient  # type: ignore[type-arg]
 PATH = f"content/comparisons/{shard(HAIKU)}/{HAIKU}.md"
 HAIKU_TOOL = "claude-haiku-open-weights"
 GEMINI_TOOL = "gemini-2-5-flash-native-audio-output"
+EDITOR = Actor(name="Ada Editor", email="ada@example.com", roles=frozenset({"editor"}))
 
 
 def revise(client: Client, tokens: dict[str, Headers], approver: str, tool: int, reviewer: str,
@@ -221,3 +226,22 @@ def test_verify_flags_a_commit_made_around_the_workflow(
     assert finding["subject"] == "Quick fix"
     assert any("not by the CMS" in p for p in finding["problems"])
     assert any("Cms-Action" in p for p in finding["problems"])
+
+
+def test_history_while_the_branch_vanishes_is_read_from_the_commits(
+        settings: Settings, repo_path: Path) -> None:
+    """A branch merged or discarded between listing the refs and reading the log is no error."""
+    side = open_write_side(settings)
+    published = side.documents.published(HAIKU)
+    assert published is not None
+    draft = side.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
+    original = side.repo.git
+
+    def log_after_the_branch_went(*args: str, input_text: str | None = None) -> str:
+        if args and args[0] == "log":
+            side.editor.discard(HAIKU, EDITOR, draft.revision)
+        return original(*args, input_text=input_text)
+
+    side.repo.git = log_after_the_branch_went  # type: ignore[method-assign]
+    entries = history(side.documents, HAIKU)
+    assert draft.commit in [entry.sha for entry in entries]
