@@ -38,6 +38,8 @@ _MAX_DELAY = 24 * 3600.0
 _FIRST_PAUSE = 1.0  # seconds after a failed round; doubled while rounds keep failing
 _MAX_PAUSE = 60.0
 _IDLE = 2.0  # seconds between rounds with nothing due
+# A delivery being sent is claimed for its attempt's deadline and this much more.
+_LEASE_MARGIN = 30.0
 
 
 class Dispatcher:
@@ -110,7 +112,7 @@ class Dispatcher:
     def dispatch(self) -> float | None:
         """Start every due delivery; return when the next one falls due."""
         busy, rested_at = self._unavailable()
-        due, wake_at = self.store.next_due(time.time(), busy)
+        due, wake_at = self.store.claim_due(time.time(), busy, lease=self.timeout + _LEASE_MARGIN)
         for item in due:
             with self._busy_lock:
                 self._busy.add(item.endpoint.id)
@@ -120,7 +122,7 @@ class Dispatcher:
                 with self._busy_lock:  # never started: the endpoint must not stay busy for ever
                     self._busy.discard(item.endpoint.id)
                 raise
-            future.add_done_callback(functools.partial(self._done, item.endpoint.id))
+            future.add_done_callback(functools.partial(self._done, item))
         if rested_at is not None:
             wake_at = rested_at if wake_at is None else min(wake_at, rested_at)
         return wake_at
@@ -136,7 +138,8 @@ class Dispatcher:
                        if until > now}
             return self._busy | resting.keys(), min(resting.values(), default=None)
 
-    def _done(self, endpoint_id: str, future: Future[None]) -> None:
+    def _done(self, item: Due, future: Future[None]) -> None:
+        endpoint_id = item.endpoint.id
         failure = None if future.cancelled() else future.exception()
         with self._busy_lock:
             self._busy.discard(endpoint_id)
@@ -153,6 +156,11 @@ class Dispatcher:
         if failure is not None:
             log.error("webhook attempt for %s failed (%s); its endpoint rests %g s",
                       endpoint_id, _where(failure), rest)
+            try:  # due again after the rest, not only when its claim runs out
+                self.store.release([item.delivery_id, *item.coalescible], at=time.time() + rest)
+            except Exception as exc:
+                log.warning("could not release delivery %s (%s); it is due again when its claim "
+                            "ends", item.delivery_id, _where(exc))
         with self._idle:
             self._idle.notify_all()
         self._wake.set()
@@ -162,7 +170,8 @@ class Dispatcher:
         for _ in range(max_rounds):
             with self._busy_lock:
                 busy = set(self._busy)
-            due, _ = self.store.next_due(time.time() if at is None else at, busy)
+            due, _ = self.store.claim_due(time.time() if at is None else at, busy,
+                                          lease=self.timeout + _LEASE_MARGIN)
             if not due and not busy:
                 return
             for item in due:

@@ -146,6 +146,10 @@ def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+class _ClaimedElsewhere(Exception):
+    pass
+
+
 class WebhookStore:
     def __init__(self, path: Path) -> None:
         self._db = open_database(path)
@@ -342,6 +346,36 @@ class WebhookStore:
         return self.delivery(new_id)
 
     # Deliveries
+
+    def claim_due(self, now: float, busy: set[str], lease: float
+                  ) -> tuple[list[Due], float | None]:
+        """The due heads of the queues, each claimed for ``lease`` seconds: several processes
+        share the outbox, and a delivery one of them is sending is not due for the others. A
+        claimer that dies leaves the delivery due again when its lease ends."""
+        due, wake = self.next_due(now, busy)
+        claimed = []
+        for item in due:
+            ids = [item.delivery_id, *item.coalescible]
+            marks = ", ".join("?" for _ in ids)
+            try:
+                with self._transaction() as db:
+                    taken = db.execute(
+                        f"UPDATE deliveries SET next_attempt_at = ? WHERE id IN ({marks}) "  # noqa: S608
+                        "AND status = 'pending' AND next_attempt_at <= ?",
+                        (now + lease, *ids, now)).rowcount
+                    if taken != len(ids):
+                        raise _ClaimedElsewhere
+            except _ClaimedElsewhere:
+                continue  # another process got there first; its claim stands
+            claimed.append(item)
+        return claimed, wake
+
+    def release(self, delivery_ids: list[str], *, at: float) -> None:
+        """Give up a claim: the deliveries are due again at ``at``."""
+        marks = ", ".join("?" for _ in delivery_ids)
+        with self._transaction() as db:
+            db.execute(f"UPDATE deliveries SET next_attempt_at = ? WHERE id IN ({marks}) "  # noqa: S608
+                       "AND status = 'pending'", (at, *delivery_ids))
 
     def next_due(self, now: float, busy: set[str]) -> tuple[list[Due], float | None]:
         """The head of each enabled endpoint's queue if it is due; and when the next one is.
