@@ -117,7 +117,10 @@ def _serve(args: argparse.Namespace) -> int:
         f"{command} token create --name NAME --email EMAIL --role admin",
         flush=True,
     )
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    # Which proxies to believe is the app's decision (CMS_TRUSTED_PROXIES): uvicorn's own would
+    # take X-Forwarded-For from any local peer.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            proxy_headers=False)
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 

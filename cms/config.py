@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +38,9 @@ class Settings(Struct, frozen=True, kw_only=True):
     vote_fold_seconds: float = 60.0
     # Votes one client may cast on one comparison per minute (0: no limit).
     vote_rate: int = 30
+    # Proxies (IP addresses or networks) whose X-Forwarded-For names the voter; none by default,
+    # since anyone can send that header.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -60,6 +64,7 @@ _ENVIRONMENT = {
     "CMS_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
     "CMS_VOTE_FOLD_SECONDS": "vote_fold_seconds",
     "CMS_VOTE_RATE": "vote_rate",
+    "CMS_TRUSTED_PROXIES": "trusted_proxies",
 }
 _FLAGS = ("durable", "webhook_allow_private", "webhook_worker")
 
@@ -82,6 +87,15 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         except ValueError:
             raise SystemExit("cms: CMS_WEBHOOK_BACKOFF must be comma-separated seconds, "
                              "e.g. 5,300,1800") from None
+    if isinstance(values.get("trusted_proxies"), str):
+        values["trusted_proxies"] = tuple(
+            part.strip() for part in values["trusted_proxies"].split(",") if part.strip())
+    for proxy in values.get("trusted_proxies", ()):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SystemExit(f"cms: CMS_TRUSTED_PROXIES: `{proxy}` is not an IP address or "
+                             "network, e.g. 10.0.0.0/8,127.0.0.1") from None
     for field in ("repo", "data", "workflow"):
         if field in values:
             values[field] = Path(values[field])

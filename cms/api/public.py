@@ -16,10 +16,15 @@ from ..content.model import Community, Comparison, Tool, percent_label
 from ..errors import InvalidContent, NotFound
 from ..reading.index import Entry, Query, SortKey
 from ..reading.views import ComparisonList, comparison_view, summary_view
-from ..votes.limits import client_key
+from ..votes.limits import client_key, vote_secret
+from ..votes.proxies import trusted_proxies
+from ..votes.store import Counts, Pending
 from .auth import requires_roles
 from .http import PUBLIC_CACHE, SlugPath, check_slug, etag, not_modified
 from .services import Services, ServicesDep
+
+# Tries at reading a comparison and main's commit together while main moves.
+_ATTEMPTS = 3
 
 
 def comparison_url(services: Services, slug: SlugPath) -> str:
@@ -55,25 +60,34 @@ class PublishedController(Controller):
         index = services.index
         index.refresh()
         fingerprint = hashlib.sha1(repr(query).encode(), usedforsecurity=False).hexdigest()[:16]
-        # The list shows live tallies, so the pending votes' version is part of what it names.
-        state = f"{index.head or 'empty'}-{services.votes.version}"
-        tag = etag(f"{state}-{fingerprint}", weak=True)
-        headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
-        if not_modified(if_none_match, tag):
-            return Response(content=None, status_code=304, headers=headers)
-        encoded = services.bodies.get(tag)
-        if encoded is None:
+        for attempt in range(1, _ATTEMPTS + 1):
+            head = index.head
+            pending = live_pending(services, head)
+            # The list shows live tallies: main's commit and exactly which votes are added to it.
+            tag = etag(f"{head or 'empty'}-{pending.through}-{pending.seen}-{fingerprint}",
+                       weak=True)
+            headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
+            if not_modified(if_none_match, tag):
+                return Response(content=None, status_code=304, headers=headers)
+            encoded = services.bodies.get(tag)
+            if encoded is not None:
+                break
             page = index.query(query)
-            body = ComparisonList(
+            encoded = msgspec.json.encode(ComparisonList(
                 items=[summary_view(
-                    Entry(comparison=with_live_tallies(services, entry.comparison)[0],
+                    Entry(comparison=with_live_tallies(entry.comparison, pending)[0],
                           blob=entry.blob), comparison_url(services, entry.slug))
                     for entry in page.items],
                 next_cursor=page.next_cursor,
                 total=page.total,
-            )
-            encoded = msgspec.json.encode(body)
-            services.bodies.put(tag, encoded)
+            ))
+            # Main moved while the page was made: its items may hold votes that ``pending``
+            # adds again, so make it anew (a page made on a moving main is served, not kept).
+            if index.head == head:
+                services.bodies.put(tag, encoded)
+                break
+            if attempt == _ATTEMPTS:
+                headers["Cache-Control"] = "no-store"
         return Response(content=encoded, headers=headers, media_type=MediaType.JSON)
 
     @get("/{slug:str}", sync_to_thread=False, summary="Read one published comparison")
@@ -82,12 +96,10 @@ class PublishedController(Controller):
         slug: SlugPath,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     ) -> Response[Any]:
-        entry = services.index.get(check_slug(slug))
-        if entry is None:
-            raise NotFound(f"no published comparison with slug `{slug}`", field="slug")
-        comparison, pending = with_live_tallies(services, entry.comparison)
+        entry, head = published(services, check_slug(slug))
+        comparison, added = with_live_tallies(entry.comparison, live_pending(services, head))
         # Votes not yet folded into git change what is shown, not the revision to edit.
-        tag = etag(f"{entry.blob}+{pending}", weak=True) if pending else etag(entry.blob)
+        tag = etag(f"{entry.blob}+{added}", weak=True) if added else etag(entry.blob)
         headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
         if not_modified(if_none_match, tag):
             return Response(content=None, status_code=304, headers=headers)
@@ -120,18 +132,17 @@ class VotesController(Controller):
           summary="Cast a community vote; counted at once, folded into git in batches")
     def vote(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
              data: JSONBody[VoteIn]) -> VoteRecorded:
-        entry = services.index.get(check_slug(slug))
-        if entry is None:
-            raise NotFound(f"no published comparison with slug `{slug}`", field="slug")
+        entry, head = published(services, check_slug(slug))
         tool = next((t for t in entry.comparison.tools if t.id == data.tool), None)
         if tool is None:
             ids = " or ".join(f"`{t.id}`" for t in entry.comparison.tools)
             raise InvalidContent(f"`{data.tool}` is not in this comparison; vote for {ids}",
                                  field="tool")
-        client = client_key(request.client.host if request.client else "unknown")
+        client = client_key(vote_secret(services.settings.data), client_address(services, request))
         services.vote_limit.check(client, slug)
         services.votes.record(slug, tool.id, data.vote, client)
-        community = live_community(services, slug, tool)
+        # Counted against the commit the tool was read from, after this vote was recorded.
+        community = live_community(tool, live_pending(services, head).of(slug))
         return VoteRecorded(slug=slug, tool=tool.id, community=community,
                             community_label=percent_label(community_share_of(community)))
 
@@ -143,9 +154,37 @@ def fold_votes(services: ServicesDep) -> dict[str, str | None]:
     return {"commit": services.vote_folder.fold_now()}
 
 
-def live_community(services: Services, slug: str, tool: Tool) -> Community:
+def client_address(services: Services, request: Request[Any, Any, Any]) -> str:
+    """The voter's address: the peer, or what trusted proxies say they heard from."""
+    peer = request.client.host if request.client else "unknown"
+    forwarded = [value.decode("latin-1") for name, value in request.scope["headers"]
+                 if name == b"x-forwarded-for"]
+    return trusted_proxies(services.settings.trusted_proxies).client(peer, forwarded)
+
+
+def published(services: Services, slug: str) -> tuple[Entry, str | None]:
+    """A published comparison and main's commit it was read from, so that the votes added to
+    its tallies are exactly those that commit does not hold."""
+    index = services.index
+    head = index.head
+    for attempt in range(1, _ATTEMPTS + 1):  # another try only when main moved in between
+        entry = index.get(slug)
+        if entry is None:
+            raise NotFound(f"no published comparison with slug `{slug}`", field="slug")
+        if index.head == head or attempt == _ATTEMPTS:
+            return entry, head
+        head = index.head
+    raise AssertionError("unreachable")
+
+
+def live_pending(services: Services, head: str | None) -> Pending:
+    """The votes to add to the tallies of main at ``head``, recorded by any process."""
+    return services.vote_folder.live.pending(head)
+
+
+def live_community(tool: Tool, pending: dict[str, Counts]) -> Community:
     """The tally in git plus the votes not folded into it yet."""
-    ship, skip = services.votes.pending(slug).get(tool.id, [0, 0])
+    ship, skip = pending.get(tool.id, (0, 0))
     return Community(ship=tool.community.ship + ship, skip=tool.community.skip + skip)
 
 
@@ -153,12 +192,13 @@ def community_share_of(community: Community) -> Fraction | None:
     return None if community.votes == 0 else Fraction(community.ship, community.votes)
 
 
-def with_live_tallies(services: Services, comparison: Comparison) -> tuple[Comparison, int]:
-    """The comparison with pending votes added to its tallies, and how many were pending."""
-    pending = services.votes.pending(comparison.slug)
-    if not pending:
-        return comparison, 0
-    tools = [msgspec.structs.replace(tool, community=live_community(services, comparison.slug, tool))
+def with_live_tallies(comparison: Comparison, pending: Pending) -> tuple[Comparison, str]:
+    """The comparison with pending votes added to its tallies, and a name for what was added
+    ("" when nothing was): two different sets of pending votes never share a name."""
+    added = pending.of(comparison.slug)
+    if not added:
+        return comparison, ""
+    tools = [msgspec.structs.replace(tool, community=live_community(tool, added))
              for tool in comparison.tools]
-    count = sum(sum(counts) for counts in pending.values())
-    return msgspec.structs.replace(comparison, tools=tools), count
+    name = hashlib.sha1(repr(sorted(added.items())).encode(), usedforsecurity=False)
+    return msgspec.structs.replace(comparison, tools=tools), name.hexdigest()[:16]

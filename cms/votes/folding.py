@@ -14,11 +14,10 @@ import msgspec
 
 from ..editing.pipeline import Change, CommitPipeline, RefMove
 from ..store.documents import Documents
+from .live import LiveTallies, newest_fold
 from .store import VoteStore
 
 log = logging.getLogger("cms")
-
-_WALK_LIMIT = 10_000
 
 
 def fold(documents: Documents, pipeline: CommitPipeline, store: VoteStore) -> str | None:
@@ -47,7 +46,7 @@ def fold(documents: Documents, pipeline: CommitPipeline, store: VoteStore) -> st
             comparison = documents.decode_blob(blob)
             updated = []
             for tool in comparison.tools:
-                ship, skip = tools.get(tool.id, [0, 0])
+                ship, skip = tools.get(tool.id, (0, 0))
                 counted += ship + skip
                 community = msgspec.structs.replace(tool.community, ship=tool.community.ship + ship,
                                                     skip=tool.community.skip + skip)
@@ -65,6 +64,8 @@ def fold(documents: Documents, pipeline: CommitPipeline, store: VoteStore) -> st
             moves=(RefMove(ref=layout.main_ref, expected=head),),
         )
 
+    if not store.batch()[1]:
+        return None  # nothing pending: no need to wait for the write lock or read main
     event = pipeline.run(plan)
     if event is None:
         if dropped:
@@ -75,17 +76,9 @@ def fold(documents: Documents, pipeline: CommitPipeline, store: VoteStore) -> st
 
 def reconcile(documents: Documents, store: VoteStore) -> None:
     """Mark as folded the votes a fold commit already holds (after a crash before bookkeeping)."""
-    current = documents.main_head()
-    walked = 0
-    while current is not None and walked < _WALK_LIMIT:
-        commit = documents.repo.read_commit(current)
-        if commit.message.first("Cms-Action") == "votes":
-            through = commit.message.first("Cms-Votes-Through")
-            if through and through.isdigit():
-                store.mark_folded(int(through), commit.oid)
-            return
-        current = commit.parents[0] if commit.parents else None
-        walked += 1
+    found = newest_fold(documents, documents.main_head(), {})
+    if found is not None and found[1] is not None:
+        store.mark_folded(found[0], found[1])
 
 
 class VoteFolder:
@@ -100,6 +93,8 @@ class VoteFolder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._folding = threading.Lock()
+        # What readers show: main's tallies plus the votes it does not hold yet.
+        self.live = LiveTallies(documents, store)
 
     def fold_now(self) -> str | None:
         with self._folding:

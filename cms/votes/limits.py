@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import threading
 import time
-from collections import defaultdict, deque
+from bisect import bisect_right
+from collections import OrderedDict
+from pathlib import Path
 
 from ..errors import CmsError
+from ..identity.keys import signing_key
+
+WINDOW_SECONDS = 60.0
+# Pairs of (client, comparison) tracked at most: a flood of distinct clients costs at most this
+# many entries (a few hundred bytes each), and the pair forgotten first is the one heard from
+# least recently, so a client that keeps trying stays limited.
+MAX_TRACKED = 20_000
 
 
 class TooManyVotes(CmsError):
@@ -18,26 +28,51 @@ class TooManyVotes(CmsError):
 class RateLimit:
     """At most ``per_minute`` votes from one client on one comparison in any sixty seconds."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, *, max_tracked: int = MAX_TRACKED) -> None:
         self.per_minute = per_minute
-        self._seen: defaultdict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self.max_tracked = max_tracked
+        # The times of each pair's votes within the window, pairs ordered by their last try:
+        # the pairs whose window has passed gather at the front.
+        self._seen: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def check(self, client: str, slug: str) -> None:
         if self.per_minute <= 0:
             return
         now = time.monotonic()
         with self._lock:
-            seen = self._seen[(client, slug)]
-            while seen and seen[0] <= now - 60:
-                seen.popleft()
+            self._forget_before(now - WINDOW_SECONDS)
+            key = (client, slug)
+            seen = self._seen.pop(key, [])
+            self._seen[key] = seen  # now the most recent
+            while len(self._seen) > self.max_tracked:
+                self._seen.popitem(last=False)
+            del seen[:bisect_right(seen, now - WINDOW_SECONDS)]
             if len(seen) >= self.per_minute:
-                retry = int(61 - (now - seen[0]))
+                retry = int(WINDOW_SECONDS + 1 - (now - seen[0]))
                 raise TooManyVotes(f"at most {self.per_minute} votes a minute on one comparison; "
                                    f"try again in {retry} s", retry_after=retry)
             seen.append(now)
 
+    def _forget_before(self, cutoff: float) -> None:
+        # Amortised: each pair is dropped once; the loop ends at the first pair still counting
+        # (one behind it may have expired too: it goes later, or as the least recent at the cap).
+        while self._seen:
+            key, seen = next(iter(self._seen.items()))
+            if seen and seen[-1] > cutoff:
+                return
+            del self._seen[key]
 
-def client_key(host: str) -> str:
-    # Only a digest of the address is stored: enough to rate-limit, not to identify a voter.
-    return hashlib.sha256(host.encode()).hexdigest()[:16]
+
+def vote_secret(data: Path) -> bytes:
+    """The server's secret for client keys, kept in ``CMS_DATA`` (made on first use)."""
+    return signing_key(data / "votes.key")
+
+
+def client_key(secret: bytes, address: str) -> str:
+    # Keyed, so that a stored key cannot be matched against every IPv4 address by anyone who
+    # lacks the server's secret; enough to rate-limit and to count, not to identify a voter.
+    return hmac.new(secret, address.encode(), hashlib.sha256).hexdigest()[:32]

@@ -1,13 +1,19 @@
 """Community votes, recorded at once outside git and pending until a fold commits them.
 
 A vote is one durable SQLite insert, so the public can vote as fast as they like without a
-commit each; readers see main's tallies plus the pending votes.
+commit each. The database is the truth that every server process on one ``CMS_DATA`` shares:
+votes get increasing ids, and a fold commit names the newest id it holds, so the votes pending
+on top of a commit of main are those with a higher id (see ``live.py``). Each process keeps those
+counts in memory for reads, and brings them up to date whenever SQLite reports that another
+connection changed the database (``PRAGMA data_version``), whichever process that was.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -15,53 +21,100 @@ from ..editing.events import Committed
 from ..statefiles import open_database
 
 Vote = Literal["ship", "skip"]
-Tallies = dict[str, dict[str, list[int]]]  # slug -> tool -> [ship, skip]
+Counts = tuple[int, int]  # ship, skip
+Tallies = dict[str, dict[str, Counts]]  # slug -> tool -> counts
+Rows = Iterable[tuple[str, str, str, int]]  # slug, tool, vote, how many
+
+# Ids are never reused and only ever grow, and the columns counted are never changed, so the
+# votes of a range of ids count the same whenever they are read.
+_COUNT_RANGE = ("SELECT slug, tool, vote, COUNT(*) FROM votes WHERE id > ? AND id <= ? "
+                "GROUP BY slug, tool, vote")
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The votes with ids in (``through``, ``seen``], summed: never changed once made, so a
+    reader may hold one while the next is being made."""
+
+    through: int
+    seen: int
+    tallies: Tallies = field(default_factory=dict)
+
+    def of(self, slug: str) -> dict[str, Counts]:
+        return self.tallies.get(slug, {})
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    seen: int  # the newest vote recorded, by any process
+    folded: int  # every vote up to this one is marked folded (or dropped) in the database
 
 
 class VoteStore:
     def __init__(self, path: Path) -> None:
-        self._db = open_database(path)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute(
+        # Two connections. Votes are inserted on one, each insert flushed to disk, in turn under
+        # _write_lock; reads count on the other under their own short lock. A WAL reader never
+        # waits for a writer, so a read (on the event loop, say) never queues behind an fsync.
+        self._writer = open_database(path)
+        self._write_lock = threading.Lock()
+        with self._write_lock:
+            self._writer.execute(
                 "CREATE TABLE IF NOT EXISTS votes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "slug TEXT NOT NULL, tool TEXT NOT NULL, vote TEXT NOT NULL, client TEXT NOT NULL, "
                 "at REAL NOT NULL, folded_in TEXT)")
-            self._db.execute("CREATE INDEX IF NOT EXISTS pending ON votes (folded_in, id)")
-        self._pending: Tallies = self._load_pending()
-        # Moves whenever the pending tallies change (a vote, or a fold's bookkeeping): part of
-        # the ETag of pages showing tallies.
-        self.version = 0
+            self._writer.execute("CREATE INDEX IF NOT EXISTS pending ON votes (folded_in, id)")
+        self._reader = open_database(path)
+        self._read_lock = threading.Lock()
+        with self._read_lock:
+            self._data_version = self._reader.execute("PRAGMA data_version").fetchone()[0]
+            ledger = self._ledger_now()
+            # Start from what the ledger says is folded: usually exactly what main holds, so
+            # the first read needs no correction.
+            self._ledger = ledger
+            self._pending = Pending(ledger.folded, ledger.seen, _summed(
+                self._reader.execute(_COUNT_RANGE, (ledger.folded, ledger.seen))))
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._write_lock, self._read_lock:
+            self._writer.close()
+            self._reader.close()
 
     def record(self, slug: str, tool: str, vote: Vote, client: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT INTO votes (slug, tool, vote, client, at) VALUES (?, ?, ?, ?, ?)",
-                             (slug, tool, vote, client, time.time()))
-            counts = self._pending.setdefault(slug, {}).setdefault(tool, [0, 0])
-            counts[0 if vote == "ship" else 1] += 1
-            self.version += 1
+        with self._write_lock:
+            self._writer.execute(
+                "INSERT INTO votes (slug, tool, vote, client, at) VALUES (?, ?, ?, ?, ?)",
+                (slug, tool, vote, client, time.time()))
 
-    def pending(self, slug: str) -> dict[str, list[int]]:
-        with self._lock:
-            return {tool: list(counts) for tool, counts in self._pending.get(slug, {}).items()}
+    @property
+    def version(self) -> str:
+        """Moves whenever a vote is recorded or marked folded, in any process: with main's
+        commit, it names what a page showing live tallies is made from."""
+        ledger = self.ledger()
+        return f"{ledger.seen}.{ledger.folded}"
+
+    def ledger(self) -> Ledger:
+        with self._read_lock:
+            self._catch_up()
+            return self._ledger
+
+    def pending(self, through: int) -> Pending:
+        """The votes recorded after vote ``through``, summed per comparison and tool."""
+        with self._read_lock:
+            self._catch_up()
+            if self._pending.through != through:
+                self._pending = self._rebased(self._pending, through)
+            return self._pending
 
     def batch(self) -> tuple[int, Tallies]:
-        """The id of the newest pending vote and every pending vote up to it, summed."""
-        with self._lock:
-            rows = self._db.execute(
+        """The id of the newest vote not marked folded, and every such vote, summed."""
+        # On the writer's connection: a fold runs in its own thread, and a long count here
+        # must not hold up reads.
+        with self._write_lock:
+            rows = self._writer.execute(
                 "SELECT slug, tool, vote, COUNT(*), MAX(id) FROM votes WHERE folded_in IS NULL "
                 "GROUP BY slug, tool, vote").fetchall()
-        through = 0
-        tallies: Tallies = {}
-        for slug, tool, vote, count, newest in rows:
-            counts = tallies.setdefault(slug, {}).setdefault(tool, [0, 0])
-            counts[0 if vote == "ship" else 1] += count
-            through = max(through, newest)
-        return through, tallies
+        through = max((newest for *_, newest in rows), default=0)
+        return through, _summed(row[:4] for row in rows)
 
     def on_committed(self, event: Committed) -> None:
         """A fold's bookkeeping: its votes are in git now (``reconcile`` repairs a crash here)."""
@@ -69,23 +122,77 @@ class VoteStore:
             self.mark_folded(event.votes_through, event.commit)
 
     def mark_folded(self, through: int, commit: str) -> None:
-        with self._lock:
-            marked = self._db.execute(
+        with self._write_lock:
+            self._writer.execute(
                 "UPDATE votes SET folded_in = ? WHERE folded_in IS NULL AND id <= ?",
-                (commit, through)).rowcount
-            self._pending = self._load_pending_locked()
-            if marked:
-                self.version += 1
+                (commit, through))
 
-    def _load_pending(self) -> Tallies:
-        with self._lock:
-            return self._load_pending_locked()
+    # Keeping up with the database, under _read_lock
 
-    def _load_pending_locked(self) -> Tallies:
-        pending: Tallies = {}
-        for slug, tool, vote, count in self._db.execute(
-                "SELECT slug, tool, vote, COUNT(*) FROM votes WHERE folded_in IS NULL "
-                "GROUP BY slug, tool, vote"):
-            counts = pending.setdefault(slug, {}).setdefault(tool, [0, 0])
-            counts[0 if vote == "ship" else 1] += count
-        return pending
+    def _catch_up(self) -> None:
+        """Count the votes recorded since the last look, if any connection changed anything."""
+        # Read before the counts: a change made in between is then seen next time, not lost.
+        version = self._reader.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        ledger = self._ledger_now()
+        pending = self._pending
+        low = max(pending.seen, pending.through)
+        if ledger.seen > low:
+            rows = self._reader.execute(_COUNT_RANGE, (low, ledger.seen))
+            pending = Pending(pending.through, ledger.seen, _added(pending.tallies, rows, 1))
+        else:
+            pending = Pending(pending.through, max(pending.seen, ledger.seen), pending.tallies)
+        self._ledger, self._pending = ledger, pending
+
+    def _ledger_now(self) -> Ledger:
+        seen = self._reader.execute("SELECT COALESCE(MAX(id), 0) FROM votes").fetchone()[0]
+        # Votes are marked folded by id, oldest first, so the marked ones are exactly those
+        # below the oldest unmarked one (found through the index, however long the table).
+        oldest = self._reader.execute(
+            "SELECT MIN(id) FROM votes WHERE folded_in IS NULL").fetchone()[0]
+        return Ledger(seen=seen, folded=seen if oldest is None else min(seen, oldest - 1))
+
+    def _rebased(self, pending: Pending, through: int) -> Pending:
+        """``pending`` counted from another vote on: subtract or add the difference, or count
+        afresh, whichever reads fewer votes."""
+        seen = pending.seen
+        before, after = min(pending.through, seen), min(through, seen)
+        if after == before:
+            return Pending(through, seen, pending.tallies)
+        if after < before:
+            rows = self._reader.execute(_COUNT_RANGE, (after, before))
+            return Pending(through, seen, _added(pending.tallies, rows, 1))
+        if after - before <= seen - after:
+            rows = self._reader.execute(_COUNT_RANGE, (before, after))
+            return Pending(through, seen, _added(pending.tallies, rows, -1))
+        return Pending(through, seen, _summed(self._reader.execute(_COUNT_RANGE, (after, seen))))
+
+
+def _summed(rows: Rows) -> Tallies:
+    return _added({}, rows, 1)
+
+
+def _added(tallies: Tallies, rows: Rows, sign: int) -> Tallies:
+    """A new ``Tallies`` with the rows' counts added (``sign`` 1) or taken away (-1); the
+    comparisons they do not touch are shared with ``tallies``, which is left as it was."""
+    result = dict(tallies)
+    touched: dict[str, dict[str, Counts]] = {}
+    for slug, tool, vote, count in rows:
+        tools = touched.get(slug)
+        if tools is None:
+            tools = touched[slug] = dict(result.get(slug, {}))
+        ship, skip = tools.get(tool, (0, 0))
+        if vote == "ship":
+            ship += sign * count
+        else:
+            skip += sign * count
+        tools[tool] = (ship, skip)
+    for slug, tools in touched.items():
+        kept = {tool: counts for tool, counts in tools.items() if counts != (0, 0)}
+        if kept:
+            result[slug] = kept
+        else:
+            result.pop(slug, None)
+    return result

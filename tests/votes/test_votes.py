@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -109,8 +111,12 @@ def test_a_crash_after_the_fold_commit_never_counts_twice(client: Client, repo_p
     commit = services.vote_folder.fold_now()
     assert commit is not None
     # As if the server died after the commit and before marking the votes as folded.
-    services.votes._db.execute("UPDATE votes SET folded_in = NULL")
-    services.votes._pending = services.votes._load_pending()
+    with contextlib.closing(sqlite3.connect(services.settings.data / "votes.sqlite3")) as db:
+        db.execute("UPDATE votes SET folded_in = NULL")
+        db.commit()
+    # Main holds them, whatever the bookkeeping says: shown once, not as pending on top.
+    assert client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"] == {
+        "ship": 0, "skip": 5}
     assert services.vote_folder.fold_now() is None
     assert tallies_in_git(repo_path)[HAIKU_TOOL] == (0, 5)
 
@@ -148,3 +154,29 @@ def test_a_thousand_concurrent_votes_on_a_live_server(tmp_path: Path) -> None:
     folds = git(repo, "log", "--format=%s", "--grep=^Fold community votes", "main").splitlines()
     assert 1 <= len(folds) <= 3
     fsck(repo)
+
+
+def test_votes_dropped_with_their_comparison_stay_dropped(client: Client,
+                                                          tokens: dict[str, Headers],
+                                                          repo_path: Path) -> None:
+    for _ in range(3):
+        assert vote(client, HAIKU_TOOL, "ship").status_code == 202
+    shown = client.get(f"/api/comparisons/{HAIKU}")
+    act(client, HAIKU, "unpublish", tokens["publisher"], shown.headers["etag"])
+    assert client.post("/api/votes/fold", headers=tokens["admin"]).json() == {"commit": None}
+    # Published again: the votes cast before are gone, shown nowhere and folded never.
+    draft = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    saved = client.put(f"/api/drafts/{HAIKU}", json=draft.json(),
+                       headers={**tokens["editor"], "If-Match": draft.headers["etag"]})
+    assert saved.status_code == 200, saved.text
+    doc = act(client, HAIKU, "submit", tokens["editor"], saved.headers["etag"])
+    doc = act(client, HAIKU, "approve", tokens["reviewer"], f'"{doc["revision"]}"')
+    act(client, HAIKU, "publish", tokens["publisher"], f'"{doc["revision"]}"')
+    assert client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"]["ship"] == 0
+    assert vote(client, HAIKU_TOOL, "skip").status_code == 202
+    assert client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"] == {
+        "ship": 0, "skip": 1}
+    assert client.post("/api/votes/fold", headers=tokens["admin"]).json()["commit"] is not None
+    assert tallies_in_git(repo_path)[HAIKU_TOOL] == (0, 1)
+    assert client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"] == {
+        "ship": 0, "skip": 1}

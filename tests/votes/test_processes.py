@@ -1,0 +1,182 @@
+"""Votes with several server processes on one repository and one CMS_DATA: every one shows main's
+tallies plus exactly the votes main does not hold yet, and a read never waits for an insert."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+from litestar.testing import TestClient
+
+from cms.api.app import create_app
+from cms.api.response_cache import PublicResponseCache
+from cms.config import Settings
+from cms.content.model import percent_label
+from cms.reading import index as index_module
+from cms.votes.store import VoteStore
+
+from ..conftest import HAIKU, make_tokens
+from .test_votes import GEMINI_TOOL, HAIKU_TOOL, tallies_in_git
+
+Client = TestClient  # type: ignore[type-arg]
+Tally = tuple[int, int]
+
+
+@pytest.fixture
+def pair(settings: Settings, repo_path: Path) -> Iterator[tuple[Client, Client]]:
+    """Two apps, as two server processes would be: same repository, same CMS_DATA."""
+    unlimited = msgspec.structs.replace(settings, vote_rate=0)
+    with TestClient(app=create_app(unlimited)) as one, TestClient(app=create_app(unlimited)) as two:
+        yield one, two
+
+
+def shown(client: Client) -> dict[str, Tally]:
+    """The tallies as one comparison's page shows them and as a list page labels them, twice
+    each (the second time from the response cache): all must agree."""
+    pages, labels = [], []
+    for _ in range(2):
+        page = client.get(f"/api/comparisons/{HAIKU}").json()
+        pages.append({t["id"]: (t["community"]["ship"], t["community"]["skip"])
+                      for t in page["tools"]})
+        listed = client.get("/api/comparisons", params={"tool": HAIKU_TOOL}).json()["items"]
+        item = next(i for i in listed if i["slug"] == HAIKU)
+        labels.append({t["id"]: t["community_label"] for t in item["tools"]})
+    assert pages[0] == pages[1]
+    assert labels[0] == labels[1] == {tool: label(*counts) for tool, counts in pages[0].items()}
+    return pages[0]
+
+
+def label(ship: int, skip: int) -> str:
+    return percent_label(Fraction(ship, ship + skip) if ship + skip else None)
+
+
+def vote(client: Client, tool: str, choice: str) -> None:
+    answer = client.post(f"/api/comparisons/{HAIKU}/votes", json={"tool": tool, "vote": choice})
+    assert answer.status_code == 202, answer.text
+
+
+def plus(base: dict[str, Tally], cast: dict[str, Tally]) -> dict[str, Tally]:
+    return {tool: (ship + cast[tool][0], skip + cast[tool][1]) for tool, (ship, skip) in base.items()}
+
+
+def test_two_servers_show_exactly_every_vote_whoever_recorded_or_folded_it(
+        pair: tuple[Client, Client], settings: Settings, repo_path: Path) -> None:
+    one, two = pair
+    admin = make_tokens(settings)["admin"]
+    base = shown(one)
+    assert shown(two) == base
+    cast = {HAIKU_TOOL: (0, 0), GEMINI_TOOL: (0, 0)}
+
+    def cast_through(client: Client, tool: str, choice: str) -> None:
+        vote(client, tool, choice)
+        ship, skip = cast[tool]
+        cast[tool] = (ship + 1, skip) if choice == "ship" else (ship, skip + 1)
+
+    for round_ in range(3):
+        for number in range(7):
+            cast_through(one if number % 2 else two, HAIKU_TOOL if number % 3 else GEMINI_TOOL,
+                         "ship" if number % 4 else "skip")
+            assert shown(one) == shown(two) == plus(base, cast)
+        folder = (one, two)[round_ % 2]  # each folds the other's votes in turn
+        assert folder.post("/api/votes/fold", headers=admin).json()["commit"] is not None
+        assert shown(one) == shown(two) == plus(base, cast)
+    cast_through(one, HAIKU_TOOL, "ship")  # pending on top of the folds
+    assert shown(two) == shown(one) == plus(base, cast)
+    assert tallies_in_git(repo_path) == plus(base, {**cast, HAIKU_TOOL: (
+        cast[HAIKU_TOOL][0] - 1, cast[HAIKU_TOOL][1])})
+    hits = [next(m for m in c.app.middleware if isinstance(m, PublicResponseCache)).hits
+            for c in (one, two)]
+    assert min(hits) > 0  # the response cache answered some of those reads
+
+
+def test_votes_one_server_took_and_the_other_folded_are_counted_once(
+        pair: tuple[Client, Client], settings: Settings) -> None:
+    one, two = pair
+    base = shown(one)
+    for _ in range(5):
+        vote(one, HAIKU_TOOL, "ship")
+    assert two.post("/api/votes/fold", headers=make_tokens(settings)["admin"]).status_code == 200
+    expected = plus(base, {HAIKU_TOOL: (5, 0), GEMINI_TOOL: (0, 0)})
+    assert shown(one) == expected  # not 10: the fold is in main now, and nothing is pending
+    assert shown(two) == expected
+
+
+def test_a_fold_by_another_server_is_exact_before_and_after_this_one_sees_it(
+        pair: tuple[Client, Client], settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    one, two = pair
+    admin = make_tokens(settings)["admin"]
+    base = shown(one)
+    for _ in range(4):
+        vote(one, HAIKU_TOOL, "ship")
+    vote(two, HAIKU_TOOL, "skip")
+    expected = plus(base, {HAIKU_TOOL: (4, 1), GEMINI_TOOL: (0, 0)})
+    assert shown(one) == expected
+    # ``one`` keeps reading main as it was (as between two looks at the ref), while ``two``
+    # folds every vote into a new commit on main and marks them folded in the shared ledger.
+    monkeypatch.setattr(index_module, "RECHECK_SECONDS", 3600.0)
+    one.app.state.services.index._checked_at = time.monotonic()
+    assert two.post("/api/votes/fold", headers=admin).json()["commit"] is not None
+    assert one.app.state.services.index.head != two.app.state.services.index.head
+    assert shown(one) == shown(two) == expected
+    vote(one, GEMINI_TOOL, "ship")
+    expected = plus(expected, {HAIKU_TOOL: (0, 0), GEMINI_TOOL: (1, 0)})
+    assert shown(one) == shown(two) == expected
+    monkeypatch.setattr(index_module, "RECHECK_SECONDS", 0.0)
+    assert shown(one) == shown(two) == expected
+    assert one.app.state.services.index.head == two.app.state.services.index.head
+
+
+def test_two_stores_on_one_file_count_each_others_votes(tmp_path: Path) -> None:
+    path = tmp_path / "votes.sqlite3"
+    first, second = VoteStore(path), VoteStore(path)
+    try:
+        first.record("a-vs-b", "a", "ship", "k1")
+        second.record("a-vs-b", "b", "skip", "k2")
+        for store in (first, second):
+            assert store.pending(0).of("a-vs-b") == {"a": (1, 0), "b": (0, 1)}
+        version = first.version
+        through, tallies = second.batch()
+        assert tallies == {"a-vs-b": {"a": (1, 0), "b": (0, 1)}}
+        second.mark_folded(through, "c" * 40)
+        assert first.version != version  # a mark by another connection moves it too
+        # Counted from a commit that holds the first vote only, and one that holds both.
+        assert first.pending(1).of("a-vs-b") == {"b": (0, 1)}
+        assert first.pending(through).of("a-vs-b") == {}
+        assert first.pending(0).of("a-vs-b") == {"a": (1, 0), "b": (0, 1)}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_read_never_waits_for_a_vote_being_written(client: Client, settings: Settings) -> None:
+    """An insert stuck on the disk (here: on another writer's lock) holds up no read."""
+    client.get(f"/api/comparisons/{HAIKU}")
+    answers: list[httpx.Response] = []
+    with contextlib.closing(sqlite3.connect(settings.data / "votes.sqlite3",
+                                            isolation_level=None)) as blocker:
+        blocker.execute("BEGIN IMMEDIATE")  # the write lock, until the commit below
+        try:
+            voter = threading.Thread(target=lambda: answers.append(client.post(
+                f"/api/comparisons/{HAIKU}/votes", json={"tool": HAIKU_TOOL, "vote": "ship"})))
+            voter.start()
+            time.sleep(0.3)  # the vote is now waiting in its insert
+            assert voter.is_alive()
+            started = time.monotonic()
+            for path in (f"/api/comparisons/{HAIKU}", f"/api/comparisons/{HAIKU}?fresh=1",
+                         "/api/comparisons?sort=title&limit=2", "/health"):
+                assert client.get(path).status_code == 200
+            waited = time.monotonic() - started
+        finally:
+            blocker.execute("COMMIT")
+        voter.join(timeout=30)
+    assert waited < 1.0, f"reads waited {waited:.1f} s for an insert"
+    assert [answer.status_code for answer in answers] == [202]
+    assert client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"]["ship"] == 1
