@@ -32,8 +32,10 @@ class Committed(Struct, frozen=True, kw_only=True, tag="content.committed", tag_
     actor: Person
     approvers: tuple[str, ...]
     at: datetime
-    # A fold of votes names the last vote it holds, so that folding stays idempotent.
+    # A fold of votes names the vote database it read (each CMS_DATA has its own) and the last
+    # vote of it that it holds, so that folding stays idempotent.
     votes_through: int | None = None
+    votes_ledger: str | None = None
 
     @property
     def slug(self) -> str:
@@ -62,13 +64,15 @@ class Listeners:
 
 
 def trailers(*, action: str, state: str, slugs: tuple[str, ...], approvers: tuple[str, ...],
-             votes_through: int | None) -> list[tuple[str, str]]:
+             votes_through: int | None, votes_ledger: str | None) -> list[tuple[str, str]]:
     """The trailers of a CMS commit: what ``from_commit`` reads back."""
     found = [("Cms-Action", action), ("Cms-State", state)]
     found += [("Cms-Document", Layout.document(slug)) for slug in slugs]
     found += [("Approved-by", person) for person in approvers]
     if votes_through is not None:
         found.append(("Cms-Votes-Through", str(votes_through)))
+    if votes_ledger is not None:
+        found.append(("Cms-Votes-Ledger", votes_ledger))
     return found
 
 
@@ -85,6 +89,7 @@ def from_commit(commit: Commit, *, on_main: bool) -> Committed:
         actor=Person(name=commit.author.name, email=commit.author.email),
         approvers=tuple(message.values("Approved-by")), at=commit.committer.at.astimezone(UTC),
         votes_through=int(through) if through and through.isdigit() else None,
+        votes_ledger=message.first("Cms-Votes-Ledger"),
     )
 
 

@@ -51,6 +51,7 @@ class Change(Struct, frozen=True, kw_only=True):
     author: Person
     approvers: tuple[str, ...] = ()
     votes_through: int | None = None
+    votes_ledger: str | None = None
     parents: tuple[str, ...]
     base_tree: str | None
     files: dict[str, bytes | None]
@@ -93,6 +94,7 @@ class CommitPipeline:
                     previous=change.parents[0] if change.parents else None,
                     main_moved=self.layout.main_ref in moved, actor=change.author,
                     approvers=change.approvers, at=at, votes_through=change.votes_through,
+                    votes_ledger=change.votes_ledger,
                 )
                 self.listeners.emit(event)
                 return event
@@ -117,4 +119,5 @@ def message(change: Change) -> str:
     """A subject for people, the comment as the body, trailers for machines."""
     return format_message(change.subject, change.comment, trailers(
         action=change.action, state=change.state, slugs=change.slugs,
-        approvers=change.approvers, votes_through=change.votes_through))
+        approvers=change.approvers, votes_through=change.votes_through,
+        votes_ledger=change.votes_ledger))

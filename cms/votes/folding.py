@@ -60,7 +60,8 @@ def fold(documents: Documents, pipeline: CommitPipeline, store: VoteStore) -> st
         return Change(
             action="votes", subject=f"Fold community votes: {counted} on {len(folded)} comparisons",
             slugs=tuple(folded), state="published", author=pipeline.committer,
-            votes_through=through, parents=(head,), base_tree=tree, files=changes,
+            votes_through=through, votes_ledger=store.ledger_id, parents=(head,),
+            base_tree=tree, files=changes,
             moves=(RefMove(ref=layout.main_ref, expected=head),),
         )
 
@@ -76,7 +77,7 @@ def fold(documents: Documents, pipeline: CommitPipeline, store: VoteStore) -> st
 
 def reconcile(documents: Documents, store: VoteStore) -> None:
     """Mark as folded the votes a fold commit already holds (after a crash before bookkeeping)."""
-    found = newest_fold(documents, documents.main_head(), {})
+    found = newest_fold(documents, documents.main_head(), {}, store.ledger_id)
     if found is not None and found[1] is not None:
         store.mark_folded(found[0], found[1])
 

@@ -22,8 +22,8 @@ WALK_LIMIT = 10_000
 _HEADS_KEPT = 16  # heads whose answer is kept: readers of the last few heads all find theirs
 
 
-def newest_fold(documents: Documents, head: str | None,
-                known: Mapping[str, int]) -> tuple[int, str | None] | None:
+def newest_fold(documents: Documents, head: str | None, known: Mapping[str, int],
+                ledger: str) -> tuple[int, str | None] | None:
     """The newest vote held by ``head``, and the fold commit that names it (None when the answer
     came from ``known``, answers for earlier heads, or when no fold precedes ``head``); None when
     none was found within ``WALK_LIMIT`` commits."""
@@ -34,7 +34,10 @@ def newest_fold(documents: Documents, head: str | None,
         if current in known:
             return known[current], None
         commit = documents.repo.read_commit(current)
-        if commit.message.first("Cms-Action") == "votes":
+        # Only folds of this vote database count: another's (a CMS_DATA replaced, or another
+        # instance's) numbers other votes. A fold naming none predates the naming: this one's.
+        if commit.message.first("Cms-Action") == "votes" and commit.message.first(
+                "Cms-Votes-Ledger") in (None, ledger):
             through = commit.message.first("Cms-Votes-Through")
             if through and through.isdigit():
                 return int(through), commit.oid
@@ -76,7 +79,7 @@ class LiveTallies:
             known = dict(self._known) if through is None else {}
         if through is not None:
             return through
-        found = newest_fold(self.documents, head, known)
+        found = newest_fold(self.documents, head, known, self.store.ledger_id)
         through = found[0] if found is not None else self.store.ledger().folded
         with self._lock:
             self._known[head] = through

@@ -10,6 +10,7 @@ connection changed the database (``PRAGMA data_version``), whichever process tha
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Iterable
@@ -63,6 +64,13 @@ class VoteStore:
                 "slug TEXT NOT NULL, tool TEXT NOT NULL, vote TEXT NOT NULL, client TEXT NOT NULL, "
                 "at REAL NOT NULL, folded_in TEXT)")
             self._writer.execute("CREATE INDEX IF NOT EXISTS pending ON votes (folded_in, id)")
+            self._writer.execute(
+                "CREATE TABLE IF NOT EXISTS ledger (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._writer.execute("INSERT OR IGNORE INTO ledger (name, value) VALUES ('id', ?)",
+                                 (secrets.token_hex(8),))
+            # Names this database in the folds made from it, whose vote ids are its own.
+            self.ledger_id: str = self._writer.execute(
+                "SELECT value FROM ledger WHERE name = 'id'").fetchone()[0]
         self._reader = open_database(path)
         self._read_lock = threading.Lock()
         with self._read_lock:
@@ -118,7 +126,8 @@ class VoteStore:
 
     def on_committed(self, event: Committed) -> None:
         """A fold's bookkeeping: its votes are in git now (``reconcile`` repairs a crash here)."""
-        if event.action == "votes" and event.votes_through is not None:
+        if (event.action == "votes" and event.votes_through is not None
+                and event.votes_ledger in (None, self.ledger_id)):
             self.mark_folded(event.votes_through, event.commit)
 
     def mark_folded(self, through: int, commit: str) -> None:

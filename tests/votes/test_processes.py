@@ -180,3 +180,24 @@ def test_a_read_never_waits_for_a_vote_being_written(client: Client, settings: S
     assert waited < 1.0, f"reads waited {waited:.1f} s for an insert"
     assert [answer.status_code for answer in answers] == [202]
     assert client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"]["ship"] == 1
+
+
+def test_a_new_vote_database_is_not_taken_for_the_old_ones_folds(settings: Settings,
+                                                                  repo_path: Path) -> None:
+    """Each CMS_DATA numbers its votes from 1: the folds of another (a replaced data folder, or
+    an instance with its own) say nothing about which of this one's votes main holds."""
+    unlimited = msgspec.structs.replace(settings, vote_rate=0)
+    ballot = {"tool": HAIKU_TOOL, "vote": "ship"}
+    with TestClient(app=create_app(unlimited)) as old:
+        for _ in range(3):
+            assert old.post(f"/api/comparisons/{HAIKU}/votes", json=ballot).status_code == 202
+        assert old.post("/api/votes/fold", headers=make_tokens(unlimited)["admin"]).status_code == 200
+    before = tallies_in_git(repo_path)[HAIKU_TOOL]
+    fresh = msgspec.structs.replace(unlimited, data=settings.data.parent / "new-data")
+    with TestClient(app=create_app(fresh)) as new:
+        for _ in range(2):
+            assert new.post(f"/api/comparisons/{HAIKU}/votes", json=ballot).status_code == 202
+        shown = new.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["community"]["ship"]
+        assert shown == before[0] + 2
+        assert new.post("/api/votes/fold", headers=make_tokens(fresh)["admin"]).status_code == 200
+    assert tallies_in_git(repo_path)[HAIKU_TOOL] == (before[0] + 2, before[1])
