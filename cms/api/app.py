@@ -65,7 +65,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                      lambda: built.index.save(), lambda: built.index.close(),
                      lambda: built.instances.close()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
-        middleware=[JsonDepthLimit(), PublicResponseCache(built),
+        # The response cache first: it answers repeated reads before anything else runs.
+        middleware=[PublicResponseCache(built), JsonDepthLimit(),
                     DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],
         exception_handlers={
             CmsError: handle_cms_error,

@@ -61,13 +61,16 @@ def build_services(settings: Settings) -> Services:
     # all now, so that a supervisor's immediate restart leaves no ref blocked. Beside other
     # servers, only what is too old to be a live writer's.
     instances = Instances(content.repo.git_dir)
-    recover(documents, stale_after=0 if instances.alone() else STALE_AFTER_SECONDS)
-    instances.join()
+    alone = instances.alone()
+    recover(documents, stale_after=0 if alone else STALE_AFTER_SECONDS)
     index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
     votes = VoteStore(settings.data / "votes.sqlite3")
     verdicts = VerdictLog(documents, settings.data / "verdict-log.json")
     webhooks = build_webhooks(settings, documents, frozenset(content.workflow.transitions))
+    if alone:  # deliveries claimed by a process that died are due again at once
+        webhooks.store.release_claims()
+    instances.join()
     maintenance = Maintenance(content.repo)
     for listener in (votes.on_committed, index.on_committed, verdicts.on_committed,
                      webhooks.on_committed, lambda _event: maintenance.note_commit()):

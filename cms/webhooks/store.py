@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at REAL NOT NULL,
     finished_at REAL,
     coalesced_into TEXT,
-    redelivery_of TEXT
+    redelivery_of TEXT,
+    claimed_until REAL
 );
 CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (endpoint_id, status, seq);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -157,6 +158,9 @@ class WebhookStore:
         self._lock = threading.RLock()
         with self._lock:
             self._db.executescript(_SCHEMA)
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+            if "claimed_until" not in columns:  # an outbox made before claims
+                self._db.execute("ALTER TABLE deliveries ADD COLUMN claimed_until REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -360,9 +364,10 @@ class WebhookStore:
             try:
                 with self._transaction() as db:
                     taken = db.execute(
-                        f"UPDATE deliveries SET next_attempt_at = ? WHERE id IN ({marks}) "  # noqa: S608
-                        "AND status = 'pending' AND next_attempt_at <= ?",
-                        (now + lease, *ids, now)).rowcount
+                        f"UPDATE deliveries SET claimed_until = ? WHERE id IN ({marks}) "  # noqa: S608
+                        "AND status = 'pending' AND next_attempt_at <= ? "
+                        "AND (claimed_until IS NULL OR claimed_until <= ?)",
+                        (now + lease, *ids, now, now)).rowcount
                     if taken != len(ids):
                         raise _ClaimedElsewhere
             except _ClaimedElsewhere:
@@ -374,8 +379,15 @@ class WebhookStore:
         """Give up a claim: the deliveries are due again at ``at``."""
         marks = ", ".join("?" for _ in delivery_ids)
         with self._transaction() as db:
-            db.execute(f"UPDATE deliveries SET next_attempt_at = ? WHERE id IN ({marks}) "  # noqa: S608
-                       "AND status = 'pending'", (at, *delivery_ids))
+            db.execute(f"UPDATE deliveries SET next_attempt_at = ?, claimed_until = NULL "  # noqa: S608
+                       f"WHERE id IN ({marks}) AND status = 'pending'", (at, *delivery_ids))
+
+    def release_claims(self) -> int:
+        """Give up every claim: for a server that starts alone, whatever is claimed was claimed
+        by a process that is gone."""
+        with self._transaction() as db:
+            return db.execute("UPDATE deliveries SET claimed_until = NULL "
+                              "WHERE claimed_until IS NOT NULL").rowcount
 
     def next_due(self, now: float, busy: set[str]) -> tuple[list[Due], float | None]:
         """The head of each enabled endpoint's queue if it is due; and when the next one is.
@@ -394,8 +406,8 @@ class WebhookStore:
                 if not heads:
                     continue
                 chosen = heads[0]
-                if chosen["next_attempt_at"] > now:
-                    at = chosen["next_attempt_at"]
+                at = max(chosen["next_attempt_at"], chosen["claimed_until"] or 0.0)
+                if at > now:  # not due yet, or being sent by another process
                     wake = at if wake is None else min(wake, at)
                     continue
                 coalescible: list[str] = []
@@ -435,7 +447,7 @@ class WebhookStore:
             finished = now if status != "pending" else None
             db.execute(
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
-                "finished_at = ? WHERE id = ?",
+                "finished_at = ?, claimed_until = NULL WHERE id = ?",
                 (status, next_attempt_at if next_attempt_at is not None else now, finished,
                  delivery_id),
             )

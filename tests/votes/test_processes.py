@@ -21,6 +21,7 @@ from cms.api.response_cache import PublicResponseCache
 from cms.config import Settings
 from cms.content.model import percent_label
 from cms.reading import index as index_module
+from cms.votes import store as votes_store
 from cms.votes.store import VoteStore
 
 from ..conftest import HAIKU, make_tokens
@@ -28,6 +29,13 @@ from .test_votes import GEMINI_TOOL, HAIKU_TOOL, tallies_in_git
 
 Client = TestClient  # type: ignore[type-arg]
 Tally = tuple[int, int]
+
+
+@pytest.fixture(autouse=True)
+def look_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process's votes are looked for every RECHECK_SECONDS; here, on every read, so
+    that what is asserted is exactness, not timing."""
+    monkeypatch.setattr(votes_store, "RECHECK_SECONDS", 0.0)
 
 
 @pytest.fixture
