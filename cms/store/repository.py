@@ -41,6 +41,7 @@ from .refs import Refs
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # A lookup that misses reads the pack folder again; a repack racing it can take a few tries.
 _LOOKUPS = 4
+_COMMITS_KEPT = 4096
 
 
 class Signature(Struct, frozen=True):
@@ -79,6 +80,7 @@ class Repository:
         self._read_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._trees: OrderedDict[str, TreeEntries] = OrderedDict()
+        self._commits: OrderedDict[str, Commit] = OrderedDict()
         # Objects this process just wrote: the next reads are almost always of them, and the
         # object database would otherwise have to rescan its packs to find a new one.
         self._recent: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
@@ -161,10 +163,22 @@ class Repository:
                 self._trees.popitem(last=False)
 
     def read_commit(self, oid: str) -> Commit:
+        # A commit never changes, and the write path reads the same few (main's head, a
+        # branch's) several times a write: keep the parsed ones.
+        with self._cache_lock:
+            cached = self._commits.get(oid)
+            if cached is not None:
+                self._commits.move_to_end(oid)
+                return cached
         kind, data = self.read_object(oid)
         if kind != COMMIT:
             raise NotFound(f"{oid} is a {kind.decode()}, not a commit")
-        return parse_commit(oid, data)
+        commit = parse_commit(oid, data)
+        with self._cache_lock:
+            self._commits[oid] = commit
+            if len(self._commits) > _COMMITS_KEPT:
+                self._commits.popitem(last=False)
+        return commit
 
     def blob_at(self, tree: str, path: str) -> str | None:
         """The blob id at ``path`` in ``tree``, or None when nothing is there."""
