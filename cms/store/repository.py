@@ -15,14 +15,13 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import gitdb
-from gitdb.db.pack import PackedDB
 from gitdb.exc import BadObject
 from gitdb.util import mman
 from msgspec import Struct
 
 from ..errors import NotFound, StoreError
 from .messages import Message, parse_message
+from .object_db import CompletePacks, ObjectDB
 from .objects import (
     BLOB,
     COMMIT,
@@ -76,7 +75,7 @@ class Repository:
         self.git_dir = git_dir
         self.refs = Refs(git_dir, durable=durable)
         self._writer = PackWriter(git_dir / "objects", durable=durable)
-        self._db = gitdb.GitDB(str(git_dir / "objects"))
+        self._db = ObjectDB(str(git_dir / "objects"))
         self._read_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._trees: OrderedDict[str, TreeEntries] = OrderedDict()
@@ -121,7 +120,7 @@ class Repository:
         """Read the pack folder again, and let go of the packs that are gone: their mappings
         would otherwise keep every deleted pack open, and its disk space taken, for as long as
         the server runs. Whether there may be something new to look in."""
-        packed = next((db for db in self._db._dbs if isinstance(db, PackedDB)), None)
+        packed = next((db for db in self._db._dbs if isinstance(db, CompletePacks)), None)
         before = [item[1] for item in packed._entities] if packed is not None else []
         try:
             self._db.update_cache(force=True)
@@ -299,7 +298,11 @@ class Repository:
         cutoff = time.time() - older_than
         removed = []
         objects = self.git_dir / "objects"
-        for temp in [*objects.glob("??/tmp_obj_*"), *objects.glob("pack/tmp_*")]:
+        # A pack renamed into place without its index (a crash between the two renames) holds
+        # objects nothing refers to, like a temporary file.
+        orphans = [pack for pack in objects.glob("pack/pack-*.pack")
+                   if not pack.with_suffix(".idx").exists()]
+        for temp in [*objects.glob("??/tmp_obj_*"), *objects.glob("pack/tmp_*"), *orphans]:
             try:
                 if temp.stat().st_mtime > cutoff:
                     continue

@@ -15,12 +15,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from gitdb.db.pack import PackedDB
 
 from cms.config import Settings
 from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
 from cms.store.maintenance import PACK_LIMIT
+from cms.store.object_db import CompletePacks
 
 from ..conftest import HAIKU, fsck
 
@@ -108,16 +108,16 @@ def test_a_pack_deleted_while_the_folder_is_read_is_looked_for_again(
     published = writer.documents.published(HAIKU)
     assert published is not None
     draft = writer.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
-    original = PackedDB.update_cache
+    original = CompletePacks.update_cache
     raised: list[bool] = []
 
-    def vanishing(self: PackedDB, force: bool = False) -> bool:
+    def vanishing(self: CompletePacks, force: bool = False) -> bool:
         if len(raised) < 2:
             raised.append(True)  # as gitdb does when a repack deletes a pack it just listed
             raise FileNotFoundError("pack-0000.pack")
-        return original(self, force)  # type: ignore[no-any-return]
+        return original(self, force)
 
-    monkeypatch.setattr(PackedDB, "update_cache", vanishing)
+    monkeypatch.setattr(CompletePacks, "update_cache", vanishing)
     current = reader.current(HAIKU)
     assert raised == [True, True]
     assert current is not None

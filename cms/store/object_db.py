@@ -1,0 +1,44 @@
+"""Reading objects through gitdb, seeing only packs that are complete.
+
+A pack is written as two files, renamed into place one after the other: the pack, then its
+index (git itself finds packs by their index). Between the two renames, or after a crash there,
+a pack has no index yet; gitdb would take it up by its name and then fail on every lookup that
+reaches it. Here a pack counts once its index is in place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gitdb import GitDB
+from gitdb.db.pack import PackedDB
+from gitdb.pack import PackEntity
+
+
+class CompletePacks(PackedDB):  # type: ignore[misc]
+    _st_mtime: float
+    _entities: list[list[Any]]  # [size, PackEntity, lookup], as gitdb keeps them
+
+    def update_cache(self, force: bool = False) -> bool:
+        """Take up the complete packs that appeared and drop those that went; whether any did.
+        Dropped packs are the caller's to close."""
+        changed_at = os.stat(self.root_path()).st_mtime
+        if not force and changed_at <= self._st_mtime:
+            return False
+        self._st_mtime = changed_at
+        complete = {str(pack) for pack in Path(self.root_path()).glob("pack-*.pack")
+                    if pack.with_suffix(".idx").exists()}
+        known = {item[1].pack().path(): item for item in self._entities}
+        for path in sorted(complete - known.keys()):
+            entity = PackEntity(path)
+            self._entities.append([entity.pack().size(), entity, entity.index().sha_to_index])
+        for path in known.keys() - complete:
+            self._entities.remove(known[path])
+        self._sort_entities()
+        return True
+
+
+class ObjectDB(GitDB):  # type: ignore[misc]
+    PackDBCls = CompletePacks
