@@ -242,10 +242,11 @@ class PublishedIndex:
             # Not waiting for the lock: this runs on the event loop too, and whoever holds it
             # is moving the view to main already.
             try:
-                added = self._follow(self.documents.main_head())
+                # What main gained is decoded when first read, not here: this may be the event
+                # loop, and another process's fold may have changed hundreds of comparisons.
+                self._follow(self.documents.main_head())
             finally:
                 self._lock.release()
-            self._decode(added)
 
     def on_committed(self, event: Committed) -> None:
         if not event.main_moved:

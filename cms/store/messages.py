@@ -48,7 +48,7 @@ def subject_line(verb: str, title: str) -> str:
 
 def format_message(subject: str, comment: str, trailers: Sequence[tuple[str, str]]) -> str:
     parts = [subject]
-    comment = "\n".join(_inert(line) for line in comment.strip().splitlines())
+    comment = "\n".join(_inert(line) for line in comment.strip().split("\n"))
     if comment:
         parts.append(comment)
     if trailers:
@@ -77,7 +77,7 @@ def parse_message(text: str) -> Message:
     rest = paragraphs[1:]
     trailers: list[tuple[str, str]] = []
     if rest:
-        lines = rest[-1].splitlines()
+        lines = rest[-1].split("\n")
         matches = [_TRAILER_RE.match(line) for line in lines]
         if all(matches):
             trailers = [(m.group(1), m.group(2)) for m in matches if m]

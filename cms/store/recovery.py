@@ -16,6 +16,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import CmsError
 from .documents import Documents
 from .layout import BRANCH_PREFIX, DISCARDED_PREFIX, Layout
 from .refs import RefConflict
@@ -53,8 +54,9 @@ def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS,
     process moves meanwhile is left to it."""
     repo, layout = documents.repo, documents.layout
     done = [f"removed the stale lock {lock}" for lock in repo.refs.remove_stale_locks()]
+    # Temporary object files may be git's own (a push, a gc): even alone, only old ones go.
     done += [f"removed the unfinished object {temp}"
-             for temp in repo.remove_stale_temporaries(stale_after)]
+             for temp in repo.remove_stale_temporaries(max(stale_after, STALE_AFTER_SECONDS))]
     main = documents.main_head()
     settled = datetime.now(UTC).timestamp() - stale_after
     merged = _recently_merged(documents, main, depth)
@@ -78,15 +80,22 @@ def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS,
                 done.append(f"removed the branch of {slug}, already published")
         except RefConflict:
             log.info("recovery left %s to the writer that moved it meanwhile", ref)
+        except (CmsError, ValueError) as exc:
+            # One unreadable branch must not keep the server from starting.
+            log.warning("recovery could not look at %s: %s", ref, exc)
     for ref, head in repo.refs.under(DISCARDED_PREFIX).items():
         slug = ref[len(DISCARDED_PREFIX) :].rsplit("/", 1)[0]
         branch_head = repo.refs.read(Layout.branch(slug))
-        if branch_head is not None and repo.read_commit(head).parents == (branch_head,):
-            try:
-                repo.refs.delete(Layout.branch(slug), branch_head)
-            except RefConflict:
+        try:
+            if branch_head is None or repo.read_commit(head).parents != (branch_head,):
                 continue
-            done.append(f"finished discarding {slug}")
+            repo.refs.delete(Layout.branch(slug), branch_head)
+        except RefConflict:
+            continue
+        except (CmsError, ValueError) as exc:
+            log.warning("recovery could not look at %s: %s", ref, exc)
+            continue
+        done.append(f"finished discarding {slug}")
     return done
 
 

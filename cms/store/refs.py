@@ -7,9 +7,10 @@ repository exclude each other. The new value is flushed before the rename that m
 Several refs can move together (``transaction``): every lock is taken and every expected value
 checked before the first one moves, so two writers can never both see their precondition hold.
 
-A writer of this process holds an advisory lock (flock) on each lock file it made, for as long as
-it exists. A lock file that nobody holds that way, and that is older than any write git makes,
-was left by a writer that died; whoever meets it removes it, so a crash never blocks a ref.
+A CMS writer marks each lock file it makes (a file mode git never uses) and holds an advisory
+lock (flock) on it for as long as it exists. A marked lock file that nobody holds was left by a
+writer that died; whoever meets it removes it, so a crash never blocks a ref. A lock of git's is
+never taken over while the CMS runs; start-up recovery removes one only when it is very old.
 """
 
 from __future__ import annotations
@@ -32,9 +33,14 @@ log = logging.getLogger("cms")
 
 ZERO = "0" * 40
 _LOCK_WAIT_SECONDS = 2.0
-# git holds a ref's lock for the milliseconds of one write; an unheld lock older than this is a
-# dead writer's.
+# A CMS writer gives its lock files this mode, which git never does, so that only its own are
+# ever taken over: a lock of git's is git's to remove, however long it is held.
+MARK = 0o604
+# A CMS lock nobody holds is a dead writer's once it is older than the moment between its
+# creation and its advisory lock.
 ABANDONED_AFTER_SECONDS = 1.0
+# An unmarked (git's) lock this old is left by a git that died; start-up recovery removes it.
+GIT_ABANDONED_AFTER_SECONDS = 600.0
 
 
 class RefConflict(Exception):
@@ -203,7 +209,7 @@ class Refs:
         """Lock files left by writers that died."""
         removed = []
         for lock in (self.git_dir / "refs").rglob("*.lock"):
-            if _remove_if_abandoned(lock):
+            if _remove_if_abandoned(lock, git_locks_after=GIT_ABANDONED_AFTER_SECONDS):
                 removed.append(lock.relative_to(self.git_dir).as_posix())
         return removed
 
@@ -237,6 +243,7 @@ def _create_held(lock: Path) -> int | None:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return None
+    os.fchmod(fd, MARK)  # before the advisory lock: an unmarked lock is never taken over
     fcntl.flock(fd, fcntl.LOCK_EX)
     # Between the two calls another process may have judged the file abandoned and removed it:
     # then it is not the lock any more, and the ref must be locked again.
@@ -250,16 +257,22 @@ def _create_held(lock: Path) -> int | None:
     return fd
 
 
-def _remove_if_abandoned(lock: Path) -> bool:
-    """Remove ``lock`` if its writer died; True if it is gone (so the caller may try again)."""
+def _remove_if_abandoned(lock: Path, *, git_locks_after: float | None = None) -> bool:
+    """Remove ``lock`` if its writer died; True if it is gone (so the caller may try again).
+    A lock of git's (unmarked) is removed only when ``git_locks_after`` is given and it is older.
+    """
     try:
         fd = os.open(lock, os.O_RDONLY)
     except FileNotFoundError:
         return True
     try:
         made = os.fstat(fd)
-        if time.time() - made.st_mtime < ABANDONED_AFTER_SECONDS:
-            return False  # maybe git's, for the moment of one write
+        age = time.time() - made.st_mtime
+        if made.st_mode & 0o777 != MARK:
+            if git_locks_after is None or age < git_locks_after:
+                return False  # git's: it may hold it for as long as it likes
+        elif age < ABANDONED_AFTER_SECONDS:
+            return False  # a CMS writer between making it and locking it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -107,13 +107,17 @@ class Repository:
                 try:
                     stream = self._db.stream(binsha)
                     return stream.type, stream.read()
-                except (BadObject, OSError):
+                except (BadObject, FileNotFoundError):
                     # Packs come and go: a commit of another process adds one, a repack merges
                     # them and deletes the old ones (perhaps between listing and opening).
                     # Look again only while the folder changes: an id that is nowhere costs
                     # one reading of it.
                     if not self._reload_packs():
                         break
+                except OSError as exc:
+                    # Out of descriptors or memory, a disk error: not a missing object.
+                    raise StoreError(f"could not read the content repository: {exc.strerror}"
+                                     ) from exc
         raise NotFound(f"no object {oid} in the content repository")
 
     def _reload_packs(self) -> bool:
@@ -125,7 +129,7 @@ class Repository:
         try:
             self._db.update_cache(force=True)
             interrupted = False
-        except OSError:
+        except FileNotFoundError:
             interrupted = True  # a pack deleted while the folder was read: read it again
         after = [item[1] for item in packed._entities] if packed is not None else []
         kept = {id(entity) for entity in after}
@@ -324,6 +328,14 @@ class Repository:
         return result.stdout
 
 
+def _signature_or_raw(line: str) -> Signature:
+    """A commit made elsewhere may carry a malformed identity: shown as written, never a fault."""
+    try:
+        return parse_signature(line)
+    except (ValueError, IndexError):
+        return Signature(name=line, email="", at=datetime.fromtimestamp(0, UTC))
+
+
 def parse_signature(line: str) -> Signature:
     name_end = line.rindex(" <")
     email_end = line.rindex("> ")
@@ -344,16 +356,16 @@ def parse_commit(oid: str, data: bytes) -> Commit:
     tree = ""
     parents: list[str] = []
     author = committer = None
-    for line in header.splitlines():
+    for line in header.split("\n"):  # as git reads it: only a newline ends a line
         key, _, value = line.partition(" ")
         if key == "tree":
             tree = value
         elif key == "parent":
             parents.append(value)
         elif key == "author":
-            author = parse_signature(value)
+            author = _signature_or_raw(value)
         elif key == "committer":
-            committer = parse_signature(value)
+            committer = _signature_or_raw(value)
     if author is None or committer is None:
         raise StoreError(f"commit {oid} has no author or committer")
     return Commit(

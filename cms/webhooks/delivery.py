@@ -21,14 +21,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .signing import signed_headers
 from .store import Attempt, DeliveryStatus, Due, WebhookStore
 from .targets import TargetRefused, post
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("cms.webhooks")
 
@@ -49,6 +45,7 @@ class Dispatcher:
         self.backoff = tuple(backoff)
         self.timeout = timeout
         self.allow_private = allow_private
+        self.workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
         self._busy: set[str] = set()
         # Endpoints whose last attempt failed unexpectedly: (until when, for how long) they rest.
@@ -112,7 +109,8 @@ class Dispatcher:
     def dispatch(self) -> float | None:
         """Start every due delivery; return when the next one falls due."""
         busy, rested_at = self._unavailable()
-        due, wake_at = self.store.claim_due(time.time(), busy, lease=self.timeout + _LEASE_MARGIN)
+        due, wake_at = self.store.claim_due(time.time(), busy, lease=self.timeout + _LEASE_MARGIN,
+                                            limit=max(0, self.workers - len(self._busy)))
         for item in due:
             with self._busy_lock:
                 self._busy.add(item.endpoint.id)

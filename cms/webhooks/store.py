@@ -351,14 +351,16 @@ class WebhookStore:
 
     # Deliveries
 
-    def claim_due(self, now: float, busy: set[str], lease: float
+    def claim_due(self, now: float, busy: set[str], lease: float, limit: int | None = None
                   ) -> tuple[list[Due], float | None]:
         """The due heads of the queues, each claimed for ``lease`` seconds: several processes
         share the outbox, and a delivery one of them is sending is not due for the others. A
         claimer that dies leaves the delivery due again when its lease ends."""
         due, wake = self.next_due(now, busy)
-        claimed = []
+        claimed: list[Due] = []
         for item in due:
+            if limit is not None and len(claimed) >= limit:
+                break  # no worker free for it: a claim would run out while it waits
             ids = [item.delivery_id, *item.coalescible]
             marks = ", ".join("?" for _ in ids)
             try:
@@ -433,11 +435,13 @@ class WebhookStore:
                        status: DeliveryStatus, next_attempt_at: float | None,
                        coalesced: list[str]) -> bool:
         """Record an attempt; False if the delivery is gone (its endpoint was deleted while the
-        attempt was in flight), in which case nothing is written: no orphan in the log."""
+        attempt was in flight) or was finished meanwhile (by another process whose claim had
+        run out): then nothing is written, and a delivered delivery is never made pending."""
         now = time.time()
         with self._transaction() as db:
-            if db.execute("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)).fetchone() is None:
-                return False
+            row = db.execute("SELECT status FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            if row is None or row["status"] != "pending":
+                return False  # deleted with its endpoint, or finished by another process
             db.execute(
                 "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, "
                 "response_excerpt) VALUES (?, ?, ?, ?, ?, ?)",

@@ -274,3 +274,19 @@ def test_recovery_leaves_a_ref_another_process_moved_meanwhile(settings: Setting
     recovering.repo.refs.delete = moved_first  # type: ignore[method-assign]
     assert recover(recovering.documents, stale_after=0) == []
     assert store.repo.refs.read(branch) is None
+
+
+def test_a_commit_by_hand_with_odd_identities_is_read_as_git_reads_it(tmp_path: Path) -> None:
+    """Only a newline ends a header line; an identity git accepts but we cannot parse is shown
+    as written."""
+    repo = Repository.create(tmp_path / "r.git", branch="main")
+    tree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # the empty tree
+    raw = (f"tree {tree}\nauthor Eve\u2028Line <eve@example.com> 1700000000 +0000\n"
+           "committer no angle brackets at all\n\nBy hand\n")
+    oid = subprocess.run(["git", "--git-dir", str(repo.git_dir), "hash-object", "-t", "commit",
+                          "-w", "--literally", "--stdin"], input=raw.encode(), capture_output=True,
+                         check=True).stdout.decode().strip()
+    commit = repo.read_commit(oid)
+    assert commit.author.name == "Eve\u2028Line"
+    assert commit.committer.name == "no angle brackets at all"
+    assert commit.message.subject == "By hand"

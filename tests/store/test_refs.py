@@ -87,17 +87,21 @@ def test_a_live_writers_lock_is_never_taken_over(tmp_path: Path,
     assert repo.refs.read("refs/heads/main") == first
 
 
-def test_a_fresh_lock_nobody_holds_is_left_for_its_git_writer(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lock_of_gits_is_never_taken_over_while_the_cms_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git holds no advisory lock: however long it holds its lock file (a prepared
+    `update-ref --stdin` transaction, say), the CMS waits and never removes it."""
     repo, first = repository(tmp_path)
     monkeypatch.setattr(refs_module, "_LOCK_WAIT_SECONDS", 0.2)
     lock = repo.git_dir / "refs/heads/main.lock"
-    lock.write_text("")  # as git makes it: no advisory lock, for the moment of one write
+    lock.write_text("")  # as git makes it
+    age(lock, 60)
     with pytest.raises(StoreError):
         repo.refs.update("refs/heads/main", next_commit(repo, first, b"2"), first)
     assert lock.exists()
+    assert repo.refs.read("refs/heads/main") == first
     assert repo.refs.remove_stale_locks() == []
-    age(lock, 5)
+    age(lock, refs_module.GIT_ABANDONED_AFTER_SECONDS + 1)  # a git that died long ago
     assert repo.refs.remove_stale_locks() == ["refs/heads/main.lock"]
 
 

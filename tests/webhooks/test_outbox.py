@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from cms.webhooks.store import OutboxEvent, WebhookStore
+from cms.webhooks.store import Attempt, OutboxEvent, WebhookStore
 
 
 def test_a_delivery_claimed_by_one_process_is_not_due_for_another(tmp_path: Path) -> None:
@@ -40,3 +41,37 @@ def test_a_server_starting_alone_sends_at_once_what_a_dead_one_had_claimed(tmp_p
     assert store.claim_due(now, set(), lease=40)[0] == []  # its claimer died: not due yet
     assert store.release_claims() == 1
     assert [item.event.id for item in store.claim_due(now, set(), lease=40)[0]] == ["msg_1"]
+
+
+def test_a_late_attempt_never_makes_a_delivered_delivery_pending(tmp_path: Path) -> None:
+    """Two processes sent it (the first's claim ran out): the second result is not recorded."""
+    one, two = WebhookStore(tmp_path / "webhooks.sqlite3"), WebhookStore(tmp_path / "webhooks.sqlite3")
+    one.create_endpoint(url="https://hooks.example.com/x", events=["comparison.published"],
+                        description="", kind="standard", coalesce_seconds=0)
+    one.record([OutboxEvent(id="msg_1", type="comparison.published", slug="s", commit="c" * 40,
+                            payload=b"{}")])
+    now = time.time() + 1
+    first = one.claim_due(now, set(), lease=40)[0][0]
+    second = two.claim_due(now + 41, set(), lease=40)[0][0]
+    ok = Attempt(at=datetime.now(UTC), status_code=200, duration_ms=1.0, error=None,
+                 response_excerpt="")
+    failed = Attempt(at=datetime.now(UTC), status_code=500, duration_ms=1.0, error=None,
+                     response_excerpt="")
+    assert two.finish_attempt(second.delivery_id, ok, status="delivered", next_attempt_at=None,
+                              coalesced=[]) is True
+    assert one.finish_attempt(first.delivery_id, failed, status="pending",
+                              next_attempt_at=now + 5, coalesced=[]) is False
+    assert one.delivery(first.delivery_id).status == "delivered"
+
+
+def test_no_more_are_claimed_than_there_are_free_workers(tmp_path: Path) -> None:
+    store = WebhookStore(tmp_path / "webhooks.sqlite3")
+    for number in range(3):
+        store.create_endpoint(url=f"https://hooks.example.com/{number}",
+                              events=["comparison.published"], description="", kind="standard",
+                              coalesce_seconds=0)
+    store.record([OutboxEvent(id="msg_1", type="comparison.published", slug="s", commit="c" * 40,
+                              payload=b"{}")])
+    now = time.time() + 1
+    assert len(store.claim_due(now, set(), lease=40, limit=2)[0]) == 2
+    assert len(store.claim_due(now, set(), lease=40)[0]) == 1  # the third waited unclaimed
