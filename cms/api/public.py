@@ -14,6 +14,7 @@ from msgspec import Meta, Struct
 
 from ..content.model import Community, Comparison, Tool, percent_label
 from ..errors import InvalidContent, NotFound
+from ..reading import views
 from ..reading.index import Entry, Query, SortKey
 from ..reading.views import ComparisonList, comparison_view, summary_view
 from ..votes.limits import client_key, vote_secret
@@ -28,7 +29,7 @@ _ATTEMPTS = 3
 
 
 def comparison_url(services: Services, slug: SlugPath) -> str:
-    return f"{services.settings.base_url}/api/comparisons/{slug}"
+    return views.comparison_url(services.settings.base_url, slug)
 
 
 class PublishedController(Controller):

@@ -7,9 +7,7 @@ microseconds. ``packs.py`` writes what is encoded here.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Final
 
 BLOB: Final = b"blob"
@@ -61,11 +59,3 @@ def encode_commit(
     lines += [f"parent {parent}" for parent in parents]
     lines += [f"author {author}", f"committer {committer}"]
     return ("\n".join(lines) + "\n\n" + message).encode("utf-8")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -15,7 +15,8 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from .objects import BLOB, COMMIT, TREE, fsync_dir
+from ..statefiles import fsync_dir
+from .objects import BLOB, COMMIT, TREE
 
 _TYPES = {COMMIT: 1, TREE: 2, BLOB: 3}
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from msgspec import Struct
 
 from ..errors import StoreError
-from .objects import fsync_dir
+from ..statefiles import fsync_dir
 
 log = logging.getLogger("cms")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import threading
 import time
 from bisect import bisect_right
@@ -75,4 +76,16 @@ def vote_secret(data: Path) -> bytes:
 def client_key(secret: bytes, address: str) -> str:
     # Keyed, so that a stored key cannot be matched against every IPv4 address by anyone who
     # lacks the server's secret; enough to rate-limit and to count, not to identify a voter.
-    return hmac.new(secret, address.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(secret, _client_of(address).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _client_of(address: str) -> str:
+    """One client per IPv4 address, and per /64 network for IPv6: a single subscriber is
+    given a whole /64, and would otherwise vote from as many addresses as it likes."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)

@@ -20,7 +20,7 @@ from litestar.testing import TestClient
 from cms.api.app import create_app
 from cms.config import Settings, load_settings
 from cms.votes import limits
-from cms.votes.limits import MAX_TRACKED, RateLimit, TooManyVotes
+from cms.votes.limits import MAX_TRACKED, RateLimit, TooManyVotes, client_key
 from cms.votes.proxies import TrustedProxies
 
 from ..conftest import HAIKU
@@ -148,3 +148,11 @@ def test_the_limiter_stays_bounded_under_a_flood_and_still_limits(
     clock.now += 61  # every window has passed
     limit.check("late", HAIKU)
     assert len(limit) == 1
+
+
+def test_an_ipv6_network_is_one_client() -> None:
+    secret = b"k" * 32
+    assert client_key(secret, "2001:db8:1:2::1") == client_key(secret, "2001:db8:1:2:ffff::9")
+    assert client_key(secret, "2001:db8:1:3::1") != client_key(secret, "2001:db8:1:2::1")
+    assert client_key(secret, "::ffff:198.51.100.7") == client_key(secret, "198.51.100.7")
+    assert client_key(secret, "198.51.100.7") != client_key(secret, "198.51.100.8")
