@@ -9,12 +9,21 @@ from pathlib import Path
 from cms.webhooks.store import Attempt, OutboxEvent, WebhookStore
 
 
+def outbox(path: Path, endpoints: int = 1) -> WebhookStore:
+    """An outbox with ``endpoints`` endpoints and one publication event queued for each."""
+    store = WebhookStore(path)
+    for number in range(endpoints):
+        store.create_endpoint(url=f"https://hooks.example.com/{number}",
+                              events=["comparison.published"], description="", kind="standard",
+                              coalesce_seconds=0)
+    store.record([OutboxEvent(id="msg_1", type="comparison.published", slug="s", commit="c" * 40,
+                              payload=b"{}")])
+    return store
+
+
 def test_a_delivery_claimed_by_one_process_is_not_due_for_another(tmp_path: Path) -> None:
-    one, two = WebhookStore(tmp_path / "webhooks.sqlite3"), WebhookStore(tmp_path / "webhooks.sqlite3")
-    one.create_endpoint(url="https://hooks.example.com/x", events=["comparison.published"],
-                        description="", kind="standard", coalesce_seconds=0)
-    one.record([OutboxEvent(id="msg_1", type="comparison.published", slug="s", commit="c" * 40,
-                            payload=b"{}")])
+    one = outbox(tmp_path / "webhooks.sqlite3")
+    two = WebhookStore(tmp_path / "webhooks.sqlite3")
     now = time.time() + 1
     first, _ = one.claim_due(now, set(), lease=40)
     second, _ = two.claim_due(now, set(), lease=40)
@@ -30,11 +39,7 @@ def test_a_delivery_claimed_by_one_process_is_not_due_for_another(tmp_path: Path
 
 
 def test_a_server_starting_alone_sends_at_once_what_a_dead_one_had_claimed(tmp_path: Path) -> None:
-    store = WebhookStore(tmp_path / "webhooks.sqlite3")
-    store.create_endpoint(url="https://hooks.example.com/x", events=["comparison.published"],
-                          description="", kind="standard", coalesce_seconds=0)
-    store.record([OutboxEvent(id="msg_1", type="comparison.published", slug="s", commit="c" * 40,
-                              payload=b"{}")])
+    store = outbox(tmp_path / "webhooks.sqlite3")
     now = time.time() + 1
     claimed, _ = store.claim_due(now, set(), lease=40)
     assert len(claimed) == 1
@@ -45,11 +50,8 @@ def test_a_server_starting_alone_sends_at_once_what_a_dead_one_had_claimed(tmp_p
 
 def test_a_late_attempt_never_makes_a_delivered_delivery_pending(tmp_path: Path) -> None:
     """Two processes sent it (the first's claim ran out): the second result is not recorded."""
-    one, two = WebhookStore(tmp_path / "webhooks.sqlite3"), WebhookStore(tmp_path / "webhooks.sqlite3")
-    one.create_endpoint(url="https://hooks.example.com/x", events=["comparison.published"],
-                        description="", kind="standard", coalesce_seconds=0)
-    one.record([OutboxEvent(id="msg_1", type="comparison.published", slug="s", commit="c" * 40,
-                            payload=b"{}")])
+    one = outbox(tmp_path / "webhooks.sqlite3")
+    two = WebhookStore(tmp_path / "webhooks.sqlite3")
     now = time.time() + 1
     first = one.claim_due(now, set(), lease=40)[0][0]
     second = two.claim_due(now + 41, set(), lease=40)[0][0]
@@ -65,13 +67,7 @@ def test_a_late_attempt_never_makes_a_delivered_delivery_pending(tmp_path: Path)
 
 
 def test_no_more_are_claimed_than_there_are_free_workers(tmp_path: Path) -> None:
-    store = WebhookStore(tmp_path / "webhooks.sqlite3")
-    for number in range(3):
-        store.create_endpoint(url=f"https://hooks.example.com/{number}",
-                              events=["comparison.published"], description="", kind="standard",
-                              coalesce_seconds=0)
-    store.record([OutboxEvent(id="msg_1", type="comparison.published", slug="s", commit="c" * 40,
-                              payload=b"{}")])
+    store = outbox(tmp_path / "webhooks.sqlite3", endpoints=3)
     now = time.time() + 1
     assert len(store.claim_due(now, set(), lease=40, limit=2)[0]) == 2
     assert len(store.claim_due(now, set(), lease=40)[0]) == 1  # the third waited unclaimed
