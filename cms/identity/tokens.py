@@ -25,7 +25,7 @@ from .actors import Actor, Role
 TOKEN_PREFIX = "cms_"  # noqa: S105 - a marker, not a secret
 # Both go into commit headers and trailers: no angle brackets, no control characters.
 Name = Annotated[str, Meta(min_length=1, max_length=100,
-                           pattern="^[^<>\x00-\x1f\x7f\x85\u2028\u2029]+\\Z")]
+                           pattern="^[^<>\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]+\\Z")]
 Email = Annotated[str, Meta(max_length=254, pattern=r"^[^<>\s@]+@[^<>\s@]+\Z")]
 
 

@@ -182,7 +182,8 @@ def test_not_found_and_bad_query(client: TestClient, tokens: dict[str, Headers])
 
 
 @pytest.mark.parametrize("name", ["Eve\ncommitter Mallory <m@example.com> 0 +0000", "Eve\x00",
-                                  "Eve <eve@example.com>", "Eve\x0b", "Eve\u2028x", "Eve\x85"])
+                                  "Eve <eve@example.com>", "Eve\x0b", "Eve\u2028x", "Eve\x85",
+                                  "Eve\x9b", "\ufeffEve"])
 def test_a_token_name_cannot_reach_a_commit_header(client: TestClient, tokens: dict[str, Headers],  # type: ignore[type-arg]
                                                    name: str) -> None:
     response = client.post("/api/tokens", headers=tokens["admin"],

@@ -17,6 +17,7 @@ from cms.config import Settings
 from cms.content import codec
 from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
+from cms.identity.tokens import TokenStore
 from cms.store.layout import shard
 
 from ..conftest import HAIKU, git
@@ -245,3 +246,21 @@ def test_history_while_the_branch_vanishes_is_read_from_the_commits(
     side.repo.git = log_after_the_branch_went  # type: ignore[method-assign]
     entries = history(side.documents, HAIKU)
     assert draft.commit in [entry.sha for entry in entries]
+
+
+def test_verify_accepts_an_approver_named_with_odd_spaces(
+        client: Client, tokens: dict[str, Headers], settings: Settings) -> None:
+    """The Approved-by trailer collapses whitespace; the file keeps the name as typed."""
+    _, token = TokenStore(settings.data).create("Rita  Reviewer\u00a0Two", "rita2@example.com",
+                                                ["reviewer"])
+    spaced = {"Authorization": f"Bearer {token}"}
+    current = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    document = dict(current.json(), summary="Approved by someone with two spaces in her name.")
+    saved = client.put(f"/api/drafts/{HAIKU}", json=document,
+                       headers={**tokens["editor"], "If-Match": current.headers["etag"]})
+    assert saved.status_code == 200, saved.text
+    doc = act(client, HAIKU, "submit", tokens["editor"], saved.headers["etag"])
+    doc = act(client, HAIKU, "approve", spaced, f'"{doc["revision"]}"')
+    act(client, HAIKU, "publish", tokens["publisher"], f'"{doc["revision"]}"')
+    report = client.get("/api/audit/verify", headers=tokens["auditor"]).json()
+    assert report["ok"] is True, report["findings"]
