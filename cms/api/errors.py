@@ -28,8 +28,11 @@ def _json(body: dict[str, Any], headers: dict[str, str] | None = None) -> Respon
 
 
 def handle_cms_error(_: Request[Any, Any, Any], exc: CmsError) -> Response[Any]:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return _json(error_body(exc.status, exc.code, exc.message, exc.field, **exc.details), headers)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if isinstance(exc.details.get("retry_after"), int):
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    return _json(error_body(exc.status, exc.code, exc.message, exc.field, **exc.details),
+                 headers or None)
 
 
 def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from typing import Annotated
 
 from litestar.params import PathParameter
 
 from ..content.model import SLUG_RE
 from ..errors import BadRequest
+from ..lru import WeighedCache
 
 _SLUG = re.compile(SLUG_RE)
 
@@ -53,31 +52,11 @@ def not_modified(if_none_match: str | None, tag: str) -> bool:
 SlugPath = Annotated[str, PathParameter(description="The comparison's slug, e.g. `cursor-vs-windsurf`")]
 
 
-class BodyCache:
+def body_cache(max_bytes: int = 16 * 1024 * 1024) -> WeighedCache[str, bytes]:
     """Encoded response bodies by ETag: an ETag names exactly one representation, so a body
-    made once serves every later request for it. Bounded in bytes, least recently used first
-    out, so that serving every comparison stays within the server's memory budget."""
-
-    def __init__(self, max_bytes: int = 16 * 1024 * 1024) -> None:
-        self._bodies: OrderedDict[str, bytes] = OrderedDict()
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._lock = threading.Lock()
-
-    def get(self, tag: str) -> bytes | None:
-        with self._lock:
-            body = self._bodies.get(tag)
-            if body is not None:
-                self._bodies.move_to_end(tag)
-            return body
-
-    def put(self, tag: str, body: bytes) -> None:
-        with self._lock:
-            previous = self._bodies.pop(tag, None)
-            self.size += len(body) - (len(previous) if previous is not None else 0)
-            self._bodies[tag] = body
-            while self.size > self.max_bytes and self._bodies:
-                self.size -= len(self._bodies.popitem(last=False)[1])
+    made once serves every later request for it. Bounded in bytes, so that serving every
+    comparison stays within the server's memory budget."""
+    return WeighedCache(max_bytes, lambda tag, body: len(tag) + len(body) + 100)
 
 
 # Big enough for any real comparison; a 10 MB body is refused before it is parsed.

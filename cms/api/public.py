@@ -141,7 +141,8 @@ class VotesController(Controller):
                                  field="tool")
         client = client_key(vote_secret(services.settings.data), client_address(services, request))
         services.vote_limit.check(client, slug)
-        services.votes.record(slug, tool.id, data.vote, client)
+        services.votes.record(slug, tool.id, data.vote, client,
+                              per_minute=services.settings.vote_rate)
         # Counted against the commit the tool was read from, after this vote was recorded.
         community = live_community(tool, live_pending(services, head).of(slug))
         return VoteRecorded(slug=slug, tool=tool.id, community=community,

@@ -20,6 +20,7 @@ from ..editing.write_side import open_write_side
 from ..identity.keys import signing_key
 from ..identity.previews import Previews
 from ..identity.tokens import TokenStore
+from ..lru import WeighedCache
 from ..reading.index import PublishedIndex
 from ..reading.sync import Sync
 from ..store.documents import Documents
@@ -29,7 +30,7 @@ from ..votes.folding import VoteFolder
 from ..votes.limits import RateLimit
 from ..votes.store import VoteStore
 from ..webhooks.service import Webhooks, build_webhooks
-from .http import BodyCache
+from .http import body_cache
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Services:
     votes: VoteStore
     vote_folder: VoteFolder
     vote_limit: RateLimit
-    bodies: BodyCache
+    bodies: WeighedCache[str, bytes]
     instances: Instances
     recovery: PeriodicRecovery
 
@@ -82,7 +83,7 @@ def build_services(settings: Settings) -> Services:
         tokens=TokenStore(settings.data), webhooks=webhooks, verdicts=verdicts,
         maintenance=maintenance, previews=Previews(settings.data), votes=votes,
         vote_folder=VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds),
-        vote_limit=RateLimit(settings.vote_rate), bodies=BodyCache(), instances=instances,
+        vote_limit=RateLimit(settings.vote_rate), bodies=body_cache(), instances=instances,
         recovery=PeriodicRecovery(documents),
     )
 

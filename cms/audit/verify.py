@@ -86,7 +86,7 @@ def _check(documents: Documents, workflow: Workflow, commit: Commit) -> list[str
         if changed.get(path, "") is not None:
             problems.append(f"an unpublish must remove {path}")
         return problems
-    if len(commit.parents) != 2:
+    if len(commit.parents) != 2 and not _republishes(documents, commit, document):
         problems.append("a publication must merge the comparison's review branch")
     approvers = commit.message.values("Approved-by")
     required = workflow.approvals_required
@@ -107,6 +107,16 @@ def _check(documents: Documents, workflow: Workflow, commit: Commit) -> list[str
         if own and not workflow.allow_self_approval:
             problems.append(f"approved by its own author {own[0]}")
     return problems
+
+
+def _republishes(documents: Documents, commit: Commit, document: str) -> bool:
+    """Publishing an unpublished comparison again starts from its unpublish commit, which is
+    main's head: there is no branch to merge, only that one parent."""
+    if len(commit.parents) != 1:
+        return False
+    parent = documents.repo.read_commit(commit.parents[0])
+    return (parent.message.first("Cms-Action") == "unpublish"
+            and parent.message.first("Cms-Document") == document)
 
 
 def _check_votes(documents: Documents, commit: Commit) -> list[str]:

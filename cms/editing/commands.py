@@ -211,7 +211,8 @@ class Editor:
             action=action, subject=subject_line(label, document.title), comment=comment,
             slugs=(slug,), state=document.workflow.state, author=actor.as_person,
             approvers=tuple(document.workflow.approved_by),
-            parents=tuple(p for p in (head, current.commit) if p), base_tree=tree,
+            # Republishing an unpublished comparison starts from main's head itself: one parent.
+            parents=tuple(dict.fromkeys(p for p in (head, current.commit) if p)), base_tree=tree,
             files={self.layout.path(slug): content},
             # Both refs are checked before either moves: a second publication of the same
             # revision (from another process) finds the branch gone and is refused.

@@ -6,8 +6,6 @@ precondition of its next write.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 
 import msgspec
@@ -16,13 +14,15 @@ from msgspec import Struct
 from ..content import codec
 from ..content.model import Comparison
 from ..errors import BadRequest, NotFound, StoreError
+from ..lru import WeighedCache
 from .layout import BRANCH_PREFIX, Layout
 from .objects import BLOB, object_id
 from .repository import Commit, Repository
 
 # A commit that removes a file still describes it: its state is the one the removal put it in.
 REMOVALS = {"unpublish": "unpublished", "discard": "discarded"}
-_DECODED_LIMIT = 2048
+# A decoded comparison takes about one and a half times its file's bytes in memory.
+_DECODED_BYTES = 48 * 1024 * 1024
 
 
 class Revision(Struct, frozen=True):
@@ -43,38 +43,32 @@ class Documents:
     def __init__(self, repo: Repository, layout: Layout) -> None:
         self.repo = repo
         self.layout = layout
-        self._cache_lock = threading.Lock()
-        self._decoded: OrderedDict[str, Comparison] = OrderedDict()
+        self._decoded: WeighedCache[str, tuple[Comparison, int]] = WeighedCache(
+            _DECODED_BYTES, lambda blob, entry: 2 * entry[1] + 512)
 
     def main_head(self) -> str | None:
         return self.repo.refs.read(self.layout.main_ref)
 
     def decode_blob(self, blob: str) -> Comparison:
         """The comparison stored in a blob; a blob id names its content for ever, so cache it."""
-        with self._cache_lock:
-            cached = self._decoded.get(blob)
+        cached = self._decoded.get(blob)
         if cached is not None:
-            return cached
+            return cached[0]
+        content = self.repo.read_blob(blob)
         try:
-            text = self.repo.read_blob(blob).decode("utf-8")
+            text = content.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise StoreError(f"document {blob} is not UTF-8") from exc
         comparison = codec.decode(text)
-        self._remember(blob, comparison)
+        self._decoded.put(blob, (comparison, len(content)))
         return comparison
 
     def encode(self, document: Comparison) -> bytes:
         """The file for a document; the document is remembered under the file's blob id, since
         decoding the file would give it back exactly (the codec round-trips)."""
         content = codec.encode(document).encode("utf-8")
-        self._remember(object_id(BLOB, content), document)
+        self._decoded.put(object_id(BLOB, content), (document, len(content)))
         return content
-
-    def _remember(self, blob: str, comparison: Comparison) -> None:
-        with self._cache_lock:
-            self._decoded[blob] = comparison
-            if len(self._decoded) > _DECODED_LIMIT:
-                self._decoded.popitem(last=False)
 
     def in_tree(self, tree: str | None, slug: str) -> Comparison | None:
         blob = self.repo.blob_at(tree, self.layout.path(slug)) if tree else None

@@ -33,9 +33,13 @@ log = logging.getLogger("cms")
 
 ZERO = "0" * 40
 _LOCK_WAIT_SECONDS = 2.0
-# A CMS writer gives its lock files this mode, which git never does, so that only its own are
-# ever taken over: a lock of git's is git's to remove, however long it is held.
-MARK = 0o604
+# A CMS writer creates its lock files with this mode, which git never gives one (git's are
+# 0666 less the umask, so always writable by their owner), so that only its own are ever taken
+# over: a lock of git's is git's to remove, however long it is held. The mark is set by the very
+# call that creates the file, and no umask removes its one bit, so a writer killed at any moment
+# leaves a marked lock. (0604 is the mark of earlier versions, which set it a call later.)
+MARK = 0o400
+MARKS = frozenset({MARK, 0o604})
 # A CMS lock nobody holds is a dead writer's once it is older than the moment between its
 # creation and its advisory lock.
 ABANDONED_AFTER_SECONDS = 1.0
@@ -240,10 +244,10 @@ def _lock_path(path: Path) -> Path:
 def _create_held(lock: Path) -> int | None:
     """A new lock file, held (flock) by this writer; None if it exists already."""
     try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # Writable through this descriptor whatever its mode says.
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MARK)
     except FileExistsError:
         return None
-    os.fchmod(fd, MARK)  # before the advisory lock: an unmarked lock is never taken over
     fcntl.flock(fd, fcntl.LOCK_EX)
     # Between the two calls another process may have judged the file abandoned and removed it:
     # then it is not the lock any more, and the ref must be locked again.
@@ -268,7 +272,7 @@ def _remove_if_abandoned(lock: Path, *, git_locks_after: float | None = None) ->
     try:
         made = os.fstat(fd)
         age = time.time() - made.st_mtime
-        if made.st_mode & 0o777 != MARK:
+        if made.st_mode & 0o777 not in MARKS:
             if git_locks_after is None or age < git_locks_after:
                 return False  # git's: it may hold it for as long as it likes
         elif age < ABANDONED_AFTER_SECONDS:

@@ -11,7 +11,6 @@ import binascii
 import subprocess
 import threading
 import time
-from collections import OrderedDict
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gitdb.util import mman
 from msgspec import Struct
 
 from ..errors import NotFound, StoreError
+from ..lru import WeighedCache
 from .messages import Message, parse_message
 from .object_db import CompletePacks, ObjectDB
 from .objects import (
@@ -40,7 +40,11 @@ from .refs import Refs
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # A lookup that misses reads the pack folder again; a repack racing it can take a few tries.
 _LOOKUPS = 4
-_COMMITS_KEPT = 4096
+# Bounds in bytes, as entries weigh: one tree of 10,000 files is a megabyte raw and four in
+# memory, one of ten files a few hundred bytes.
+_TREE_BYTES = 64 * 1024 * 1024
+_COMMIT_BYTES = 8 * 1024 * 1024
+_RECENT_BYTES = 16 * 1024 * 1024
 
 
 class Signature(Struct, frozen=True):
@@ -77,12 +81,14 @@ class Repository:
         self._writer = PackWriter(git_dir / "objects", durable=durable)
         self._db = ObjectDB(str(git_dir / "objects"))
         self._read_lock = threading.Lock()
-        self._cache_lock = threading.Lock()
-        self._trees: OrderedDict[str, TreeEntries] = OrderedDict()
-        self._commits: OrderedDict[str, Commit] = OrderedDict()
+        self._trees: WeighedCache[str, tuple[TreeEntries, int]] = WeighedCache(
+            _TREE_BYTES, lambda oid, entry: 4 * entry[1] + 256)
+        self._commits: WeighedCache[str, tuple[Commit, int]] = WeighedCache(
+            _COMMIT_BYTES, lambda oid, entry: 3 * entry[1] + 600)
         # Objects this process just wrote: the next reads are almost always of them, and the
         # object database would otherwise have to rescan its packs to find a new one.
-        self._recent: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+        self._recent: WeighedCache[str, tuple[bytes, bytes]] = WeighedCache(
+            _RECENT_BYTES, lambda oid, entry: len(entry[1]) + 200)
 
     @classmethod
     def create(cls, path: Path, *, branch: str, durable: bool = True) -> Repository:
@@ -94,8 +100,7 @@ class Repository:
     # Reading
 
     def read_object(self, oid: str) -> tuple[bytes, bytes]:
-        with self._cache_lock:
-            recent = self._recent.get(oid)
+        recent = self._recent.get(oid)
         if recent is not None:
             return recent
         try:
@@ -147,40 +152,27 @@ class Repository:
         return data
 
     def read_tree(self, oid: str) -> TreeEntries:
-        with self._cache_lock:
-            cached = self._trees.get(oid)
-            if cached is not None:
-                self._trees.move_to_end(oid)
-                return cached
+        cached = self._trees.get(oid)
+        if cached is not None:
+            return cached[0]
         kind, data = self.read_object(oid)
         if kind != TREE:
             raise NotFound(f"{oid} is a {kind.decode()}, not a tree")
         entries = decode_tree(data)
-        self._remember(oid, entries)
+        self._trees.put(oid, (entries, len(data)))
         return entries
-
-    def _remember(self, oid: str, entries: TreeEntries) -> None:
-        with self._cache_lock:
-            self._trees[oid] = entries
-            if len(self._trees) > 4096:
-                self._trees.popitem(last=False)
 
     def read_commit(self, oid: str) -> Commit:
         # A commit never changes, and the write path reads the same few (main's head, a
         # branch's) several times a write: keep the parsed ones.
-        with self._cache_lock:
-            cached = self._commits.get(oid)
-            if cached is not None:
-                self._commits.move_to_end(oid)
-                return cached
+        cached = self._commits.get(oid)
+        if cached is not None:
+            return cached[0]
         kind, data = self.read_object(oid)
         if kind != COMMIT:
             raise NotFound(f"{oid} is a {kind.decode()}, not a commit")
         commit = parse_commit(oid, data)
-        with self._cache_lock:
-            self._commits[oid] = commit
-            if len(self._commits) > _COMMITS_KEPT:
-                self._commits.popitem(last=False)
+        self._commits.put(oid, (commit, len(data)))
         return commit
 
     def blob_at(self, tree: str, path: str) -> str | None:
@@ -259,11 +251,8 @@ class Repository:
             ids = self._writer.write(objects)
         except OSError as exc:
             raise StoreError(f"could not write to the content repository: {exc.strerror}") from exc
-        with self._cache_lock:
-            for oid, (kind, data) in zip(ids, objects, strict=True):
-                self._recent[oid] = (kind, data)
-            while len(self._recent) > 512:
-                self._recent.popitem(last=False)
+        for oid, (kind, data) in zip(ids, objects, strict=True):
+            self._recent.put(oid, (kind, data))
         return ids[-1]
 
     def _apply(
@@ -293,7 +282,7 @@ class Repository:
             return None
         data = encode_tree(entries)
         oid = object_id(TREE, data)
-        self._remember(oid, entries)
+        self._trees.put(oid, (entries, len(data)))
         out.append((TREE, data))
         return oid
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import threading
 import time
 from bisect import bisect_right
@@ -26,8 +27,17 @@ class TooManyVotes(CmsError):
     code = "too_many_votes"
 
 
+def too_many(per_minute: int, wait: float) -> TooManyVotes:
+    retry = max(1, math.ceil(wait))
+    return TooManyVotes(f"at most {per_minute} votes a minute on one comparison; try again in "
+                        f"{retry} s", retry_after=retry)
+
+
 class RateLimit:
-    """At most ``per_minute`` votes from one client on one comparison in any sixty seconds."""
+    """At most ``per_minute`` tries from one client on one comparison in any sixty seconds, in
+    this process: a cheap first filter, so that a flood is turned away without touching the
+    vote database. The vote store applies the same limit to the votes counted by every process
+    (``VoteStore.record``)."""
 
     def __init__(self, per_minute: int, *, max_tracked: int = MAX_TRACKED) -> None:
         self.per_minute = per_minute
@@ -53,9 +63,7 @@ class RateLimit:
                 self._seen.popitem(last=False)
             del seen[:bisect_right(seen, now - WINDOW_SECONDS)]
             if len(seen) >= self.per_minute:
-                retry = int(WINDOW_SECONDS + 1 - (now - seen[0]))
-                raise TooManyVotes(f"at most {self.per_minute} votes a minute on one comparison; "
-                                   f"try again in {retry} s", retry_after=retry)
+                raise too_many(self.per_minute, seen[0] + WINDOW_SECONDS - now)
             seen.append(now)
 
     def _forget_before(self, cutoff: float) -> None:

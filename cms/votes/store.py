@@ -20,6 +20,7 @@ from typing import Literal
 
 from ..editing.events import Committed
 from ..statefiles import open_database
+from .limits import WINDOW_SECONDS, too_many
 
 Vote = Literal["ship", "skip"]
 # How often another process's votes are looked for (the index looks at main as often).
@@ -67,6 +68,8 @@ class VoteStore:
                 "at REAL NOT NULL, folded_in TEXT)")
             self._writer.execute("CREATE INDEX IF NOT EXISTS pending ON votes (folded_in, id)")
             self._writer.execute(
+                "CREATE INDEX IF NOT EXISTS by_client ON votes (client, slug, at)")
+            self._writer.execute(
                 "CREATE TABLE IF NOT EXISTS ledger (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._writer.execute("INSERT OR IGNORE INTO ledger (name, value) VALUES ('id', ?)",
                                  (secrets.token_hex(8),))
@@ -91,11 +94,29 @@ class VoteStore:
             self._writer.close()
             self._reader.close()
 
-    def record(self, slug: str, tool: str, vote: Vote, client: str) -> None:
+    def record(self, slug: str, tool: str, vote: Vote, client: str, *,
+               per_minute: int = 0) -> None:
+        """Count a vote. With ``per_minute``, refuse it (TooManyVotes) when the client already
+        has that many counted on this comparison in the last minute, by whichever process: the
+        count and the insert are one transaction, which SQLite serialises across processes."""
+        now = time.time()
         with self._write_lock:
-            self._writer.execute(
-                "INSERT INTO votes (slug, tool, vote, client, at) VALUES (?, ?, ?, ?, ?)",
-                (slug, tool, vote, client, time.time()))
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                if per_minute > 0:
+                    recent = [at for (at,) in self._writer.execute(
+                        "SELECT at FROM votes WHERE client = ? AND slug = ? AND at > ? "
+                        "ORDER BY at DESC LIMIT ?",
+                        (client, slug, now - WINDOW_SECONDS, per_minute))]
+                    if len(recent) >= per_minute:
+                        raise too_many(per_minute, recent[-1] + WINDOW_SECONDS - now)
+                self._writer.execute(
+                    "INSERT INTO votes (slug, tool, vote, client, at) VALUES (?, ?, ?, ?, ?)",
+                    (slug, tool, vote, client, now))
+                self._writer.execute("COMMIT")
+            finally:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
         self._changed_here = True
 
     @property

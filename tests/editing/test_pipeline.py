@@ -15,10 +15,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from cms.audit.verify import verify
 from cms.config import Settings
 from cms.editing.write_side import WriteSide, open_write_side
 from cms.errors import PreconditionFailed
-from cms.identity.actors import Actor
+from cms.identity.actors import Actor, Person
 from cms.store.documents import Revision
 from cms.store.refs import Move, Refs
 
@@ -182,3 +183,21 @@ def test_a_branch_a_crash_left_after_its_publication_cannot_be_published_again(
     with pytest.raises(PreconditionFailed):
         content.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
     assert len(publications(repo_path)) == before + 1
+
+
+def test_publishing_again_after_an_unpublish_merges_no_parent_twice(
+        settings: Settings, repo_path: Path) -> None:
+    content = open_write_side(settings)
+    published = content.documents.published(HAIKU)
+    assert published is not None
+    unpublished = content.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    assert unpublished.state == "unpublished"
+    republished = content.editor.transition(HAIKU, "publish", PUBLISHER, unpublished.revision)
+    assert republished.state == "published"
+    parents = git(repo_path, "rev-list", "--parents", "-n", "1", "main").split()[1:]
+    assert parents == [unpublished.commit]  # the unpublish commit, once
+    verification = verify(content.documents, content.workflow, Person(
+        name=settings.committer_name, email=settings.committer_email))
+    assert verification.ok, verification.findings
+    assert git(repo_path, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
+    fsck(repo_path)

@@ -242,6 +242,12 @@ class CommitInfo:
         return Layout.slug_of_document(self.documents[0])
 
 
+def republication(commits: dict[str, CommitInfo], commit: CommitInfo) -> bool:
+    """A publication of an unpublished comparison: its one parent, the unpublish commit."""
+    parent = commits.get(commit.parents[0]) if len(commit.parents) == 1 else None
+    return parent is not None and parent.action == "unpublish" and parent.slug == commit.slug
+
+
 def reachable_commits(repo: Path) -> dict[str, CommitInfo]:
     """Every commit reachable from any ref (branches, main, the discarded archive), with its
     trailers as ``git log`` parses them (not as the CMS does)."""
@@ -293,7 +299,14 @@ def reachable_from(repo: Path, tips: Iterable[str]) -> set[str]:
 
 
 def lock_files(repo: Path) -> list[str]:
-    return sorted(p.relative_to(repo).as_posix() for p in (repo / "refs").rglob("*.lock"))
+    """Lock files under refs/, each with its mode and size (a CMS writer's are mode 604)."""
+    found = []
+    for path in sorted((repo / "refs").rglob("*.lock")):
+        with contextlib.suppress(FileNotFoundError):
+            info = path.stat()
+            found.append(f"{path.relative_to(repo).as_posix()} (mode {info.st_mode & 0o777:o}, "
+                         f"{info.st_size} bytes)")
+    return found
 
 
 def path_of(slug: str) -> str:
@@ -547,7 +560,8 @@ def check_writes_against_git(repo: Path, calls: list[Call], findings: Findings) 
                     at is None or at != call.etag):
                 findings.add(f"{call.describe()}: answered revision {call.etag}, but its "
                              f"commit {commit.sha} holds {at}")
-            if call.action == "publish" and (commit.sha not in on_main or len(commit.parents) != 2):
+            if call.action == "publish" and (commit.sha not in on_main or not (
+                    len(commit.parents) == 2 or republication(commits, commit))):
                 findings.add(f"publication {commit.sha} of {call.describe()} is not a merge "
                              "on main's first-parent history")
             if call.action == "unpublish":

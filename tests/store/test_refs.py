@@ -49,15 +49,19 @@ def age(path: Path, seconds: float) -> None:
     os.utime(path, (then, then))
 
 
-def test_the_lock_of_a_writer_killed_mid_write_is_taken_over(tmp_path: Path) -> None:
-    repo, first = repository(tmp_path)
-    lock = repo.git_dir / "refs/heads/main.lock"
-    with subprocess.Popen([sys.executable, "-c", HOLDER, str(repo.git_dir)],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+def killed_when(said: list[str], script: str, *args: str) -> None:
+    """Run ``script`` until it has said ``said``, then SIGKILL it."""
+    with subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as holder:
         assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
+        assert [holder.stdout.readline().strip() for _ in said] == said
         holder.kill()
         holder.wait(timeout=30)
+
+
+def assert_taken_over(repo: Repository, first: str) -> None:
+    """The dead writer's lock on main is there, and the next write removes it and succeeds."""
+    lock = repo.git_dir / "refs/heads/main.lock"
     assert lock.exists()
     age(lock, 5)  # as old as it would be a moment after a supervisor's restart
     second = next_commit(repo, first, b"2")
@@ -65,6 +69,36 @@ def test_the_lock_of_a_writer_killed_mid_write_is_taken_over(tmp_path: Path) -> 
     assert repo.refs.read("refs/heads/main") == second
     assert not lock.exists()
     fsck(repo.path)
+
+
+def test_the_lock_of_a_writer_killed_mid_write_is_taken_over(tmp_path: Path) -> None:
+    repo, first = repository(tmp_path)
+    killed_when(["locked"], HOLDER, str(repo.git_dir))
+    assert_taken_over(repo, first)
+
+
+KILLED_AFTER_CREATING = """
+import os, sys
+from pathlib import Path
+from cms.store import refs
+os.umask(int(sys.argv[2], 8))
+
+def stop(*args, **kwargs):
+    print("created", flush=True)
+    sys.stdin.read()  # killed here, the lock file made and nothing else done
+
+refs.fcntl.flock = stop
+os.fchmod = stop
+refs.Refs(Path(sys.argv[1])).update("refs/heads/main", "1" * 40, None)
+"""
+
+
+@pytest.mark.parametrize("umask", ["022", "027", "077"])
+def test_a_writer_killed_just_after_making_its_lock_leaves_it_to_be_taken_over(
+        tmp_path: Path, umask: str) -> None:
+    repo, first = repository(tmp_path)
+    killed_when(["created"], KILLED_AFTER_CREATING, str(repo.git_dir), umask)
+    assert_taken_over(repo, first)
 
 
 def test_a_live_writers_lock_is_never_taken_over(tmp_path: Path,

@@ -125,3 +125,48 @@ def test_a_pack_deleted_while_the_folder_is_read_is_looked_for_again(
     assert raised == [True, True]
     assert current is not None
     assert current.revision == draft.revision
+
+
+def test_caches_are_bounded_by_bytes_not_entries(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hundreds of saves of the largest bodies allowed, each read back and rendered as a reader
+    would, keep only what the caches' byte budgets allow (here made small, so the run is short)."""
+    import gc
+    import tracemalloc
+
+    import msgspec
+
+    from cms.content import render
+    from cms.lru import WeighedCache
+    from cms.store import documents, repository
+
+    budget = 2 * 1024 * 1024
+    for module, name in ((documents, "_DECODED_BYTES"), (repository, "_TREE_BYTES"),
+                         (repository, "_COMMIT_BYTES"), (repository, "_RECENT_BYTES")):
+        monkeypatch.setattr(module, name, budget)
+    monkeypatch.setattr(render, "_rendered", WeighedCache(budget, render._rendered._weigh))
+    side = open_write_side(settings)
+    current = side.documents.current(HAIKU)
+    assert current is not None
+    saves = 120
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(saves):
+            body = f"Edit {number}: " + ("plain words of a long page " * 700 + "\n\n") * 10
+            assert len(body) > 150_000
+            edited = msgspec.structs.replace(current.comparison, body=body)
+            current = side.editor.save(HAIKU, edited, EDITOR, current.revision)
+            read = side.documents.current(HAIKU)
+            assert read is not None
+            assert read.comparison.body == body
+            assert render.render_cached(read.revision, body).startswith("<p>Edit")
+        del read, edited, body
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # 120 bodies of 180 kB are 22 MB of text, several times that once decoded and rendered;
+    # five caches of 2 MB, and the last revision held here, are what may stay.
+    assert kept < 16 * 1024 * 1024, kept

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -22,6 +23,7 @@ from cms.config import Settings
 from cms.content.model import percent_label
 from cms.reading import index as index_module
 from cms.votes import store as votes_store
+from cms.votes.limits import TooManyVotes
 from cms.votes.store import VoteStore
 
 from ..conftest import HAIKU, make_tokens
@@ -164,6 +166,38 @@ def test_two_stores_on_one_file_count_each_others_votes(tmp_path: Path) -> None:
         second.close()
 
 
+def test_the_vote_limit_holds_across_processes(tmp_path: Path) -> None:
+    """Votes by one client alternate between two processes: the limit counts them all, per
+    comparison, and a refused vote is not stored."""
+    path = tmp_path / "votes.sqlite3"
+    first, second = VoteStore(path), VoteStore(path)
+    try:
+        for number in range(4):
+            (first, second)[number % 2].record("a-vs-b", "a", "ship", "k1", per_minute=4)
+        for store in (first, second):
+            with pytest.raises(TooManyVotes) as refused:
+                store.record("a-vs-b", "a", "ship", "k1", per_minute=4)
+            assert 1 <= refused.value.details["retry_after"] <= 61
+        second.record("a-vs-b", "a", "ship", "k2", per_minute=4)  # another client
+        first.record("c-vs-d", "c", "ship", "k1", per_minute=4)  # another comparison
+        assert first.pending(0).of("a-vs-b") == {"a": (5, 0)}
+        assert second.ledger().seen == 6
+    finally:
+        first.close()
+        second.close()
+
+
+def test_two_servers_share_one_vote_limit(settings: Settings, repo_path: Path) -> None:
+    limited = msgspec.structs.replace(settings, vote_rate=3)
+    with TestClient(app=create_app(limited)) as one, TestClient(app=create_app(limited)) as two:
+        answers = [(one, two)[n % 2].post(f"/api/comparisons/{HAIKU}/votes",
+                                          json={"tool": HAIKU_TOOL, "vote": "ship"})
+                   for n in range(6)]
+    assert [a.status_code for a in answers] == [202, 202, 202, 429, 429, 429]
+    assert answers[3].json()["code"] == "too_many_votes"
+    assert int(answers[3].headers["retry-after"]) >= 1
+
+
 def test_a_read_never_waits_for_a_vote_being_written(client: Client, settings: Settings) -> None:
     """An insert stuck on the disk (here: on another writer's lock) holds up no read: the reads
     all answer while the vote is still stuck."""
@@ -172,9 +206,9 @@ def test_a_read_never_waits_for_a_vote_being_written(client: Client, settings: S
     inserting = threading.Event()
     record = store.record
 
-    def announced(*args: object) -> None:
+    def announced(*args: Any, **kwargs: Any) -> None:
         inserting.set()
-        record(*args)
+        record(*args, **kwargs)
 
     store.record = announced
     answers: list[httpx.Response] = []

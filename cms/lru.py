@@ -1,0 +1,55 @@
+"""A least-recently-used cache bounded by what its entries weigh, not by how many there are.
+
+A count bound is no bound when entries vary in size: 2,000 small comparisons and 2,000 of a
+megabyte each are both "2,000 entries". Each entry here is weighed once when it is stored (in
+bytes, or close to it) and the oldest go until the total is within the budget; an entry that
+alone weighs more than the budget is not kept at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class WeighedCache(Generic[K, V]):
+    def __init__(self, max_weight: int, weigh: Callable[[K, V], int]) -> None:
+        self.max_weight = max_weight
+        self.weight = 0
+        self._weigh = weigh
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: K, value: V) -> None:
+        weight = self._weigh(key, value)
+        with self._lock:
+            previous = self._entries.pop(key, None)
+            if previous is not None:
+                self.weight -= previous[1]
+            if weight > self.max_weight:
+                return
+            self._entries[key] = (value, weight)
+            self.weight += weight
+            while self.weight > self.max_weight:
+                self.weight -= self._entries.popitem(last=False)[1][1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.weight = 0

@@ -1,0 +1,55 @@
+"""The byte-bounded cache: what it keeps, and what it lets go first."""
+
+from __future__ import annotations
+
+import pytest
+
+from cms.lru import WeighedCache
+
+
+def by_length(key: str, value: bytes) -> int:
+    return len(value)
+
+
+def test_the_least_recently_used_go_first_until_the_weight_fits() -> None:
+    cache: WeighedCache[str, bytes] = WeighedCache(10, by_length)
+    cache.put("a", b"1234")
+    cache.put("b", b"1234")
+    assert cache.get("a") == b"1234"  # now b is the oldest
+    cache.put("c", b"1234")
+    assert cache.get("b") is None
+    assert cache.get("a") == b"1234"
+    assert cache.get("c") == b"1234"
+    assert cache.weight == 8
+    assert len(cache) == 2
+
+
+def test_replacing_an_entry_replaces_its_weight() -> None:
+    cache: WeighedCache[str, bytes] = WeighedCache(10, by_length)
+    cache.put("a", b"123456")
+    cache.put("a", b"12")
+    assert cache.weight == 2
+    cache.put("b", b"12345678")
+    assert cache.get("a") == b"12"
+    assert cache.weight == 10
+
+
+@pytest.mark.parametrize(("key", "kept"), [("big", {"a": b"1234"}), ("a", {})])
+def test_an_entry_heavier_than_the_budget_is_not_kept_and_evicts_nothing_else(
+        key: str, kept: dict[str, bytes]) -> None:
+    """A new key is dropped; an old key given a heavier value loses its old value too."""
+    cache: WeighedCache[str, bytes] = WeighedCache(10, by_length)
+    cache.put("a", b"1234")
+    cache.put(key, b"x" * 11)
+    assert cache.get(key) == kept.get(key)
+    assert cache.get("a") == kept.get("a")
+    assert cache.weight == sum(len(value) for value in kept.values())
+
+
+def test_clear_empties_it() -> None:
+    cache: WeighedCache[str, bytes] = WeighedCache(10, by_length)
+    cache.put("a", b"1234")
+    cache.clear()
+    assert cache.get("a") is None
+    assert cache.weight == 0
+    assert len(cache) == 0
