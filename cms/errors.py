@@ -76,7 +76,8 @@ class PreconditionRequired(CmsError):
 
 
 class StoreError(CmsError):
-    """The content repository could not be written; nothing was changed."""
+    """The content repository could not be written: nothing was changed, unless the error says
+    (``uncertain``) that part of the write may stand."""
 
     status = 503
     code = "store_unavailable"

@@ -7,7 +7,29 @@ from typing import Any
 
 from litestar.testing import TestClient
 
+from cms.editing.write_side import WriteSide
+from cms.identity.actors import Actor
+from cms.store.documents import Revision
+
 Headers = dict[str, str]
+
+EDITOR = Actor(name="Ada Editor", email="ada@example.com", roles=frozenset({"editor"}))
+REVIEWER = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset({"reviewer"}))
+PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
+
+
+def approved_draft(content: WriteSide, slug: str, summary: str | None = None) -> Revision:
+    """A new revision of the published ``slug`` (with ``summary``, if given), submitted and
+    approved through the write side: ready to publish."""
+    import msgspec
+
+    published = content.documents.published(slug)
+    assert published is not None
+    edited = published.comparison if summary is None else msgspec.structs.replace(
+        published.comparison, summary=summary)
+    draft = content.editor.save(slug, edited, EDITOR, published.revision)
+    submitted = content.editor.transition(slug, "submit", EDITOR, draft.revision)
+    return content.editor.transition(slug, "approve", REVIEWER, submitted.revision)
 
 
 def read_draft(client: TestClient, slug: str, who: Headers) -> tuple[dict[str, Any], str]:  # type: ignore[type-arg]

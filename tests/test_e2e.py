@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import fsck, git
+from .conftest import HAIKU, fsck, git
 from .receivers import Receiver, running
 
 EDITOR = ("Ada Editor", "ada@example.com", "editor")
@@ -141,3 +141,22 @@ def test_kill_nine_between_commit_and_delivery_still_delivers(tmp_path: Path) ->
     assert receiver.ids()[0] == receiver.ids()[1]
     assert json.loads(receiver.received[1].body)["data"]["slug"] == first
     fsck(tmp_path / "content")
+
+
+def test_nesting_is_refused_at_one_depth_whatever_the_servers_stack(server: Server) -> None:
+    """The refusal does not hang on how much stack the parser has left: every depth past the
+    limit, including those where a recursive parser's own limit falls in a real server (about
+    a thousand), is the same 400, and the log has no traceback (checked as the server stops)."""
+    from cms.api.json_depth import MAX_DEPTH
+
+    depths = [2, MAX_DEPTH, MAX_DEPTH + 1, *range(900, 1100, 3), 5000]
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for depth in depths:
+            inner = depth - 1  # inside the object
+            body = '{"tool": ' + "[" * inner + "]" * inner + ', "vote": "ship"}'
+            answer = http.post(f"/api/comparisons/{HAIKU}/votes", content=body,
+                               headers={"Content-Type": "application/json"})
+            if depth > MAX_DEPTH:
+                assert (answer.status_code, answer.json()["code"]) == (400, "too_deeply_nested")
+            else:
+                assert answer.status_code == 422, (depth, answer.text)  # a list is not a tool

@@ -60,6 +60,11 @@ def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, RecursionError):
+        # Input nested past what a parser could follow (the depth check refuses far less):
+        # the client's fault, and no trace is worth logging for it.
+        return _json(error_body(400, "too_deeply_nested",
+                                "the JSON body nests its arrays and objects too deeply"))
     # The trace goes to the server log only; the client learns that it failed, not how.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _json(error_body(500, "internal_error", "the server failed to handle this request"))

@@ -25,7 +25,7 @@ from ..reading.index import PublishedIndex
 from ..reading.sync import Sync
 from ..store.documents import Documents
 from ..store.maintenance import Maintenance
-from ..store.recovery import STALE_AFTER_SECONDS, Instances, PeriodicRecovery, recover
+from ..store.recovery import Instances, PeriodicRecovery, recover, remove_leftovers
 from ..votes.folding import VoteFolder
 from ..votes.limits import RateLimit
 from ..votes.store import VoteStore
@@ -58,12 +58,14 @@ class Services:
 def build_services(settings: Settings) -> Services:
     content = open_write_side(settings)
     documents = content.documents
-    # Alone on the repository, whatever a crash left half-done is this server's own: recover it
-    # all now, so that a supervisor's immediate restart leaves no ref blocked. Beside other
-    # servers, only what is too old to be a live writer's.
+    # Whatever a crash left half-done in the refs is recovered now, beside other servers too,
+    # so that a supervisor's immediate restart leaves no comparison blocked. Files a live git
+    # may be writing are cleared only by a server alone on the repository.
     instances = Instances(content.repo.git_dir)
     alone = instances.alone()
-    recover(documents, stale_after=0 if alone else STALE_AFTER_SECONDS)
+    if alone:
+        remove_leftovers(content.repo)
+    recover(documents)
     index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
     votes = VoteStore(settings.data / "votes.sqlite3")
@@ -76,13 +78,21 @@ def build_services(settings: Settings) -> Services:
     for listener in (votes.on_committed, index.on_committed, verdicts.on_committed,
                      webhooks.on_committed, lambda _event: maintenance.note_commit()):
         content.listeners.subscribe(listener)
+    vote_folder = VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds)
+    # Which votes main holds is read back through history to the newest fold (thousands of
+    # commits, in a repository that never had one): found once by the index's filling thread,
+    # not by the first public read on the event loop.
+    def find_newest_fold() -> None:
+        vote_folder.live.held_by(documents.main_head())
+
+    index.filled.append(find_newest_fold)
     return Services(
         settings=settings, workflow=content.workflow, documents=documents,
         pipeline=content.pipeline, editor=content.editor, index=index,
         sync=Sync(documents, signing_key(settings.data / "sync.key")),
         tokens=TokenStore(settings.data), webhooks=webhooks, verdicts=verdicts,
         maintenance=maintenance, previews=Previews(settings.data), votes=votes,
-        vote_folder=VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds),
+        vote_folder=vote_folder,
         vote_limit=RateLimit(settings.vote_rate), bodies=body_cache(), instances=instances,
         recovery=PeriodicRecovery(documents),
     )

@@ -2,9 +2,16 @@
 
 A write moves at most two refs, in an order chosen so that every state between them can be
 recognised here: an unpublish commit on a branch that never reached main, a branch already
-merged into main, a discard archived but whose branch is still there. A state younger than
-``stale_after`` seconds is left alone, since a live writer of another process may be between its
-two moves; a server that finds no other server on the repository recovers everything at once.
+merged into main, a discard archived but whose branch is still there. A live writer of another
+process holds the locks of both its refs from before its first move to after its second, and
+every step here is a compare-and-swap under those same locks that also checks main is still
+what it was read as; so a state met here is a dead writer's, or else the step waits for the live
+writer and then finds its refs moved and leaves them. That makes recovery safe at any moment,
+beside any number of live servers: a supervisor's immediate restart blocks no comparison.
+
+What is left on disk besides refs (lock files of git's, half-written objects) may be a live git's
+(a push being received, a gc): those are removed only by a server that starts alone, and only
+once far older than any git command takes.
 """
 
 from __future__ import annotations
@@ -13,18 +20,20 @@ import fcntl
 import logging
 import os
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import CmsError
 from .documents import Documents
 from .layout import BRANCH_PREFIX, DISCARDED_PREFIX, Layout
-from .refs import RefConflict
+from .refs import Move, RefConflict
+from .repository import Repository
 
 log = logging.getLogger("cms")
 
-# Longer than any live writer takes between the two ref moves of one write.
-STALE_AFTER_SECONDS = 30.0
+# How often a running server looks for what a dead one left half-done.
+RECOVERY_INTERVAL_SECONDS = 30.0
+# A half-written object file older than this is a dead writer's, not a live git's.
+LEFTOVER_AGE_SECONDS = 3600.0
 
 
 class Instances:
@@ -48,24 +57,26 @@ class Instances:
         os.close(self._fd)
 
 
-def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS,
-            depth: int = 1000) -> list[str]:
+def remove_leftovers(repo: Repository) -> list[str]:
+    """What dead writers left besides refs: lock files nobody holds, half-written objects.
+    Only for a server that starts alone on the repository."""
+    done = [f"removed the stale lock {lock}" for lock in repo.refs.remove_stale_locks()]
+    done += [f"removed the unfinished object {temp}"
+             for temp in repo.remove_stale_temporaries(LEFTOVER_AGE_SECONDS)]
+    return done
+
+
+def recover(documents: Documents, depth: int = 1000) -> list[str]:
     """Finish or undo ref moves that a crash interrupted; say what was done. A ref that another
     process moves meanwhile is left to it."""
     repo, layout = documents.repo, documents.layout
-    done = [f"removed the stale lock {lock}" for lock in repo.refs.remove_stale_locks()]
-    # Temporary object files may be git's own (a push, a gc): even alone, only old ones go.
-    done += [f"removed the unfinished object {temp}"
-             for temp in repo.remove_stale_temporaries(max(stale_after, STALE_AFTER_SECONDS))]
+    done: list[str] = []
     main = documents.main_head()
-    settled = datetime.now(UTC).timestamp() - stale_after
     merged = _recently_merged(documents, main, depth)
     for ref, head in repo.refs.under(BRANCH_PREFIX).items():
         slug = ref[len(BRANCH_PREFIX) :]
         try:
             commit = repo.read_commit(head)
-            if commit.committer.at.timestamp() > settled:
-                continue  # maybe another instance, still between its two ref moves
             if commit.message.first("Cms-Action") == "unpublish" and main is not None:
                 if documents.in_tree(repo.read_commit(main).tree, slug) is not None:
                     if commit.parents and commit.parents[0] == main:
@@ -73,7 +84,10 @@ def recover(documents: Documents, stale_after: float = STALE_AFTER_SECONDS,
                         main = head
                         done.append(f"finished unpublishing {slug}")
                     else:
-                        repo.refs.delete(ref, head)
+                        # Only while main is still where it was read: a live unpublish that
+                        # moved it since has left its branch where it belongs.
+                        repo.refs.transaction([Move(layout.main_ref, main, main),
+                                               Move(ref, None, head)])
                         done.append(f"dropped an unfinished unpublish of {slug}")
             elif head in merged:
                 repo.refs.delete(ref, head)
@@ -107,10 +121,10 @@ def _recently_merged(documents: Documents, main: str | None, depth: int) -> set[
 
 
 class PeriodicRecovery:
-    """Beside other servers, what one of them left half-done when it died is finished here once
-    it is old enough to be nobody's live write."""
+    """Beside other servers, what one of them left half-done when it died is finished here,
+    should no write to those refs (which would recover them first) come sooner."""
 
-    def __init__(self, documents: Documents, interval: float = STALE_AFTER_SECONDS) -> None:
+    def __init__(self, documents: Documents, interval: float = RECOVERY_INTERVAL_SECONDS) -> None:
         self.documents = documents
         self.interval = interval
         self._stop = threading.Event()

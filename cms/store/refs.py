@@ -37,7 +37,9 @@ _LOCK_WAIT_SECONDS = 2.0
 # 0666 less the umask, so always writable by their owner), so that only its own are ever taken
 # over: a lock of git's is git's to remove, however long it is held. The mark is set by the very
 # call that creates the file, and no umask removes its one bit, so a writer killed at any moment
-# leaves a marked lock. (0604 is the mark of earlier versions, which set it a call later.)
+# leaves a marked lock. (Git would make a lock of mode 0400 only under a umask that takes away
+# its owner's write permission, which no working setup has. 0604, the mark of earlier versions,
+# which set it a call later, would need a umask of 0062.)
 MARK = 0o400
 MARKS = frozenset({MARK, 0o604})
 # A CMS lock nobody holds is a dead writer's once it is older than the moment between its
@@ -112,7 +114,7 @@ class Refs:
             # Removing a packed ref means rewriting packed-refs; git does that safely.
             self._git_transaction(moves)
             return
-        done: list[Move] = []
+        names = ", ".join(move.name for move in moves)
         try:
             with contextlib.ExitStack() as stack:
                 locks = {name: stack.enter_context(self._locked(self.git_dir / name))
@@ -121,25 +123,44 @@ class Refs:
                     actual = self.read(move.name)
                     if actual != move.expected:
                         raise RefConflict(move.name, move.expected, actual)
-                for move in moves:
-                    if move.new != move.expected:
-                        self._apply(move, locks[move.name])
-                        done.append(move)
-        except OSError as exc:
-            self._undo(done)
-            raise StoreError(f"could not move {', '.join(m.name for m in moves)}: "
-                             f"{exc.strerror}") from exc
+                done: list[Move] = []
+                try:
+                    for move in moves:
+                        if move.new != move.expected:
+                            self._apply(move, locks[move.name], done)
+                except OSError as exc:
+                    # Put back what moved while the refs not yet moved are still locked, so
+                    # that nobody (recovery included) acts on the half-done write meanwhile.
+                    if self._undo(done, locks):
+                        raise StoreError(f"could not move {names}: {exc.strerror}") from exc
+                    raise StoreError(
+                        f"could not finish moving {names}: {exc.strerror}; part of the write "
+                        "may stand: read it again before retrying", uncertain=True) from exc
+        except OSError as exc:  # taking the locks
+            raise StoreError(f"could not move {names}: {exc.strerror}") from exc
 
-    def _undo(self, done: list[Move]) -> None:
-        """Put back what a failing transaction moved (on a full disk, say), as far as the disk
-        lets, each ref only if nobody moved it since; start-up recovery handles the rest."""
+    def _undo(self, done: list[Move], locks: dict[str, _Lock]) -> bool:
+        """Put back what a failing transaction moved (on a full disk, say), each ref only if
+        nobody moved it since; whether all of it was put back."""
+        complete = True
         for move in reversed(done):
+            back = Move(move.name, move.expected, move.new)
+            lock = locks[move.name]
             try:
-                self.transaction([Move(move.name, move.expected, move.new)])
-            except (RefConflict, StoreError):
+                if not lock.released:  # a removal: its lock is still this writer's
+                    self._apply(back, lock, [])
+                    continue
+                # Renamed into place, the lock went with it: take it again.
+                with self._locked(self.git_dir / move.name) as again:
+                    if self.read(move.name) != move.new:
+                        raise RefConflict(move.name, move.new, self.read(move.name))
+                    self._apply(back, again, [])
+            except (OSError, RefConflict, StoreError):
                 log.warning("could not put %s back after a failed write", move.name)
+                complete = False
+        return complete
 
-    def _apply(self, move: Move, lock: _Lock) -> None:
+    def _apply(self, move: Move, lock: _Lock, done: list[Move]) -> None:
         path = self.git_dir / move.name
         if move.new is None:
             path.unlink(missing_ok=True)
@@ -149,6 +170,7 @@ class Refs:
                 os.fsync(lock.fd)
             os.replace(lock.path, path)
             lock.released = True
+        done.append(move)  # it stands now, whatever happens next
         if self.durable:
             fsync_dir(path.parent)
 

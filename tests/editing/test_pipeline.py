@@ -24,19 +24,11 @@ from cms.store.documents import Revision
 from cms.store.refs import Move, Refs
 
 from ..conftest import HAIKU, fsck, git
+from ..helpers import approved_draft
 
 EDITOR = Actor(name="Ada Editor", email="ada@example.com", roles=frozenset({"editor"}))
 REVIEWER = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset({"reviewer"}))
 PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
-
-
-def approved_draft(content: WriteSide) -> Revision:
-    published = content.documents.published(HAIKU)
-    assert published is not None
-    edited = msgspec.structs.replace(published.comparison, summary="A summary to publish.")
-    draft = content.editor.save(HAIKU, edited, EDITOR, published.revision)
-    submitted = content.editor.transition(HAIKU, "submit", EDITOR, draft.revision)
-    return content.editor.transition(HAIKU, "approve", REVIEWER, submitted.revision)
 
 
 def publications(repo: Path) -> list[str]:
@@ -61,7 +53,7 @@ def before_commit(content: WriteSide, hook: Callable[[], None]) -> None:
 def test_a_publish_that_lost_the_race_is_refused_not_merged_again(
         settings: Settings, repo_path: Path) -> None:
     first, second = open_write_side(settings), open_write_side(settings)
-    approved = approved_draft(first)
+    approved = approved_draft(first, HAIKU, "A summary to publish.")
     before = len(publications(repo_path))
     # The second process reads and checks the same revision, then the first publishes it.
     before_commit(second, lambda: first.editor.transition(HAIKU, "publish", PUBLISHER,
@@ -76,13 +68,13 @@ def test_a_publish_reading_between_the_others_two_moves_is_refused(
         settings: Settings, repo_path: Path) -> None:
     """Main has moved, the branch is not deleted yet: a reader then still sees the revision."""
     first, second = open_write_side(settings), open_write_side(settings)
-    approved = approved_draft(first)
+    approved = approved_draft(first, HAIKU, "A summary to publish.")
     before = len(publications(repo_path))
     main_moved, second_read = threading.Event(), threading.Event()
     original_apply = Refs._apply
 
-    def apply(self: Refs, move: Move, lock: Any) -> None:
-        original_apply(self, move, lock)
+    def apply(self: Refs, move: Move, lock: Any, done: list[Move]) -> None:
+        original_apply(self, move, lock, done)
         if self is first.repo.refs and move.name == "refs/heads/main":
             main_moved.set()
             assert second_read.wait(10)
@@ -117,7 +109,7 @@ def test_a_publish_reading_between_the_others_two_moves_is_refused(
 def test_a_publish_whose_draft_was_edited_meanwhile_is_refused(
         settings: Settings, repo_path: Path) -> None:
     first, second = open_write_side(settings), open_write_side(settings)
-    approved = approved_draft(first)
+    approved = approved_draft(first, HAIKU, "A summary to publish.")
     main_before = first.documents.main_head()
 
     def request_changes() -> None:
@@ -139,7 +131,7 @@ def test_an_unpublish_checks_the_revision_it_names(settings: Settings, repo_path
     approved: list[Revision] = []
 
     def republish() -> None:
-        approved.append(approved_draft(first))
+        approved.append(approved_draft(first, HAIKU, "A summary to publish."))
         first.editor.transition(HAIKU, "publish", PUBLISHER, approved[0].revision)
 
     before_commit(second, republish)
@@ -158,7 +150,7 @@ def test_a_first_save_over_a_publication_that_landed_meanwhile_is_refused(
     edited = msgspec.structs.replace(live.comparison, summary="Ada's summary.")
 
     def publish_a_new_version() -> None:
-        approved = approved_draft(first)
+        approved = approved_draft(first, HAIKU, "A summary to publish.")
         first.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
 
     before_commit(second, publish_a_new_version)
@@ -176,7 +168,7 @@ def test_a_branch_a_crash_left_after_its_publication_cannot_be_published_again(
     """Main moved, the branch was not dropped (a SIGKILL between the two), and another server
     runs, so recovery leaves the branch alone for now: the revision is still refused."""
     content = open_write_side(settings)
-    approved = approved_draft(content)
+    approved = approved_draft(content, HAIKU, "A summary to publish.")
     before = len(publications(repo_path))
     content.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
     content.repo.refs.update(content.layout.branch(HAIKU), approved.commit, None)

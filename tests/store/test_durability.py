@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from litestar.testing import TestClient
@@ -20,12 +22,16 @@ from cms.editing.seed import initialise
 from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
 from cms.identity.tokens import TokenStore
+from cms.store import refs as refs_module
 from cms.store.recovery import recover
+from cms.store.refs import Move, Refs
 from cms.store.repository import Repository
 
 from ..conftest import HAIKU, SEED, fsck, git
+from ..helpers import approved_draft
 
 PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
+
 
 WRITER = textwrap.dedent("""
     import sys, msgspec
@@ -59,7 +65,7 @@ def test_kill_nine_mid_write_loses_no_acknowledged_write(settings: Settings,
                                    "--is-ancestor", commit, branch], check=False)
         assert ancestor.returncode == 0, commit
     store = open_write_side(settings, repo=Repository(repo_path))
-    recover(store.documents, stale_after=0)
+    recover(store.documents)
     fsck(repo_path)
     current = store.documents.current(HAIKU)
     assert current is not None
@@ -130,9 +136,50 @@ def test_a_server_restarted_at_once_finishes_what_its_crash_left(settings: Setti
     fsck(repo_path)
 
 
-def test_beside_a_live_server_a_fresh_half_write_is_left_to_its_writer(
-        settings: Settings, repo_path: Path) -> None:
+def test_beside_a_live_server_a_fresh_half_write_is_recovered_too(settings: Settings,
+                                                                  repo_path: Path) -> None:
     with TestClient(app=create_app(settings)):  # another server, alive
         interrupted_unpublish(settings)
         with TestClient(app=create_app(settings)) as client:
-            assert client.get(f"/api/comparisons/{HAIKU}").status_code == 200
+            assert client.get(f"/api/comparisons/{HAIKU}").status_code == 404
+    fsck(repo_path)
+
+
+@pytest.mark.parametrize("action", ["unpublish", "publish"])
+def test_recovery_leaves_a_live_writer_between_its_two_moves_alone(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch, action: str) -> None:
+    """Recovery from another process runs while a live writer has moved its first ref and not
+    its second: it waits on the writer's locks and gives up, changing nothing, and the write
+    completes as if recovery had never looked."""
+    monkeypatch.setattr(refs_module, "_LOCK_WAIT_SECONDS", 0.2)
+    writer, recovering = open_write_side(settings), open_write_side(settings)
+    revision = writer.documents.published(HAIKU)
+    assert revision is not None
+    if action == "publish":
+        revision = approved_draft(writer, HAIKU)
+    first_moved, recovered = threading.Event(), threading.Event()
+    original = Refs._apply
+
+    def apply(self: Refs, move: Move, lock: Any, done: list[Move]) -> None:
+        original(self, move, lock, done)
+        if self is writer.repo.refs and not first_moved.is_set():
+            first_moved.set()
+            assert recovered.wait(30)
+
+    monkeypatch.setattr(Refs, "_apply", apply)
+    outcome: list[str] = []
+    thread = threading.Thread(target=lambda: outcome.append(writer.editor.transition(
+        HAIKU, action, PUBLISHER, revision.revision).state))
+    thread.start()
+    try:
+        assert first_moved.wait(30)
+        assert recover(recovering.documents) == []
+    finally:
+        recovered.set()
+        thread.join(timeout=30)
+    assert outcome == [{"publish": "published", "unpublish": "unpublished"}[action]]
+    current = recovering.documents.current(HAIKU)
+    assert current is not None
+    assert current.state == outcome[0]
+    assert recover(recovering.documents) == []  # and nothing is left to recover
+    fsck(repo_path)

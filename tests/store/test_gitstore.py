@@ -23,6 +23,7 @@ from cms.store.refs import RefConflict
 from cms.store.repository import Repository, Signature
 
 from ..conftest import HAIKU, fsck, git
+from ..helpers import approved_draft
 
 EDITOR = Actor(name="Ada Editor", email="ada@example.com", roles=frozenset({"editor"}))
 REVIEWER = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset({"reviewer"}))
@@ -179,16 +180,12 @@ def test_a_commit_rewrites_only_the_trees_on_its_path(settings: Settings, repo_p
 
 def test_recovery_finishes_an_interrupted_publish(settings: Settings, repo_path: Path) -> None:
     store = documents(settings)
-    published = store.documents.published(HAIKU)
-    assert published is not None
-    draft = store.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
-    submitted = store.editor.transition(HAIKU, "submit", EDITOR, draft.revision)
-    approved = store.editor.transition(HAIKU, "approve", REVIEWER, submitted.revision)
+    approved = approved_draft(store, HAIKU)
     branch = store.layout.branch(HAIKU)
     # Crash between the two ref moves: main has the merge, the branch was never deleted.
     store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
     store.repo.refs.update(branch, approved.commit, None)
-    assert recover(documents(settings).documents, stale_after=0) == [
+    assert recover(documents(settings).documents) == [
         f"removed the branch of {HAIKU}, already published"]
     assert store.repo.refs.read(branch) is None
 
@@ -202,7 +199,7 @@ def test_recovery_finishes_an_interrupted_unpublish(settings: Settings, repo_pat
     # Crash after the branch moved but before main did: put main back where it was.
     store.repo.refs.update(store.layout.main_ref, main_before or "", unpublished.commit)
     assert store.documents.published(HAIKU) is not None
-    assert recover(documents(settings).documents, stale_after=0) == [f"finished unpublishing {HAIKU}"]
+    assert recover(documents(settings).documents) == [f"finished unpublishing {HAIKU}"]
     assert store.documents.published(HAIKU) is None
     current = store.documents.current(HAIKU)
     assert current is not None
@@ -256,11 +253,7 @@ def test_maintenance_merges_small_packs_and_reads_go_on(settings: Settings,
 def test_recovery_leaves_a_ref_another_process_moved_meanwhile(settings: Settings,
                                                                repo_path: Path) -> None:
     store = documents(settings)
-    published = store.documents.published(HAIKU)
-    assert published is not None
-    draft = store.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
-    submitted = store.editor.transition(HAIKU, "submit", EDITOR, draft.revision)
-    approved = store.editor.transition(HAIKU, "approve", REVIEWER, submitted.revision)
+    approved = approved_draft(store, HAIKU)
     branch = store.layout.branch(HAIKU)
     store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
     store.repo.refs.update(branch, approved.commit, None)
@@ -272,7 +265,7 @@ def test_recovery_leaves_a_ref_another_process_moved_meanwhile(settings: Setting
         original(name, expected)
 
     recovering.repo.refs.delete = moved_first  # type: ignore[method-assign]
-    assert recover(recovering.documents, stale_after=0) == []
+    assert recover(recovering.documents) == []
     assert store.repo.refs.read(branch) is None
 
 
@@ -290,3 +283,25 @@ def test_a_commit_by_hand_with_odd_identities_is_read_as_git_reads_it(tmp_path: 
     assert commit.author.name == "Eve\u2028Line"
     assert commit.committer.name == "no angle brackets at all"
     assert commit.message.subject == "By hand"
+
+
+def test_a_second_process_skips_its_repack_while_one_runs(settings: Settings,
+                                                          repo_path: Path) -> None:
+    """Two repacks deleting each other's packs both fail: while another process holds the
+    repository's maintenance lock, this one's turn passes without running git at all."""
+    import fcntl
+    import os
+
+    store = documents(settings)
+    maintenance = Maintenance(store.repo)
+    ran: list[tuple[str, ...]] = []
+    store.repo.git = lambda *args, **kwargs: ran.append(args) or ""  # type: ignore[method-assign]
+    other = os.open(repo_path / "cms-maintenance.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)  # another process, repacking
+        assert maintenance.run(force=True) is False
+        assert ran == []
+    finally:
+        os.close(other)
+    assert maintenance.run(force=True) is True
+    assert ("repack", "-d", "-q", "--geometric=2") in ran

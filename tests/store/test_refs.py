@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,6 +172,70 @@ def test_a_transaction_deleting_a_packed_ref_goes_through_git(tmp_path: Path) ->
                            Move("refs/heads/other", None, first)])
     assert repo.refs.read("refs/heads/main") == second
     assert repo.refs.read("refs/heads/other") is None
+    fsck(repo.path)
+
+
+def failing_second_move(monkeypatch: pytest.MonkeyPatch, refs: Refs,
+                        after_first: Callable[[], None]) -> None:
+    """The disk fails the second move of ``refs``' next transaction (after ``after_first``)."""
+    original = Refs._apply
+    calls: list[Move] = []
+
+    def apply(self: Refs, move: Move, lock: Any, done: list[Move]) -> None:
+        if self is not refs:
+            original(self, move, lock, done)
+            return
+        calls.append(move)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, move, lock, done)
+        if len(calls) == 1:
+            after_first()
+
+    monkeypatch.setattr(Refs, "_apply", apply)
+
+
+@pytest.mark.parametrize("order", ["update first", "delete first"])
+def test_a_transaction_failing_part_way_puts_back_what_it_moved(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    repo, first = repository(tmp_path)
+    second = next_commit(repo, first, b"2")
+    repo.refs.update("refs/heads/other", first, None)
+    moves = [Move("refs/heads/main", second, first), Move("refs/heads/other", None, first)]
+    if order == "delete first":
+        moves.reverse()
+    failing_second_move(monkeypatch, repo.refs, lambda: None)
+    with pytest.raises(StoreError) as failed:
+        repo.refs.transaction(moves)
+    assert "No space left" in failed.value.message
+    assert "uncertain" not in failed.value.details
+    monkeypatch.undo()
+    assert repo.refs.read("refs/heads/main") == first
+    assert repo.refs.read("refs/heads/other") == first
+    assert list((repo.git_dir / "refs").rglob("*.lock")) == []
+    repo.refs.transaction(moves)  # and the same write goes through once the disk has room
+    assert repo.refs.read("refs/heads/main") == second
+    assert repo.refs.read("refs/heads/other") is None
+    fsck(repo.path)
+
+
+def test_a_write_that_cannot_be_put_back_says_its_outcome_is_uncertain(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the first move and the failure of the second, another writer moved the first
+    ref on: it is not put back over that writer's move, and the error says part may stand."""
+    repo, first = repository(tmp_path)
+    second, third = next_commit(repo, first, b"2"), next_commit(repo, first, b"3")
+    repo.refs.update("refs/heads/other", first, None)
+    other = Refs(repo.git_dir)
+    failing_second_move(monkeypatch, repo.refs, lambda: other.transaction(
+        [Move("refs/heads/main", third, second)]))
+    with pytest.raises(StoreError) as failed:
+        repo.refs.transaction([Move("refs/heads/main", second, first),
+                               Move("refs/heads/other", None, first)])
+    assert failed.value.details == {"uncertain": True}
+    monkeypatch.undo()
+    assert repo.refs.read("refs/heads/main") == third  # the other writer's, kept
+    assert repo.refs.read("refs/heads/other") == first
     fsck(repo.path)
 
 
