@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -60,6 +62,10 @@ def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if _out_of_space(exc):
+        log.warning("out of disk space on %s %s: %s", request.method, request.url.path, exc)
+        return _json(error_body(503, "store_unavailable",
+                                "the server is out of disk space; try again later"))
     if isinstance(exc, RecursionError):
         # Input nested past what a parser could follow (the depth check refuses far less):
         # the client's fault, and no trace is worth logging for it.
@@ -68,3 +74,11 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     # The trace goes to the server log only; the client learns that it failed, not how.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _json(error_body(500, "internal_error", "the server failed to handle this request"))
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """A full disk wherever it was met (a state file, a database): the server's trouble, for a
+    one-line warning, not a traceback per request."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)

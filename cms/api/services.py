@@ -27,7 +27,7 @@ from ..store.documents import Documents
 from ..store.maintenance import Maintenance
 from ..store.recovery import Instances, PeriodicRecovery, recover, remove_leftovers
 from ..votes.folding import VoteFolder
-from ..votes.limits import RateLimit
+from ..votes.limits import RateLimit, vote_secret
 from ..votes.store import VoteStore
 from ..webhooks.service import Webhooks, build_webhooks
 from .http import body_cache
@@ -69,6 +69,7 @@ def build_services(settings: Settings) -> Services:
     index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
     votes = VoteStore(settings.data / "votes.sqlite3")
+    vote_secret(settings.data)  # made now, not by the first anonymous vote
     verdicts = VerdictLog(documents, settings.data / "verdict-log.json")
     webhooks = build_webhooks(settings, documents, frozenset(content.workflow.transitions))
     if alone:  # deliveries claimed by a process that died are due again at once

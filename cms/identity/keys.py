@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from .. import urlsafe
+from ..errors import StoreError
 from ..statefiles import fsync_dir, write_temporary
 
 _KEY_BYTES = 32
@@ -30,7 +31,11 @@ def signing_key(path: Path) -> bytes:
         except FileNotFoundError:
             key = b""
         if len(key) < _KEY_BYTES:
-            key = _create(path)
+            try:
+                key = _create(path)
+            except OSError as exc:
+                raise StoreError(f"could not store a new key in {path.name}: {exc.strerror}"
+                                 ) from exc
         _cache[path] = key
         return key
 

@@ -23,16 +23,26 @@ from ..statefiles import exclusive, replace_file
 from .actors import Actor, Role
 
 TOKEN_PREFIX = "cms_"  # noqa: S105 - a marker, not a secret
-# Both go into commit headers and trailers: no angle brackets, no control characters.
-Name = Annotated[str, Meta(min_length=1, max_length=100,
-                           pattern="^[^<>\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]+\\Z")]
-Email = Annotated[str, Meta(max_length=254, pattern=r"^[^<>\s@]+@[^<>\s@]+\Z")]
+# Both go into commit headers and trailers: no angle brackets, no control characters (git
+# refuses a NUL in a header, and a terminal runs an escape that `git log` prints), no marks
+# that reorder or hide text when an auditor reads the log.
+_UNSAFE = ("<>\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff")
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=f"^[^{_UNSAFE}]+\\Z")]
+Email = Annotated[str, Meta(max_length=254,
+                            pattern=f"^[^{_UNSAFE}\\s@]+@[^{_UNSAFE}\\s@]+\\Z")]
+
+
+class _Identity(Struct):
+    name: Name
+    email: Email
 
 
 class TokenRecord(Struct, kw_only=True):
     id: str
-    name: Name
-    email: Email
+    # Checked when a token is made (``_Identity``); read back as stored, so that one record
+    # made by an earlier version cannot make the whole file unreadable.
+    name: str
+    email: str
     roles: list[Role]
     hash: str
     created_at: datetime
@@ -56,6 +66,7 @@ class TokenStore:
             raise InvalidContent("give at least one role", field="roles")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
+            msgspec.convert({"name": name.strip(), "email": email.strip()}, _Identity)
             record = msgspec.convert(
                 {
                     "id": secrets.token_hex(6),

@@ -87,6 +87,7 @@ class Maintenance:
         # alone, so its cost follows what was written since, not the repository.
         self.repo.git("repack", "-d", "-q", "--geometric=2")
         self.repo.git("prune-packed", "-q")
+        self.repo.release_deleted_packs()
         return True
 
 

@@ -48,7 +48,9 @@ def subject_line(verb: str, title: str) -> str:
 
 def format_message(subject: str, comment: str, trailers: Sequence[tuple[str, str]]) -> str:
     parts = [subject]
-    comment = "\n".join(_inert(line) for line in comment.strip().split("\n"))
+    # Every line break some reader sees (a bare CR, a Unicode line separator) becomes a newline,
+    # the only one git sees, so that every reader finds the same lines.
+    comment = "\n".join(_inert(line) for line in comment.strip().splitlines())
     if comment:
         parts.append(comment)
     if trailers:

@@ -121,8 +121,8 @@ def _recently_merged(documents: Documents, main: str | None, depth: int) -> set[
 
 
 class PeriodicRecovery:
-    """Beside other servers, what one of them left half-done when it died is finished here,
-    should no write to those refs (which would recover them first) come sooner."""
+    """What a server that died and was not restarted left half-done is finished by the others
+    within the interval; and packs that a repack deleted are let go."""
 
     def __init__(self, documents: Documents, interval: float = RECOVERY_INTERVAL_SECONDS) -> None:
         self.documents = documents
@@ -142,7 +142,13 @@ class PeriodicRecovery:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                for step in recover(self.documents, depth=200):
-                    log.warning("recovery: %s", step)
+                self.run_once()
             except Exception:
                 log.exception("recovery failed; it will be tried again")
+
+    def run_once(self) -> None:
+        # Packs another process's repack (or a person's git gc) deleted, which this one may
+        # hold open if none of its lookups has missed since.
+        self.documents.repo.release_deleted_packs()
+        for step in recover(self.documents, depth=200):
+            log.warning("recovery: %s", step)

@@ -83,19 +83,21 @@ class Refs:
         return value or None
 
     def under(self, prefix: str) -> dict[str, str]:
-        """Every ref under ``prefix`` (e.g. ``refs/heads/cms/``), loose refs overriding packed."""
+        """Every ref under ``prefix`` (e.g. ``refs/heads/cms/``), loose refs overriding packed.
+        The loose ones are read first: `git pack-refs` writes a ref into packed-refs before it
+        deletes the loose file, so a ref it moves meanwhile is found in one or the other."""
+        loose: dict[str, str] = {}
+        for path in _files_under(self.git_dir / prefix):
+            if path.name.endswith(".lock"):
+                continue
+            try:
+                value = path.read_text(encoding="ascii").strip()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue  # deleted (a branch merged or discarded) since it was listed
+            if len(value) == 40:
+                loose[path.relative_to(self.git_dir).as_posix()] = value
         found = {name: oid for name, oid in self._packed().items() if name.startswith(prefix)}
-        root = self.git_dir / prefix
-        if root.is_dir():
-            for path in root.rglob("*"):
-                if path.name.endswith(".lock"):
-                    continue
-                try:
-                    value = path.read_text(encoding="ascii").strip()
-                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                    continue  # deleted (a branch merged or discarded) since it was listed
-                if len(value) == 40:
-                    found[path.relative_to(self.git_dir).as_posix()] = value
+        found.update(loose)
         return found
 
     def update(self, name: str, new: str, expected: str | None) -> None:
@@ -183,13 +185,24 @@ class Refs:
             else:
                 lines.append(f"update {move.name} {move.new} {old}")
         lines += ["prepare", "commit"]
-        result = subprocess.run(
-            ["git", "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
-            input="\n".join(lines) + "\n", capture_output=True, text=True, check=False,
-        )
-        if result.returncode != 0:
-            first = moves[0]
-            raise RefConflict(first.name, first.expected, self.read(first.name))
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        delay = 0.001
+        while True:
+            result = subprocess.run(
+                ["git", "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
+                input="\n".join(lines) + "\n", capture_output=True, text=True, check=False,
+            )
+            if result.returncode == 0:
+                return
+            if "File exists" not in result.stderr:
+                first = moves[0]
+                raise RefConflict(first.name, first.expected, self.read(first.name))
+            # A lock file is in the way (another writer's, or a running git's): wait as for
+            # one of the CMS's own, rather than take it for a ref that moved.
+            if time.monotonic() >= deadline:
+                raise StoreError("a ref is locked by another writer; try again")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Iterator[_Lock]:
@@ -198,13 +211,18 @@ class Refs:
         deadline = time.monotonic() + _LOCK_WAIT_SECONDS
         delay = 0.001
         while True:
-            fd = _create_held(lock)
-            if fd is not None:
-                break
-            # Another writer (a second instance, or git itself) holds the ref for a moment,
-            # unless it died holding it.
-            if _remove_if_abandoned(lock):
-                continue
+            try:
+                fd = _create_held(lock)
+            except FileNotFoundError:
+                # `git pack-refs` removes a ref folder it emptied, perhaps the one just made.
+                self._make_folders(lock.parent)
+            else:
+                if fd is not None:
+                    break
+                # Another writer (a second instance, or git itself) holds the ref for a
+                # moment, unless it died holding it.
+                if _remove_if_abandoned(lock):
+                    continue
             if time.monotonic() >= deadline:
                 raise StoreError(f"the ref {path.name} is locked by another writer; try again")
             time.sleep(delay)
@@ -234,8 +252,9 @@ class Refs:
     def remove_stale_locks(self) -> list[str]:
         """Lock files left by writers that died."""
         removed = []
-        for lock in (self.git_dir / "refs").rglob("*.lock"):
-            if _remove_if_abandoned(lock, git_locks_after=GIT_ABANDONED_AFTER_SECONDS):
+        for lock in _files_under(self.git_dir / "refs"):
+            if lock.name.endswith(".lock") and _remove_if_abandoned(
+                    lock, git_locks_after=GIT_ABANDONED_AFTER_SECONDS):
                 removed.append(lock.relative_to(self.git_dir).as_posix())
         return removed
 
@@ -257,6 +276,14 @@ class _Lock:
         self.fd = fd
         self.path = path
         self.released = False
+
+
+def _files_under(root: Path) -> Iterator[Path]:
+    """The files under ``root``, however its folders come and go meanwhile (``git pack-refs``
+    removes the ones it empties; a missing one is simply not listed)."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            yield Path(folder, name)
 
 
 def _lock_path(path: Path) -> Path:

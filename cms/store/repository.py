@@ -8,6 +8,8 @@ update leaves only unreferenced objects behind.
 from __future__ import annotations
 
 import binascii
+import logging
+import re
 import subprocess
 import threading
 import time
@@ -18,7 +20,7 @@ from gitdb.exc import BadObject
 from gitdb.util import mman
 from msgspec import Struct
 
-from ..errors import NotFound, StoreError
+from ..errors import InvalidContent, NotFound, StoreError
 from ..lru import WeighedCache
 from .messages import Message, parse_message
 from .object_db import CompletePacks, ObjectDB
@@ -39,7 +41,11 @@ from .refs import Refs
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # A lookup that misses reads the pack folder again; a repack racing it can take a few tries.
+log = logging.getLogger("cms")
+
 _LOOKUPS = 4
+# What git cannot take in an identity of a commit header.
+_UNWRITABLE = re.compile(r"[<>\x00\n\r]")
 # Bounds in bytes, as entries weigh: one tree of 10,000 files is a megabyte raw and four in
 # memory, one of ten files a few hundred bytes.
 _TREE_BYTES = 64 * 1024 * 1024
@@ -124,6 +130,16 @@ class Repository:
                     raise StoreError(f"could not read the content repository: {exc.strerror}"
                                      ) from exc
         raise NotFound(f"no object {oid} in the content repository")
+
+    def release_deleted_packs(self) -> None:
+        """Let go of packs a repack deleted. Reads that miss do it anyway; a process that only
+        writes (its reads all of objects it wrote itself) would otherwise hold every pack a
+        repack deleted, and the disk space they take, until it stops."""
+        with self._read_lock:
+            try:
+                self._reload_packs()
+            except OSError as exc:
+                log.warning("could not read the pack folder again: %s", exc.strerror)
 
     def _reload_packs(self) -> bool:
         """Read the pack folder again, and let go of the packs that are gone: their mappings
@@ -233,6 +249,12 @@ class Repository:
         Objects are written and flushed; no ref moves. Unchanged subtrees are shared, so a commit
         costs a few small objects however large the repository is.
         """
+        for who, field in ((author, "author"), (committer, "committer")):
+            if _UNWRITABLE.search(who.name) or _UNWRITABLE.search(who.email):
+                # Tokens refuse such names, but one made by an earlier version may carry one:
+                # a NUL or line break in a header makes a commit git itself rejects.
+                raise InvalidContent(f"the {field} {who.name!r} <{who.email!r}> cannot be "
+                                     "written into a commit; make a new token", field=field)
         objects: list[tuple[bytes, bytes]] = []
         blobs: dict[tuple[str, ...], str | None] = {}
         for path, content in changes.items():

@@ -10,15 +10,18 @@ connection changed the database (``PRAGMA data_version``), whichever process tha
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from ..editing.events import Committed
+from ..errors import StoreError
 from ..statefiles import open_database
 from .limits import WINDOW_SECONDS, too_many
 
@@ -100,7 +103,7 @@ class VoteStore:
         has that many counted on this comparison in the last minute, by whichever process: the
         count and the insert are one transaction, which SQLite serialises across processes."""
         now = time.time()
-        with self._write_lock:
+        with self._write_lock, _storing("the vote"):
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 if per_minute > 0:
@@ -213,6 +216,15 @@ class VoteStore:
             rows = self._reader.execute(_COUNT_RANGE, (before, after))
             return Pending(through, seen, _added(pending.tallies, rows, -1))
         return Pending(through, seen, _summed(self._reader.execute(_COUNT_RANGE, (after, seen))))
+
+
+@contextlib.contextmanager
+def _storing(what: str) -> Iterator[None]:
+    """A full disk or a failing one is the store's trouble (503), not a fault of the request."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as exc:
+        raise StoreError(f"could not record {what}: {exc}") from exc
 
 
 def _summed(rows: Rows) -> Tallies:

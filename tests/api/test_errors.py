@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,10 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from ..conftest import HAIKU, git
+from cms.config import Settings
+from cms.identity.tokens import TokenStore
+
+from ..conftest import HAIKU, fsck, git
 from ..helpers import Headers, new_document
 
 
@@ -189,6 +193,36 @@ def test_a_token_name_cannot_reach_a_commit_header(client: TestClient, tokens: d
     response = client.post("/api/tokens", headers=tokens["admin"],
                            json={"name": name, "email": "eve@example.com", "roles": ["editor"]})
     assert_error(response, 422, "name")
+
+
+@pytest.mark.parametrize("email", ["a\x00b@example.com", "eve\x07@example.com",
+                                   "eve\x1b[31m@example.com", "eve\u202e@example.com",
+                                   "eve@exa\u200bmple.com", "eve@example.com\n"])
+def test_a_token_email_cannot_reach_a_commit_header(client: TestClient, tokens: dict[str, Headers],  # type: ignore[type-arg]
+                                                    email: str) -> None:
+    response = client.post("/api/tokens", headers=tokens["admin"],
+                           json={"name": "Eve", "email": email, "roles": ["editor"]})
+    assert_error(response, 422, "email")
+
+
+def test_a_stored_token_with_a_header_breaking_email_writes_nothing(
+        client: TestClient, settings: Settings, repo_path: Path,  # type: ignore[type-arg]
+        unchanged: None) -> None:
+    """A token made before emails were checked as they are now: it still signs in, and its
+    writes are refused as unwritable rather than committed with a NUL in the header."""
+    record, token = TokenStore(settings.data).create("Old Token", "old@example.com", ["editor"])
+    stored = json.loads((settings.data / "tokens.json").read_text())
+    for entry in stored:
+        if entry["id"] == record.id:
+            entry["email"] = "old\x00@example.com"
+    (settings.data / "tokens.json").write_text(json.dumps(stored))
+    draft = client.get(f"/api/drafts/{HAIKU}", headers={"Authorization": f"Bearer {token}"})
+    assert draft.status_code == 200, draft.text
+    response = client.put(f"/api/drafts/{HAIKU}", json=draft.json(),
+                          headers={"Authorization": f"Bearer {token}",
+                                   "If-Match": draft.headers["etag"]})
+    assert_error(response, 422, "author")
+    fsck(repo_path)
 
 
 @pytest.mark.parametrize("path", [f"/api/comparisons/{HAIKU}/votes", "/api/drafts",

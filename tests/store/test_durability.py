@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -183,3 +184,30 @@ def test_recovery_leaves_a_live_writer_between_its_two_moves_alone(
     assert current.state == outcome[0]
     assert recover(recovering.documents) == []  # and nothing is left to recover
     fsck(repo_path)
+
+
+def test_a_vote_on_a_full_disk_is_a_503_without_a_traceback(
+        small_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    settings = load_settings({}, repo=small_disk / "content.git", data=small_disk / "data",
+                             vote_rate=0)
+    initialise(settings, SEED)
+    with TestClient(app=create_app(settings)) as client:
+        tool = client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]["id"]
+        ballot = {"tool": tool, "vote": "ship"}
+        assert client.post(f"/api/comparisons/{HAIKU}/votes", json=ballot).status_code == 202
+        filler = small_disk / "filler"
+        with open(filler, "wb", buffering=0) as handle, contextlib.suppress(OSError):
+            while True:
+                handle.write(b"\0" * 4096)
+        with caplog.at_level(logging.WARNING):
+            answers = [client.post(f"/api/comparisons/{HAIKU}/votes", json=ballot)
+                       for _ in range(20)]
+        assert {answer.status_code for answer in answers} <= {202, 503}
+        assert 503 in {answer.status_code for answer in answers}
+        assert all(answer.json()["code"] == "store_unavailable"
+                   for answer in answers if answer.status_code == 503)
+        assert not [record for record in caplog.records if record.exc_info]
+        os.remove(filler)
+        assert client.post(f"/api/comparisons/{HAIKU}/votes", json=ballot).status_code == 202

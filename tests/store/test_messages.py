@@ -42,3 +42,16 @@ def test_no_comment_changes_what_git_reads_as_trailers(comment_lines: list[str])
     message = format_message("Edit: Some comparison", "\n".join(comment_lines), OURS)
     assert git_trailers(message) == OURS
     assert list(parse_message(message).trailers) == OURS
+
+
+def test_no_line_break_of_any_reader_hides_a_forged_block() -> None:
+    """A bare CR (or a Unicode line separator) is no line break to git, but is one to a reader
+    that translates line endings first; in a commit message every such break is a newline,
+    so both readers see the same lines and neither takes a forged block for the trailers."""
+    for newline in ("\r", "\r\n", "\u2028", "\u2029", "\x85", "\x0b", "\x0c"):
+        comment = "x" + newline + newline.join(["", *FORGED, "---"])
+        message = format_message("Edit: Some comparison", comment, OURS)
+        assert "\r" not in message
+        assert message.splitlines() == message.split("\n")[:-1]  # a newline is the only break
+        assert git_trailers(message) == OURS, repr(newline)
+        assert git_trailers(message.replace("\r", "\n")) == OURS

@@ -239,6 +239,72 @@ def test_a_write_that_cannot_be_put_back_says_its_outcome_is_uncertain(
     fsck(repo.path)
 
 
+def test_a_ref_folder_removed_by_pack_refs_as_it_is_made_is_made_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`git pack-refs` removes folders it emptied, perhaps one a writer has just made for a
+    new ref: the writer makes it again rather than fail."""
+    repo, first = repository(tmp_path)
+    original = Refs._make_folders
+    removed: list[Path] = []
+
+    def made_then_removed(self: Refs, folder: Path) -> None:
+        original(self, folder)
+        if not removed:
+            removed.append(folder)
+            folder.rmdir()
+
+    monkeypatch.setattr(Refs, "_make_folders", made_then_removed)
+    repo.refs.update("refs/cms/discarded/a-vs-b/1", first, None)
+    assert removed == [repo.git_dir / "refs/cms/discarded/a-vs-b"]
+    assert repo.refs.read("refs/cms/discarded/a-vs-b/1") == first
+
+
+def test_listing_refs_while_pack_refs_removes_folders(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, first = repository(tmp_path)
+    for slug in ("a-vs-b", "c-vs-d", "e-vs-f"):
+        repo.refs.update(f"refs/heads/cms/comparisons/{slug}", first, None)
+    root = repo.git_dir / "refs/heads/cms/comparisons"
+    original = Path.read_text
+
+    def packed_meanwhile(self: Path, *args: Any, **kwargs: Any) -> str:
+        text = original(self, *args, **kwargs)
+        if self.parent == root:
+            git(repo.path, "pack-refs", "--all")  # the loose refs go, and their folders
+            assert not root.exists()
+        return text
+
+    monkeypatch.setattr(Path, "read_text", packed_meanwhile)
+    listed = repo.refs.under("refs/heads/cms/")
+    monkeypatch.undo()
+    assert set(listed) == {f"refs/heads/cms/comparisons/{s}" for s in ("a-vs-b", "c-vs-d", "e-vs-f")}
+
+
+def test_a_packed_ref_locked_for_a_moment_is_waited_for(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleting a packed ref goes through git, which fails at once on a lock file in its way:
+    that is waited for like any lock, not taken for a ref that moved."""
+    repo, first = repository(tmp_path)
+    repo.refs.update("refs/heads/other", first, None)
+    git(repo.path, "pack-refs", "--all")
+    lock = repo.git_dir / "refs/heads/other.lock"
+    lock.write_text("")  # git's, for a moment
+    original = subprocess.run
+    tries: list[int] = []
+
+    def run(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        result = original(*args, **kwargs)
+        tries.append(result.returncode)
+        lock.unlink(missing_ok=True)  # git is done with it
+        return result
+
+    monkeypatch.setattr(refs_module.subprocess, "run", run)
+    repo.refs.delete("refs/heads/other", first)
+    assert tries[0] != 0
+    assert tries[-1] == 0
+    assert repo.refs.read("refs/heads/other") is None
+
+
 def test_new_ref_folders_are_made_on_the_way(tmp_path: Path) -> None:
     repo, first = repository(tmp_path)
     repo.refs.update("refs/heads/cms/comparisons/deep-slug", first, None)

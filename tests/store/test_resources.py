@@ -170,3 +170,34 @@ def test_caches_are_bounded_by_bytes_not_entries(
     # 120 bodies of 180 kB are 22 MB of text, several times that once decoded and rendered;
     # five caches of 2 MB, and the last revision held here, are what may stay.
     assert kept < 16 * 1024 * 1024, kept
+
+
+@pytest.mark.parametrize("repacker", ["another process", "this one's maintenance"])
+def test_a_process_that_only_writes_lets_go_of_deleted_packs(
+        settings: Settings, repo_path: Path, repacker: str) -> None:
+    """A writer reads back only what it wrote itself, so no lookup of its ever misses and
+    re-reads the pack folder: the packs a repack deleted are let go of all the same."""
+    import msgspec
+
+    from cms.store.maintenance import Maintenance
+    from cms.store.recovery import PeriodicRecovery
+
+    from ..conftest import git
+
+    side = open_write_side(settings)
+    current = side.documents.current(HAIKU)  # reads the seed's pack: mapped from now on
+    assert current is not None
+    for number in range(3):
+        edited = msgspec.structs.replace(current.comparison, summary=f"Edit {number}.")
+        current = side.editor.save(HAIKU, edited, EDITOR, current.revision)
+    if repacker == "another process":
+        git(repo_path, "repack", "-a", "-d", "-q")
+        assert deleted_mappings(repo_path) > 0
+        PeriodicRecovery(side.documents).run_once()  # a round of the server's periodic pass
+    else:
+        assert Maintenance(side.repo).run(force=True)
+    assert deleted_mappings(repo_path) == 0
+    for number in range(3):  # and writing goes on
+        edited = msgspec.structs.replace(current.comparison, summary=f"After {number}.")
+        current = side.editor.save(HAIKU, edited, EDITOR, current.revision)
+    fsck(repo_path)
