@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 from datetime import UTC, datetime
@@ -58,8 +59,16 @@ class TokenStore:
         self._lock_path = data_dir / "tokens.lock"
         self._records: list[TokenRecord] = []
         self._by_hash: dict[str, TokenRecord] = {}
-        self._seen: tuple[int, ...] | None = None
+        # The file as last read, kept open: while it is, its inode cannot be given to another
+        # file, so a different inode at the path is a change however fast changes follow.
+        self._held: int | None = None
+        self._held_inode: int | None = None
         self._mutex = threading.Lock()
+
+    def __del__(self) -> None:
+        held = getattr(self, "_held", None)
+        if held is not None:
+            os.close(held)
 
     def create(self, name: str, email: str, roles: list[str]) -> tuple[TokenRecord, str]:
         if not roles:
@@ -114,19 +123,35 @@ class TokenStore:
         return record.actor()
 
     def _refresh(self) -> None:
+        """Read the file again if it was replaced since (it is only ever replaced whole)."""
         try:
-            stat = self.path.stat()
+            inode = self.path.stat().st_ino
         except FileNotFoundError:
-            self._records, self._by_hash, self._seen = [], {}, None
+            inode = None
+        if inode is not None and inode == self._held_inode:
             return
-        # The file is replaced whole (a new inode) on every change: two changes within one tick
-        # of the clock, of the same size, still differ by inode.
-        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
-        if seen != self._seen:
-            with self._mutex:
-                self._records = self._load()
-                self._by_hash = {record.hash: record for record in self._records}
-                self._seen = seen
+        with self._mutex:
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                self._hold(None)
+                self._records, self._by_hash = [], {}
+                return
+            try:
+                with os.fdopen(os.dup(fd), "rb") as handle:
+                    records = msgspec.json.decode(handle.read(), type=list[TokenRecord])
+            except BaseException:
+                os.close(fd)
+                raise
+            self._hold(fd)  # perhaps newer than the inode looked at above: its own is kept
+            self._records = records
+            self._by_hash = {record.hash: record for record in records}
+
+    def _hold(self, fd: int | None) -> None:
+        if self._held is not None:
+            os.close(self._held)
+        self._held = fd
+        self._held_inode = None if fd is None else os.fstat(fd).st_ino
 
     def _load(self) -> list[TokenRecord]:
         try:
@@ -136,7 +161,7 @@ class TokenStore:
 
     def _save(self, records: list[TokenRecord]) -> None:
         replace_file(self.path, msgspec.json.format(msgspec.json.encode(records), indent=2))
-        self._seen = None
+        self._held_inode = None  # read it again, whatever inode it now has
 
 
 

@@ -19,7 +19,9 @@ class Webhooks:
         self.dispatcher = dispatcher
         self.recorder = recorder
         self.run_worker = run_worker
-        # Serialises recording, so the cursor on main only ever moves forward.
+        # Serialises this process's recording. Another process may set the cursor on main back
+        # to a commit this one has passed; that costs a second reading of those commits, never
+        # a second event, since an event's id is made from its commit and is recorded once.
         self._recording = threading.Lock()
 
     def on_committed(self, event: Committed) -> None:

@@ -35,3 +35,17 @@ def test_replacing_a_state_file_flushes_its_folder(tmp_path: Path,
     monkeypatch.setattr(statefiles, "fsync_dir", flushed.append)
     TokenStore(tmp_path).create("Ada Editor", "ada@example.com", ["editor"])
     assert tmp_path in flushed
+
+
+def test_revocations_in_quick_succession_are_each_seen_at_once(tmp_path: Path) -> None:
+    """Another process revokes tokens back to back, each rewrite the same size as the last and
+    within one tick of the file system's clock: the reader sees every one at its next request,
+    since it keeps the file it read open and so no later file can share its inode."""
+    reader, writer = TokenStore(tmp_path), TokenStore(tmp_path)
+    made = [writer.create(f"Person {n:02d}", f"p{n:02d}@example.com", ["editor"])
+            for n in range(30)]
+    for _, token in made:
+        assert reader.authenticate(token) is not None
+    for record, token in made:
+        writer.revoke(record.id)
+        assert reader.authenticate(token) is None, record.id
