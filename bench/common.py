@@ -14,7 +14,8 @@ from pathlib import Path
 
 import msgspec
 
-from cms.config import PROJECT_ROOT, Settings
+from cms.bundled import samples
+from cms.config import Settings
 from cms.content import codec
 from cms.editing.seed import as_published, create_repository
 from cms.editing.write_side import open_write_side
@@ -46,7 +47,7 @@ def seed_repository(settings: Settings, count: int) -> None:
     assert count <= 100_000
     now = datetime.now(UTC).replace(microsecond=0)
     templates = []
-    for path in sorted((PROJECT_ROOT / "content").rglob("*.md")):
+    for path in sorted(samples().rglob("*.md")):
         base = codec.decode(path.read_text())
         copy = msgspec.structs.replace(base, slug=f"{base.slug[:80]}-{_NUMBER}",
                                        title=f"{base.title} #{_NUMBER}")

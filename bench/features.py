@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from cms.config import PROJECT_ROOT, load_settings
+from cms.bundled import samples
+from cms.config import load_settings
 from cms.editing.seed import initialise
 from cms.editing.write_side import open_write_side
 from cms.identity.tokens import TokenStore
@@ -58,7 +59,7 @@ class CountingReceiver:
 def bench_webhooks(workdir: Path, publishes: int) -> dict[str, object]:
     """Publish latency over HTTP with 0 and with 10 endpoints, and what reached the receiver."""
     settings = load_settings({}, repo=workdir / "hooks.git", data=workdir / "hooks-data")
-    initialise(settings, PROJECT_ROOT / "content")
+    initialise(settings, samples())
     tokens = TokenStore(settings.data)
     editor = {"Authorization": "Bearer " + tokens.create("E", "e@example.com", ["editor"])[1]}
     reviewer = {"Authorization": "Bearer " + tokens.create("R", "r@example.com", ["reviewer"])[1]}
@@ -84,14 +85,14 @@ def bench_webhooks(workdir: Path, publishes: int) -> dict[str, object]:
                 for endpoints in (0, 10):
                     for _ in range(endpoints - len(http.get("/api/webhooks", headers=admin).json())):
                         http.post("/api/webhooks", json={"url": receiver.url}, headers=admin)
-                    samples = []
+                    timings = []
                     for number in range(publishes):
                         slug = f"hooked-{endpoints}-{number}"
                         etag = approved(slug)
-                        samples.append(timed(lambda s=slug, e=etag: http.post(
+                        timings.append(timed(lambda s=slug, e=etag: http.post(
                             f"/api/drafts/{s}/transitions", json={"action": "publish"},
                             headers={**publisher, "If-Match": e})))
-                    report[f"publish_http_{endpoints}_endpoints"] = summary(samples)
+                    report[f"publish_http_{endpoints}_endpoints"] = summary(timings)
                 expected = 10 * publishes
                 with receiver.arrived:
                     receiver.arrived.wait_for(lambda: receiver.count >= expected, timeout=60)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import PROJECT_ROOT, Settings, load_settings
+from .config import Settings, load_settings
 from .errors import CmsError
 from .identity.actors import ROLES
 
@@ -30,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="create and seed a content repository")
     init.add_argument("--repo", type=Path, help="where to create it (default: $CMS_REPO)")
-    init.add_argument("--seed", type=Path, default=PROJECT_ROOT / "content",
-                      help="folder of comparison files to publish in the first commit")
+    init.add_argument("--seed", type=Path,
+                      help="folder of comparison files to publish in the first commit "
+                           "(default: the sample comparisons that ship with the CMS)")
     init.add_argument("--empty", action="store_true", help="create it without seeding")
     init.set_defaults(run=_init)
 
@@ -74,13 +75,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from .bundled import samples
     from .editing.seed import initialise
 
     settings = _settings(args)
     if settings.repo.exists() and (not settings.repo.is_dir() or any(settings.repo.iterdir())):
         print(f"cms: {settings.repo} already exists; refusing to touch it", file=sys.stderr)
         return 1
-    _, count = initialise(settings, None if args.empty else args.seed)
+    _, count = initialise(settings, None if args.empty else args.seed or samples())
     print(f"Created the content repository {settings.repo} with {count} published comparisons")
     return 0
 

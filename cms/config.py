@@ -11,8 +11,6 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 
 class Settings(Struct, frozen=True, kw_only=True):
     repo: Path = Path("var/content")
@@ -21,7 +19,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     port: int = 8000
     branch: str = "main"
     content_dir: str = "content"
-    workflow: Path = PROJECT_ROOT / "workflows" / "default.toml"
+    workflow: Path | None = None  # None: the workflow that ships with the CMS
     public_url: str = ""
     committer_name: str = "CMS"
     committer_email: str = "cms@localhost"

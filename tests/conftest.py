@@ -8,11 +8,12 @@ import pytest
 from litestar.testing import TestClient
 
 from cms.api.app import create_app
-from cms.config import PROJECT_ROOT, Settings, load_settings
+from cms.bundled import samples
+from cms.config import Settings, load_settings
 from cms.editing.seed import initialise
 from cms.identity.tokens import TokenStore
 
-SEED = PROJECT_ROOT / "content"
+SEED = samples()
 HAIKU = "claude-haiku-open-weights-vs-gemini-2-5-flash-native-audio-output"
 
 PEOPLE = {

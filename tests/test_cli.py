@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import HAIKU, SEED, fsck, git
 
 
@@ -45,6 +47,56 @@ def test_init_with_explicit_repo_and_seed(tmp_path: Path) -> None:
     repo = tmp_path / "elsewhere.git"
     cms("init", "--repo", str(repo), "--seed", str(seed), env={"CMS_DATA": str(tmp_path)})
     assert git(repo, "ls-tree", "-r", "--name-only", "main").strip().endswith(only.name)
+
+
+@pytest.mark.parametrize("case", ["missing seed", "empty seed", "bad file", "bad workflow"])
+def test_init_checks_everything_first_and_leaves_nothing_on_failure(
+        tmp_path: Path, case: str) -> None:
+    seed = tmp_path / "seed"
+    env = {"CMS_DATA": str(tmp_path / "data")}
+    if case != "missing seed":
+        seed.mkdir()
+    if case == "bad file":
+        (seed / "broken-vs-file.md").write_text("---\ntitle: [unclosed\n---\n")
+    if case == "bad workflow":
+        seed = SEED
+        (tmp_path / "workflow.toml").write_text("initial_state = 'nowhere'\n")
+        env["CMS_WORKFLOW"] = str(tmp_path / "workflow.toml")
+    repo = tmp_path / "content.git"
+    for _ in range(2):  # the same command again finds nothing in its way
+        failed = cms("init", "--repo", str(repo), "--seed", str(seed), env=env, check=False)
+        assert failed.returncode == 1
+        assert failed.stderr.startswith("cms: "), failed.stderr
+        assert "Traceback" not in failed.stderr
+        assert not repo.exists()
+    expected = {"missing seed": "does not exist", "empty seed": "no comparison files",
+                "bad file": "broken-vs-file.md", "bad workflow": "workflow"}[case]
+    assert expected in failed.stderr
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_creation_failing_part_way_leaves_nothing_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existed: bool) -> None:
+    """The repository is made, then the first commit fails (a full disk, say): what was made
+    goes, and an empty folder that was there stays, empty."""
+    from cms.config import load_settings
+    from cms.editing import seed as seed_module
+    from cms.errors import StoreError
+
+    settings = load_settings({}, repo=tmp_path / "content.git", data=tmp_path / "data")
+    if existed:
+        settings.repo.mkdir()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        assert (settings.repo / "objects").is_dir()  # the repository was made
+        raise StoreError("could not write to the content repository: No space left on device")
+
+    monkeypatch.setattr(seed_module, "open_write_side", full_disk)
+    with pytest.raises(StoreError):
+        seed_module.initialise(settings, SEED)
+    assert settings.repo.exists() == existed
+    if existed:
+        assert list(settings.repo.iterdir()) == []
 
 
 def test_tokens_are_printed_once_and_stored_hashed(tmp_path: Path) -> None:

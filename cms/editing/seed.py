@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 
+from ..bundled import default_workflow
 from ..config import Settings
 from ..content import codec
 from ..content.model import Comparison
-from ..errors import CmsError, Conflict
+from ..errors import CmsError, Conflict, InvalidContent, NotFound
 from ..identity.actors import Person
 from ..store.repository import Repository
 from .pipeline import Change, RefMove
+from .workflow import load_workflow
 from .write_side import open_write_side
 
 
@@ -52,17 +55,47 @@ def check_folder(folder: Path) -> tuple[list[Comparison], list[FileProblem]]:
 
 
 def initialise(settings: Settings, seed: Path | None) -> tuple[Repository, int]:
-    """Create the repository and commit the seed as published content, in one first commit."""
-    comparisons: list[Comparison] = []
-    if seed is not None:
-        comparisons, problems = check_folder(seed)
-        if problems:
-            lines = "\n".join(f"  {p.path}: {p.message}" for p in problems)
-            raise SystemExit(f"cms: the seed folder has bad files; nothing was created:\n{lines}")
+    """Check everything first (the workflow, the seed folder and each of its files), then
+    create the repository and publish the seed in one first commit. A failure part-way leaves
+    nothing behind, so the same command can simply be run again."""
+    load_workflow(settings.workflow or default_workflow())
+    comparisons = [] if seed is None else seed_comparisons(seed)
     now = datetime.now(UTC).replace(microsecond=0)
     files = {comparison.slug: codec.encode(as_published(comparison, now)).encode("utf-8")
              for comparison in comparisons}
-    return create_repository(settings, files), len(files)
+    existed = settings.repo.exists()
+    try:
+        return create_repository(settings, files), len(files)
+    except BaseException:
+        _undo_creation(settings.repo, existed)
+        raise
+
+
+def seed_comparisons(seed: Path) -> list[Comparison]:
+    """The comparisons of a seed folder, every file checked; an error names each bad file."""
+    if not seed.is_dir():
+        raise NotFound(f"the seed folder {seed} does not exist", field="seed")
+    comparisons, problems = check_folder(seed)
+    if problems:
+        lines = "\n".join(f"  {problem.path}: {problem.message}" for problem in problems)
+        raise InvalidContent(f"the seed folder has bad files; nothing was created:\n{lines}",
+                             field="seed")
+    if not comparisons:
+        raise InvalidContent(f"the seed folder {seed} holds no comparison files (*.md); use "
+                             "--empty for a repository without content", field="seed")
+    return comparisons
+
+
+def _undo_creation(repo: Path, existed: bool) -> None:
+    """Remove what a failed creation made: the folder, or what it put in an empty one."""
+    if not existed:
+        shutil.rmtree(repo, ignore_errors=True)
+    elif repo.is_dir():
+        for child in repo.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
 
 def as_published(comparison: Comparison, at: datetime) -> Comparison:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..bundled import default_workflow
 from ..config import Settings
 from ..identity.actors import Person
 from ..store.documents import Documents
@@ -38,7 +39,7 @@ def layout_of(settings: Settings) -> Layout:
 def open_write_side(settings: Settings, *, workflow: Workflow | None = None,
                  repo: Repository | None = None) -> WriteSide:
     repo = repo or Repository(settings.repo, durable=settings.durable)
-    workflow = workflow or load_workflow(settings.workflow)
+    workflow = workflow or load_workflow(settings.workflow or default_workflow())
     documents = Documents(repo, layout_of(settings))
     listeners = Listeners()
     pipeline = CommitPipeline(

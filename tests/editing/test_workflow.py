@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cms.config import PROJECT_ROOT
+from cms.bundled import default_workflow
 from cms.content.model import WorkflowRecord
 from cms.editing.workflow import (
     Workflow,
@@ -31,7 +31,7 @@ from cms.editing.workflow import (
 from cms.errors import CmsError, Conflict, Forbidden, InvalidContent, TransitionNotAllowed
 from cms.identity.actors import ROLES, Actor
 
-DEFAULT_PATH = PROJECT_ROOT / "workflows" / "default.toml"
+DEFAULT_PATH = default_workflow()
 WORKFLOW = load_workflow(DEFAULT_PATH)
 
 # --- The expectation table, written from default.toml -------------------------------------------
