@@ -53,12 +53,17 @@ def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Re
     return _json(error_body(422, "invalid_content", message, field))
 
 
+# The framework's own refusals (a route or method that does not exist, a body too large), in
+# the API's terms.
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 413: "payload_too_large"}
+
+
 def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-             405: "method_not_allowed", 413: "payload_too_large"}
     status = exc.status_code
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return _json(error_body(status, codes.get(status, "http_error"), str(exc.detail)), headers)
+    return _json(error_body(status, HTTP_CODES.get(status, "http_error"), str(exc.detail)),
+                 headers)
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

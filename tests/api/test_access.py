@@ -1,7 +1,10 @@
-"""Who may call which route: every route of the app is in this table, and each cell is tried."""
+"""Who may call which route: every route of the app is in docs/api.md's access table, and each
+of its cells is tried."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,46 +22,29 @@ def holding(*roles: str) -> set[str]:
 
 
 PUBLIC = "public"
-# (method, route template) -> who may call it: PUBLIC, or the set of people from conftest.PEOPLE
-MATRIX: dict[tuple[str, str], Any] = {
-    ("GET", "/health"): PUBLIC,
-    ("GET", "/api/comparisons"): PUBLIC,
-    ("GET", "/api/comparisons/{slug:str}"): PUBLIC,
-    ("GET", "/api/sync"): PUBLIC,
-    ("POST", "/api/comparisons/{slug:str}/votes"): PUBLIC,
-    ("POST", "/api/votes/fold"): holding("admin"),
-    ("GET", "/api/feed.atom"): PUBLIC,
-    ("GET", "/api/feed.json"): PUBLIC,
-    ("GET", "/api/preview/{token:str}"): PUBLIC,
-    ("POST", "/api/drafts/{slug:str}/preview"): holding("editor", "reviewer", "admin"),
-    ("DELETE", "/api/drafts/{slug:str}/preview/{preview_id:str}"):
-        holding("editor", "reviewer", "admin"),
-    ("GET", "/api/comparisons/{slug:str}/history"): holding("auditor", "admin"),
-    ("GET", "/api/comparisons/{slug:str}/revisions/{commit:str}"): EVERYONE,
-    ("GET", "/api/comparisons/{slug:str}/diff"): EVERYONE,
-    ("GET", "/api/audit/verdict-changes"): holding("auditor", "admin"),
-    ("GET", "/api/audit/verify"): holding("auditor", "admin"),
-    ("POST", "/api/drafts/{slug:str}/revert"): holding("editor", "admin"),
-    ("GET", "/api/drafts"): EVERYONE,
-    ("GET", "/api/drafts/{slug:str}"): EVERYONE,
-    ("POST", "/api/drafts"): holding("editor", "admin"),
-    ("PUT", "/api/drafts/{slug:str}"): holding("editor", "admin"),
-    ("DELETE", "/api/drafts/{slug:str}"): holding("editor", "admin"),
-    ("POST", "/api/drafts/{slug:str}/transitions"): EVERYONE,  # the workflow decides per action
-    ("GET", "/api/tokens"): holding("admin"),
-    ("POST", "/api/tokens"): holding("admin"),
-    ("POST", "/api/tokens/{token_id:str}/revoke"): holding("admin"),
-    ("GET", "/api/webhooks"): holding("admin"),
-    ("POST", "/api/webhooks"): holding("admin"),
-    ("GET", "/api/webhooks/{endpoint_id:str}"): holding("admin"),
-    ("PATCH", "/api/webhooks/{endpoint_id:str}"): holding("admin"),
-    ("DELETE", "/api/webhooks/{endpoint_id:str}"): holding("admin"),
-    ("POST", "/api/webhooks/{endpoint_id:str}/rotate-secret"): holding("admin"),
-    ("GET", "/api/webhooks/{endpoint_id:str}/deliveries"): holding("admin"),
-    ("POST", "/api/webhooks/{endpoint_id:str}/deliveries/{delivery_id:str}/redeliver"):
-        holding("admin"),
-    ("POST", "/api/webhooks/{endpoint_id:str}/replay"): holding("admin"),
-}
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+
+
+def documented_access() -> dict[tuple[str, str], Any]:
+    """docs/api.md's "Who may call what" table: (method, route template) -> who may call it,
+    PUBLIC or the set of people from conftest.PEOPLE holding one of the roles it names."""
+    text = DOCS.read_text()
+    table = text[text.index("| route | access |"):].split("\n\n", 1)[0]
+    found: dict[tuple[str, str], Any] = {}
+    for row in table.splitlines()[2:]:
+        routes, access = (cell.strip() for cell in row.strip("|").rsplit("|", 1))
+        if access.startswith("public"):
+            who: Any = PUBLIC
+        elif access.startswith("any token"):
+            who = EVERYONE
+        else:
+            who = holding(*(role.strip() for role in access.split("(")[0].split(",")))
+        for method, path in re.findall(r"`([A-Z]+) (/[^`]*)`", routes):
+            found[(method, re.sub(r"\{(\w+)\}", r"{\1:str}", path))] = who
+    return found
+
+
+MATRIX = documented_access()
 
 
 def app_routes(client: TestClient) -> set[tuple[str, str]]:  # type: ignore[type-arg]
