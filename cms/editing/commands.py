@@ -192,6 +192,7 @@ class Editor:
                      RefMove(ref=self.layout.main_ref, expected=parent, verify=True))
         tree = self.documents.repo.read_commit(parent).tree if parent else None
         return Change(
+            after=None if moves[0].expected is not None else self._last_discarded(document.slug),
             action=action, subject=subject_line(label, document.title), comment=comment,
             slugs=(document.slug,), state=document.workflow.state, author=actor.as_person,
             approvers=tuple(approvers or ()), parents=(parent,) if parent else (),
@@ -237,6 +238,13 @@ class Editor:
             parents=(head,), base_tree=self.documents.repo.read_commit(head).tree,
             files={self.layout.path(slug): None}, moves=tuple(moves),
         )
+
+    def _last_discarded(self, slug: str) -> datetime | None:
+        """When the newest discard of ``slug``'s drafts was committed, if there was one."""
+        repo = self.documents.repo
+        archived = repo.refs.under(self.layout.archive(slug, ""))
+        return max((repo.read_commit(head).committer.at for head in archived.values()),
+                   default=None)
 
     def _branch_result(self, slug: str, plan: Callable[[], Change | None],
                        unchanged: list[Revision] | None = None) -> Revision:

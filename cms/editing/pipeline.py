@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from msgspec import Struct
 
@@ -56,6 +57,10 @@ class Change(Struct, frozen=True, kw_only=True):
     base_tree: str | None
     files: dict[str, bytes | None]
     moves: tuple[RefMove, ...]
+    # The commit is dated at least a second after this: a new branch after a discard must not
+    # be the very commit that was discarded (same parent, content, author and second), which
+    # recovery would take for the discard's branch still to be dropped.
+    after: datetime | None = None
 
 
 Plan = Callable[[], Change | None]
@@ -78,6 +83,8 @@ class CommitPipeline:
                 if change is None:
                     return None
                 at = now()
+                if change.after is not None and at <= change.after:
+                    at = change.after + timedelta(seconds=1)
                 commit = self.repo.commit(
                     parents=list(change.parents), base_tree=change.base_tree,
                     changes=change.files,

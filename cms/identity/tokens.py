@@ -12,6 +12,7 @@ import hmac
 import os
 import secrets
 import threading
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,23 @@ Email = Annotated[str, Meta(max_length=254,
 class _Identity(Struct):
     name: Name
     email: Email
+
+
+# Characters that show nothing, or change how what follows is shown, without being controls:
+# the default-ignorable code points outside the format category.
+_IGNORABLE = frozenset({0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F,
+                        0x3164, 0xFFA0, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)})
+
+
+def _shown_as_written(field: str, text: str) -> None:
+    """What an auditor reads in `git log` is what was typed: no invisible or reordering
+    characters (formats, private use) and no space but the plain one."""
+    for char in text:
+        category = unicodedata.category(char)
+        if (category in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp")
+                or (category == "Zs" and char != " ") or ord(char) in _IGNORABLE):
+            raise InvalidContent(f"{field}: U+{ord(char):04X} is not shown as written; "
+                                 "use visible characters and plain spaces", field=field)
 
 
 class TokenRecord(Struct, kw_only=True):
@@ -76,6 +94,8 @@ class TokenStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
             msgspec.convert({"name": name.strip(), "email": email.strip()}, _Identity)
+            _shown_as_written("name", name.strip())
+            _shown_as_written("email", email.strip())
             record = msgspec.convert(
                 {
                     "id": secrets.token_hex(6),

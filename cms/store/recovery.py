@@ -150,5 +150,8 @@ class PeriodicRecovery:
         # Packs another process's repack (or a person's git gc) deleted, which this one may
         # hold open if none of its lookups has missed since.
         self.documents.repo.release_deleted_packs()
-        for step in recover(self.documents, depth=200):
+        # A dead writer's lock on a ref nobody writes again (a discard's archive) would stay.
+        steps = [f"removed the stale lock {lock}"
+                 for lock in self.documents.repo.refs.remove_stale_locks(gits=False)]
+        for step in [*steps, *recover(self.documents, depth=200)]:
             log.warning("recovery: %s", step)

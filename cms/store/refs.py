@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,7 +30,8 @@ from ..statefiles import fsync_dir
 
 log = logging.getLogger("cms")
 
-ZERO = "0" * 40
+PACKED = "packed-refs"
+_FOLDER_TRIES = 8
 _LOCK_WAIT_SECONDS = 2.0
 # A CMS writer creates its lock files with this mode, which git never gives one (git's are
 # 0666 less the umask, so always writable by their owner), so that only its own are ever taken
@@ -111,16 +111,15 @@ class Refs:
         """Apply every move, in order, or none of them (RefConflict) when one ref is not where
         its move expects it. A crash part-way leaves the first moves done: writers order their
         moves so that start-up recovery can finish or undo them."""
-        packed = self._packed()
-        if any(move.new is None and move.name in packed for move in moves):
-            # Removing a packed ref means rewriting packed-refs; git does that safely.
-            self._git_transaction(moves)
-            return
         names = ", ".join(move.name for move in moves)
         try:
             with contextlib.ExitStack() as stack:
                 locks = {name: stack.enter_context(self._locked(self.git_dir / name))
                          for name in sorted({move.name for move in moves})}
+                if any(move.new is None for move in moves):
+                    # A removed ref must leave packed-refs too, and `git pack-refs` must not
+                    # write it back there meanwhile: its lock, as git takes it, excludes that.
+                    locks[PACKED] = stack.enter_context(self._locked(self.git_dir / PACKED))
                 for move in moves:
                     actual = self.read(move.name)
                     if actual != move.expected:
@@ -130,6 +129,8 @@ class Refs:
                     for move in moves:
                         if move.new != move.expected:
                             self._apply(move, locks[move.name], done)
+                    if PACKED in locks:
+                        self._unpack([m.name for m in done if m.new is None], locks[PACKED])
                 except OSError as exc:
                     # Put back what moved while the refs not yet moved are still locked, so
                     # that nobody (recovery included) acts on the half-done write meanwhile.
@@ -174,35 +175,47 @@ class Refs:
             lock.released = True
         done.append(move)  # it stands now, whatever happens next
         if self.durable:
-            fsync_dir(path.parent)
+            self._sync_folder(path.parent)
 
-    def _git_transaction(self, moves: Sequence[Move]) -> None:
-        lines = ["start"]
-        for move in moves:
-            old = move.expected or ZERO
-            if move.new is None:
-                lines.append(f"delete {move.name} {old}")
-            else:
-                lines.append(f"update {move.name} {move.new} {old}")
-        lines += ["prepare", "commit"]
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
-        delay = 0.001
+    def _unpack(self, removed: list[str], lock: _Lock) -> None:
+        """Drop ``removed`` from packed-refs (each with the peeled line that may follow it),
+        writing the new file through its held lock as git does."""
+        try:
+            lines = (self.git_dir / PACKED).read_text(encoding="ascii").splitlines()
+        except FileNotFoundError:
+            return
+        gone = set(removed)
+        kept: list[str] = []
+        dropping = False
+        for line in lines:
+            if line.startswith("^"):
+                if not dropping:
+                    kept.append(line)
+                continue
+            dropping = line.partition(" ")[2] in gone and not line.startswith("#")
+            if not dropping:
+                kept.append(line)
+        if len(kept) == len(lines):
+            return
+        os.write(lock.fd, ("\n".join(kept) + "\n").encode("ascii"))
+        if self.durable:
+            os.fsync(lock.fd)
+        os.replace(lock.path, self.git_dir / PACKED)
+        lock.released = True
+        if self.durable:
+            fsync_dir(self.git_dir)
+
+    def _sync_folder(self, folder: Path) -> None:
+        """Flush ``folder``; if `git pack-refs` removed it (emptied) meanwhile, its removal is
+        the parent's to record."""
         while True:
-            result = subprocess.run(
-                ["git", "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
-                input="\n".join(lines) + "\n", capture_output=True, text=True, check=False,
-            )
-            if result.returncode == 0:
+            try:
+                fsync_dir(folder)
                 return
-            if "File exists" not in result.stderr:
-                first = moves[0]
-                raise RefConflict(first.name, first.expected, self.read(first.name))
-            # A lock file is in the way (another writer's, or a running git's): wait as for
-            # one of the CMS's own, rather than take it for a ref that moved.
-            if time.monotonic() >= deadline:
-                raise StoreError("a ref is locked by another writer; try again")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            except FileNotFoundError:
+                if folder == self.git_dir:
+                    raise
+                folder = folder.parent
 
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Iterator[_Lock]:
@@ -239,22 +252,29 @@ class Refs:
     def _make_folders(self, folder: Path) -> None:
         """Create ``folder`` and its missing parents, each recorded in its parent folder on disk
         before a ref is written into it."""
-        missing = []
-        while not folder.is_dir():
-            missing.append(folder)
-            folder = folder.parent
-        for new in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                new.mkdir()
-            if self.durable:
-                fsync_dir(new.parent)
+        for _ in range(_FOLDER_TRIES):
+            missing = []
+            parent = folder
+            while not parent.is_dir():
+                missing.append(parent)
+                parent = parent.parent
+            try:
+                for new in reversed(missing):
+                    new.mkdir(exist_ok=True)
+                    if self.durable:
+                        self._sync_folder(new.parent)
+                return
+            except FileNotFoundError:
+                continue  # `git pack-refs` removed a parent just made, emptied: again
+        raise StoreError(f"could not make the ref folder {folder.name}; try again")
 
-    def remove_stale_locks(self) -> list[str]:
-        """Lock files left by writers that died."""
+    def remove_stale_locks(self, *, gits: bool = True) -> list[str]:
+        """Lock files left by writers that died: the CMS's own, which nobody holds, and with
+        ``gits`` git's that are older than any git command takes."""
         removed = []
         for lock in _files_under(self.git_dir / "refs"):
             if lock.name.endswith(".lock") and _remove_if_abandoned(
-                    lock, git_locks_after=GIT_ABANDONED_AFTER_SECONDS):
+                    lock, git_locks_after=GIT_ABANDONED_AFTER_SECONDS if gits else None):
                 removed.append(lock.relative_to(self.git_dir).as_posix())
         return removed
 

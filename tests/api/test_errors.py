@@ -185,9 +185,13 @@ def test_not_found_and_bad_query(client: TestClient, tokens: dict[str, Headers])
     assert_error(client.get("/api/comparisons?cursor=garbage!"), 400, "cursor")
 
 
+INVISIBLE = ["\u061c", "\u00ad", "\u180e", "\u034f", "\U000e0041", "\ufe0f", "\u3164",
+             "\ufff9", "\u17b4", "\U0001d173", "\u00a0", "\u3000", "\ue000"]
+
+
 @pytest.mark.parametrize("name", ["Eve\ncommitter Mallory <m@example.com> 0 +0000", "Eve\x00",
                                   "Eve <eve@example.com>", "Eve\x0b", "Eve\u2028x", "Eve\x85",
-                                  "Eve\x9b", "\ufeffEve"])
+                                  "Eve\x9b", "\ufeffEve", *(f"E{char}ve" for char in INVISIBLE)])
 def test_a_token_name_cannot_reach_a_commit_header(client: TestClient, tokens: dict[str, Headers],  # type: ignore[type-arg]
                                                    name: str) -> None:
     response = client.post("/api/tokens", headers=tokens["admin"],
@@ -197,7 +201,8 @@ def test_a_token_name_cannot_reach_a_commit_header(client: TestClient, tokens: d
 
 @pytest.mark.parametrize("email", ["a\x00b@example.com", "eve\x07@example.com",
                                    "eve\x1b[31m@example.com", "eve\u202e@example.com",
-                                   "eve@exa\u200bmple.com", "eve@example.com\n"])
+                                   "eve@exa\u200bmple.com", "eve@example.com\n",
+                                   *(f"eve{char}@example.com" for char in INVISIBLE)])
 def test_a_token_email_cannot_reach_a_commit_header(client: TestClient, tokens: dict[str, Headers],  # type: ignore[type-arg]
                                                     email: str) -> None:
     response = client.post("/api/tokens", headers=tokens["admin"],

@@ -305,3 +305,27 @@ def test_a_second_process_skips_its_repack_while_one_runs(settings: Settings,
         os.close(other)
     assert maintenance.run(force=True) is True
     assert ("repack", "-d", "-q", "--geometric=2") in ran
+
+
+def test_a_draft_created_again_in_the_second_it_was_discarded_survives_recovery(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Create, discard and create again, the same document by the same person within one
+    second: the second create must not be the very commit discarded, which recovery would take
+    for a discard whose branch was never dropped, and drop."""
+    from cms.editing import pipeline
+
+    frozen = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    monkeypatch.setattr(pipeline, "now", lambda: frozen)
+    store = documents(settings)
+    published = store.documents.published(HAIKU)
+    assert published is not None
+    again = msgspec.structs.replace(published.comparison, slug="made-twice", title="Made twice")
+    first = store.editor.create(again, EDITOR)
+    store.editor.discard("made-twice", EDITOR, first.revision)
+    second = store.editor.create(again, EDITOR)
+    assert second.commit != first.commit
+    assert recover(documents(settings).documents) == []
+    current = documents(settings).documents.current("made-twice")
+    assert current is not None
+    assert current.commit == second.commit
+    fsck(repo_path)

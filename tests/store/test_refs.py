@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,8 @@ def test_a_transaction_moves_every_ref_or_none(tmp_path: Path) -> None:
     fsck(repo.path)
 
 
-def test_a_transaction_deleting_a_packed_ref_goes_through_git(tmp_path: Path) -> None:
+def test_a_transaction_deleting_a_packed_ref_removes_it_from_packed_refs(
+        tmp_path: Path) -> None:
     repo, first = repository(tmp_path)
     second = next_commit(repo, first, b"2")
     repo.refs.update("refs/heads/other", first, None)
@@ -172,6 +174,8 @@ def test_a_transaction_deleting_a_packed_ref_goes_through_git(tmp_path: Path) ->
                            Move("refs/heads/other", None, first)])
     assert repo.refs.read("refs/heads/main") == second
     assert repo.refs.read("refs/heads/other") is None
+    assert "refs/heads/other" not in (repo.git_dir / "packed-refs").read_text()
+    assert "refs/heads/main" in git(repo.path, "for-each-ref")
     fsck(repo.path)
 
 
@@ -280,29 +284,55 @@ def test_listing_refs_while_pack_refs_removes_folders(tmp_path: Path,
     assert set(listed) == {f"refs/heads/cms/comparisons/{s}" for s in ("a-vs-b", "c-vs-d", "e-vs-f")}
 
 
-def test_a_packed_ref_locked_for_a_moment_is_waited_for(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Deleting a packed ref goes through git, which fails at once on a lock file in its way:
-    that is waited for like any lock, not taken for a ref that moved."""
+def test_packed_refs_locked_for_a_moment_by_git_is_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removing a packed ref rewrites packed-refs under its lock; git holding that lock for a
+    moment (a `pack-refs` under way) is waited for like any lock, not taken for a moved ref."""
     repo, first = repository(tmp_path)
     repo.refs.update("refs/heads/other", first, None)
     git(repo.path, "pack-refs", "--all")
-    lock = repo.git_dir / "refs/heads/other.lock"
+    lock = repo.git_dir / "packed-refs.lock"
     lock.write_text("")  # git's, for a moment
-    original = subprocess.run
-    tries: list[int] = []
+    waits: list[float] = []
 
-    def run(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        result = original(*args, **kwargs)
-        tries.append(result.returncode)
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
         lock.unlink(missing_ok=True)  # git is done with it
-        return result
 
-    monkeypatch.setattr(refs_module.subprocess, "run", run)
+    monkeypatch.setattr(refs_module.time, "sleep", sleep)
     repo.refs.delete("refs/heads/other", first)
-    assert tries[0] != 0
-    assert tries[-1] == 0
+    assert waits
     assert repo.refs.read("refs/heads/other") is None
+    assert "refs/heads/other" not in (repo.git_dir / "packed-refs").read_text()
+    fsck(repo.path)
+
+
+def test_a_ref_packed_while_its_removal_waited_for_its_lock_stays_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`git pack-refs` copied the ref into packed-refs just before the removal locked it (and
+    could not prune the loose file, locked): the removal takes it out of packed-refs too, or
+    the ref would come back from there, its removal acknowledged."""
+    repo, first = repository(tmp_path)
+    repo.refs.update("refs/heads/cms/comparisons/a-vs-b", first, None)
+    original = Refs._locked
+    packed: list[bool] = []
+
+    @contextlib.contextmanager
+    def locked(self: Refs, path: Path) -> Iterator[Any]:
+        with original(self, path) as held:
+            if path.name == "a-vs-b" and not packed:
+                packed.append(True)
+                (repo.git_dir / "packed-refs").write_text(
+                    f"# pack-refs with: peeled fully-peeled sorted \n{first} refs/heads/main\n"
+                    f"{first} refs/heads/cms/comparisons/a-vs-b\n")
+            yield held
+
+    monkeypatch.setattr(Refs, "_locked", locked)
+    repo.refs.delete("refs/heads/cms/comparisons/a-vs-b", first)
+    assert packed == [True]
+    assert repo.refs.read("refs/heads/cms/comparisons/a-vs-b") is None
+    assert repo.refs.read("refs/heads/main") == first
+    fsck(repo.path)
 
 
 def test_new_ref_folders_are_made_on_the_way(tmp_path: Path) -> None:
@@ -322,3 +352,42 @@ def test_a_new_ref_folder_is_flushed_into_its_parent(tmp_path: Path,
     heads = repo.git_dir / "refs/heads"
     assert heads in flushed  # where the new folder cms/ was made
     assert heads / "cms" in flushed  # where comparisons/ was made
+
+
+def test_a_ref_folder_pack_refs_removed_after_the_move_is_no_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The move is done; `git pack-refs` then packed the ref and removed its emptied folder
+    before the folder was flushed: the write stands and is acknowledged, not a 503."""
+    repo, first = repository(tmp_path)
+    original = refs_module.fsync_dir
+    vanished: list[Path] = []
+
+    def fsync_dir(folder: Path) -> None:
+        if folder.name == "comparisons" and not vanished:
+            vanished.append(folder)
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(folder))
+        original(folder)
+
+    monkeypatch.setattr(refs_module, "fsync_dir", fsync_dir)
+    repo.refs.update("refs/heads/cms/comparisons/a-vs-b", first, None)
+    assert vanished
+    assert repo.refs.read("refs/heads/cms/comparisons/a-vs-b") == first
+
+
+def test_the_periodic_pass_removes_a_dead_writers_lock_nobody_meets(tmp_path: Path) -> None:
+    """A lock on a ref nobody writes again (a discard's archive) is not met by a next writer:
+    the periodic pass removes it, and leaves a lock of git's alone."""
+    from cms.store.documents import Documents
+    from cms.store.layout import Layout
+    from cms.store.recovery import PeriodicRecovery
+
+    repo, _ = repository(tmp_path)
+    killed_when(["locked"], HOLDER, str(repo.git_dir))
+    lock = repo.git_dir / "refs/heads/main.lock"
+    gits = repo.git_dir / "refs/heads/other.lock"
+    gits.write_text("")
+    age(lock, 5)
+    age(gits, 3600)
+    PeriodicRecovery(Documents(repo, Layout(content_dir="content", main_branch="main"))).run_once()
+    assert not lock.exists()
+    assert gits.exists()
