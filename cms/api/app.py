@@ -17,6 +17,7 @@ from ..errors import CmsError
 from .admin import TokensController
 from .audit import ComparisonAuditController, RepositoryAuditController
 from .auth import TokenAuthentication
+from .contract import with_contract
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
 from .frontend import feed_atom, feed_json, read_preview, sync_published
@@ -80,6 +81,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             title="Comparisons CMS", version="0.1.0", path="/schema",
             description="A git-backed headless CMS for AI tool comparisons.",
         ),
+        on_app_init=[with_contract],
         debug=False,
     )
 

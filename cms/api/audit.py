@@ -158,7 +158,7 @@ class RepositoryAuditController(Controller):
         items = services.verdicts.changes(since=_utc(since), until=_utc(until), tool=tool,
                                           slug=slug)
         if output == "csv":
-            return Response(_csv(items), media_type="text/csv; charset=utf-8",
+            return Response(_csv(items), media_type="text/csv",  # the framework adds the charset
                             headers={"Content-Disposition": 'attachment; filename="verdict-changes.csv"',
                                      "Cache-Control": PRIVATE_CACHE})
         return Response(VerdictChanges(items=items, head=services.verdicts.head),

@@ -1,5 +1,6 @@
 """An OpenAPI-driven fuzzer over every operation, without a token and with the tokens of an
-admin and of an editor: whatever it sends, the API answers below 500.
+admin and of an editor: whatever it sends, the API answers below 500, and every answer is one
+the document describes (its status, content type, headers and body schema).
 
 Bounded: ``CMS_FUZZ_EXAMPLES`` cases per operation (``make soak`` raises it).
 """
@@ -14,6 +15,13 @@ from typing import Any
 
 import pytest
 import schemathesis
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar import Litestar
@@ -26,6 +34,8 @@ from cms.editing.seed import initialise
 from ..conftest import HAIKU, SEED, make_tokens
 
 EXAMPLES = int(os.environ.get("CMS_FUZZ_EXAMPLES", "15"))
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +79,7 @@ def test_no_input_makes_a_server_error(fuzzed: tuple[Litestar, dict[str, Any]]) 
                 answered[response.status_code // 100] += 1
                 assert response.status_code < 500, (who, case.method, case.formatted_path,
                                                     response.text[:500])
+                case.validate_response(response, checks=CHECKS)
 
         no_server_error()
     # The fuzzer got through: some requests were accepted, not only refused.

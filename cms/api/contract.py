@@ -1,0 +1,207 @@
+"""The API's contract as the OpenAPI document states it, for clients generated from it.
+
+The framework describes each route's parameters and bodies from the handlers; what it cannot
+know is kept here, one line per operation: a stable operationId, whether the operation needs
+a token, and every error status it can answer. The document is then made to say so: a bearer
+security scheme, the security of each operation (none for public reads), and each error with
+the body the API really sends (``{status, code, message, field?}``) instead of the framework's
+own. ``tests/api/test_contract.py`` holds the table to the routes and the fuzzer holds the
+document to what the API answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.config.app import AppConfig
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+    SecurityScheme,
+)
+
+
+class Operation(NamedTuple):
+    id: str
+    errors: tuple[int, ...]
+    public: bool = False
+    # The media types of its success, where they are not just JSON.
+    media: tuple[str, ...] = ()
+
+
+# Statuses that go together: a token's refusals, a path naming something, a body to check, a
+# write that names the revision it read.
+_TOKEN = (401, 403)
+_NAMED = (400, 404)
+_BODY = (400, 413, 422)
+_REVISION = (409, 412, 428)
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/health"): Operation("getHealth", (), public=True),
+    ("GET", "/api/comparisons"): Operation("listComparisons", (400,), public=True),
+    ("GET", "/api/comparisons/{slug}"): Operation("getComparison", (304, *_NAMED), public=True),
+    ("POST", "/api/comparisons/{slug}/votes"):
+        Operation("castVote", (*_BODY, 404, 429), public=True),
+    ("POST", "/api/votes/fold"): Operation("foldVotes", _TOKEN),
+    ("GET", "/api/sync"): Operation("syncPublished", (400, 410), public=True),
+    ("GET", "/api/feed.atom"):
+        Operation("getAtomFeed", (304, 400), public=True, media=("application/atom+xml",)),
+    ("GET", "/api/feed.json"):
+        Operation("getJsonFeed", (304, 400), public=True, media=("application/feed+json",)),
+    ("GET", "/api/preview/{token}"): Operation("getPreview", (*_NAMED, 410), public=True),
+    ("GET", "/api/comparisons/{slug}/diff"):
+        Operation("getComparisonDiff", (*_TOKEN, *_NAMED, 409)),
+    ("GET", "/api/comparisons/{slug}/history"):
+        Operation("getComparisonHistory", (*_TOKEN, *_NAMED)),
+    ("GET", "/api/comparisons/{slug}/revisions/{commit}"):
+        Operation("getComparisonRevision", (*_TOKEN, *_NAMED)),
+    ("GET", "/api/audit/verdict-changes"):
+        Operation("listVerdictChanges", (*_TOKEN, 400), media=("application/json", "text/csv")),
+    ("GET", "/api/audit/verify"): Operation("verifyMain", _TOKEN),
+    ("GET", "/api/drafts"): Operation("listDrafts", (*_TOKEN, 400)),
+    ("POST", "/api/drafts"): Operation("createDraft", (*_TOKEN, *_BODY, 409)),
+    ("GET", "/api/drafts/{slug}"): Operation("getDraft", (*_TOKEN, *_NAMED)),
+    ("PUT", "/api/drafts/{slug}"): Operation("updateDraft", (*_TOKEN, *_BODY, 404, *_REVISION)),
+    ("DELETE", "/api/drafts/{slug}"): Operation("discardDraft", (*_TOKEN, *_NAMED, *_REVISION)),
+    ("POST", "/api/drafts/{slug}/revert"):
+        Operation("revertDraft", (*_TOKEN, *_BODY, 404, *_REVISION)),
+    ("POST", "/api/drafts/{slug}/transitions"):
+        Operation("transitionDraft", (*_TOKEN, *_BODY, 404, *_REVISION)),
+    ("POST", "/api/drafts/{slug}/preview"): Operation("createPreview", (*_TOKEN, *_BODY, 404)),
+    ("DELETE", "/api/drafts/{slug}/preview/{preview_id}"):
+        Operation("revokePreview", (*_TOKEN, *_NAMED)),
+    ("GET", "/api/tokens"): Operation("listTokens", _TOKEN),
+    ("POST", "/api/tokens"): Operation("createToken", (*_TOKEN, *_BODY)),
+    ("POST", "/api/tokens/{token_id}/revoke"): Operation("revokeToken", (*_TOKEN, *_NAMED)),
+    ("GET", "/api/webhooks"): Operation("listWebhooks", _TOKEN),
+    ("POST", "/api/webhooks"): Operation("createWebhook", (*_TOKEN, *_BODY)),
+    ("GET", "/api/webhooks/{endpoint_id}"): Operation("getWebhook", (*_TOKEN, *_NAMED)),
+    ("PATCH", "/api/webhooks/{endpoint_id}"): Operation("updateWebhook", (*_TOKEN, *_BODY, 404)),
+    ("DELETE", "/api/webhooks/{endpoint_id}"): Operation("deleteWebhook", (*_TOKEN, *_NAMED)),
+    ("GET", "/api/webhooks/{endpoint_id}/deliveries"):
+        Operation("listWebhookDeliveries", (*_TOKEN, *_NAMED)),
+    ("POST", "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver"):
+        Operation("redeliverWebhookDelivery", (*_TOKEN, *_NAMED)),
+    ("POST", "/api/webhooks/{endpoint_id}/replay"):
+        Operation("replayWebhookEvents", (*_TOKEN, *_BODY, 404)),
+    ("POST", "/api/webhooks/{endpoint_id}/rotate-secret"):
+        Operation("rotateWebhookSecret", (*_TOKEN, *_NAMED)),
+}
+
+# A full disk, or a ref another writer holds, can refuse any operation for a moment.
+_ALWAYS = (503,)
+
+_MEANING = {
+    304: "Not modified: the representation named in If-None-Match is current",
+    400: "A malformed request: JSON, a parameter, a path segment, or nesting too deep",
+    401: "No token, or an unknown or revoked one",
+    403: "The token lacks a role the operation needs",
+    404: "Nothing by that name",
+    409: "A conflict with the current state: the slug exists, or the workflow refuses the action",
+    410: "A link or token that was valid once and no longer is",
+    412: "If-Match names a revision that is no longer current: read it again",
+    413: "The request body is over 1 MiB",
+    422: "The body breaks the content model; `field` names where",
+    428: "A write without If-Match naming the revision it read",
+    429: "Too many votes from this client on this comparison; see Retry-After",
+    503: "The store cannot take the request now (full disk, a ref locked by another writer); "
+         "`uncertain: true` when part of a write may stand",
+}
+
+ERROR = Schema(
+    type=OpenAPIType.OBJECT, required=["status", "code", "message"],
+    properties={
+        "status": Schema(type=OpenAPIType.INTEGER, description="The HTTP status, again"),
+        "code": Schema(type=OpenAPIType.STRING, description="A stable machine-readable reason, "
+                       "e.g. `stale_revision`"),
+        "message": Schema(type=OpenAPIType.STRING, description="What went wrong, for a person"),
+        "field": Schema(type=OpenAPIType.STRING,
+                        description="The field or parameter at fault, e.g. `tools[0].verdict`"),
+    },
+    description="Every error the API answers. Some carry more: `allowed` actions, "
+                "`retry_after` seconds, `uncertain`.",
+)
+
+BEARER = SecurityScheme(type="http", scheme="bearer", description=(
+    "A token from `cms token create` (or `POST /api/tokens`), sent as "
+    "`Authorization: Bearer <token>`"))
+
+
+def _error_response(status: int) -> OpenAPIResponse:
+    if status == 304:
+        return OpenAPIResponse(description=_MEANING[status])
+    headers: dict[str, OpenAPIHeader | Reference] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING))
+    if status == 429:
+        headers["Retry-After"] = OpenAPIHeader(schema=Schema(type=OpenAPIType.INTEGER),
+                                               description="Seconds to wait")
+    return OpenAPIResponse(
+        description=_MEANING[status], headers=headers or None,
+        content={"application/json": OpenAPIMediaType(
+            schema=Reference(ref="#/components/schemas/Error"))})
+
+
+def _set_media(responses: dict[str, Any], media: tuple[str, ...]) -> None:
+    """The success's media types: JSON keeps the schema the framework made, others are text."""
+    for status, response in responses.items():
+        if not status.startswith("2") or not isinstance(response, OpenAPIResponse):
+            continue
+        json = (response.content or {}).get("application/json")
+        response.content = {
+            kind: json if kind == "application/json" and json is not None
+            else OpenAPIMediaType(schema=Schema(
+                type=OpenAPIType.OBJECT if kind.endswith("json") else OpenAPIType.STRING))
+            for kind in media}
+
+
+def route_template(path: str) -> str:
+    """A route as the document writes it: ``{slug}``, not ``{slug:str}``."""
+    return path.replace(":str", "")
+
+
+def apply(document: OpenAPI) -> OpenAPI:
+    """Write the contract into the document the framework made."""
+    components = document.components if isinstance(document.components, Components) \
+        else Components()
+    components.schemas = {**(components.schemas or {}), "Error": ERROR}
+    components.security_schemes = {"bearer": BEARER}
+    document.components = components
+    for path, item in (document.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            contract = OPERATIONS[(method.upper(), route_template(path))]
+            operation.operation_id = contract.id
+            operation.security = [] if contract.public else [{"bearer": []}]
+            responses: dict[str, Any] = {
+                status: response for status, response in (operation.responses or {}).items()
+                if not status.startswith(("4", "5"))}  # the framework's guesses, in its shape
+            for status in (*contract.errors, *_ALWAYS):
+                responses[str(status)] = _error_response(status)
+            if contract.media:
+                _set_media(responses, contract.media)
+            operation.responses = dict(sorted(responses.items()))
+    return document
+
+
+class _ContractPlugin(OpenAPIPlugin):
+    def _build_openapi(self) -> OpenAPI:
+        return apply(super()._build_openapi())
+
+
+def with_contract(config: AppConfig) -> AppConfig:
+    """An ``on_app_init`` hook: the document is made lazily, on its first request, as before,
+    and then carries the contract."""
+    # In place: the framework goes on to call the init hook of each plugin in this very list.
+    config.plugins[:] = [_ContractPlugin(plugin.app) if type(plugin) is OpenAPIPlugin
+                         else plugin for plugin in config.plugins]
+    return config

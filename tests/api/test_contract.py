@@ -1,0 +1,70 @@
+"""The OpenAPI document is the contract clients are generated from: it names every operation
+stably, says which need a token, validates as OpenAPI 3.1, and describes errors as the API sends
+them. (The fuzzer in test_fuzz.py holds every answer to it.)"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar.testing import TestClient
+from openapi_spec_validator import validate
+
+from cms.api.contract import OPERATIONS, route_template
+
+from .test_access import MATRIX, PUBLIC, app_routes
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+def document(client: Client) -> dict[str, Any]:
+    response = client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_the_document_is_valid_openapi(client: Client) -> None:
+    validate(document(client))
+
+
+def test_every_operation_has_a_stable_readable_id_and_nothing_else_does(client: Client) -> None:
+    routes = {(method, route_template(path)) for method, path in app_routes(client)}
+    assert routes == set(OPERATIONS)
+    ids = [operation.id for operation in OPERATIONS.values()]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]+)*", name) for name in ids), ids
+    served = {(method.upper(), path): operation["operationId"]
+              for path, item in document(client)["paths"].items()
+              for method, operation in item.items()}
+    assert served == {key: operation.id for key, operation in OPERATIONS.items()}
+
+
+def test_the_token_an_operation_needs_is_the_one_the_docs_and_the_guards_ask_for(
+        client: Client) -> None:
+    doc = document(client)
+    assert doc["components"]["securitySchemes"] == {"bearer": {
+        "type": "http", "scheme": "bearer",
+        "description": doc["components"]["securitySchemes"]["bearer"]["description"]}}
+    for (method, template), who in MATRIX.items():
+        operation = doc["paths"][route_template(template)][method.lower()]
+        public = OPERATIONS[(method, route_template(template))].public
+        assert public == (who == PUBLIC), (method, template)
+        assert operation["security"] == ([] if public else [{"bearer": []}]), (method, template)
+
+
+def test_errors_are_documented_with_the_body_the_api_sends(client: Client) -> None:
+    doc = document(client)
+    error = doc["components"]["schemas"]["Error"]
+    assert set(error["required"]) == {"status", "code", "message"}
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert response["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/Error"}, (method, path, status)
+            assert "503" in operation["responses"], (method, path)
+    # What a refusal really looks like matches it.
+    refused = client.get("/api/drafts")
+    assert refused.status_code == 401
+    assert set(error["required"]) <= set(refused.json())
+    assert "401" in doc["paths"]["/api/drafts"]["get"]["responses"]
