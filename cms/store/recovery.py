@@ -71,16 +71,24 @@ def recover(documents: Documents, depth: int = 1000) -> list[str]:
     process moves meanwhile is left to it."""
     repo, layout = documents.repo, documents.layout
     done: list[str] = []
-    main = documents.main_head()
-    merged = _recently_merged(documents, main, depth)
-    for ref, head in repo.refs.under(BRANCH_PREFIX).items():
+    try:
+        main = documents.main_head()
+        merged = _recently_merged(documents, main, depth)
+        branches = repo.refs.under(BRANCH_PREFIX)
+    except (CmsError, OSError, ValueError) as exc:
+        # Whatever the repository holds, a server must start: the next pass tries again.
+        log.warning("recovery could not read the refs: %s", exc)
+        return done
+    for ref, head in branches.items():
         slug = ref[len(BRANCH_PREFIX) :]
         try:
             commit = repo.read_commit(head)
             if commit.message.first("Cms-Action") == "unpublish" and main is not None:
                 if documents.in_tree(repo.read_commit(main).tree, slug) is not None:
                     if commit.parents and commit.parents[0] == main:
-                        repo.refs.update(layout.main_ref, head, main)
+                        # Only while the branch still holds the unpublish (not discarded).
+                        repo.refs.transaction([Move(ref, head, head),
+                                               Move(layout.main_ref, head, main)])
                         main = head
                         done.append(f"finished unpublishing {slug}")
                     else:
@@ -89,8 +97,11 @@ def recover(documents: Documents, depth: int = 1000) -> list[str]:
                         repo.refs.transaction([Move(layout.main_ref, main, main),
                                                Move(ref, None, head)])
                         done.append(f"dropped an unfinished unpublish of {slug}")
-            elif head in merged:
-                repo.refs.delete(ref, head)
+            elif head in merged and main is not None:
+                # Only while main still holds the merge: a publish that failed and put main
+                # back wants its branch kept.
+                repo.refs.transaction([Move(layout.main_ref, main, main),
+                                       Move(ref, None, head)])
                 done.append(f"removed the branch of {slug}, already published")
         except RefConflict:
             log.info("recovery left %s to the writer that moved it meanwhile", ref)
@@ -103,7 +114,10 @@ def recover(documents: Documents, depth: int = 1000) -> list[str]:
         try:
             if branch_head is None or repo.read_commit(head).parents != (branch_head,):
                 continue
-            repo.refs.delete(Layout.branch(slug), branch_head)
+            # Only while the archive is still there: a discard that failed and took it back
+            # wants its branch kept.
+            repo.refs.transaction([Move(ref, head, head),
+                                   Move(Layout.branch(slug), None, branch_head)])
         except RefConflict:
             continue
         except (CmsError, ValueError) as exc:

@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -41,6 +42,8 @@ _LOCK_WAIT_SECONDS = 2.0
 # its owner's write permission, which no working setup has. 0604, the mark of earlier versions,
 # which set it a call later, would need a umask of 0062.)
 MARK = 0o400
+# A ref file once renamed into place: readable as git makes them, for a shared repository too.
+FILE_MODE = 0o644
 MARKS = frozenset({MARK, 0o604})
 # A CMS lock nobody holds is a dead writer's once it is older than the moment between its
 # creation and its advisory lock.
@@ -116,7 +119,7 @@ class Refs:
             with contextlib.ExitStack() as stack:
                 locks = {name: stack.enter_context(self._locked(self.git_dir / name))
                          for name in sorted({move.name for move in moves})}
-                if any(move.new is None for move in moves):
+                if any(move.new is None and move.expected is not None for move in moves):
                     # A removed ref must leave packed-refs too, and `git pack-refs` must not
                     # write it back there meanwhile: its lock, as git takes it, excludes that.
                     locks[PACKED] = stack.enter_context(self._locked(self.git_dir / PACKED))
@@ -126,11 +129,13 @@ class Refs:
                         raise RefConflict(move.name, move.expected, actual)
                 done: list[Move] = []
                 try:
+                    removed = [move for move in moves
+                               if move.new is None and move.expected is not None]
+                    if removed:
+                        self._unpack(removed, locks[PACKED])
                     for move in moves:
                         if move.new != move.expected:
                             self._apply(move, locks[move.name], done)
-                    if PACKED in locks:
-                        self._unpack([m.name for m in done if m.new is None], locks[PACKED])
                 except OSError as exc:
                     # Put back what moved while the refs not yet moved are still locked, so
                     # that nobody (recovery included) acts on the half-done write meanwhile.
@@ -173,37 +178,63 @@ class Refs:
                 os.fsync(lock.fd)
             os.replace(lock.path, path)
             lock.released = True
+            os.fchmod(lock.fd, FILE_MODE)  # the mark was the lock's, not the ref's
         done.append(move)  # it stands now, whatever happens next
         if self.durable:
             self._sync_folder(path.parent)
 
-    def _unpack(self, removed: list[str], lock: _Lock) -> None:
-        """Drop ``removed`` from packed-refs (each with the peeled line that may follow it),
-        writing the new file through its held lock as git does."""
+    def _unpack(self, removed: list[Move], lock: _Lock) -> None:
+        """Take the refs about to be removed out of packed-refs first, as git does: a ref only
+        packed is first written loose, with the value it has, so that until its own removal
+        (perhaps after other moves) it stays exactly where it was, a crash at any point
+        included. The new packed-refs goes through its held lock."""
         try:
-            lines = (self.git_dir / PACKED).read_text(encoding="ascii").splitlines()
+            lines = (self.git_dir / PACKED).read_bytes().decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             return
-        gone = set(removed)
+        gone = {move.name for move in removed}
         kept: list[str] = []
         dropping = False
-        for line in lines:
+        for line in lines.splitlines():
             if line.startswith("^"):
                 if not dropping:
                     kept.append(line)
                 continue
-            dropping = line.partition(" ")[2] in gone and not line.startswith("#")
+            dropping = not line.startswith("#") and line.partition(" ")[2] in gone
             if not dropping:
                 kept.append(line)
-        if len(kept) == len(lines):
+        if len(kept) == len(lines.splitlines()):
             return
-        os.write(lock.fd, ("\n".join(kept) + "\n").encode("ascii"))
+        for move in removed:
+            if move.expected is not None and not (self.git_dir / move.name).exists():
+                self._write_loose(move.name, move.expected)
+        # Nothing left is an empty file, which git reads as no packed refs (a lone newline it
+        # refuses, in a packed-refs that had no header).
+        text = "".join(f"{line}\n" for line in kept)
+        os.write(lock.fd, text.encode("utf-8", "surrogateescape"))
         if self.durable:
             os.fsync(lock.fd)
         os.replace(lock.path, self.git_dir / PACKED)
         lock.released = True
+        os.fchmod(lock.fd, FILE_MODE)
         if self.durable:
             fsync_dir(self.git_dir)
+
+    def _write_loose(self, name: str, value: str) -> None:
+        """``name`` as a loose ref file, while its lock is held (so not through the lock)."""
+        temp = self.git_dir / f"cms-ref-{os.getpid()}-{threading.get_ident()}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, f"{value}\n".encode("ascii"))
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        path = self.git_dir / name
+        self._make_folders(path.parent)
+        os.replace(temp, path)
+        if self.durable:
+            self._sync_folder(path.parent)
 
     def _sync_folder(self, folder: Path) -> None:
         """Flush ``folder``; if `git pack-refs` removed it (emptied) meanwhile, its removal is
@@ -272,7 +303,10 @@ class Refs:
         """Lock files left by writers that died: the CMS's own, which nobody holds, and with
         ``gits`` git's that are older than any git command takes."""
         removed = []
-        for lock in _files_under(self.git_dir / "refs"):
+        candidates = list(_files_under(self.git_dir / "refs"))
+        if (self.git_dir / f"{PACKED}.lock").exists():  # a removal's, once packed-refs changed
+            candidates.append(self.git_dir / f"{PACKED}.lock")
+        for lock in candidates:
             if lock.name.endswith(".lock") and _remove_if_abandoned(
                     lock, git_locks_after=GIT_ABANDONED_AFTER_SECONDS if gits else None):
                 removed.append(lock.relative_to(self.git_dir).as_posix())
@@ -280,7 +314,8 @@ class Refs:
 
     def _packed(self) -> dict[str, str]:
         try:
-            text = (self.git_dir / "packed-refs").read_text(encoding="ascii")
+            # Git allows any name that is not ASCII too (a tag of a person's); ours all are.
+            text = (self.git_dir / PACKED).read_bytes().decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             return {}
         refs: dict[str, str] = {}

@@ -223,7 +223,7 @@ def _storing(what: str) -> Iterator[None]:
     """A full disk or a failing one is the store's trouble (503), not a fault of the request."""
     try:
         yield
-    except (sqlite3.OperationalError, OSError) as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"could not record {what}: {exc}") from exc
 
 

@@ -6,6 +6,7 @@ import subprocess
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -258,13 +259,13 @@ def test_recovery_leaves_a_ref_another_process_moved_meanwhile(settings: Setting
     store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
     store.repo.refs.update(branch, approved.commit, None)
     recovering = documents(settings)
-    original = recovering.repo.refs.delete
+    original = recovering.repo.refs.transaction
 
-    def moved_first(name: str, expected: str) -> None:
-        store.repo.refs.delete(name, expected)  # another server's recovery got there first
-        original(name, expected)
+    def moved_first(moves: Any) -> None:
+        store.repo.refs.delete(branch, approved.commit)  # another server's recovery was first
+        original(moves)
 
-    recovering.repo.refs.delete = moved_first  # type: ignore[method-assign]
+    recovering.repo.refs.transaction = moved_first  # type: ignore[method-assign]
     assert recover(recovering.documents) == []
     assert store.repo.refs.read(branch) is None
 
@@ -329,3 +330,26 @@ def test_a_draft_created_again_in_the_second_it_was_discarded_survives_recovery(
     assert current is not None
     assert current.commit == second.commit
     fsck(repo_path)
+
+
+def test_recovery_keeps_the_branch_of_a_publish_that_put_main_back(
+        settings: Settings, repo_path: Path) -> None:
+    """Recovery read main at a publish's merge; before it dropped the merged branch, the
+    publish failed on the disk and put main back: the branch is the draft again, and stays."""
+    store = documents(settings)
+    approved = approved_draft(store, HAIKU)
+    before = store.documents.main_head()
+    store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    branch = store.layout.branch(HAIKU)
+    merge = store.documents.main_head()
+    store.repo.refs.update(branch, approved.commit, None)  # main moved, the branch not yet
+    recovering = documents(settings)
+    original = recovering.repo.refs.transaction
+
+    def put_back_first(moves: Any) -> None:
+        store.repo.refs.update(store.layout.main_ref, before or "", merge)  # the undo
+        original(moves)
+
+    recovering.repo.refs.transaction = put_back_first  # type: ignore[method-assign]
+    assert recover(recovering.documents) == []
+    assert store.repo.refs.read(branch) == approved.commit

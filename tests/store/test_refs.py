@@ -391,3 +391,82 @@ def test_the_periodic_pass_removes_a_dead_writers_lock_nobody_meets(tmp_path: Pa
     PeriodicRecovery(Documents(repo, Layout(content_dir="content", main_branch="main"))).run_once()
     assert not lock.exists()
     assert gits.exists()
+
+
+class Killed(BaseException):
+    """The process dies here: nothing after runs, no handler sees it."""
+
+
+def test_a_removal_killed_at_any_point_never_brings_back_an_older_value(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A branch packed at its first commit and loose at its second: a removal killed just after
+    the loose file goes must not leave the packed, older value showing (git takes the ref out
+    of packed-refs first for this reason)."""
+    repo, first = repository(tmp_path)
+    branch = "refs/heads/cms/comparisons/a-vs-b"
+    repo.refs.update(branch, first, None)
+    git(repo.path, "pack-refs", "--all")
+    second = next_commit(repo, first, b"2")
+    repo.refs.update(branch, second, first)  # loose now, over the packed first
+    original = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        original(self, missing_ok=missing_ok)
+        if self == repo.git_dir / branch:
+            raise Killed
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(Killed):
+        repo.refs.delete(branch, second)
+    monkeypatch.undo()
+    assert Refs(repo.git_dir).read(branch) in (second, None)
+
+
+def test_refs_not_named_in_ascii_are_read_and_kept(tmp_path: Path) -> None:
+    """Git takes any UTF-8 name (a person's tag `résumé`); packed, it is read past and kept."""
+    repo, first = repository(tmp_path)
+    branch = "refs/heads/cms/comparisons/a-vs-b"
+    repo.refs.update(branch, first, None)
+    git(repo.path, "tag", "-a", "-m", "t", "résumé", "main")
+    git(repo.path, "pack-refs", "--all")
+    assert repo.refs.read(branch) == first
+    assert branch in repo.refs.under("refs/heads/cms/")
+    repo.refs.delete(branch, first)
+    assert repo.refs.read(branch) is None
+    assert "résumé" in git(repo.path, "for-each-ref", "--format=%(refname)", "refs/tags/")
+    fsck(repo.path)
+
+
+def test_a_dead_writers_packed_refs_lock_is_removed(tmp_path: Path) -> None:
+    repo, _ = repository(tmp_path)
+    lock = repo.git_dir / "packed-refs.lock"
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, refs_module.MARK)
+    os.close(fd)  # made by a CMS writer that died before anything else
+    age(lock, 5)
+    assert repo.refs.remove_stale_locks(gits=False) == ["packed-refs.lock"]
+    assert not lock.exists()
+    assert repo.refs.remove_stale_locks(gits=False) == []
+
+
+def test_removing_the_last_ref_of_a_packed_refs_without_header_leaves_git_a_valid_file(
+        tmp_path: Path) -> None:
+    """Older git and other tools write packed-refs without the `# pack-refs` header."""
+    repo, first = repository(tmp_path)
+    (repo.git_dir / "packed-refs").write_text(f"{first} refs/heads/other\n")
+    repo.refs.delete("refs/heads/other", first)
+    assert (repo.git_dir / "packed-refs").read_text() == ""
+    assert "refs/heads/main" in git(repo.path, "for-each-ref")
+    fsck(repo.path)
+
+
+def test_refs_the_cms_writes_are_readable_as_git_makes_them(tmp_path: Path) -> None:
+    """The mode that marks a lock as the CMS's is the lock's only: the ref it becomes, and a
+    rewritten packed-refs, are 0644 (a repository shared by a group reads them)."""
+    repo, first = repository(tmp_path)
+    repo.refs.update("refs/heads/other", first, None)
+    git(repo.path, "pack-refs", "--all")
+    repo.refs.update("refs/heads/third", first, None)
+    repo.refs.update("refs/heads/main", next_commit(repo, first, b"2"), first)
+    repo.refs.delete("refs/heads/other", first)
+    for name in ("refs/heads/main", "refs/heads/third", "packed-refs"):
+        assert (repo.git_dir / name).stat().st_mode & 0o777 == 0o644, name
