@@ -127,15 +127,22 @@ class Refs:
                     actual = self.read(move.name)
                     if actual != move.expected:
                         raise RefConflict(move.name, move.expected, actual)
+                changing = [move for move in moves if move.new != move.expected]
+                # First everything that takes disk space, into the locks still held (a full
+                # disk fails here, and nothing has moved); then the renames and removals.
+                try:
+                    for move in changing:
+                        self._prepare(move, locks[move.name])
+                    removed = [move for move in changing if move.new is None]
+                    unpacked = bool(removed) and self._prepare_unpack(removed, locks[PACKED])
+                except OSError as exc:
+                    raise StoreError(f"could not move {names}: {exc.strerror}") from exc
                 done: list[Move] = []
                 try:
-                    removed = [move for move in moves
-                               if move.new is None and move.expected is not None]
-                    if removed:
-                        self._unpack(removed, locks[PACKED])
-                    for move in moves:
-                        if move.new != move.expected:
-                            self._apply(move, locks[move.name], done)
+                    if unpacked:
+                        self._commit_unpack(locks[PACKED])
+                    for move in changing:
+                        self._commit(move, locks[move.name], done)
                 except OSError as exc:
                     # Put back what moved while the refs not yet moved are still locked, so
                     # that nobody (recovery included) acts on the half-done write meanwhile.
@@ -169,13 +176,21 @@ class Refs:
         return complete
 
     def _apply(self, move: Move, lock: _Lock, done: list[Move]) -> None:
+        self._prepare(move, lock)
+        self._commit(move, lock, done)
+
+    def _prepare(self, move: Move, lock: _Lock) -> None:
+        """The new value, flushed into the held lock file (nothing for a removal)."""
+        if move.new is not None:
+            os.write(lock.fd, f"{move.new}\n".encode("ascii"))
+            if self.durable:
+                os.fsync(lock.fd)
+
+    def _commit(self, move: Move, lock: _Lock, done: list[Move]) -> None:
         path = self.git_dir / move.name
         if move.new is None:
             path.unlink(missing_ok=True)
         else:
-            os.write(lock.fd, f"{move.new}\n".encode("ascii"))
-            if self.durable:
-                os.fsync(lock.fd)
             os.replace(lock.path, path)
             lock.released = True
             os.fchmod(lock.fd, FILE_MODE)  # the mark was the lock's, not the ref's
@@ -183,15 +198,15 @@ class Refs:
         if self.durable:
             self._sync_folder(path.parent)
 
-    def _unpack(self, removed: list[Move], lock: _Lock) -> None:
-        """Take the refs about to be removed out of packed-refs first, as git does: a ref only
-        packed is first written loose, with the value it has, so that until its own removal
-        (perhaps after other moves) it stays exactly where it was, a crash at any point
-        included. The new packed-refs goes through its held lock."""
+    def _prepare_unpack(self, removed: list[Move], lock: _Lock) -> bool:
+        """packed-refs without the refs to be removed, flushed into its held lock; whether any
+        was there. They leave packed-refs before their loose files go, as in git: a ref only
+        packed is first written loose, with the value it has, so that until its own removal it
+        stays exactly where it was, a crash at any point included."""
         try:
             lines = (self.git_dir / PACKED).read_bytes().decode("utf-8", "surrogateescape")
         except FileNotFoundError:
-            return
+            return False
         gone = {move.name for move in removed}
         kept: list[str] = []
         dropping = False
@@ -204,7 +219,7 @@ class Refs:
             if not dropping:
                 kept.append(line)
         if len(kept) == len(lines.splitlines()):
-            return
+            return False
         for move in removed:
             if move.expected is not None and not (self.git_dir / move.name).exists():
                 self._write_loose(move.name, move.expected)
@@ -214,6 +229,9 @@ class Refs:
         os.write(lock.fd, text.encode("utf-8", "surrogateescape"))
         if self.durable:
             os.fsync(lock.fd)
+        return True
+
+    def _commit_unpack(self, lock: _Lock) -> None:
         os.replace(lock.path, self.git_dir / PACKED)
         lock.released = True
         os.fchmod(lock.fd, FILE_MODE)

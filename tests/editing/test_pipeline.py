@@ -71,7 +71,7 @@ def test_a_publish_reading_between_the_others_two_moves_is_refused(
     approved = approved_draft(first, HAIKU, "A summary to publish.")
     before = len(publications(repo_path))
     main_moved, second_read = threading.Event(), threading.Event()
-    original_apply = Refs._apply
+    original_apply = Refs._commit
 
     def apply(self: Refs, move: Move, lock: Any, done: list[Move]) -> None:
         original_apply(self, move, lock, done)
@@ -95,10 +95,10 @@ def test_a_publish_reading_between_the_others_two_moves_is_refused(
     thread = threading.Thread(target=second_publishes)
     thread.start()
     try:
-        Refs._apply = apply  # type: ignore[method-assign]
+        Refs._commit = apply  # type: ignore[method-assign]
         first.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
     finally:
-        Refs._apply = original_apply  # type: ignore[method-assign]
+        Refs._commit = original_apply  # type: ignore[method-assign]
         second_read.set()
         thread.join(timeout=30)
     assert outcome == ["refused"]

@@ -159,7 +159,7 @@ def test_recovery_leaves_a_live_writer_between_its_two_moves_alone(
     if action == "publish":
         revision = approved_draft(writer, HAIKU)
     first_moved, recovered = threading.Event(), threading.Event()
-    original = Refs._apply
+    original = Refs._commit
 
     def apply(self: Refs, move: Move, lock: Any, done: list[Move]) -> None:
         original(self, move, lock, done)
@@ -167,7 +167,7 @@ def test_recovery_leaves_a_live_writer_between_its_two_moves_alone(
             first_moved.set()
             assert recovered.wait(30)
 
-    monkeypatch.setattr(Refs, "_apply", apply)
+    monkeypatch.setattr(Refs, "_commit", apply)
     outcome: list[str] = []
     thread = threading.Thread(target=lambda: outcome.append(writer.editor.transition(
         HAIKU, action, PUBLISHER, revision.revision).state))

@@ -182,7 +182,7 @@ def test_a_transaction_deleting_a_packed_ref_removes_it_from_packed_refs(
 def failing_second_move(monkeypatch: pytest.MonkeyPatch, refs: Refs,
                         after_first: Callable[[], None]) -> None:
     """The disk fails the second move of ``refs``' next transaction (after ``after_first``)."""
-    original = Refs._apply
+    original = Refs._commit
     calls: list[Move] = []
 
     def apply(self: Refs, move: Move, lock: Any, done: list[Move]) -> None:
@@ -196,7 +196,7 @@ def failing_second_move(monkeypatch: pytest.MonkeyPatch, refs: Refs,
         if len(calls) == 1:
             after_first()
 
-    monkeypatch.setattr(Refs, "_apply", apply)
+    monkeypatch.setattr(Refs, "_commit", apply)
 
 
 @pytest.mark.parametrize("order", ["update first", "delete first"])
@@ -470,3 +470,31 @@ def test_refs_the_cms_writes_are_readable_as_git_makes_them(tmp_path: Path) -> N
     repo.refs.delete("refs/heads/other", first)
     for name in ("refs/heads/main", "refs/heads/third", "packed-refs"):
         assert (repo.git_dir / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_a_full_disk_while_writing_the_new_values_moves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new value is written into its lock before any ref moves: a disk that fills up on
+    the second leaves every ref where it was, with nothing to put back."""
+    repo, first = repository(tmp_path)
+    second = next_commit(repo, first, b"2")
+    repo.refs.update("refs/heads/other", first, None)
+    original = Refs._prepare
+    calls: list[Move] = []
+
+    def prepare(self: Refs, move: Move, lock: Any) -> None:
+        calls.append(move)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, move, lock)
+
+    monkeypatch.setattr(Refs, "_prepare", prepare)
+    monkeypatch.setattr(Refs, "_undo", lambda *args: pytest.fail("nothing moved to undo"))
+    with pytest.raises(StoreError) as failed:
+        repo.refs.transaction([Move("refs/heads/main", second, first),
+                               Move("refs/heads/third", second, None)])
+    assert "uncertain" not in failed.value.details
+    monkeypatch.undo()
+    assert repo.refs.read("refs/heads/main") == first
+    assert repo.refs.read("refs/heads/third") is None
+    assert list((repo.git_dir / "refs").rglob("*.lock")) == []
