@@ -22,6 +22,7 @@ from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
+    Parameter,
     Reference,
     Schema,
     SecurityScheme,
@@ -181,6 +182,10 @@ def apply(document: OpenAPI) -> OpenAPI:
                 continue
             contract = OPERATIONS[(method.upper(), route_template(path))]
             operation.operation_id = contract.id
+            for parameter in operation.parameters or []:
+                # Optional to the framework, so that its absence is the API's own 428.
+                if isinstance(parameter, Parameter) and parameter.name == "If-Match":
+                    parameter.required = True
             operation.security = [] if contract.public else [{"bearer": []}]
             responses: dict[str, Any] = {
                 status: response for status, response in (operation.responses or {}).items()

@@ -61,9 +61,12 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
 
 def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    # The framework's own headers for its refusal, `Allow` on a 405 among them.
+    headers = {name.title(): value for name, value in (exc.headers or {}).items()}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return _json(error_body(status, HTTP_CODES.get(status, "http_error"), str(exc.detail)),
-                 headers)
+                 headers or None)
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

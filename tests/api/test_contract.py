@@ -68,3 +68,27 @@ def test_errors_are_documented_with_the_body_the_api_sends(client: Client) -> No
     assert refused.status_code == 401
     assert set(error["required"]) <= set(refused.json())
     assert "401" in doc["paths"]["/api/drafts"]["get"]["responses"]
+
+
+def test_a_method_a_route_lacks_is_a_405_naming_those_it_has(client: Client) -> None:
+    answer = client.patch("/api/drafts")
+    assert answer.status_code == 405
+    assert answer.json()["code"] == "method_not_allowed"
+    assert set(answer.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_the_revision_a_write_needs_is_a_required_header_and_its_absence_a_428(
+        client: Client, tokens: dict[str, dict[str, str]]) -> None:
+    doc = document(client)
+    writes = {("put", "/api/drafts/{slug}"), ("delete", "/api/drafts/{slug}"),
+              ("post", "/api/drafts/{slug}/transitions"), ("post", "/api/drafts/{slug}/revert")}
+    for method, path in writes:
+        operation = doc["paths"][path][method]
+        header = next(p for p in operation["parameters"] if p["name"] == "If-Match")
+        assert header["in"] == "header"
+        assert header["required"] is True
+        assert "428" in operation["responses"]
+    answer = client.post("/api/drafts/langgraph-vs-crewai/transitions",
+                         json={"action": "submit"}, headers=tokens["editor"])
+    assert answer.status_code == 428
+    assert answer.json()["code"] == "revision_required"
