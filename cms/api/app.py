@@ -17,7 +17,7 @@ from ..errors import CmsError
 from .admin import TokensController
 from .audit import ComparisonAuditController, RepositoryAuditController
 from .auth import TokenAuthentication
-from .contract import with_contract
+from .contract import registered_under_its_base, with_contract
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
 from .frontend import feed_atom, feed_json, read_preview, sync_published
@@ -50,7 +50,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     def provide_services(state: State) -> Services:
         return state.services  # type: ignore[no-any-return]
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health, PublishedController, VotesController, fold_votes, sync_published,
             feed_atom, feed_json, read_preview,
@@ -84,6 +84,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         on_app_init=[with_contract],
         debug=False,
     )
+    registered_under_its_base(app)
+    return app
 
 
 def app_from_environment() -> Any:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from msgspec import Struct
 
@@ -148,6 +149,8 @@ class RepositoryAuditController(Controller):
     opt = {"roles": AUDIT_ROLES}
 
     @get("/verdict-changes", sync_to_thread=True,
+         responses={200: ResponseSpec(VerdictChanges, description="The changes, oldest first",
+                                          generate_examples=False)},
          summary="Every published change of a verdict or panel share (JSON or CSV)")
     def verdict_changes(
         self, services: ServicesDep, since: Moment = None, until: Moment = None,

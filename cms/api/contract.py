@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.config.app import AppConfig
 from litestar.openapi.spec import (
@@ -210,3 +211,9 @@ def with_contract(config: AppConfig) -> AppConfig:
     config.plugins[:] = [_ContractPlugin(plugin.app) if type(plugin) is OpenAPIPlugin
                          else plugin for plugin in config.plugins]
     return config
+
+
+def registered_under_its_base(app: Litestar) -> None:
+    """The framework finds its document's plugin by exact type (``app.openapi_schema``)."""
+    plugin = app.plugins.get(_ContractPlugin)
+    app.plugins._plugins_by_type[OpenAPIPlugin] = plugin

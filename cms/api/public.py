@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta, Struct
@@ -38,7 +39,10 @@ class PublishedController(Controller):
 
     # In a thread: right after a start, a list waits until every comparison is decoded, and the
     # event loop must go on answering reads meanwhile.
-    @get("/", sync_to_thread=True, summary="List published comparisons")
+    # The body is made once and kept encoded; the document still names what it is.
+    @get("/", sync_to_thread=True, summary="List published comparisons",
+         responses={200: ResponseSpec(ComparisonList, description="A page of comparisons",
+                                          generate_examples=False)})
     def list_comparisons(
         self, services: ServicesDep,
         q: Annotated[str | None, QueryParameter(
@@ -91,7 +95,9 @@ class PublishedController(Controller):
                 headers["Cache-Control"] = "no-store"
         return Response(content=encoded, headers=headers, media_type=MediaType.JSON)
 
-    @get("/{slug:str}", sync_to_thread=False, summary="Read one published comparison")
+    @get("/{slug:str}", sync_to_thread=False, summary="Read one published comparison",
+         responses={200: ResponseSpec(views.ComparisonView, description="The comparison",
+                                          generate_examples=False)})
     def read_comparison(
         self, services: ServicesDep,
         slug: SlugPath,
