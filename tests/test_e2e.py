@@ -60,15 +60,22 @@ def start(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
     assert "Traceback" not in log.read_text()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    env = {**os.environ, "CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "var"),
+@contextmanager
+def seeded_server(folder: Path) -> Iterator[Server]:
+    """A content repository made by `cms init` in ``folder``, served by `cms serve`."""
+    env = {**os.environ, "CMS_REPO": str(folder / "content"), "CMS_DATA": str(folder / "var"),
            "CMS_HOST": "127.0.0.1", "CMS_PORT": "0"}
     subprocess.run([sys.executable, "-m", "cms", "init"], env=env, check=True,
                    capture_output=True, timeout=60)
     with start(env) as (_, url):
         yield Server(url, env)
-    fsck(tmp_path / "content")
+    fsck(folder / "content")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with seeded_server(tmp_path) as running:
+        yield running
 
 
 def test_a_comparison_from_draft_to_frontend(server: Server, tmp_path: Path) -> None:

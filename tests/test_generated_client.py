@@ -20,22 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import fsck
-from .test_e2e import Server, start
+from .test_e2e import Server, seeded_server
 
 SLUG = "langgraph-vs-crewai"
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("client")
-    env = {**os.environ, "CMS_REPO": str(folder / "content"), "CMS_DATA": str(folder / "var"),
-           "CMS_HOST": "127.0.0.1", "CMS_PORT": "0"}
-    subprocess.run([sys.executable, "-m", "cms", "init"], env=env, check=True,
-                   capture_output=True, timeout=60)
-    with start(env) as (_, url):
-        yield Server(url, env)
-    fsck(folder / "content")
+    with seeded_server(tmp_path_factory.mktemp("client")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
