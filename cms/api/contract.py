@@ -28,6 +28,9 @@ from litestar.openapi.spec import (
     Schema,
     SecurityScheme,
 )
+from msgspec import Struct
+
+from ..content.model import SLUG_RE
 
 
 class Operation(NamedTuple):
@@ -164,6 +167,32 @@ def _set_media(responses: dict[str, Any], media: tuple[str, ...]) -> None:
             for kind in media}
 
 
+_SLUG_PATTERN = SLUG_RE.replace("\\Z", "$")
+
+
+def _portable(schema: Schema) -> None:
+    """Patterns as every client reads them: Python's end of text (``\\Z``) is ``$``."""
+    if schema.pattern:
+        schema.pattern = schema.pattern.replace("\\Z", "$")
+    children: list[Any] = [*(schema.properties or {}).values(), schema.items,
+                           *(schema.one_of or []), *(schema.any_of or []), *(schema.all_of or [])]
+    for child in children:
+        if isinstance(child, Schema):
+            _portable(child)
+
+
+def _strict_bodies() -> set[str]:
+    """The request bodies that refuse unknown fields, by the name the document gives them."""
+    found: set[str] = set()
+    pending: list[type[Struct]] = [Struct]
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            pending.append(subclass)
+            if subclass.__struct_config__.forbid_unknown_fields:
+                found.add(subclass.__name__)
+    return found
+
+
 def route_template(path: str) -> str:
     """A route as the document writes it: ``{slug}``, not ``{slug:str}``."""
     return path.replace(":str", "")
@@ -174,6 +203,11 @@ def apply(document: OpenAPI) -> OpenAPI:
     components = document.components if isinstance(document.components, Components) \
         else Components()
     components.schemas = {**(components.schemas or {}), "Error": ERROR}
+    strict = _strict_bodies()
+    for name, schema in components.schemas.items():
+        _portable(schema)
+        if name in strict:
+            schema.additional_properties = False  # unknown fields are refused (422)
     components.security_schemes = {"bearer": BEARER}
     document.components = components
     for path, item in (document.paths or {}).items():
@@ -184,9 +218,20 @@ def apply(document: OpenAPI) -> OpenAPI:
             contract = OPERATIONS[(method.upper(), route_template(path))]
             operation.operation_id = contract.id
             for parameter in operation.parameters or []:
-                # Optional to the framework, so that its absence is the API's own 428.
-                if isinstance(parameter, Parameter) and parameter.name == "If-Match":
+                if not isinstance(parameter, Parameter):
+                    continue
+                if parameter.name == "If-Match":
+                    # Optional to the framework, so that its absence is the API's own 428.
                     parameter.required = True
+                    parameter.schema = Schema(type=OpenAPIType.STRING,
+                                              description="The revision (ETag) you read")
+                elif parameter.name == "slug" and parameter.param_in == "path":
+                    parameter.schema = Schema(type=OpenAPIType.STRING, pattern=_SLUG_PATTERN,
+                                              min_length=3, max_length=120,
+                                              description="A comparison's slug, e.g. "
+                                                          "`cursor-vs-windsurf`")
+                elif isinstance(parameter.schema, Schema):
+                    _portable(parameter.schema)
             operation.security = [] if contract.public else [{"bearer": []}]
             responses: dict[str, Any] = {
                 status: response for status, response in (operation.responses or {}).items()

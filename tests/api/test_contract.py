@@ -4,6 +4,7 @@ them. (The fuzzer in test_fuzz.py holds every answer to it.)"""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -92,3 +93,17 @@ def test_the_revision_a_write_needs_is_a_required_header_and_its_absence_a_428(
                          json={"action": "submit"}, headers=tokens["editor"])
     assert answer.status_code == 428
     assert answer.json()["code"] == "revision_required"
+
+
+def test_paths_and_bodies_say_what_the_api_accepts(client: Client) -> None:
+    doc = document(client)
+    slug = next(p for p in doc["paths"]["/api/drafts/{slug}"]["get"]["parameters"]
+                if p["name"] == "slug")
+    assert slug["schema"]["pattern"] == "^[a-z0-9]+(?:-[a-z0-9]+)*$"
+    for body in ("ComparisonIn", "TransitionIn", "TokenIn", "EndpointIn", "VoteIn"):
+        assert doc["components"]["schemas"][body]["additionalProperties"] is False, body
+    refused = client.post("/api/comparisons/langgraph-vs-crewai/votes",
+                          json={"tool": "langgraph", "vote": "ship", "extra": 1})
+    assert refused.status_code in (400, 422)
+    # Patterns every client can read: no Python-only end-of-text anchors left.
+    assert "\\\\Z" not in json.dumps(doc)
