@@ -167,3 +167,12 @@ def test_nesting_is_refused_at_one_depth_whatever_the_servers_stack(server: Serv
                 assert (answer.status_code, answer.json()["code"]) == (400, "too_deeply_nested")
             else:
                 assert answer.status_code == 422, (depth, answer.text)  # a list is not a tool
+
+
+def test_head_through_a_real_server(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        got = http.get(f"/api/comparisons/{HAIKU}")
+        head = http.head(f"/api/comparisons/{HAIKU}")
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert http.get("/health").status_code == 200  # the connection is still good

@@ -21,6 +21,7 @@ from .contract import registered_under_its_base, with_contract
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
 from .frontend import feed_atom, feed_json, read_preview, sync_published
+from .head import HeadAsGet
 from .http import MAX_REQUEST_BYTES
 from .json_depth import JsonDepthLimit
 from .public import PublishedController, VotesController, fold_votes
@@ -85,6 +86,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         debug=False,
     )
     registered_under_its_base(app)
+    app.asgi_handler = HeadAsGet(app.asgi_handler)
     return app
 
 

@@ -107,3 +107,19 @@ def test_paths_and_bodies_say_what_the_api_accepts(client: Client) -> None:
     assert refused.status_code in (400, 422)
     # Patterns every client can read: no Python-only end-of-text anchors left.
     assert "\\\\Z" not in json.dumps(doc)
+
+
+def test_head_answers_every_get_route_with_its_headers_and_no_body(
+        client: Client, tokens: dict[str, dict[str, str]]) -> None:
+    got = client.get("/api/comparisons/langgraph-vs-crewai")
+    head = client.head("/api/comparisons/langgraph-vs-crewai")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["etag"] == got.headers["etag"]
+    assert head.headers["content-length"] == got.headers["content-length"]
+    cached = client.head("/api/comparisons/langgraph-vs-crewai",
+                         headers={"If-None-Match": got.headers["etag"]})
+    assert cached.status_code == 304
+    assert client.head("/api/drafts").status_code == 401
+    assert client.head("/api/drafts", headers=tokens["editor"]).status_code == 200
+    assert client.head("/api/votes/fold").status_code == 405  # a POST route
