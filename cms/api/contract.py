@@ -168,6 +168,7 @@ def _set_media(responses: dict[str, Any], media: tuple[str, ...]) -> None:
 
 
 _SLUG_PATTERN = SLUG_RE.replace("\\Z", "$")
+_COMMIT_PATTERN = "^[0-9a-f]{4,40}$"  # as Documents.resolve takes it
 
 
 def _portable(schema: Schema) -> None:
@@ -230,6 +231,10 @@ def apply(document: OpenAPI) -> OpenAPI:
                                               min_length=3, max_length=120,
                                               description="A comparison's slug, e.g. "
                                                           "`cursor-vs-windsurf`")
+                elif parameter.name == "commit" or (contract.id == "getComparisonDiff"
+                                                     and parameter.name in ("from", "to")):
+                    parameter.schema = Schema(type=OpenAPIType.STRING, pattern=_COMMIT_PATTERN,
+                                              description="A commit id, full or abbreviated")
                 elif isinstance(parameter.schema, Schema):
                     _portable(parameter.schema)
             operation.security = [] if contract.public else [{"bearer": []}]

@@ -100,6 +100,11 @@ def test_paths_and_bodies_say_what_the_api_accepts(client: Client) -> None:
     slug = next(p for p in doc["paths"]["/api/drafts/{slug}"]["get"]["parameters"]
                 if p["name"] == "slug")
     assert slug["schema"]["pattern"] == "^[a-z0-9]+(?:-[a-z0-9]+)*$"
+    commit = next(p for p in doc["paths"]["/api/comparisons/{slug}/revisions/{commit}"]["get"][
+        "parameters"] if p["name"] == "commit")
+    assert commit["schema"]["pattern"] == "^[0-9a-f]{4,40}$"
+    assert client.get("/api/comparisons/langgraph-vs-crewai/revisions/XYZ",
+                      headers={"Authorization": "Bearer x"}).status_code in (400, 401)
     for body in ("ComparisonIn", "TransitionIn", "TokenIn", "EndpointIn", "VoteIn"):
         assert doc["components"]["schemas"][body]["additionalProperties"] is False, body
     refused = client.post("/api/comparisons/langgraph-vs-crewai/votes",
