@@ -151,6 +151,13 @@ def final_checks(pair: Pair, calls: list[Call], findings: Findings) -> dict[str,
     return counts
 
 
+def stop_and_read_logs(pair: Pair, findings: Findings) -> None:
+    """Stop both servers cleanly; a traceback in either log is a finding."""
+    for server in pair.servers:
+        server.stop()
+    findings.problems += [f"traceback in a server log: {t}" for t in tracebacks(pair.servers)]
+
+
 def test_eight_writers_on_two_processes_lose_nothing_and_write_nothing_twice(pair: Pair) -> None:
     rng = random.Random(SEED)
     ledger = Ledger()
@@ -194,9 +201,7 @@ def test_eight_writers_on_two_processes_lose_nothing_and_write_nothing_twice(pai
     finally:
         for client in http.values():
             client.close()
-    for server in pair.servers:
-        server.stop()
-    findings.problems += [f"traceback in a server log: {t}" for t in tracebacks(pair.servers)]
+    stop_and_read_logs(pair, findings)
 
     summary = (f"seed={SEED} writes={len(calls)} acked={sum(c.ack for c in calls)} "
                f"statuses={dict(Counter(c.status for c in calls))} {counts}\n{ledger.summary()}")
@@ -321,9 +326,7 @@ def test_the_same_write_sent_to_both_processes_at_once_wins_once(pair: Pair) -> 
     finally:
         for client in http.values():
             client.close()
-    for server in pair.servers:
-        server.stop()
-    findings.problems += [f"traceback in a server log: {t}" for t in tracebacks(pair.servers)]
+    stop_and_read_logs(pair, findings)
     summary = (f"seed={SEED} rounds={scaled(RACE_ROUNDS)} {counts} outcomes={outcomes} "
                f"stale public reads on the other process={stale_reads}")
     print(summary)
