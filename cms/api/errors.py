@@ -63,6 +63,9 @@ def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     # The framework's own headers for its refusal, `Allow` on a 405 among them.
     headers = {name.title(): value for name, value in (exc.headers or {}).items()}
+    allowed = [method.strip() for method in headers.get("Allow", "").split(",") if method.strip()]
+    if "GET" in allowed and "HEAD" not in allowed:  # answered for every GET route (head.py)
+        headers["Allow"] = ", ".join([*allowed, "HEAD"])
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return _json(error_body(status, HTTP_CODES.get(status, "http_error"), str(exc.detail)),

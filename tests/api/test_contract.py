@@ -75,7 +75,7 @@ def test_a_method_a_route_lacks_is_a_405_naming_those_it_has(client: Client) -> 
     answer = client.patch("/api/drafts")
     assert answer.status_code == 405
     assert answer.json()["code"] == "method_not_allowed"
-    assert set(answer.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    assert set(answer.headers["allow"].replace(" ", "").split(",")) >= {"GET", "HEAD", "POST"}
 
 
 def test_the_revision_a_write_needs_is_a_required_header_and_its_absence_a_428(
