@@ -60,6 +60,7 @@ _ENVIRONMENT = {
     "CMS_WEBHOOK_BACKOFF": "webhook_backoff",
     "CMS_WEBHOOK_TIMEOUT": "webhook_timeout",
     "CMS_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
+    "CMS_WEBHOOK_WORKER": "webhook_worker",
     "CMS_VOTE_FOLD_SECONDS": "vote_fold_seconds",
     "CMS_VOTE_RATE": "vote_rate",
     "CMS_TRUSTED_PROXIES": "trusted_proxies",

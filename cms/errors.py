@@ -25,6 +25,12 @@ class BadRequest(CmsError):
     code = "bad_request"
 
 
+class BadParameter(BadRequest):
+    """A query parameter, header or path segment that is not what the route takes."""
+
+    code = "bad_parameter"
+
+
 class InvalidContent(CmsError):
     """A document or payload that does not fit the content model; ``field`` names the culprit."""
 

@@ -29,10 +29,10 @@ class Server:
         self.url = url
         self.env = env
 
-    def token(self, name: str, email: str, role: str) -> dict[str, str]:
+    def token(self, name: str, email: str, *roles: str) -> dict[str, str]:
         result = subprocess.run(
             [sys.executable, "-m", "cms", "token", "create", "--name", name, "--email", email,
-             "--role", role],
+             *(option for role in roles for option in ("--role", role))],
             capture_output=True, text=True, env=self.env, check=True, timeout=60,
         )
         return {"Authorization": f"Bearer {result.stdout.strip().splitlines()[-1]}"}
@@ -61,10 +61,11 @@ def start(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 @contextmanager
-def seeded_server(folder: Path) -> Iterator[Server]:
-    """A content repository made by `cms init` in ``folder``, served by `cms serve`."""
+def seeded_server(folder: Path, settings: dict[str, str] | None = None) -> Iterator[Server]:
+    """A content repository made by `cms init` in ``folder``, served by `cms serve` (with
+    ``settings`` among its environment)."""
     env = {**os.environ, "CMS_REPO": str(folder / "content"), "CMS_DATA": str(folder / "var"),
-           "CMS_HOST": "127.0.0.1", "CMS_PORT": "0"}
+           "CMS_HOST": "127.0.0.1", "CMS_PORT": "0", **(settings or {})}
     subprocess.run([sys.executable, "-m", "cms", "init"], env=env, check=True,
                    capture_output=True, timeout=60)
     with start(env) as (_, url):

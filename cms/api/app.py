@@ -27,6 +27,7 @@ from .json_depth import JsonDepthLimit
 from .public import PublishedController, VotesController, fold_votes
 from .response_cache import PublicResponseCache
 from .services import Services, ServicesDep, build_services
+from .strict_input import strict_input
 from .webhooks import WebhooksController
 
 
@@ -83,6 +84,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             description="A git-backed headless CMS for AI tool comparisons.",
         ),
         on_app_init=[with_contract],
+        before_request=strict_input,
         debug=False,
     )
     registered_under_its_base(app)

@@ -26,14 +26,25 @@ from .services import Services, ServicesDep
 
 AUDIT_ROLES = ("auditor", "admin")
 ANY_ROLE = ("editor", "reviewer", "publisher", "auditor", "admin")
-Moment = Annotated[datetime | None, QueryParameter(
+# A date and a time, to the second or finer, with an optional offset: written out, so that
+# neither a bare number (taken for a Unix time) nor a lone date passes for one.
+_MOMENT = (r"^[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+           r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+           r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?\Z")
+Moment = Annotated[str | None, QueryParameter(
+    pattern=_MOMENT, max_length=40,
     description="ISO 8601 time, e.g. 2026-11-01T00:00:00Z (UTC when no offset is given)")]
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
+def _utc(moment: str | None, field: str) -> datetime | None:
+    if moment is None:
+        return None
+    try:
+        when = datetime.fromisoformat(moment)
+    except ValueError:
+        raise BadRequest(f"`{moment}` is not a time of day on a calendar date",
+                         field=field) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 class History(Struct, kw_only=True):
@@ -93,7 +104,8 @@ class ComparisonAuditController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, QueryParameter(description="The previous `next_cursor`")] = None,
     ) -> Response[History]:
-        only = HistoryFilter(actions=frozenset(action or ()), since=_utc(since), until=_utc(until))
+        only = HistoryFilter(actions=frozenset(action or ()), since=_utc(since, "since"),
+                             until=_utc(until, "until"))
         entries = history(services.documents, check_slug(slug), only)
         if not entries and not history(services.documents, slug):
             raise NotFound(f"no comparison with slug `{slug}` has ever existed", field="slug")
@@ -158,8 +170,8 @@ class RepositoryAuditController(Controller):
         slug: Annotated[str | None, QueryParameter(description="One comparison")] = None,
         output: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
     ) -> Response[Any]:
-        items = services.verdicts.changes(since=_utc(since), until=_utc(until), tool=tool,
-                                          slug=slug)
+        items = services.verdicts.changes(since=_utc(since, "since"), until=_utc(until, "until"),
+                                          tool=tool, slug=slug)
         if output == "csv":
             return Response(_csv(items), media_type="text/csv",  # the framework adds the charset
                             headers={"Content-Disposition": 'attachment; filename="verdict-changes.csv"',

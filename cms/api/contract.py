@@ -31,6 +31,7 @@ from litestar.openapi.spec import (
 from msgspec import Struct
 
 from ..content.model import SLUG_RE
+from .constraints import restore
 
 
 class Operation(NamedTuple):
@@ -50,7 +51,7 @@ _REVISION = (409, 412, 428)
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/health"): Operation("getHealth", (), public=True),
-    ("GET", "/api/comparisons"): Operation("listComparisons", (400,), public=True),
+    ("GET", "/api/comparisons"): Operation("listComparisons", (304, 400), public=True),
     ("GET", "/api/comparisons/{slug}"): Operation("getComparison", (304, *_NAMED), public=True),
     ("POST", "/api/comparisons/{slug}/votes"):
         Operation("castVote", (*_BODY, 404, 429), public=True),
@@ -100,13 +101,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Operation("rotateWebhookSecret", (*_TOKEN, *_NAMED)),
 }
 
-# A full disk, or a ref another writer holds, can refuse any operation for a moment.
-_ALWAYS = (503,)
+# A full disk, or a ref another writer holds, can refuse any operation for a moment; and a token
+# that is sent is checked wherever it is sent, so an unknown or revoked one is refused (401).
+_ALWAYS = (401, 503)
 
 _MEANING = {
     304: "Not modified: the representation named in If-None-Match is current",
     400: "A malformed request: JSON, a parameter, a path segment, or nesting too deep",
-    401: "No token, or an unknown or revoked one",
+    401: "No token where the operation needs one, or an unknown or revoked token",
     403: "The token lacks a role the operation needs",
     404: "Nothing by that name",
     409: "A conflict with the current state: the slug exists, or the workflow refuses the action",
@@ -182,6 +184,26 @@ def _portable(schema: Schema) -> None:
             _portable(child)
 
 
+def _present(schema: Schema) -> Schema:
+    """A parameter is absent or has a value; the framework's `null` alternative for an optional
+    one says nothing a query string can send."""
+    if isinstance(schema.type, list) and OpenAPIType.NULL in schema.type:
+        types = [kind for kind in schema.type if kind != OpenAPIType.NULL]
+        schema.type = types[0] if len(types) == 1 else types
+        if schema.enum is not None:
+            schema.enum = [value for value in schema.enum if value is not None]
+    kept = [branch for branch in schema.one_of or []
+            if not (isinstance(branch, Schema) and branch.type == OpenAPIType.NULL)]
+    if schema.one_of is None or len(kept) != 1 or not isinstance(kept[0], Schema):
+        return schema
+    only = kept[0]
+    for attribute in ("description", "pattern", "min_length", "max_length", "minimum",
+                      "maximum", "default", "examples"):
+        if getattr(only, attribute) is None and getattr(schema, attribute) is not None:
+            setattr(only, attribute, getattr(schema, attribute))
+    return only
+
+
 def _strict_bodies() -> set[str]:
     """The request bodies that refuse unknown fields, by the name the document gives them."""
     found: set[str] = set()
@@ -204,6 +226,7 @@ def apply(document: OpenAPI) -> OpenAPI:
     components = document.components if isinstance(document.components, Components) \
         else Components()
     components.schemas = {**(components.schemas or {}), "Error": ERROR}
+    restore(components.schemas)
     strict = _strict_bodies()
     for name, schema in components.schemas.items():
         _portable(schema)
@@ -224,7 +247,7 @@ def apply(document: OpenAPI) -> OpenAPI:
                 if parameter.name == "If-Match":
                     # Optional to the framework, so that its absence is the API's own 428.
                     parameter.required = True
-                    parameter.schema = Schema(type=OpenAPIType.STRING,
+                    parameter.schema = Schema(type=OpenAPIType.STRING, min_length=1,
                                               description="The revision (ETag) you read")
                 elif parameter.name == "slug" and parameter.param_in == "path":
                     parameter.schema = Schema(type=OpenAPIType.STRING, pattern=_SLUG_PATTERN,
@@ -236,12 +259,14 @@ def apply(document: OpenAPI) -> OpenAPI:
                     parameter.schema = Schema(type=OpenAPIType.STRING, pattern=_COMMIT_PATTERN,
                                               description="A commit id, full or abbreviated")
                 elif isinstance(parameter.schema, Schema):
+                    parameter.schema = _present(parameter.schema)
                     _portable(parameter.schema)
-            operation.security = [] if contract.public else [{"bearer": []}]
+            # Public operations take a token too (a token that is sent must be valid).
+            operation.security = [{}, {"bearer": []}] if contract.public else [{"bearer": []}]
             responses: dict[str, Any] = {
                 status: response for status, response in (operation.responses or {}).items()
                 if not status.startswith(("4", "5"))}  # the framework's guesses, in its shape
-            for status in (*contract.errors, *_ALWAYS):
+            for status in sorted({*contract.errors, *_ALWAYS}):
                 responses[str(status)] = _error_response(status)
             if contract.media:
                 _set_media(responses, contract.media)

@@ -63,7 +63,8 @@ class ComparisonIn(Comparison, forbid_unknown_fields=True, kw_only=True):
 
 
 class RevertIn(Struct, forbid_unknown_fields=True):
-    to: Annotated[str, Meta(min_length=4, max_length=40, description="The commit to go back to")]
+    to: Annotated[str, Meta(pattern=r"^[0-9a-f]{4,40}\Z",
+                            description="The commit to go back to, full or abbreviated")]
     comment: Comment = ""
 
 

@@ -19,7 +19,16 @@ from .services import ServicesDep
 
 EventType = Literal["comparison.published", "comparison.unpublished", "comparison.transitioned"]
 Kind = Literal["standard", "build_hook"]
-Url = Annotated[str, Meta(min_length=8, max_length=2000)]
+# What a delivery can reach, written as a pattern so that the document says it too: http(s), a
+# host name or an IPv4 address (no credentials), an optional port from 1 to 65535, and the rest
+# in printable ASCII. The address a name resolves to is checked when a delivery is sent.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_NAME = r"(?:[A-Za-z0-9_-]+\.)*[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*\.?"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_URL = rf"^https?://(?:{_OCTET}(?:\.{_OCTET}){{3}}|{_NAME})(?::{_PORT})?(?:[/?#][!-~]*)?\Z"
+Url = Annotated[str, Meta(min_length=8, max_length=2000, pattern=_URL,
+                          description="Where deliveries go: http:// or https://, a host name or "
+                                      "an IPv4 address, no credentials")]
 Window = Annotated[float, Meta(ge=0, le=3600)]
 DEFAULT_EVENTS: list[EventType] = ["comparison.published", "comparison.unpublished"]
 assert set(EVENT_TYPES) == set(EventType.__args__)  # type: ignore[attr-defined]

@@ -121,6 +121,7 @@ def content_error(exc: msgspec.ValidationError) -> InvalidContent:
 
 _ALLOWED = {"verdict": "`ship` or `skip`", "roles": "editor, reviewer, publisher, admin, auditor"}
 _NAMED_FIELD = re.compile(r"^`([A-Za-z0-9_.\[\]]+)`")
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `([^`]{1,100})`$")
 
 
 def explain(message: str, path: str) -> tuple[str, str | None]:
@@ -130,7 +131,7 @@ def explain(message: str, path: str) -> tuple[str, str | None]:
     that field is appended to the path.
     """
     field = path or None
-    named = _NAMED_FIELD.match(message)
+    named = _NAMED_FIELD.match(message) or _UNKNOWN_FIELD.match(message)
     if named:
         field = f"{path}.{named.group(1)}" if path else named.group(1)
     leaf = re.sub(r"\[\d+\]$", "", (field or "").rsplit(".", 1)[-1])

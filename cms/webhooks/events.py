@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Struct
 
 from ..editing.events import Committed, from_commit
-from ..errors import BadRequest
+from ..errors import InvalidContent
 from ..identity.actors import Person
 from ..reading.views import comparison_url
 from ..store.documents import Documents
@@ -114,7 +114,7 @@ class Recorder:
             return self.store.record([], cursor=(MAIN_CURSOR, head))
         try:
             events = self.publications(cursor, head)
-        except BadRequest:
+        except InvalidContent:
             # Main was rewritten under the outbox; the new head is all that can be vouched for.
             events = [from_commit(self.documents.repo.read_commit(head), on_main=True)]
         return self.store.record(main_events(events, self.base_url), cursor=(MAIN_CURSOR, head))
@@ -132,6 +132,6 @@ class Recorder:
         commits = list(self.documents.publication_log(until, stop=since, limit=_WALK_LIMIT))
         reached = commits[-1].parents[0] if commits and commits[-1].parents else None
         if since is not None and since != until and reached != since:
-            raise BadRequest(f"commit {since} is not in the publication log of main",
+            raise InvalidContent(f"commit {since} is not in the publication log of main",
                              field="since")
         return [from_commit(commit, on_main=True) for commit in reversed(commits)]

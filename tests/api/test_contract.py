@@ -50,7 +50,8 @@ def test_the_token_an_operation_needs_is_the_one_the_docs_and_the_guards_ask_for
         operation = doc["paths"][route_template(template)][method.lower()]
         public = OPERATIONS[(method, route_template(template))].public
         assert public == (who == PUBLIC), (method, template)
-        assert operation["security"] == ([] if public else [{"bearer": []}]), (method, template)
+        needed = [{}, {"bearer": []}] if public else [{"bearer": []}]  # optional where public
+        assert operation["security"] == needed, (method, template)
 
 
 def test_errors_are_documented_with_the_body_the_api_sends(client: Client) -> None:
@@ -70,6 +71,30 @@ def test_errors_are_documented_with_the_body_the_api_sends(client: Client) -> No
     assert set(error["required"]) <= set(refused.json())
     assert "401" in doc["paths"]["/api/drafts"]["get"]["responses"]
 
+
+def test_a_revoked_token_on_a_public_route_is_a_documented_401(client: Client) -> None:
+    doc = document(client)
+    for template in ("/health", "/api/comparisons", "/api/sync", "/api/feed.atom"):
+        refused = client.get(template, headers={"Authorization": "Bearer cms_revoked"})
+        assert refused.status_code == 401, template
+        assert refused.json()["field"] == "Authorization"
+        assert "401" in doc["paths"][template]["get"]["responses"], template
+        assert client.get(template).status_code == 200, template
+
+
+def test_times_are_written_out_not_numbers_or_bare_dates(client: Client,
+                                                         tokens: dict[str, dict[str, str]]) -> None:
+    route = "/api/audit/verdict-changes"
+    for moment in ("0.5", "1700000000", "2026-11-01", "2026-13-45T00:00:00Z", "2026-11-01T00:00Z"):
+        refused = client.get(route, params={"until": moment}, headers=tokens["auditor"])
+        assert refused.status_code == 400, moment
+        assert refused.json()["field"] == "until", moment
+    for moment in ("2026-11-01T00:00:00Z", "2026-11-01T00:00:00.25+02:00", "2026-11-01T00:00:00"):
+        assert client.get(route, params={"since": moment},
+                          headers=tokens["auditor"]).status_code == 200, moment
+    parameters = document(client)["paths"][route]["get"]["parameters"]
+    until = next(parameter for parameter in parameters if parameter["name"] == "until")
+    assert "pattern" in str(until["schema"])
 
 def test_a_method_a_route_lacks_is_a_405_naming_those_it_has(client: Client) -> None:
     answer = client.patch("/api/drafts")

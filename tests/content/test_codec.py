@@ -549,7 +549,7 @@ def test_unknown_verdict() -> None:
 
 def test_unknown_field() -> None:
     error = _broken(lambda d: d["tools"][0].update(rating=5))
-    assert error.field == "tools[0]"
+    assert error.field == "tools[0].rating"  # the unknown field itself
     assert "rating" in error.message
     assert "unknown" in error.message.lower()
 
