@@ -22,6 +22,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.field}: " if exc.field else ""
         print(f"cms: {where}{exc.message}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A path the command was given that cannot be used (a file where a folder must be, no
+        # permission): said in a line, as for any other bad argument.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"cms: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,9 +85,6 @@ def _init(args: argparse.Namespace) -> int:
     from .editing.seed import initialise
 
     settings = _settings(args)
-    if settings.repo.exists() and (not settings.repo.is_dir() or any(settings.repo.iterdir())):
-        print(f"cms: {settings.repo} already exists; refusing to touch it", file=sys.stderr)
-        return 1
     _, count = initialise(settings, None if args.empty else args.seed or samples())
     print(f"Created the content repository {settings.repo} with {count} published comparisons")
     return 0

@@ -6,10 +6,25 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
+
+from .identity.visible import EMAIL_PATTERN, NAME_PATTERN
+
+# A branch git takes (`git check-ref-format --branch`), in the plainest form: dot- or
+# slash-separated parts of letters, digits, `_` and `-`, none ending in `.lock`.
+_BRANCH = (r"^(?!.*\.lock(?:[./]|\Z))"
+           r"[A-Za-z0-9_][A-Za-z0-9_-]*(?:[./][A-Za-z0-9_][A-Za-z0-9_-]*)*\Z")
+# A folder inside the repository's tree: relative, and no part empty, `.`, `..` or hidden, all
+# of which `git fsck --strict` refuses in a tree or which would escape it.
+_FOLDER = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*\Z"
+_SHAPES = {"branch": "a branch name like `main` or `content/main`",
+           "committer_name": "a name shown as written: no `<`, `>`, controls or invisible marks",
+           "committer_email": "an address like `cms@example.com`",
+           "content_dir": "a relative folder like `content` or `site/data` (no empty, `.`, `..` "
+                          "or hidden parts)"}
 
 
 class Settings(Struct, frozen=True, kw_only=True):
@@ -17,12 +32,13 @@ class Settings(Struct, frozen=True, kw_only=True):
     data: Path = Path("var")
     host: str = "127.0.0.1"
     port: int = 8000
-    branch: str = "main"
-    content_dir: str = "content"
+    branch: Annotated[str, Meta(pattern=_BRANCH)] = "main"
+    content_dir: Annotated[str, Meta(pattern=_FOLDER)] = "content"
     workflow: Path | None = None  # None: the workflow that ships with the CMS
     public_url: str = ""
-    committer_name: str = "CMS"
-    committer_email: str = "cms@localhost"
+    committer_name: Annotated[str, Meta(max_length=100, pattern=NAME_PATTERN)] = "CMS"
+    committer_email: Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)] = \
+        "cms@localhost"
     # Flush objects and refs to disk before acknowledging a write. Off only for throwaway repos.
     durable: bool = True
     # Seconds between webhook attempts; after the last one a delivery is marked failed.
@@ -101,4 +117,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     try:
         return msgspec.convert(values, Settings, strict=False, from_attributes=True)
     except msgspec.ValidationError as exc:
-        raise SystemExit(f"cms: bad setting: {exc}") from exc
+        message, _, at = str(exc).partition(" - at `$.")
+        field = at.rstrip("`")
+        variable = next((name for name, known in _ENVIRONMENT.items() if known == field), field)
+        raise SystemExit(f"cms: bad setting {variable}: "
+                         f"{_SHAPES.get(field, message)}") from None

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cms.config import Settings
+
 from .conftest import HAIKU, SEED, fsck, git
 
 
@@ -49,12 +51,15 @@ def test_init_with_explicit_repo_and_seed(tmp_path: Path) -> None:
     assert git(repo, "ls-tree", "-r", "--name-only", "main").strip().endswith(only.name)
 
 
-@pytest.mark.parametrize("case", ["missing seed", "empty seed", "bad file", "bad workflow"])
+@pytest.mark.parametrize("case", ["missing seed", "empty seed", "bad file", "bad workflow",
+                                  "seed is a file"])
 def test_init_checks_everything_first_and_leaves_nothing_on_failure(
         tmp_path: Path, case: str) -> None:
     seed = tmp_path / "seed"
     env = {"CMS_DATA": str(tmp_path / "data")}
-    if case != "missing seed":
+    if case == "seed is a file":
+        seed.write_text("not a folder")
+    elif case != "missing seed":
         seed.mkdir()
     if case == "bad file":
         (seed / "broken-vs-file.md").write_text("---\ntitle: [unclosed\n---\n")
@@ -70,7 +75,8 @@ def test_init_checks_everything_first_and_leaves_nothing_on_failure(
         assert "Traceback" not in failed.stderr
         assert not repo.exists()
     expected = {"missing seed": "does not exist", "empty seed": "no comparison files",
-                "bad file": "broken-vs-file.md", "bad workflow": "workflow"}[case]
+                "bad file": "broken-vs-file.md", "bad workflow": "workflow",
+                "seed is a file": "is a file"}[case]
     assert expected in failed.stderr
 
 
@@ -87,8 +93,8 @@ def test_a_creation_failing_part_way_leaves_nothing_behind(
     if existed:
         settings.repo.mkdir()
 
-    def full_disk(*args: object, **kwargs: object) -> None:
-        assert (settings.repo / "objects").is_dir()  # the repository was made
+    def full_disk(building: Settings, **kwargs: object) -> None:
+        assert (building.repo / "objects").is_dir()  # the repository was made, beside its place
         raise StoreError("could not write to the content repository: No space left on device")
 
     monkeypatch.setattr(seed_module, "open_write_side", full_disk)
@@ -97,6 +103,40 @@ def test_a_creation_failing_part_way_leaves_nothing_behind(
     assert settings.repo.exists() == existed
     if existed:
         assert list(settings.repo.iterdir()) == []
+    # No staging folder left beside it.
+    assert [path.name for path in tmp_path.iterdir()] == (["content.git"] if existed else [])
+
+
+def test_initialising_again_never_touches_the_repository_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs of `cms init` at once (two containers starting, say): the one that finds the
+    place taken, before it starts or while it builds, leaves the other's repository alone."""
+    from cms.config import load_settings
+    from cms.editing import seed as seed_module
+    from cms.errors import Conflict
+
+    settings = load_settings({}, repo=tmp_path / "content.git", data=tmp_path / "data")
+    seed_module.initialise(settings, SEED)
+    first = git(settings.repo, "rev-parse", "main")
+    with pytest.raises(Conflict):
+        seed_module.initialise(settings, SEED)
+    assert git(settings.repo, "rev-parse", "main") == first
+
+    racing = load_settings({}, repo=tmp_path / "raced.git", data=tmp_path / "data")
+    build = seed_module.create_repository
+
+    def the_other_run_finishes_first(building: Settings, files: dict[str, bytes]) -> object:
+        made = build(building, files)
+        build(racing, {})  # the other run's repository lands in the place meanwhile
+        (racing.repo / "theirs").write_text("kept")
+        return made
+
+    monkeypatch.setattr(seed_module, "create_repository", the_other_run_finishes_first)
+    with pytest.raises(Conflict):
+        seed_module.initialise(racing, SEED)
+    assert (racing.repo / "theirs").read_text() == "kept"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["content.git", "raced.git"]
+    fsck(settings.repo)
 
 
 def test_tokens_are_printed_once_and_stored_hashed(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def session(client_package: str, anonymous: Any, editor: Any, reviewer: Any,
     importlib.import_module(f"{client_package}.api.drafts.transition_draft")
     for action, who in (("submit", editor), ("approve", reviewer), ("publish", publisher)):
         step = drafts.transition_draft.sync_detailed(
-            f"{SLUG}-2026", client=who, body=models.TransitionIn(action=action),
+            f"{SLUG}-2026", client=who, body=models.TransitionIn(action=models.TransitionInAction(action)),
             if_match=f'"{revision}"')
         assert step.status_code == 200, step.content
         assert isinstance(step.parsed, models.ComparisonView)
@@ -106,7 +106,8 @@ def session(client_package: str, anonymous: Any, editor: Any, reviewer: Any,
 
     # A write naming a revision that is no longer current: a typed error, not an exception.
     stale = drafts.transition_draft.sync_detailed(
-        f"{SLUG}-2026", client=publisher, body=models.TransitionIn(action="unpublish"),
+        f"{SLUG}-2026", client=publisher,
+        body=models.TransitionIn(action=models.TransitionInAction.UNPUBLISH),
         if_match=f'"{created.parsed.revision}"')
     assert stale.status_code == 412
     assert isinstance(stale.parsed, models.Error)

@@ -8,8 +8,10 @@ inside the installed package, and every import from a declared dependency.
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -55,13 +57,21 @@ def test_init_serve_and_export_from_another_folder(installed: tuple[Path, dict[s
     assert f"Exported {samples} comparisons" in exported.stdout
     assert len(list((elsewhere / "out").rglob("*.json"))) >= samples
 
-    with subprocess.Popen([cms, "serve", "--repo", "site.git", "--port", "0"], cwd=elsewhere,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as server:
+    log = elsewhere / "serve.log"
+    with open(log, "w") as errors, subprocess.Popen(
+            [cms, "serve", "--repo", "site.git", "--port", "0"], cwd=elsewhere, env=env,
+            stdout=subprocess.PIPE, stderr=errors, text=True) as server:
         try:
             assert server.stdout is not None
-            line = server.stdout.readline()
-            assert line.startswith("CMS serving http://127.0.0.1:"), server.stderr
+            banner: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=lambda: banner.put(server.stdout.readline()),  # type: ignore[union-attr]
+                             daemon=True).start()
+            try:
+                # A bound for a server that hangs before it binds, not a wait for an event.
+                line = banner.get(timeout=120)
+            except queue.Empty:
+                line = ""
+            assert line.startswith("CMS serving http://127.0.0.1:"), line + log.read_text()
             url = line.split()[2]
             listed = httpx.get(f"{url}/api/comparisons", params={"limit": 100}, timeout=30)
             assert listed.status_code == 200

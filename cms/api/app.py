@@ -10,6 +10,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 from msgspec import Struct
 
 from ..config import Settings
@@ -88,7 +89,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         debug=False,
     )
     registered_under_its_base(app)
-    app.asgi_handler = HeadAsGet(app.asgi_handler)
+    app.asgi_handler = HeadAsGet(app.asgi_handler, {
+        route.path_format: set(route.methods) for route in app.routes
+        if isinstance(route, HTTPRoute)})
     return app
 
 

@@ -147,8 +147,8 @@ class ComparisonAuditController(Controller):
                     raise Conflict(f"`{slug}` has only one publication; name `from` to compare",
                                    field="from")
                 from_commit = later[0]
-        before = documents.at(slug, documents.resolve(from_commit))
-        after = documents.at(slug, documents.resolve(to_commit))
+        before = documents.at(slug, documents.resolve(from_commit, "from"))
+        after = documents.at(slug, documents.resolve(to_commit, "to"))
         difference = compare(before.comparison, after.comparison)
         return Diff(slug=slug, from_commit=before.commit, to_commit=after.commit,
                     changes=difference.changes, body_diff=difference.body_diff)

@@ -22,7 +22,7 @@ _ATTRIBUTES = {"minimum": "minimum", "maximum": "maximum",
 
 
 def restore(schemas: Mapping[str, Schema | Reference]) -> None:
-    structs = _structs_by_name()
+    structs = structs_by_name()
     for name, schema in schemas.items():
         struct = structs.get(name)
         if struct is None or not isinstance(schema, Schema):
@@ -38,7 +38,7 @@ def restore(schemas: Mapping[str, Schema | Reference]) -> None:
                 _copy_missing(truth_items, written_items)
 
 
-def _structs_by_name() -> dict[str, type[Struct]]:
+def structs_by_name() -> dict[str, type[Struct]]:
     """The API's structs whose name is theirs alone (a shared name is left as written)."""
     found: dict[str, list[type[Struct]]] = {}
     pending: list[type[Struct]] = [Struct]

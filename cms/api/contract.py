@@ -25,21 +25,27 @@ from litestar.openapi.spec import (
     OpenAPIType,
     Parameter,
     Reference,
+    RequestBody,
     Schema,
     SecurityScheme,
 )
-from msgspec import Struct
 
 from ..content.model import SLUG_RE
-from .constraints import restore
+from .constraints import restore, structs_by_name
+from .http import IF_MATCH_PATTERN
 
 
 class Operation(NamedTuple):
     id: str
-    errors: tuple[int, ...]
+    # The statuses it answers besides its success (and those every operation can answer).
+    statuses: tuple[int, ...]
     public: bool = False
     # The media types of its success, where they are not just JSON.
     media: tuple[str, ...] = ()
+    # Headers its success carries: ETag names the revision a write sends back in If-Match.
+    headers: tuple[str, ...] = ()
+    # Whether a request may leave the body out (the route takes it with a default).
+    optional_body: bool = False
 
 
 # Statuses that go together: a token's refusals, a path naming something, a body to check, a
@@ -48,39 +54,47 @@ _TOKEN = (401, 403)
 _NAMED = (400, 404)
 _BODY = (400, 413, 422)
 _REVISION = (409, 412, 428)
+_TAG = ("ETag",)
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/health"): Operation("getHealth", (), public=True),
-    ("GET", "/api/comparisons"): Operation("listComparisons", (304, 400), public=True),
-    ("GET", "/api/comparisons/{slug}"): Operation("getComparison", (304, *_NAMED), public=True),
+    ("GET", "/api/comparisons"):
+        Operation("listComparisons", (304, 400), public=True, headers=_TAG),
+    ("GET", "/api/comparisons/{slug}"):
+        Operation("getComparison", (304, *_NAMED), public=True, headers=_TAG),
     ("POST", "/api/comparisons/{slug}/votes"):
         Operation("castVote", (*_BODY, 404, 429), public=True),
     ("POST", "/api/votes/fold"): Operation("foldVotes", _TOKEN),
     ("GET", "/api/sync"): Operation("syncPublished", (400, 410), public=True),
     ("GET", "/api/feed.atom"):
-        Operation("getAtomFeed", (304, 400), public=True, media=("application/atom+xml",)),
+        Operation("getAtomFeed", (304, 400), public=True, media=("application/atom+xml",),
+                  headers=_TAG),
     ("GET", "/api/feed.json"):
-        Operation("getJsonFeed", (304, 400), public=True, media=("application/feed+json",)),
-    ("GET", "/api/preview/{token}"): Operation("getPreview", (*_NAMED, 410), public=True),
+        Operation("getJsonFeed", (304, 400), public=True, media=("application/feed+json",),
+                  headers=_TAG),
+    ("GET", "/api/preview/{token}"): Operation("getPreview", (404, 410), public=True),
     ("GET", "/api/comparisons/{slug}/diff"):
         Operation("getComparisonDiff", (*_TOKEN, *_NAMED, 409)),
     ("GET", "/api/comparisons/{slug}/history"):
         Operation("getComparisonHistory", (*_TOKEN, *_NAMED)),
     ("GET", "/api/comparisons/{slug}/revisions/{commit}"):
-        Operation("getComparisonRevision", (*_TOKEN, *_NAMED)),
+        Operation("getComparisonRevision", (*_TOKEN, *_NAMED), headers=_TAG),
     ("GET", "/api/audit/verdict-changes"):
         Operation("listVerdictChanges", (*_TOKEN, 400), media=("application/json", "text/csv")),
     ("GET", "/api/audit/verify"): Operation("verifyMain", _TOKEN),
     ("GET", "/api/drafts"): Operation("listDrafts", (*_TOKEN, 400)),
-    ("POST", "/api/drafts"): Operation("createDraft", (*_TOKEN, *_BODY, 409)),
-    ("GET", "/api/drafts/{slug}"): Operation("getDraft", (*_TOKEN, *_NAMED)),
-    ("PUT", "/api/drafts/{slug}"): Operation("updateDraft", (*_TOKEN, *_BODY, 404, *_REVISION)),
+    ("POST", "/api/drafts"):
+        Operation("createDraft", (*_TOKEN, *_BODY, 409), headers=(*_TAG, "Location")),
+    ("GET", "/api/drafts/{slug}"): Operation("getDraft", (*_TOKEN, *_NAMED), headers=_TAG),
+    ("PUT", "/api/drafts/{slug}"):
+        Operation("updateDraft", (*_TOKEN, *_BODY, 404, *_REVISION), headers=_TAG),
     ("DELETE", "/api/drafts/{slug}"): Operation("discardDraft", (*_TOKEN, *_NAMED, *_REVISION)),
     ("POST", "/api/drafts/{slug}/revert"):
-        Operation("revertDraft", (*_TOKEN, *_BODY, 404, *_REVISION)),
+        Operation("revertDraft", (*_TOKEN, *_BODY, 404, *_REVISION), headers=_TAG),
     ("POST", "/api/drafts/{slug}/transitions"):
-        Operation("transitionDraft", (*_TOKEN, *_BODY, 404, *_REVISION)),
-    ("POST", "/api/drafts/{slug}/preview"): Operation("createPreview", (*_TOKEN, *_BODY, 404)),
+        Operation("transitionDraft", (*_TOKEN, *_BODY, 404, *_REVISION), headers=_TAG),
+    ("POST", "/api/drafts/{slug}/preview"):
+        Operation("createPreview", (*_TOKEN, *_BODY, 404), optional_body=True),
     ("DELETE", "/api/drafts/{slug}/preview/{preview_id}"):
         Operation("revokePreview", (*_TOKEN, *_NAMED)),
     ("GET", "/api/tokens"): Operation("listTokens", _TOKEN),
@@ -104,6 +118,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 # A full disk, or a ref another writer holds, can refuse any operation for a moment; and a token
 # that is sent is checked wherever it is sent, so an unknown or revoked one is refused (401).
 _ALWAYS = (401, 503)
+# A body is checked for its nesting before anything else, on every method that may carry one,
+# whether or not the route reads it (400).
+_WITH_BODY = ("post", "put", "patch")
+_SUCCESS_HEADERS = {
+    "ETag": "The revision, to send back in If-Match (a write) or If-None-Match (a read)",
+    "Location": "Where the new resource is read",
+}
 
 _MEANING = {
     304: "Not modified: the representation named in If-None-Match is current",
@@ -169,6 +190,15 @@ def _set_media(responses: dict[str, Any], media: tuple[str, ...]) -> None:
             for kind in media}
 
 
+def _set_headers(responses: dict[str, Any], names: tuple[str, ...]) -> None:
+    for status, response in responses.items():
+        if status.startswith("2") and isinstance(response, OpenAPIResponse):
+            response.headers = {**(response.headers or {}), **{
+                name: OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING),
+                                    description=_SUCCESS_HEADERS[name], required=True)
+                for name in names}}
+
+
 _SLUG_PATTERN = SLUG_RE.replace("\\Z", "$")
 _COMMIT_PATTERN = "^[0-9a-f]{4,40}$"  # as Documents.resolve takes it
 
@@ -204,18 +234,6 @@ def _present(schema: Schema) -> Schema:
     return only
 
 
-def _strict_bodies() -> set[str]:
-    """The request bodies that refuse unknown fields, by the name the document gives them."""
-    found: set[str] = set()
-    pending: list[type[Struct]] = [Struct]
-    while pending:
-        for subclass in pending.pop().__subclasses__():
-            pending.append(subclass)
-            if subclass.__struct_config__.forbid_unknown_fields:
-                found.add(subclass.__name__)
-    return found
-
-
 def route_template(path: str) -> str:
     """A route as the document writes it: ``{slug}``, not ``{slug:str}``."""
     return path.replace(":str", "")
@@ -227,7 +245,9 @@ def apply(document: OpenAPI) -> OpenAPI:
         else Components()
     components.schemas = {**(components.schemas or {}), "Error": ERROR}
     restore(components.schemas)
-    strict = _strict_bodies()
+    # The request bodies that refuse unknown fields, by the name the document gives them.
+    strict = {name for name, struct in structs_by_name().items()
+              if struct.__struct_config__.forbid_unknown_fields}
     for name, schema in components.schemas.items():
         _portable(schema)
         if name in strict:
@@ -247,7 +267,8 @@ def apply(document: OpenAPI) -> OpenAPI:
                 if parameter.name == "If-Match":
                     # Optional to the framework, so that its absence is the API's own 428.
                     parameter.required = True
-                    parameter.schema = Schema(type=OpenAPIType.STRING, min_length=1,
+                    parameter.schema = Schema(type=OpenAPIType.STRING,
+                                              pattern=IF_MATCH_PATTERN.replace("\\Z", "$"),
                                               description="The revision (ETag) you read")
                 elif parameter.name == "slug" and parameter.param_in == "path":
                     parameter.schema = Schema(type=OpenAPIType.STRING, pattern=_SLUG_PATTERN,
@@ -266,17 +287,37 @@ def apply(document: OpenAPI) -> OpenAPI:
             responses: dict[str, Any] = {
                 status: response for status, response in (operation.responses or {}).items()
                 if not status.startswith(("4", "5"))}  # the framework's guesses, in its shape
-            for status in sorted({*contract.errors, *_ALWAYS}):
+            statuses = {*contract.statuses, *_ALWAYS, *((400,) if method in _WITH_BODY else ())}
+            for status in sorted(statuses):
                 responses[str(status)] = _error_response(status)
             if contract.media:
                 _set_media(responses, contract.media)
+            if contract.headers:
+                _set_headers(responses, contract.headers)
+            if contract.optional_body and isinstance(operation.request_body, RequestBody):
+                operation.request_body.required = False
             operation.responses = dict(sorted(responses.items()))
     return document
 
 
 class _ContractPlugin(OpenAPIPlugin):
     def _build_openapi(self) -> OpenAPI:
-        return apply(super()._build_openapi())
+        document = apply(super()._build_openapi())
+        services = self.app.state.get("services")
+        if services is not None:
+            _name_the_actions(document, list(services.workflow.transitions))
+        return document
+
+
+def _name_the_actions(document: OpenAPI, actions: list[str]) -> None:
+    """The actions a transition takes are the workflow's, known once it is loaded."""
+    schemas = document.components.schemas if isinstance(document.components, Components) \
+        else {}
+    transition = (schemas or {}).get("TransitionIn")
+    action = (transition.properties or {}).get("action") \
+        if isinstance(transition, Schema) else None
+    if isinstance(action, Schema):
+        action.enum = actions
 
 
 def with_contract(config: AppConfig) -> AppConfig:

@@ -37,7 +37,7 @@ def handle_cms_error(_: Request[Any, Any, Any], exc: CmsError) -> Response[Any]:
                  headers or None)
 
 
-def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     problems = exc.extra if isinstance(exc.extra, list) else []
     if not problems:
         return _json(error_body(400, "bad_request", str(exc.detail)))
@@ -48,9 +48,17 @@ def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Re
     if key == "data" and source == "body":
         key = ""
     if source in {"query", "path", "header"}:
+        key = _as_sent(request, key)
         return _json(error_body(400, "bad_parameter", f"{key}: {message}", key or None))
     message, field = explain(message, key)
     return _json(error_body(422, "invalid_content", message, field))
+
+
+def _as_sent(request: Request[Any, Any, Any], key: str) -> str:
+    """A parameter by the name the client sends (`format`), not the handler's (`output`)."""
+    field = request.route_handler.parsed_fn_signature.parameters.get(key)
+    alias = getattr(field.kwarg_definition, "name", None) if field is not None else None
+    return alias if isinstance(alias, str) and alias else key
 
 
 # The framework's own refusals (a route or method that does not exist, a body too large), in

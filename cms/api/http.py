@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar.params import PathParameter
 
 from ..content.model import SLUG_RE
-from ..errors import BadRequest
+from ..errors import BadParameter, BadRequest
 from ..lru import WeighedCache
 
 _SLUG = re.compile(SLUG_RE)
@@ -32,14 +32,22 @@ def etag(revision: str, *, weak: bool = False) -> str:
     return f'W/"{revision}"' if weak else f'"{revision}"'
 
 
+# The ETags the API gives out, as a write sends one back: quoted, weak or not, or the bare
+# revision. A public read's ETag may add "+<name of the pending votes>" (hexadecimal); the
+# revision is what precedes it.
+IF_MATCH_PATTERN = r'^(?:(?:W/)?"[0-9a-f]{40}(?:\+[0-9a-f]{1,40})?"|[0-9a-f]{40})\Z'
+
+
 def if_match_revision(header: str | None) -> str | None:
     if header is None:
         return None
     value = header.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    # A public read's ETag may add "+<pending votes>"; the revision is what precedes it.
-    return value.strip('"').split("+", 1)[0] or None
+    if not re.match(IF_MATCH_PATTERN, value):
+        # Not a revision at all: neither a stale one (412) nor a missing one (428).
+        raise BadParameter('If-Match: send the ETag you read, a revision of 40 hexadecimal '
+                           'digits in quotes, e.g. "5f0c…"; a list or `*` is not taken',
+                           field="If-Match")
+    return value.removeprefix("W/").strip('"').split("+", 1)[0]
 
 
 def not_modified(if_none_match: str | None, tag: str) -> bool:

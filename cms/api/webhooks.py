@@ -23,7 +23,9 @@ Kind = Literal["standard", "build_hook"]
 # host name or an IPv4 address (no credentials), an optional port from 1 to 65535, and the rest
 # in printable ASCII. The address a name resolves to is checked when a delivery is sent.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_NAME = r"(?:[A-Za-z0-9_-]+\.)*[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*\.?"
+# The last label holds a letter (or it would be an address): digits, then the first other
+# character, then anything; written so that a long label is matched without backtracking.
+_NAME = r"(?:[A-Za-z0-9_-]+\.)*[0-9]*[A-Za-z_-][A-Za-z0-9_-]*\.?"
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 _URL = rf"^https?://(?:{_OCTET}(?:\.{_OCTET}){{3}}|{_NAME})(?::{_PORT})?(?:[/?#][!-~]*)?\Z"
 Url = Annotated[str, Meta(min_length=8, max_length=2000, pattern=_URL,

@@ -124,6 +124,12 @@ _NAMED_FIELD = re.compile(r"^`([A-Za-z0-9_.\[\]]+)`")
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `([^`]{1,100})`$")
 
 
+def explain_validation(text: str) -> tuple[str, str | None]:
+    """``explain`` for msgspec's own text: ``Expected `int`, got `str` - at `$.tools[0].id```."""
+    message, _, at = text.partition(" - at `$")
+    return explain(message, at.rstrip("`").lstrip("."))
+
+
 def explain(message: str, path: str) -> tuple[str, str | None]:
     """Make a validation message name the exact field, and say what would have been valid.
 

@@ -60,16 +60,22 @@ class Editor:
     def revert(self, slug: str, to: str, actor: Actor, if_match: str | None,
                comment: str = "") -> Revision:
         """A new draft revision with the content the comparison had at commit ``to``."""
-        target = self.documents.at(slug, self.documents.resolve(to))
+        target = self.documents.at(slug, self.documents.resolve(to, "to"))
         note = comment or f"Revert to the version of {target.commit[:12]}."
+        unchanged: list[Revision] = []
 
-        def plan() -> Change:
+        def plan() -> Change | None:
             current = self._require(slug, if_match)
             record = decide(self.workflow, current.comparison.workflow, "edit", actor, at=None)
             document = msgspec.structs.replace(target.comparison, workflow=record)
+            if document == current.comparison and current.work_in_progress:
+                # Nothing would change, so the revision would stay the same and a retry of this
+                # very request (its answer lost) would pass If-Match and commit it again.
+                unchanged.append(current)
+                return None
             return self._on_branch(current, document, "revert", "Revert", actor, note)
 
-        return self._branch_result(slug, plan)
+        return self._branch_result(slug, plan, unchanged)
 
     def transition(self, slug: str, action: str, actor: Actor, if_match: str | None,
                    comment: str = "") -> Revision:

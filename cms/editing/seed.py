@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import secrets
 import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -15,6 +18,7 @@ from ..content import codec
 from ..content.model import Comparison
 from ..errors import CmsError, Conflict, InvalidContent, NotFound
 from ..identity.actors import Person
+from ..statefiles import fsync_dir
 from ..store.repository import Repository
 from .pipeline import Change, RefMove
 from .workflow import load_workflow
@@ -56,25 +60,48 @@ def check_folder(folder: Path) -> tuple[list[Comparison], list[FileProblem]]:
 
 def initialise(settings: Settings, seed: Path | None) -> tuple[Repository, int]:
     """Check everything first (the workflow, the seed folder and each of its files), then
-    create the repository and publish the seed in one first commit. A failure part-way leaves
-    nothing behind, so the same command can simply be run again."""
+    build the repository beside its place and move it there in one rename. A failure leaves
+    nothing behind, so the same command can simply be run again; a folder that is not empty,
+    or that another run fills meanwhile, is never touched."""
     load_workflow(settings.workflow or default_workflow())
     comparisons = [] if seed is None else seed_comparisons(seed)
     now = datetime.now(UTC).replace(microsecond=0)
     files = {comparison.slug: codec.encode(as_published(comparison, now)).encode("utf-8")
              for comparison in comparisons}
-    existed = settings.repo.exists()
+    target = settings.repo
+    if _occupied(target):
+        raise Conflict(f"{target} already exists and is not empty; refusing to touch it",
+                       field="repo")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.init-{secrets.token_hex(6)}")
     try:
-        return create_repository(settings, files), len(files)
-    except BaseException:
-        _undo_creation(settings.repo, existed)
-        raise
+        create_repository(msgspec.structs.replace(settings, repo=staging), files)
+        try:
+            # Onto nothing or an empty folder only: the check above may be stale by now.
+            os.rename(staging, target)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+            raise Conflict(f"{target} was filled by someone else meanwhile; it was left as it "
+                           "is", field="repo") from None
+        if settings.durable:
+            fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Repository(target, durable=settings.durable), len(files)
+
+
+def _occupied(path: Path) -> bool:
+    return path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir())))
 
 
 def seed_comparisons(seed: Path) -> list[Comparison]:
     """The comparisons of a seed folder, every file checked; an error names each bad file."""
-    if not seed.is_dir():
+    if not seed.exists():
         raise NotFound(f"the seed folder {seed} does not exist", field="seed")
+    if not seed.is_dir():
+        raise InvalidContent(f"the seed {seed} is a file; name the folder that holds the "
+                             "comparison files", field="seed")
     comparisons, problems = check_folder(seed)
     if problems:
         lines = "\n".join(f"  {problem.path}: {problem.message}" for problem in problems)
@@ -84,18 +111,6 @@ def seed_comparisons(seed: Path) -> list[Comparison]:
         raise InvalidContent(f"the seed folder {seed} holds no comparison files (*.md); use "
                              "--empty for a repository without content", field="seed")
     return comparisons
-
-
-def _undo_creation(repo: Path, existed: bool) -> None:
-    """Remove what a failed creation made: the folder, or what it put in an empty one."""
-    if not existed:
-        shutil.rmtree(repo, ignore_errors=True)
-    elif repo.is_dir():
-        for child in repo.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
 
 
 def as_published(comparison: Comparison, at: datetime) -> Comparison:

@@ -12,7 +12,6 @@ import hmac
 import os
 import secrets
 import threading
-import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -23,15 +22,12 @@ from msgspec import Meta, Struct
 from ..errors import InvalidContent, NotFound
 from ..statefiles import exclusive, replace_file
 from .actors import Actor, Role
+from .visible import EMAIL_PATTERN, NAME_PATTERN, first_hidden
 
 TOKEN_PREFIX = "cms_"  # noqa: S105 - a marker, not a secret
-# Both go into commit headers and trailers: no angle brackets, no control characters (git
-# refuses a NUL in a header, and a terminal runs an escape that `git log` prints), no marks
-# that reorder or hide text when an auditor reads the log.
-_UNSAFE = ("<>\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff")
-Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=f"^[^{_UNSAFE}]+\\Z")]
-Email = Annotated[str, Meta(max_length=254,
-                            pattern=f"^[^{_UNSAFE}\\s@]+@[^{_UNSAFE}\\s@]+\\Z")]
+# Both go into commit headers and trailers (cms/identity/visible.py says what they may hold).
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=NAME_PATTERN)]
+Email = Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)]
 
 
 class _Identity(Struct):
@@ -39,21 +35,11 @@ class _Identity(Struct):
     email: Email
 
 
-# Characters that show nothing, or change how what follows is shown, without being controls:
-# the default-ignorable code points outside the format category.
-_IGNORABLE = frozenset({0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F,
-                        0x3164, 0xFFA0, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)})
-
-
 def _shown_as_written(field: str, text: str) -> None:
-    """What an auditor reads in `git log` is what was typed: no invisible or reordering
-    characters (formats, private use) and no space but the plain one."""
-    for char in text:
-        category = unicodedata.category(char)
-        if (category in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp")
-                or (category == "Zs" and char != " ") or ord(char) in _IGNORABLE):
-            raise InvalidContent(f"{field}: U+{ord(char):04X} is not shown as written; "
-                                 "use visible characters and plain spaces", field=field)
+    hidden = first_hidden(text)
+    if hidden is not None:
+        raise InvalidContent(f"{field}: U+{ord(hidden):04X} is not shown as written; "
+                             "use visible characters and plain spaces", field=field)
 
 
 class TokenRecord(Struct, kw_only=True):
@@ -93,9 +79,9 @@ class TokenStore:
             raise InvalidContent("give at least one role", field="roles")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
-            msgspec.convert({"name": name.strip(), "email": email.strip()}, _Identity)
-            _shown_as_written("name", name.strip())
+            _shown_as_written("name", name.strip())  # the clearer message, first
             _shown_as_written("email", email.strip())
+            msgspec.convert({"name": name.strip(), "email": email.strip()}, _Identity)
             record = msgspec.convert(
                 {
                     "id": secrets.token_hex(6),

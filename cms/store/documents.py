@@ -122,20 +122,24 @@ class Documents:
             commit=commit_id, ref=ref or commit_id, work_in_progress=work_in_progress,
         )
 
-    def resolve(self, commit: str) -> str:
-        """A full commit id from a full or abbreviated one."""
+    def resolve(self, commit: str, field: str = "commit") -> str:
+        """A full commit id from a full or abbreviated one; errors name ``field``, the
+        parameter that carried it."""
         if not 4 <= len(commit) <= 40 or any(c not in "0123456789abcdef" for c in commit):
-            raise BadRequest("a commit is 4 to 40 lowercase hexadecimal digits", field="commit")
+            raise BadRequest("a commit is 4 to 40 lowercase hexadecimal digits", field=field)
         if len(commit) < 40:
             try:
                 commit = self.repo.git("rev-parse", "--verify", "--quiet",
                                        f"{commit}^{{commit}}").strip()
             except StoreError as exc:
                 raise NotFound(f"no commit {commit} in the content repository",
-                               field="commit") from exc
-        kind, _ = self.repo.read_object(commit)
+                               field=field) from exc
+        try:
+            kind, _ = self.repo.read_object(commit)
+        except NotFound as exc:
+            raise NotFound(exc.message, field=field) from None
         if kind != b"commit":
-            raise NotFound(f"{commit} is not a commit", field="commit")
+            raise NotFound(f"{commit} is not a commit", field=field)
         return commit
 
     def publication_log(self, head: str | None, *, stop: str | None = None,

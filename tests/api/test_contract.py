@@ -8,11 +8,15 @@ import json
 import re
 from typing import Any
 
+from litestar import Litestar
 from litestar.testing import TestClient
 from openapi_spec_validator import validate
+from schemathesis.core.jsonschema.patterns import is_valid_jsonschema_rs_regex
 
 from cms.api.contract import OPERATIONS, route_template
+from cms.api.strict_input import strict_input
 
+from ..conftest import HAIKU
 from .test_access import MATRIX, PUBLIC, app_routes
 
 Client = TestClient  # type: ignore[type-arg]
@@ -72,10 +76,15 @@ def test_errors_are_documented_with_the_body_the_api_sends(client: Client) -> No
     assert "401" in doc["paths"]["/api/drafts"]["get"]["responses"]
 
 
-def test_a_revoked_token_on_a_public_route_is_a_documented_401(client: Client) -> None:
+def test_a_revoked_token_on_a_public_route_is_a_documented_401(
+        client: Client, tokens: dict[str, dict[str, str]]) -> None:
     doc = document(client)
+    listed = client.get("/api/tokens", headers=tokens["admin"]).json()
+    auditor = next(token for token in listed if token["roles"] == ["auditor"])
+    assert client.post(f"/api/tokens/{auditor['id']}/revoke",
+                       headers=tokens["admin"]).status_code == 200
     for template in ("/health", "/api/comparisons", "/api/sync", "/api/feed.atom"):
-        refused = client.get(template, headers={"Authorization": "Bearer cms_revoked"})
+        refused = client.get(template, headers=tokens["auditor"])
         assert refused.status_code == 401, template
         assert refused.json()["field"] == "Authorization"
         assert "401" in doc["paths"][template]["get"]["responses"], template
@@ -120,7 +129,9 @@ def test_the_revision_a_write_needs_is_a_required_header_and_its_absence_a_428(
     assert answer.json()["code"] == "revision_required"
 
 
-def test_paths_and_bodies_say_what_the_api_accepts(client: Client) -> None:
+
+def test_paths_and_bodies_say_what_the_api_accepts(
+        client: Client, tokens: dict[str, dict[str, str]]) -> None:
     doc = document(client)
     slug = next(p for p in doc["paths"]["/api/drafts/{slug}"]["get"]["parameters"]
                 if p["name"] == "slug")
@@ -128,13 +139,18 @@ def test_paths_and_bodies_say_what_the_api_accepts(client: Client) -> None:
     commit = next(p for p in doc["paths"]["/api/comparisons/{slug}/revisions/{commit}"]["get"][
         "parameters"] if p["name"] == "commit")
     assert commit["schema"]["pattern"] == "^[0-9a-f]{4,40}$"
-    assert client.get("/api/comparisons/langgraph-vs-crewai/revisions/XYZ",
-                      headers={"Authorization": "Bearer x"}).status_code in (400, 401)
+    refused = client.get("/api/comparisons/langgraph-vs-crewai/revisions/XYZ",
+                         headers=tokens["auditor"])
+    assert (refused.status_code, refused.json()["field"]) == (400, "commit")
+    for name in ("from", "to"):
+        refused = client.get("/api/comparisons/langgraph-vs-crewai/diff", params={name: "XYZ"},
+                             headers=tokens["auditor"])
+        assert (refused.status_code, refused.json()["field"]) == (400, name)
     for body in ("ComparisonIn", "TransitionIn", "TokenIn", "EndpointIn", "VoteIn"):
         assert doc["components"]["schemas"][body]["additionalProperties"] is False, body
     refused = client.post("/api/comparisons/langgraph-vs-crewai/votes",
                           json={"tool": "langgraph", "vote": "ship", "extra": 1})
-    assert refused.status_code in (400, 422)
+    assert (refused.status_code, refused.json()["field"]) == (422, "extra")
     # Patterns every client can read: no Python-only end-of-text anchors left.
     assert "\\\\Z" not in json.dumps(doc)
 
@@ -153,3 +169,96 @@ def test_head_answers_every_get_route_with_its_headers_and_no_body(
     assert client.head("/api/drafts").status_code == 401
     assert client.head("/api/drafts", headers=tokens["editor"]).status_code == 200
     assert client.head("/api/votes/fold").status_code == 405  # a POST route
+    # Every GET operation of the document, with a token that may read it.
+    for path, item in document(client)["paths"].items():
+        if "get" not in item or "{" in path:
+            continue
+        as_get = client.get(path, headers=tokens["admin"])
+        as_head = client.head(path, headers=tokens["admin"])
+        assert (as_head.status_code, as_head.content) == (as_get.status_code, b""), path
+        assert "HEAD" in client.options(path).headers["allow"], path
+    assert set(client.options(f"/api/drafts/{HAIKU}").headers["allow"].split(", ")) == {
+        "DELETE", "GET", "HEAD", "OPTIONS", "PUT"}
+
+
+def test_the_app_hands_out_the_document_with_its_contract(client: Client) -> None:
+    app = client.app
+    assert isinstance(app, Litestar)
+    schemes = app.openapi_schema.components.security_schemes  # what the framework serves too
+    assert schemes is not None
+    assert list(schemes) == ["bearer"]
+
+
+def test_every_route_checks_its_input_strictly(client: Client) -> None:
+    for route in client.app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            # The closest layer's hook is the one that runs: none may set its own.
+            assert handler.resolve_before_request() is strict_input, handler
+
+
+def test_what_a_success_carries_and_what_a_body_may_leave_out_are_documented(
+        client: Client, tokens: dict[str, dict[str, str]]) -> None:
+    doc = document(client)
+    created = client.post(f"/api/drafts/{HAIKU}/preview", headers=tokens["editor"])
+    assert created.status_code == 201  # no body at all
+    assert doc["paths"]["/api/drafts/{slug}/preview"]["post"]["requestBody"]["required"] is False
+    assert doc["paths"]["/api/drafts"]["post"]["requestBody"]["required"] is True
+    draft = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    headers = doc["paths"]["/api/drafts/{slug}"]["get"]["responses"]["200"]["headers"]
+    assert "ETag" in headers
+    assert draft.headers["etag"]
+    created_headers = doc["paths"]["/api/drafts"]["post"]["responses"]["201"]["headers"]
+    assert {"ETag", "Location"} <= set(created_headers)
+    # A body's nesting is checked before anything else, on any route a body may be sent to.
+    deep = b"[" * 100 + b"]" * 100
+    fold = client.post("/api/votes/fold", content=deep,
+                       headers={"content-type": "application/json"})
+    assert fold.status_code == 400
+    assert "400" in doc["paths"]["/api/votes/fold"]["post"]["responses"]
+
+
+def test_an_if_match_that_is_no_revision_is_a_400_not_a_missing_one(
+        client: Client, tokens: dict[str, dict[str, str]]) -> None:
+    read = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    route = f"/api/drafts/{HAIKU}/transitions"
+    for sent in ("", "*", '"+abc"', f'{read.headers["etag"]}, "abc"', "W/", '"0123"'):
+        refused = client.post(route, json={"action": "submit"},
+                              headers={**tokens["editor"], "If-Match": sent})
+        assert (refused.status_code, refused.json()["field"]) == (400, "If-Match"), sent
+    stale = client.post(route, json={"action": "submit"},
+                        headers={**tokens["editor"], "If-Match": '"' + "0" * 40 + '"'})
+    assert stale.status_code == 412
+    pattern = next(p for p in document(client)["paths"]["/api/drafts/{slug}/transitions"][
+        "post"]["parameters"] if p["name"] == "If-Match")["schema"]["pattern"]
+    assert re.search(pattern, read.headers["etag"])
+    # A public read's weak ETag, with the name of the votes not yet in git, is one to send too.
+    assert re.search(pattern, 'W/"' + "a" * 40 + '+0123456789abcdef"')
+    assert not re.search(pattern, "*")
+
+
+def test_a_transition_s_actions_are_the_workflow_s(client: Client) -> None:
+    action = document(client)["components"]["schemas"]["TransitionIn"]["properties"]["action"]
+    assert action["enum"][:2] == ["submit", "request_changes"]
+    assert "edit" not in action["enum"]
+
+
+def test_every_pattern_compiles_in_the_engines_clients_validate_with(client: Client) -> None:
+    """Python's, and the Rust one of the fuzzer's validator (no surrogates, no Python-only
+    syntax): a pattern an engine cannot compile is silently dropped by some tools."""
+    found: list[str] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                found.append(node["pattern"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(document(client))
+    assert len(found) > 10
+    for pattern in found:
+        re.compile(pattern)
+        assert is_valid_jsonschema_rs_regex(pattern), pattern[:80]

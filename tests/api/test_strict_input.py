@@ -116,3 +116,21 @@ def test_urls_the_document_refuses(client: Client, tokens: Tokens) -> None:
         refused: Any = client.post("/api/webhooks", json={"url": url}, headers=tokens["admin"])
         assert refused.status_code == 422, url
         assert refused.json()["field"] == "url"
+
+
+def test_a_route_that_takes_a_body_says_so_when_there_is_none(client: Client,
+                                                              tokens: Tokens) -> None:
+    for route, who in (("/api/drafts", "editor"), ("/api/tokens", "admin"),
+                       (f"/api/drafts/{HAIKU}/transitions", "editor")):
+        refused = client.post(route, content=b"", headers={**tokens[who],
+                                                            "content-type": "application/json"})
+        assert refused.status_code == 400, route
+        assert refused.json()["field"] == "body", route
+    # A body the route may leave out.
+    assert client.post(f"/api/drafts/{HAIKU}/preview", content=b"",
+                       headers=tokens["editor"]).status_code == 201
+
+
+def test_a_query_parameter_is_named_as_sent(client: Client, tokens: Tokens) -> None:
+    refused = client.get("/api/audit/verdict-changes?format=CSV", headers=tokens["auditor"])
+    assert (refused.status_code, refused.json()["field"]) == (400, "format")

@@ -264,3 +264,22 @@ def test_verify_accepts_an_approver_named_with_odd_spaces(
     act(client, HAIKU, "publish", tokens["publisher"], f'"{doc["revision"]}"')
     report = client.get("/api/audit/verify", headers=tokens["auditor"]).json()
     assert report["ok"] is True, report["findings"]
+
+
+def test_a_revert_retried_after_its_answer_was_lost_is_not_applied_twice(
+        client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    """A revert that changes nothing keeps the revision as it was: a retry of it (its answer
+    lost to a dropped connection) passes If-Match again, and must not make a second commit."""
+    first = revise(client, tokens, "reviewer", 0, "builder", "skip")
+    current = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    reverted = client.post(f"/api/drafts/{HAIKU}/revert", json={"to": first},
+                           headers={**tokens["editor"], "If-Match": current.headers["etag"]})
+    assert reverted.status_code == 200, reverted.text
+    branch = f"refs/heads/cms/comparisons/{HAIKU}"
+    head = git(repo_path, "rev-parse", branch).strip()
+    for _ in range(2):  # a revert to what the draft already is, sent again as a client retries
+        again = client.post(f"/api/drafts/{HAIKU}/revert", json={"to": first},
+                            headers={**tokens["editor"], "If-Match": reverted.headers["etag"]})
+        assert again.status_code == 200, again.text
+        assert again.headers["etag"] == reverted.headers["etag"]
+        assert git(repo_path, "rev-parse", branch).strip() == head

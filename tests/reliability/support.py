@@ -538,6 +538,8 @@ def check_writes_against_git(repo: Path, calls: list[Call], findings: Findings) 
         if call.action == "discard":
             continue  # a discard carries no comment; counted below
         if call.ack:
+            if not found and call.action in ("edit", "revert") and call.etag == call.if_match:
+                continue  # it changed nothing, so it committed nothing: the revision stands
             if len(found) != 1:
                 findings.add(f"acknowledged write is {len(found)} commits, not one: "
                              f"{call.describe()} commits={[c.sha for c in found]}")
