@@ -14,17 +14,19 @@ from msgspec import Meta, Struct
 from .identity.visible import EMAIL_PATTERN, NAME_PATTERN
 
 # A branch git takes (`git check-ref-format --branch`), in the plainest form: dot- or
-# slash-separated parts of letters, digits, `_` and `-`, none ending in `.lock`.
-_BRANCH = (r"^(?!.*\.lock(?:[./]|\Z))"
+# slash-separated parts of letters, digits, `_` and `-`, none ending in `.lock`; not `HEAD`, not
+# under `cms/` (the review branches' own) nor spelled as a full ref.
+_BRANCH = (r"^(?!.*\.lock(?:[./]|\Z))(?!HEAD\Z)(?!cms(?:/|\Z))(?!refs/)"
            r"[A-Za-z0-9_][A-Za-z0-9_-]*(?:[./][A-Za-z0-9_][A-Za-z0-9_-]*)*\Z")
 # A folder inside the repository's tree: relative, and no part empty, `.`, `..` or hidden, all
 # of which `git fsck --strict` refuses in a tree or which would escape it.
 _FOLDER = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*\Z"
-_SHAPES = {"branch": "a branch name like `main` or `content/main`",
+_SHAPES = {"branch": "a branch name like `main` or `content/main` (not `HEAD`, nothing under "
+                     "`cms/`, at most 100 characters)",
            "committer_name": "a name shown as written: no `<`, `>`, controls or invisible marks",
            "committer_email": "an address like `cms@example.com`",
            "content_dir": "a relative folder like `content` or `site/data` (no empty, `.`, `..` "
-                          "or hidden parts)"}
+                          "or hidden parts; at most 200 characters)"}
 
 
 class Settings(Struct, frozen=True, kw_only=True):
@@ -32,8 +34,8 @@ class Settings(Struct, frozen=True, kw_only=True):
     data: Path = Path("var")
     host: str = "127.0.0.1"
     port: int = 8000
-    branch: Annotated[str, Meta(pattern=_BRANCH)] = "main"
-    content_dir: Annotated[str, Meta(pattern=_FOLDER)] = "content"
+    branch: Annotated[str, Meta(max_length=100, pattern=_BRANCH)] = "main"
+    content_dir: Annotated[str, Meta(max_length=200, pattern=_FOLDER)] = "content"
     workflow: Path | None = None  # None: the workflow that ships with the CMS
     public_url: str = ""
     committer_name: Annotated[str, Meta(max_length=100, pattern=NAME_PATTERN)] = "CMS"

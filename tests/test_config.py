@@ -30,7 +30,9 @@ def test_plain_content_folders_pass(folder: str) -> None:
 
 @pytest.mark.parametrize(("variable", "value"), [
     ("CMS_BRANCH", "bad..branch"), ("CMS_BRANCH", "main.lock"), ("CMS_BRANCH", "-main"),
-    ("CMS_BRANCH", "a//b"), ("CMS_COMMITTER_NAME", "bad\nname"), ("CMS_COMMITTER_NAME", "a<b>"),
+    ("CMS_BRANCH", "a//b"), ("CMS_BRANCH", "cms"), ("CMS_BRANCH", "cms/comparisons/foo"),
+    ("CMS_BRANCH", "HEAD"), ("CMS_BRANCH", "refs/heads/main"), ("CMS_BRANCH", "b" * 101),
+    ("CMS_CONTENT_DIR", "c" * 201), ("CMS_COMMITTER_NAME", "bad\nname"), ("CMS_COMMITTER_NAME", "a<b>"),
     ("CMS_COMMITTER_NAME", "A\u202eB"), ("CMS_COMMITTER_EMAIL", "no-at-sign"),
     ("CMS_COMMITTER_EMAIL", "a b@example.com")])
 def test_identities_and_branches_git_cannot_write_are_refused(variable: str, value: str) -> None:

@@ -71,7 +71,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         # The response cache first: it answers repeated reads before anything else runs.
         middleware=[PublicResponseCache(built), JsonDepthLimit(),
-                    DefineMiddleware(TokenAuthentication, exclude=["^/schema"])],
+                    DefineMiddleware(TokenAuthentication, exclude=["^/schema"],
+                                     exclude_http_methods=[])],
         exception_handlers={
             CmsError: handle_cms_error,
             ValidationException: handle_validation,

@@ -41,7 +41,7 @@ IF_MATCH_PATTERN = r'^(?:(?:W/)?"[0-9a-f]{40}(?:\+[0-9a-f]{1,40})?"|[0-9a-f]{40}
 def if_match_revision(header: str | None) -> str | None:
     if header is None:
         return None
-    value = header.strip()
+    value = header.strip(" \t")
     if not re.match(IF_MATCH_PATTERN, value):
         # Not a revision at all: neither a stale one (412) nor a missing one (428).
         raise BadParameter('If-Match: send the ETag you read, a revision of 40 hexadecimal '

@@ -34,6 +34,9 @@ class _Takes(NamedTuple):
 # is gone (tests build many) takes it along.
 _CACHE = "strict_input"
 _INTEGRAL_FLOAT = "Expected `int`, got `float`"
+# Headers of one value, which a second field would contradict unseen (the framework reads the
+# first). Two Authorization fields are read as one, joined, and refused as an unknown token.
+_ONE_VALUE = ("If-Match",)
 
 
 async def strict_input(request: Request[Any, Any, Any]) -> None:
@@ -41,6 +44,10 @@ async def strict_input(request: Request[Any, Any, Any]) -> None:
     if not isinstance(request.route_handler, HTTPRouteHandler):
         return
     known: dict[int, _Takes] = request.app.state.setdefault(_CACHE, {})
+    for name in _ONE_VALUE:
+        if len(request.headers.getall(name, [])) > 1:
+            raise BadParameter(f"{name}: sent {len(request.headers.getall(name))} times; it "
+                               "takes one value", field=name)
     takes = known.get(id(request.route_handler))
     if takes is None:
         takes = known[id(request.route_handler)] = _what_it_takes(request.route_handler)
@@ -89,6 +96,8 @@ async def _check_body(request: Request[Any, Any, Any], body_type: Any, required:
         if required:
             raise BadRequest("this route takes a JSON body, and the request has none",
                              field="body")
+        if body:
+            raise BadRequest("send no body at all, or a JSON one", field="body")
         return
     try:
         # Typed and strict, in C, stopping at the first fault: as cheap as a parse can be.

@@ -80,8 +80,11 @@ class Editor:
     def transition(self, slug: str, action: str, actor: Actor, if_match: str | None,
                    comment: str = "") -> Revision:
         spec = self.workflow.transitions.get(action)
-        if spec is None and action in self.workflow.action_names:
-            raise InvalidContent(f"`{action}` is not a transition of the workflow", field="action")
+        if spec is None:
+            # Before the revision is looked at: the request is wrong whatever the revision.
+            known = ", ".join(self.workflow.transitions)
+            raise InvalidContent(f"`{action}` is not a transition of the workflow; its "
+                                 f"transitions: {known}", field="action")
         # An action that only applies to published content (unpublish) acts on what is live,
         # even while a next revision is being drafted.
         on_live = spec is not None and all(

@@ -134,3 +134,38 @@ def test_a_route_that_takes_a_body_says_so_when_there_is_none(client: Client,
 def test_a_query_parameter_is_named_as_sent(client: Client, tokens: Tokens) -> None:
     refused = client.get("/api/audit/verdict-changes?format=CSV", headers=tokens["auditor"])
     assert (refused.status_code, refused.json()["field"]) == (400, "format")
+
+
+def test_a_header_of_one_value_sent_twice_is_refused(client: Client, tokens: Tokens) -> None:
+    read = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    twice = [("authorization", tokens["editor"]["Authorization"]),
+             ("if-match", read.headers["etag"]), ("if-match", '"' + "0" * 40 + '"')]
+    refused = client.post(f"/api/drafts/{HAIKU}/transitions", json={"action": "submit"},
+                          headers=twice)
+    assert (refused.status_code, refused.json()["field"]) == (400, "If-Match")
+    tokens_twice = [("authorization", tokens["editor"]["Authorization"]),
+                    ("authorization", "Bearer cms_bogus")]
+    refused = client.get("/api/drafts", headers=tokens_twice)  # never the first one alone
+    assert (refused.status_code, refused.json()["field"]) == (401, "Authorization")
+    assert client.get(f"/api/drafts/{HAIKU}",
+                      headers=tokens["editor"]).headers["etag"] == read.headers["etag"]
+
+
+def test_an_unknown_action_is_a_422_whatever_the_revision(client: Client, tokens: Tokens) -> None:
+    route = f"/api/drafts/{HAIKU}/transitions"
+    for headers in ({}, {"If-Match": '"' + "0" * 40 + '"'}):
+        refused = client.post(route, json={"action": "bogus"},
+                              headers={**tokens["editor"], **headers})
+        assert (refused.status_code, refused.json()["field"]) == (422, "action"), headers
+
+
+def test_a_body_of_blanks_is_no_body_and_no_json(client: Client, tokens: Tokens) -> None:
+    refused = client.post(f"/api/drafts/{HAIKU}/preview", content=b"  \n",
+                          headers={**tokens["editor"], "content-type": "application/json"})
+    assert (refused.status_code, refused.json()["field"]) == (400, "body")
+
+
+def test_a_sent_token_is_checked_on_options_too(client: Client) -> None:
+    assert client.options("/api/drafts").status_code == 204
+    refused = client.options("/api/drafts", headers={"Authorization": "Bearer cms_bogus"})
+    assert refused.status_code == 401
