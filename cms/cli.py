@@ -7,10 +7,14 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings, load_settings
 from .errors import CmsError
 from .identity.actors import ROLES
+
+if TYPE_CHECKING:
+    from .editing.workflow import Workflow
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="the folder to write")
     export.add_argument("--repo", type=Path)
     export.set_defaults(run=_export)
+
+    workflows = commands.add_parser("workflows", help="check workflow definitions")
+    workflow_commands = workflows.add_subparsers(required=True, metavar="ACTION")
+    check = workflow_commands.add_parser(
+        "check", help="check definition files (default: the workflows this configuration loads)")
+    check.add_argument("files", type=Path, nargs="*", metavar="FILE")
+    check.set_defaults(run=_workflows_check)
 
     validate = commands.add_parser("validate", help="check a folder of comparison files")
     validate.add_argument("path", type=Path)
@@ -189,6 +200,35 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"{problem.path}: {problem.message}")
     print(f"{len(good)} valid, {len(problems)} invalid")
     return 1 if problems else 0
+
+
+def _workflows_check(args: argparse.Namespace) -> int:
+    from .editing.workflow import load_workflow
+    from .editing.write_side import workflows_of
+
+    if not args.files:
+        loaded = workflows_of(_settings(args))  # the set, and its default, checked together
+        for workflow in loaded.by_name.values():
+            default = " (the default)" if workflow is loaded.default else ""
+            print(f"ok: {workflow.name}{default}: {_shape(workflow)}")
+        return 0
+    failed = 0
+    for path in args.files:
+        try:
+            workflow = load_workflow(path)
+        except CmsError as exc:
+            print(f"cms: {exc.message}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"ok: {path}: {_shape(workflow)}")
+    return 1 if failed else 0
+
+
+def _shape(workflow: Workflow) -> str:
+    stages = [f"{name} ({', '.join(t.roles)})" for name, t in workflow.transitions.items()
+              if t.approval]
+    return (f"{len(workflow.states)} states, {len(workflow.transitions)} transitions, "
+            f"{workflow.approvals_to_publish} approval(s) to publish: {' then '.join(stages)}")
 
 
 if __name__ == "__main__":

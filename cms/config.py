@@ -36,7 +36,11 @@ class Settings(Struct, frozen=True, kw_only=True):
     port: int = 8000
     branch: Annotated[str, Meta(max_length=100, pattern=_BRANCH)] = "main"
     content_dir: Annotated[str, Meta(max_length=200, pattern=_FOLDER)] = "content"
-    workflow: Path | None = None  # None: the workflow that ships with the CMS
+    # Workflow definitions: a folder of them (None: those that ship), the name new comparisons
+    # follow, and one more file (which becomes the default).
+    workflows: Path | None = None
+    default_workflow: str = "default"
+    workflow: Path | None = None
     public_url: str = ""
     committer_name: Annotated[str, Meta(max_length=100, pattern=NAME_PATTERN)] = "CMS"
     committer_email: Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)] = \
@@ -71,6 +75,8 @@ _ENVIRONMENT = {
     "CMS_BRANCH": "branch",
     "CMS_CONTENT_DIR": "content_dir",
     "CMS_WORKFLOW": "workflow",
+    "CMS_WORKFLOWS": "workflows",
+    "CMS_DEFAULT_WORKFLOW": "default_workflow",
     "CMS_PUBLIC_URL": "public_url",
     "CMS_COMMITTER_NAME": "committer_name",
     "CMS_COMMITTER_EMAIL": "committer_email",
@@ -113,7 +119,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         except ValueError:
             raise SystemExit(f"cms: CMS_TRUSTED_PROXIES: `{proxy}` is not an IP address or "
                              "network, e.g. 10.0.0.0/8,127.0.0.1") from None
-    for field in ("repo", "data", "workflow"):
+    for field in ("repo", "data", "workflow", "workflows"):
         if field in values:
             values[field] = Path(values[field])
     try:

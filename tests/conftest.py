@@ -25,6 +25,9 @@ PEOPLE = {
     "auditor": ("Aud Auditor", "aud@example.com", ["auditor"]),
     "admin": ("Ann Admin", "ann@example.com", ["admin"]),
     "both": ("Bo Both", "bo@example.com", ["editor", "reviewer"]),
+    "chief": ("Cleo Chief", "cleo@example.com", ["chief"]),
+    "reviewer_chief": ("Rae Ruth", "rae@example.com", ["reviewer", "chief"]),
+    "editor_chief": ("Ed Chief", "edc@example.com", ["editor", "chief"]),
 }
 
 

@@ -17,7 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "identity": set(),
     "editing": {"content", "store", "identity"},
     "reading": SERVICES,
-    "audit": SERVICES | {"editing.workflow"},
+    "audit": SERVICES | {"editing.workflow", "editing.workflows"},
     "votes": SERVICES | {"editing.pipeline"},
     "webhooks": SERVICES | {"reading.views"},
     "api": {"content", "store", "identity", "editing", "reading", "audit", "votes", "webhooks"},

@@ -14,6 +14,8 @@ from cms.config import Settings
 
 from .conftest import HAIKU, SEED, fsck, git
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def cms(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([sys.executable, "-m", "cms", *args], capture_output=True, text=True,
@@ -226,3 +228,35 @@ def test_export_writes_static_files_and_rewrites_nothing_when_unchanged(tmp_path
     (out / "comparisons" / "gone-comparison.json").write_text("{}")
     third = cms("export", "--out", str(out), env=env).stdout
     assert "1 removed" in third
+
+
+def test_workflows_check_names_the_file_the_key_and_the_reason(tmp_path: Path) -> None:
+    env = {"CMS_DATA": str(tmp_path / "data")}
+    shipped = cms("workflows", "check", env=env)
+    assert "ok: default (the default)" in shipped.stdout
+    assert "ok: two-step: " in shipped.stdout
+    assert "approve (reviewer) then final_approve (chief)" in shipped.stdout
+    two_step = (ROOT / "workflows" / "two-step.toml").read_text()
+    broken = tmp_path / "two-step.toml"
+    broken.write_text(two_step.replace('roles = ["chief"]', 'roles = ["chef"]')
+                      .replace('from = ["approved", "unpublished"]',
+                               'from = ["in_review", "approved", "unpublished"]'))
+    failed = cms("workflows", "check", str(broken), env=env, check=False)
+    assert failed.returncode == 1
+    assert "two-step.toml" in failed.stderr
+    assert "transitions.final_approve.roles: `chef` is not a role" in failed.stderr
+    # With the role fixed, the other fault shows: publication without an approval.
+    broken.write_text(two_step.replace('from = ["approved", "unpublished"]',
+                                       'from = ["in_review", "approved", "unpublished"]'))
+    failed = cms("workflows", "check", str(broken), env=env, check=False)
+    assert "states.published: public, yet reached with no approval" in failed.stderr
+    # A server does not start on it either.
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "default.toml").write_text((ROOT / "workflows" / "default.toml").read_text())
+    (folder / "two-step.toml").write_text(broken.read_text())
+    refused = cms("init", "--repo", str(tmp_path / "x.git"),
+                  env={**env, "CMS_WORKFLOWS": str(folder)}, check=False)
+    assert refused.returncode == 1
+    assert "two-step.toml" in refused.stderr
+    assert not (tmp_path / "x.git").exists()

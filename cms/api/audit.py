@@ -19,13 +19,14 @@ from ..audit.verify import Verification, verify
 from ..content.diff import Change, compare
 from ..content.render import render_cached
 from ..errors import BadRequest, Conflict, NotFound
+from ..identity.actors import ROLES
 from ..reading.views import ComparisonView, comparison_url, comparison_view
 from .auth import requires_roles
 from .http import PRIVATE_CACHE, SlugPath, check_slug
 from .services import Services, ServicesDep
 
 AUDIT_ROLES = ("auditor", "admin")
-ANY_ROLE = ("editor", "reviewer", "publisher", "auditor", "admin")
+ANY_ROLE = ROLES  # any token
 # A date and a time, to the second or finer, with an optional offset: written out, so that
 # neither a bare number (taken for a Unix time) nor a lone date passes for one.
 _MOMENT = (r"^[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
@@ -182,7 +183,7 @@ class RepositoryAuditController(Controller):
     @get("/verify", sync_to_thread=True,
          summary="Check main's history: CMS-made publications with the required approvals")
     def verify_main(self, services: ServicesDep) -> Verification:
-        return verify(services.documents, services.workflow, services.pipeline.committer)
+        return verify(services.documents, services.workflows, services.pipeline.committer)
 
 
 _CSV_COLUMNS = ("time", "commit", "slug", "title", "tool", "tool_name", "reviewer", "kind",

@@ -305,7 +305,7 @@ class _ContractPlugin(OpenAPIPlugin):
         document = apply(super()._build_openapi())
         services = self.app.state.get("services")
         if services is not None:
-            _name_the_actions(document, list(services.workflow.transitions))
+            _name_the_actions(document, services.workflows.transitions())
         return document
 
 

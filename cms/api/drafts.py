@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from ..content.render import render_cached
 from ..editing.workflow import allowed_actions
 from ..errors import InvalidContent, NotFound
+from ..identity.actors import ROLES
 from ..reading.views import ComparisonView, comparison_view
 from ..store.documents import Revision
 from .auth import current_actor, requires_roles
@@ -37,11 +38,18 @@ IfMatch = Annotated[str | None, HeaderParameter(name="If-Match",
 OTHER_ROUTES = {"create": "create a comparison with POST /api/drafts",
                 "edit": "edit with PUT /api/drafts/{slug}",
                 "discard": "discard with DELETE /api/drafts/{slug}"}
-ANY_ROLE = ("editor", "reviewer", "publisher", "auditor", "admin")
+ANY_ROLE = ROLES  # any token
 
 
 def draft_url(services: Services, slug: SlugPath) -> str:
     return f"{services.settings.base_url}/api/drafts/{slug}"
+
+
+def workflow_named(given: Any) -> str | None:
+    """The workflow a body names: `"two-step"`, or the `name` of a record it read back."""
+    if isinstance(given, dict):
+        given = given.get("name")
+    return given if isinstance(given, str) else None
 
 
 def _respond(
@@ -55,7 +63,8 @@ def _respond(
         revision=revision.revision,
         html=render_cached(revision.revision, comparison.body),
         url=draft_url(services, comparison.slug),
-        allowed_actions=allowed_actions(services.workflow, comparison.workflow, actor),
+        allowed_actions=allowed_actions(services.workflows.of(comparison.workflow),
+                                        comparison.workflow, actor),
     )
     headers = {"ETag": etag(revision.revision), "Cache-Control": PRIVATE_CACHE}
     return Response(content=view, status_code=status_code, headers=headers)
@@ -100,7 +109,8 @@ class DraftsController(Controller):
     def create_draft(self, services: ServicesDep, request: Request[Any, Any, Any],
                      data: JSONBody[ComparisonIn]) -> Response[ComparisonView]:
         comparison = data.to_comparison()
-        revision = services.editor.create(comparison, current_actor(request), data.comment)
+        revision = services.editor.create(comparison, current_actor(request), data.comment,
+                                          workflow_named(data.workflow))
         response = _respond(services, request, revision, HTTP_201_CREATED)
         response.headers["Location"] = draft_url(services, comparison.slug)
         return response
@@ -118,7 +128,8 @@ class DraftsController(Controller):
                 field="slug",
             )
         revision = services.editor.save(
-            slug, comparison, current_actor(request), if_match_revision(if_match), data.comment
+            slug, comparison, current_actor(request), if_match_revision(if_match), data.comment,
+            workflow_named(data.workflow),
         )
         return _respond(services, request, revision)
 

@@ -15,7 +15,7 @@ from ..audit.verdicts import VerdictLog
 from ..config import Settings
 from ..editing.commands import Editor
 from ..editing.pipeline import CommitPipeline
-from ..editing.workflow import Workflow
+from ..editing.workflows import Workflows
 from ..editing.write_side import open_write_side
 from ..identity.keys import signing_key
 from ..identity.previews import Previews
@@ -36,7 +36,7 @@ from .http import body_cache
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    workflow: Workflow
+    workflows: Workflows
     documents: Documents
     pipeline: CommitPipeline
     editor: Editor
@@ -71,7 +71,7 @@ def build_services(settings: Settings) -> Services:
     votes = VoteStore(settings.data / "votes.sqlite3")
     vote_secret(settings.data)  # made now, not by the first anonymous vote
     verdicts = VerdictLog(documents, settings.data / "verdict-log.json")
-    webhooks = build_webhooks(settings, documents, frozenset(content.workflow.transitions))
+    webhooks = build_webhooks(settings, documents, frozenset(content.workflows.transitions()))
     if alone:  # deliveries claimed by a process that died are due again at once
         webhooks.store.release_claims()
     instances.join()
@@ -88,7 +88,7 @@ def build_services(settings: Settings) -> Services:
 
     index.filled.append(find_newest_fold)
     return Services(
-        settings=settings, workflow=content.workflow, documents=documents,
+        settings=settings, workflows=content.workflows, documents=documents,
         pipeline=content.pipeline, editor=content.editor, index=index,
         sync=Sync(documents, signing_key(settings.data / "sync.key")),
         tokens=TokenStore(settings.data), webhooks=webhooks, verdicts=verdicts,

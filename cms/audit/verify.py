@@ -10,7 +10,7 @@ from __future__ import annotations
 from msgspec import Struct
 
 from ..content.diff import compare
-from ..editing.workflow import Workflow
+from ..editing.workflows import Workflows
 from ..errors import CmsError
 from ..identity.actors import Person
 from ..store.documents import Documents
@@ -35,14 +35,14 @@ _EXPECTED_STATE = {"publish": "published", "unpublish": "unpublished", "seed": "
                    "votes": "published"}
 
 
-def verify(documents: Documents, workflow: Workflow, committer: Person) -> Verification:
+def verify(documents: Documents, workflows: Workflows, committer: Person) -> Verification:
     """Check that main is a chain of CMS-made publications carrying the approvals required."""
     head = documents.main_head()
     findings: list[Finding] = []
     checked = 0
     for commit in documents.publication_log(head):
         checked += 1
-        problems = _check(documents, workflow, commit)
+        problems = _check(documents, workflows, commit)
         if (commit.committer.name, commit.committer.email) != (committer.name, committer.email):
             problems.insert(0, f"committed by {commit.committer.name} <{commit.committer.email}>, "
                                "not by the CMS")
@@ -55,7 +55,7 @@ def verify(documents: Documents, workflow: Workflow, committer: Person) -> Verif
     return Verification(head=head, checked=checked, ok=not findings, findings=findings)
 
 
-def _check(documents: Documents, workflow: Workflow, commit: Commit) -> list[str]:
+def _check(documents: Documents, workflows: Workflows, commit: Commit) -> list[str]:
     action = commit.message.first("Cms-Action")
     if action is None:
         return ["no Cms-Action trailer: not written by the CMS workflow"]
@@ -89,16 +89,22 @@ def _check(documents: Documents, workflow: Workflow, commit: Commit) -> list[str
     if len(commit.parents) != 2 and not _republishes(documents, commit, document):
         problems.append("a publication must merge the comparison's review branch")
     approvers = commit.message.values("Approved-by")
-    required = workflow.approvals_required
-    if len(set(approvers)) < required:
-        problems.append(f"carries {len(set(approvers))} approval(s); the workflow requires "
-                        f"{required}")
     blob = changed.get(path)
+    published = None
     if blob:
         try:
             published = documents.decode_blob(blob)
         except CmsError as exc:
             return [*problems, f"the published file is invalid: {exc.message}"]
+    try:
+        workflow = workflows.of(published.workflow if published else None)
+    except CmsError as exc:
+        return [*problems, exc.message]
+    required = workflow.approvals_to_publish
+    if len(set(approvers)) < required:
+        problems.append(f"carries {len(set(approvers))} approval(s); the workflow "
+                        f"`{workflow.name}` requires {required}")
+    if published is not None:
         # A trailer's value has its whitespace collapsed; the file keeps the name as it was.
         if sorted(" ".join(person.split()) for person in published.workflow.approved_by) != \
                 sorted(approvers):

@@ -49,7 +49,7 @@ def encode(comparison: Comparison) -> str:
     if published_at is not None:
         # UTC, because the notation keeps offsets only to the minute.
         workflow["published_at"] = msgspec.to_builtins(published_at.astimezone(UTC))
-    for key in ("authors", "approved_by", "published_at"):
+    for key in ("name", "authors", "approved_by", "published_at"):
         # Empty workflow fields are left out; the state is always written.
         if workflow.get(key) in ([], None):
             del workflow[key]

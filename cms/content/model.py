@@ -27,6 +27,7 @@ QuoteText = Annotated[str, Meta(min_length=1, max_length=8000)]
 Body = Annotated[str, Meta(max_length=200_000)]
 PersonLine = Annotated[str, Meta(pattern=PERSON_RE, max_length=320)]  # "Name <email>"
 StateName = Annotated[str, Meta(pattern=r"^[a-z][a-z_]*\Z", max_length=40)]
+WorkflowName = Annotated[str, Meta(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z", max_length=40)]
 Moment = Annotated[datetime, Meta(tz=True)]
 Tally = Annotated[int, Meta(ge=0, le=10**12)]
 Verdict = Literal["ship", "skip"]
@@ -95,6 +96,8 @@ class Tool(Struct, forbid_unknown_fields=True):
 class WorkflowRecord(Struct, forbid_unknown_fields=True):
     """Where the document stands in the review workflow, kept in the file so it travels with it."""
 
+    # The workflow it follows, chosen when it was created (none: the one named `default`).
+    name: WorkflowName | None = None
     state: StateName = "draft"
     authors: list[PersonLine] = msgspec.field(default_factory=list)
     approved_by: list[PersonLine] = msgspec.field(default_factory=list)

@@ -16,17 +16,22 @@ from ..store.documents import Documents, Revision
 from ..store.messages import subject_line
 from .pipeline import NEW_COMMIT, Change, CommitPipeline, RefMove
 from .workflow import Workflow, decide
+from .workflows import Workflows
 
 
 class Editor:
-    def __init__(self, documents: Documents, pipeline: CommitPipeline, workflow: Workflow) -> None:
+    def __init__(self, documents: Documents, pipeline: CommitPipeline,
+                 workflows: Workflows) -> None:
         self.documents = documents
         self.pipeline = pipeline
-        self.workflow = workflow
+        self.workflows = workflows
         self.layout = documents.layout
 
-    def create(self, comparison: Comparison, actor: Actor, comment: str = "") -> Revision:
+    def create(self, comparison: Comparison, actor: Actor, comment: str = "",
+               workflow: str | None = None) -> Revision:
+        """A new draft following ``workflow`` (by name; the default one if None), for good."""
         slug = comparison.slug
+        chosen = self.workflows.named(workflow)
 
         def plan() -> Change:
             if self.documents.current(slug) is not None:
@@ -34,7 +39,7 @@ class Editor:
                     f"a comparison with slug `{slug}` already exists; update it with PUT",
                     field="slug",
                 )
-            record = decide(self.workflow, None, "create", actor, at=None)
+            record = decide(chosen, None, "create", actor, at=None)
             document = msgspec.structs.replace(_with_tallies_of(comparison, None),
                                                workflow=record)
             return self._on_branch(None, document, "create", "Create", actor, comment)
@@ -42,12 +47,17 @@ class Editor:
         return self._branch_result(slug, plan)
 
     def save(self, slug: str, comparison: Comparison, actor: Actor, if_match: str | None,
-             comment: str = "") -> Revision:
+             comment: str = "", workflow: str | None = None) -> Revision:
         unchanged: list[Revision] = []
 
         def plan() -> Change | None:
             current = self._require(slug, if_match)
-            record = decide(self.workflow, current.comparison.workflow, "edit", actor, at=None)
+            follows = self._of(current).name
+            if workflow is not None and workflow != follows:
+                raise InvalidContent(f"a comparison keeps the workflow it was created with "
+                                     f"(`{follows}`), not `{workflow}`", field="workflow")
+            record = decide(self._of(current), current.comparison.workflow, "edit", actor,
+                            at=None)
             document = msgspec.structs.replace(_with_tallies_of(comparison, current.comparison),
                                                workflow=record)
             if document == current.comparison and current.work_in_progress:
@@ -66,7 +76,8 @@ class Editor:
 
         def plan() -> Change | None:
             current = self._require(slug, if_match)
-            record = decide(self.workflow, current.comparison.workflow, "edit", actor, at=None)
+            record = decide(self._of(current), current.comparison.workflow, "edit", actor,
+                            at=None)
             document = msgspec.structs.replace(target.comparison, workflow=record)
             if document == current.comparison and current.work_in_progress:
                 # Nothing would change, so the revision would stay the same and a retry of this
@@ -79,26 +90,34 @@ class Editor:
 
     def transition(self, slug: str, action: str, actor: Actor, if_match: str | None,
                    comment: str = "") -> Revision:
-        spec = self.workflow.transitions.get(action)
-        if spec is None:
-            # Before the revision is looked at: the request is wrong whatever the revision.
-            known = ", ".join(self.workflow.transitions)
-            raise InvalidContent(f"`{action}` is not a transition of the workflow; its "
+        # Before the revision is looked at: these are wrong whatever the revision.
+        if action not in self.workflows.transitions():
+            known = ", ".join(self.workflows.transitions())
+            raise InvalidContent(f"`{action}` is not a transition of any workflow; the "
                                  f"transitions: {known}", field="action")
+        found = self.documents.current(slug)
+        if found is None:
+            raise NotFound(f"no comparison with slug `{slug}`", field="slug")
+        workflow = self.workflows.of(found.comparison.workflow)
+        spec = workflow.transitions.get(action)
+        if spec is None:
+            raise Conflict(f"`{slug}` follows the workflow `{workflow.name}`, which has no "
+                           f"`{action}`; its transitions: {', '.join(workflow.transitions)}",
+                           field="action")
         # An action that only applies to published content (unpublish) acts on what is live,
         # even while a next revision is being drafted.
         on_live = spec is not None and all(
-            self.workflow.states[state].public for state in spec.from_states)
+            workflow.states[state].public for state in spec.from_states)
         draft_kept: list[Revision] = []
 
         def plan() -> Change:
             draft_kept.clear()
             current = self._require(slug, if_match, live=on_live)
             at = datetime.now(UTC).replace(microsecond=0)
-            record = decide(self.workflow, current.comparison.workflow, action, actor, at=at)
+            record = decide(workflow, current.comparison.workflow, action, actor, at=at)
             document = msgspec.structs.replace(current.comparison, workflow=record)
-            transition = self.workflow.transitions[action]
-            public = self.workflow.states[record.state].public
+            transition = workflow.transitions[action]
+            public = workflow.states[record.state].public
             if current.work_in_progress and public:
                 return self._publish(current, document, action, transition.label, actor, comment)
             if not current.work_in_progress and not public:
@@ -114,7 +133,7 @@ class Editor:
 
         event = self.pipeline.run(plan)
         assert event is not None
-        if event.main_moved and public_state(self.workflow, event.state):
+        if event.main_moved and public_state(workflow, event.state):
             return self.documents.at(slug, event.commit, ref=self.layout.main_ref)
         if draft_kept:
             return draft_kept[0]
@@ -128,7 +147,7 @@ class Editor:
                     f"`{slug}` has no work in progress to discard; unpublish it instead",
                     field="slug",
                 )
-            decide(self.workflow, current.comparison.workflow, "discard", actor, at=None)
+            decide(self._of(current), current.comparison.workflow, "discard", actor, at=None)
             head = self.documents.repo.read_commit(current.commit)
             return Change(
                 action="discard", subject=subject_line("Discard", current.comparison.title),
@@ -141,6 +160,9 @@ class Editor:
             )
 
         self.pipeline.run(plan)
+
+    def _of(self, current: Revision) -> Workflow:
+        return self.workflows.of(current.comparison.workflow)
 
     # Plans
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import msgspec
 
-from ..bundled import default_workflow
 from ..config import Settings
 from ..content import codec
 from ..content.model import Comparison
@@ -21,8 +20,7 @@ from ..identity.actors import Person
 from ..statefiles import fsync_dir
 from ..store.repository import Repository
 from .pipeline import Change, RefMove
-from .workflow import load_workflow
-from .write_side import open_write_side
+from .write_side import open_write_side, workflows_of
 
 
 class FileProblem(msgspec.Struct, frozen=True):
@@ -63,7 +61,7 @@ def initialise(settings: Settings, seed: Path | None) -> tuple[Repository, int]:
     build the repository beside its place and move it there in one rename. A failure leaves
     nothing behind, so the same command can simply be run again; a folder that is not empty,
     or that another run fills meanwhile, is never touched."""
-    load_workflow(settings.workflow or default_workflow())
+    workflows_of(settings)
     comparisons = [] if seed is None else seed_comparisons(seed)
     now = datetime.now(UTC).replace(microsecond=0)
     files = {comparison.slug: codec.encode(as_published(comparison, now)).encode("utf-8")

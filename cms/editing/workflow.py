@@ -16,7 +16,7 @@ from msgspec import Struct
 
 from ..content.model import WorkflowRecord
 from ..errors import Conflict, Forbidden, InvalidContent, TransitionNotAllowed
-from ..identity.actors import ROLES, Actor
+from ..identity.actors import Actor
 
 DOCUMENT_ACTIONS = ("create", "edit", "discard")
 
@@ -40,6 +40,9 @@ class TransitionDef(Struct, forbid_unknown_fields=True, rename={"from_states": "
     roles: list[str]
     clears_approvals: bool = False
     approval: bool = False
+    # At an approval: how many distinct people approve at this stage (else approvals_required).
+    # Approval transitions are stages in the order they are written; the author never counts.
+    approvals: int | None = None
 
 
 class Workflow(Struct, forbid_unknown_fields=True):
@@ -56,6 +59,31 @@ class Workflow(Struct, forbid_unknown_fields=True):
     def action_names(self) -> list[str]:
         return [*DOCUMENT_ACTIONS, *self.transitions]
 
+    def approvals_through(self, action: str) -> int:
+        """The approvals a revision holds once the stage of approval ``action`` is complete:
+        its own and those of every stage before it."""
+        total = 0
+        for name, transition in self.transitions.items():
+            if transition.approval:
+                total += transition.approvals or self.approvals_required
+            if name == action:
+                break
+        return total
+
+    @property
+    def approvals_to_publish(self) -> int:
+        """Every stage's approvals: what a publication carries."""
+        stages = [name for name, t in self.transitions.items() if t.approval]
+        return self.approvals_through(stages[-1]) if stages else 0
+
+    def at_rest(self, state: str) -> bool:
+        """Whether content in ``state`` is not work in progress (published, or taken down):
+        an edit there starts a new revision, by new authors."""
+        if self.states[state].public:
+            return True
+        return any(t.to == state and all(self.states[s].public for s in t.from_states)
+                   for t in self.transitions.values())
+
 
 def load_workflow(path: Path) -> Workflow:
     try:
@@ -68,29 +96,9 @@ def load_workflow(path: Path) -> Workflow:
 
 
 def _check_references(workflow: Workflow, source: str) -> None:
-    problems: list[str] = []
-    states = workflow.states
-    if workflow.initial_state not in states:
-        problems.append(f"initial_state `{workflow.initial_state}` is not a state")
-    for name in DOCUMENT_ACTIONS:
-        if name not in workflow.actions:
-            problems.append(f"action `{name}` is not defined")
-    for name, state in states.items():
-        if state.on_edit is not None and state.on_edit not in states:
-            problems.append(f"state `{name}` edits into unknown state `{state.on_edit}`")
-    everything: list[tuple[str, list[str], list[str]]] = [
-        (name, t.roles, [*t.from_states, t.to]) for name, t in workflow.transitions.items()
-    ]
-    everything += [(name, a.roles, a.from_states or []) for name, a in workflow.actions.items()]
-    for name, roles, used_states in everything:
-        problems += [f"`{name}` names unknown role `{r}`" for r in roles if r not in ROLES]
-        problems += [f"`{name}` names unknown state `{s}`" for s in used_states if s not in states]
-    problems += [f"superuser_roles names unknown role `{r}`"
-                 for r in workflow.superuser_roles if r not in ROLES]
-    clashing = sorted(set(workflow.transitions) & set(DOCUMENT_ACTIONS))
-    problems += [f"transition `{name}` reuses the name of a document action" for name in clashing]
-    if workflow.approvals_required < 1:
-        problems.append("approvals_required must be at least 1")
+    from .workflow_checks import problems_of  # the checks import this module's definitions
+
+    problems = problems_of(workflow)
     if problems:
         raise InvalidContent(f"workflow {source}: " + "; ".join(problems), field="workflow")
 
@@ -137,7 +145,8 @@ def decide(
     if action == "create":
         if record is not None:
             raise Conflict("the comparison already exists", field="slug")
-        return WorkflowRecord(state=workflow.initial_state, authors=[actor.person])
+        return WorkflowRecord(name=workflow.name, state=workflow.initial_state,
+                              authors=[actor.person])
     if record is None:
         raise Conflict(f"cannot {action} a comparison that does not exist", field="slug")
     state = record.state
@@ -163,7 +172,7 @@ def decide(
         if actor.person in approved_by:
             raise Conflict("you have already approved this revision", field="action")
         approved_by.append(actor.person)
-        if len(approved_by) < workflow.approvals_required:
+        if len(approved_by) < workflow.approvals_through(action):
             to = state
     if transition.clears_approvals:
         approved_by = []
@@ -171,7 +180,8 @@ def decide(
     if workflow.states[to].public and at is not None:
         published_at = at
     return WorkflowRecord(
-        state=to, authors=list(record.authors), approved_by=approved_by, published_at=published_at
+        name=record.name, state=to, authors=list(record.authors), approved_by=approved_by,
+        published_at=published_at,
     )
 
 
@@ -179,12 +189,14 @@ def _edit(workflow: Workflow, record: WorkflowRecord, actor: Actor) -> WorkflowR
     state = workflow.states.get(record.state)
     if state is None or not state.editable:
         raise _not_allowed(workflow, record, "edit")
-    if state.on_edit is not None:
-        return WorkflowRecord(state=state.on_edit, authors=[actor.person])
+    if state.on_edit is not None and workflow.at_rest(record.state):
+        return WorkflowRecord(name=record.name, state=state.on_edit, authors=[actor.person])
     authors = list(record.authors)
     if actor.person not in authors:
         authors.append(actor.person)
-    return WorkflowRecord(state=record.state, authors=authors, approved_by=[])
+    # Approvals were given to the content as it was: an edit voids them, and review starts again.
+    return WorkflowRecord(name=record.name, state=state.on_edit or record.state,
+                          authors=authors, approved_by=[])
 
 
 def _not_allowed(workflow: Workflow, record: WorkflowRecord, action: str) -> TransitionNotAllowed:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..bundled import default_workflow
+from ..bundled import folder
 from ..config import Settings
 from ..identity.actors import Person
 from ..store.documents import Documents
@@ -15,7 +15,7 @@ from ..store.repository import Repository
 from .commands import Editor
 from .events import Listeners
 from .pipeline import CommitPipeline
-from .workflow import Workflow, load_workflow
+from .workflows import Workflows, definitions, load_workflows
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class WriteSide:
     listeners: Listeners
     pipeline: CommitPipeline
     editor: Editor
-    workflow: Workflow
+    workflows: Workflows
 
     @property
     def layout(self) -> Layout:
@@ -36,14 +36,26 @@ def layout_of(settings: Settings) -> Layout:
     return Layout(content_dir=settings.content_dir, main_branch=settings.branch)
 
 
-def open_write_side(settings: Settings, *, workflow: Workflow | None = None,
-                 repo: Repository | None = None) -> WriteSide:
+def workflows_of(settings: Settings) -> Workflows:
+    """The shipped definitions (or those of ``CMS_WORKFLOWS``), and ``CMS_WORKFLOW``'s file if
+    set, which is then the default unless ``CMS_DEFAULT_WORKFLOW`` names another."""
+    files = {path.stem: path for path in definitions(settings.workflows or folder("workflows"))}
+    default = settings.default_workflow
+    if settings.workflow is not None:
+        files[settings.workflow.stem] = settings.workflow
+        default = settings.default_workflow if settings.default_workflow != "default" \
+            else settings.workflow.stem
+    return load_workflows(files.values(), default)
+
+
+def open_write_side(settings: Settings, *, workflows: Workflows | None = None,
+                    repo: Repository | None = None) -> WriteSide:
     repo = repo or Repository(settings.repo, durable=settings.durable)
-    workflow = workflow or load_workflow(settings.workflow or default_workflow())
+    workflows = workflows or workflows_of(settings)
     documents = Documents(repo, layout_of(settings))
     listeners = Listeners()
     pipeline = CommitPipeline(
         repo, documents.layout,
         Person(name=settings.committer_name, email=settings.committer_email), listeners)
     return WriteSide(repo=repo, documents=documents, listeners=listeners, pipeline=pipeline,
-                   editor=Editor(documents, pipeline, workflow), workflow=workflow)
+                     editor=Editor(documents, pipeline, workflows), workflows=workflows)

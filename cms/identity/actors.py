@@ -6,8 +6,9 @@ from typing import Final, Literal
 
 from msgspec import Struct
 
-Role = Literal["editor", "reviewer", "publisher", "admin", "auditor"]
-ROLES: Final[tuple[Role, ...]] = ("editor", "reviewer", "publisher", "admin", "auditor")
+Role = Literal["editor", "reviewer", "chief", "publisher", "admin", "auditor"]
+ROLES: Final[tuple[Role, ...]] = ("editor", "reviewer", "chief", "publisher", "admin",
+                                  "auditor")
 
 
 class Person(Struct, frozen=True):

@@ -188,7 +188,7 @@ def test_publishing_again_after_an_unpublish_merges_no_parent_twice(
     assert republished.state == "published"
     parents = git(repo_path, "rev-list", "--parents", "-n", "1", "main").split()[1:]
     assert parents == [unpublished.commit]  # the unpublish commit, once
-    verification = verify(content.documents, content.workflow, Person(
+    verification = verify(content.documents, content.workflows, Person(
         name=settings.committer_name, email=settings.committer_email))
     assert verification.ok, verification.findings
     assert git(repo_path, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]

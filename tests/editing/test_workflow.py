@@ -36,7 +36,7 @@ WORKFLOW = load_workflow(DEFAULT_PATH)
 
 # --- The expectation table, written from default.toml -------------------------------------------
 
-ALL_ROLES = ("editor", "reviewer", "publisher", "admin", "auditor")
+ALL_ROLES = ("editor", "reviewer", "chief", "publisher", "admin", "auditor")
 STATES = ("draft", "in_review", "changes_requested", "approved", "published", "unpublished")
 ACTIONS = (
     "create", "edit", "discard", "submit", "request_changes", "approve", "withdraw", "publish",
@@ -213,7 +213,7 @@ def test_actions_on_a_missing_document(action: str) -> None:
         if not roles & {ROLE_FOR[action], "admin"}:
             assert got is Forbidden, (action, roles)
         elif action == "create":
-            assert got == WorkflowRecord(state="draft", authors=[who.person]), roles
+            assert got == WorkflowRecord(name="default", state="draft", authors=[who.person]), roles
         else:
             assert got is Conflict, (action, roles)
 
@@ -431,7 +431,8 @@ def test_editing_a_draft_adds_the_editor_to_authors_once(state: str) -> None:
 def test_create_only_when_the_document_does_not_exist(roles: frozenset[str]) -> None:
     who = actor(roles)
     created = decide(WORKFLOW, None, "create", who, at=AT)
-    assert created == WorkflowRecord(state=WORKFLOW.initial_state, authors=[who.person])
+    assert created == WorkflowRecord(name="default", state=WORKFLOW.initial_state,
+                                     authors=[who.person])
     assert created.approved_by == []
     assert created.published_at is None
     for state in STATES:
@@ -596,6 +597,9 @@ superuser_roles = ["admin"]
 label = "Draft"
 editable = true
 
+[states.ready]
+label = "Ready"
+
 [states.live]
 label = "Live"
 public = true
@@ -612,9 +616,16 @@ roles = ["editor"]
 roles = ["editor"]
 from = ["draft"]
 
+[transitions.approve]
+label = "Approve"
+from = ["draft"]
+to = "ready"
+roles = ["reviewer"]
+approval = true
+
 [transitions.go_live]
 label = "Go live"
-from = ["draft"]
+from = ["ready"]
 to = "live"
 roles = ["publisher"]
 """
@@ -638,26 +649,37 @@ def load_error(tmp_path: Path, text: str) -> InvalidContent:
 
 def test_a_valid_small_workflow_loads(tmp_path: Path) -> None:
     workflow = load_workflow(write(tmp_path, VALID))
-    assert workflow.action_names == ["create", "edit", "discard", "go_live"]
+    assert workflow.action_names == ["create", "edit", "discard", "approve", "go_live"]
     assert workflow.approvals_required == 1
     editor = actor({"editor"})
     record = decide(workflow, None, "create", editor, at=AT)
-    live = decide(workflow, record, "go_live", actor({"publisher"}), at=AT)
+    reviewer = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset({"reviewer"}))
+    ready = decide(workflow, record, "approve", reviewer, at=AT)
+    live = decide(workflow, ready, "go_live", actor({"publisher"}), at=AT)
     assert live.state == "live"
     assert live.published_at == AT
 
 
 @pytest.mark.parametrize(("old", "new", "problem"), [
-    ('to = "live"', 'to = "limbo"', "`go_live` names unknown state `limbo`"),
-    ('from = ["draft"]\nto', 'from = ["nowhere"]\nto', "`go_live` names unknown state `nowhere`"),
-    ('roles = ["publisher"]', 'roles = ["wizard"]', "`go_live` names unknown role `wizard`"),
+    ('to = "live"', 'to = "limbo"', "transitions.go_live.to: `limbo` is not a state"),
+    ('from = ["ready"]', 'from = ["nowhere"]', "transitions.go_live.from: `nowhere` is not a state"),
+    ('roles = ["publisher"]', 'roles = ["wizard"]', "transitions.go_live.roles: `wizard` is not a role"),
     ('[actions.edit]\nroles = ["editor"]', '[actions.edit]\nroles = ["editr"]',
-     "`edit` names unknown role `editr`"),
-    ('from = ["draft"]\n\n[trans', 'from = ["gone"]\n\n[trans', "`discard` names unknown state `gone`"),
-    ('initial_state = "draft"', 'initial_state = "start"', "initial_state `start` is not a state"),
-    ('on_edit = "draft"', 'on_edit = "redraft"', "state `live` edits into unknown state `redraft`"),
-    ('[actions.discard]\nroles = ["editor"]\nfrom = ["draft"]\n', "", "action `discard` is not defined"),
-    ('name = "tiny"', 'name = "tiny"\napprovals_required = 0', "approvals_required must be at least 1"),
+     "actions.edit.roles: `editr` is not a role"),
+    ('from = ["draft"]\n\n[trans', 'from = ["gone"]\n\n[trans',
+     "actions.discard.from: `gone` is not a state"),
+    ('initial_state = "draft"', 'initial_state = "start"', "initial_state: `start` is not a state"),
+    ('on_edit = "draft"', 'on_edit = "redraft"', "states.live.on_edit: `redraft` is not a state"),
+    ('[actions.discard]\nroles = ["editor"]\nfrom = ["draft"]\n', "", "actions.discard: missing"),
+    ('name = "tiny"', 'name = "tiny"\napprovals_required = 0', "approvals_required: must be at least 1"),
+    # A state nothing leads to.
+    ('[states.ready]', '[states.limbo]\nlabel = "Limbo"\n\n[states.ready]',
+     "states.limbo: unreachable from initial_state `draft`"),
+    # Public content that no approval stands before.
+    ('from = ["ready"]', 'from = ["draft", "ready"]',
+     "states.live: public, yet reached with no approval (draft transitions.go_live → live)"),
+    ('roles = ["publisher"]', 'roles = ["publisher"]\napprovals = 2',
+     "transitions.go_live.approvals: set on a transition that is not an approval"),
 ])
 def test_load_workflow_names_the_broken_reference(tmp_path: Path, old: str, new: str,
                                                   problem: str) -> None:
@@ -702,8 +724,8 @@ def test_load_workflow_reports_all_problems_at_once(tmp_path: Path) -> None:
     text = VALID.replace('to = "live"', 'to = "limbo"').replace('roles = ["publisher"]',
                                                                'roles = ["wizard"]')
     error = load_error(tmp_path, text)
-    assert "unknown state `limbo`" in error.message
-    assert "unknown role `wizard`" in error.message
+    assert "transitions.go_live.to: `limbo` is not a state" in error.message
+    assert "transitions.go_live.roles: `wizard` is not a role" in error.message
     assert "; " in error.message
 
 
