@@ -97,6 +97,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Operation("createPreview", (*_TOKEN, *_BODY, 404), optional_body=True),
     ("DELETE", "/api/drafts/{slug}/preview/{preview_id}"):
         Operation("revokePreview", (*_TOKEN, *_NAMED)),
+    ("GET", "/api/drafts/{slug}/comments"): Operation("listComments", (*_TOKEN, *_NAMED)),
+    ("POST", "/api/drafts/{slug}/comments"):
+        Operation("createComment", (*_TOKEN, *_BODY, 404, 409)),
+    ("POST", "/api/drafts/{slug}/comments/{comment_id}/resolve"):
+        Operation("resolveComment", (*_TOKEN, *_NAMED, 409)),
     ("GET", "/api/tokens"): Operation("listTokens", _TOKEN),
     ("POST", "/api/tokens"): Operation("createToken", (*_TOKEN, *_BODY)),
     ("POST", "/api/tokens/{token_id}/revoke"): Operation("revokeToken", (*_TOKEN, *_NAMED)),

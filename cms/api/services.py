@@ -14,6 +14,7 @@ from litestar.di import NamedDependency
 from ..audit.verdicts import VerdictLog
 from ..config import Settings
 from ..editing.commands import Editor
+from ..editing.comments import Comments
 from ..editing.pipeline import CommitPipeline
 from ..editing.workflows import Workflows
 from ..editing.write_side import open_write_side
@@ -40,6 +41,7 @@ class Services:
     documents: Documents
     pipeline: CommitPipeline
     editor: Editor
+    comments: Comments
     index: PublishedIndex
     sync: Sync
     tokens: TokenStore
@@ -89,7 +91,8 @@ def build_services(settings: Settings) -> Services:
     index.filled.append(find_newest_fold)
     return Services(
         settings=settings, workflows=content.workflows, documents=documents,
-        pipeline=content.pipeline, editor=content.editor, index=index,
+        pipeline=content.pipeline, editor=content.editor,
+        comments=Comments(documents, content.pipeline), index=index,
         sync=Sync(documents, signing_key(settings.data / "sync.key")),
         tokens=TokenStore(settings.data), webhooks=webhooks, verdicts=verdicts,
         maintenance=maintenance, previews=Previews(settings.data), votes=votes,

@@ -57,6 +57,9 @@ class Change(Struct, frozen=True, kw_only=True):
     base_tree: str | None
     files: dict[str, bytes | None]
     moves: tuple[RefMove, ...]
+    # Trailers of the change's own, after the standard ones (a comment's id, say): their values
+    # are made by the CMS, of validated form, never typed text.
+    extra_trailers: tuple[tuple[str, str], ...] = ()
     # The commit is dated at least a second after this: a new branch after a discard must not
     # be the very commit that was discarded (same parent, content, author and second), which
     # recovery would take for the discard's branch still to be dropped.
@@ -124,7 +127,7 @@ class CommitPipeline:
 
 def message(change: Change) -> str:
     """A subject for people, the comment as the body, trailers for machines."""
-    return format_message(change.subject, change.comment, trailers(
+    return format_message(change.subject, change.comment, [*trailers(
         action=change.action, state=change.state, slugs=change.slugs,
         approvers=change.approvers, votes_through=change.votes_through,
-        votes_ledger=change.votes_ledger))
+        votes_ledger=change.votes_ledger), *change.extra_trailers])
