@@ -249,7 +249,7 @@ def test_workflows_check_names_the_file_the_key_and_the_reason(tmp_path: Path) -
     broken.write_text(two_step.replace('from = ["approved", "unpublished"]',
                                        'from = ["in_review", "approved", "unpublished"]'))
     failed = cms("workflows", "check", str(broken), env=env, check=False)
-    assert "states.published: public, yet reached with no approval" in failed.stderr
+    assert "states.published: public, yet reached from `draft` with 0 of 2" in failed.stderr
     # A server does not start on it either.
     folder = tmp_path / "flows"
     folder.mkdir()

@@ -18,7 +18,7 @@ from ..errors import CmsError
 from .admin import TokensController
 from .audit import ComparisonAuditController, RepositoryAuditController
 from .auth import TokenAuthentication
-from .comments import CommentsController
+from .comments import AssignmentController, CommentsController, my_reviews
 from .contract import registered_under_its_base, with_contract
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
@@ -59,7 +59,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             health, PublishedController, VotesController, fold_votes, sync_published,
             feed_atom, feed_json, read_preview,
             ComparisonAuditController, RepositoryAuditController, DraftsController,
-            CommentsController,
+            CommentsController, AssignmentController, my_reviews,
             TokensController, WebhooksController,
         ],
         on_startup=[lambda: built.index.start(), lambda: built.webhooks.start(),

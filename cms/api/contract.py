@@ -102,6 +102,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Operation("createComment", (*_TOKEN, *_BODY, 404, 409)),
     ("POST", "/api/drafts/{slug}/comments/{comment_id}/resolve"):
         Operation("resolveComment", (*_TOKEN, *_NAMED, 409)),
+    ("PUT", "/api/drafts/{slug}/assignees"):
+        Operation("assignReviewers", (*_TOKEN, *_BODY, 404, 409)),
+    ("GET", "/api/drafts/{slug}/assignees"): Operation("getAssignees", (*_TOKEN, *_NAMED, 409)),
+    ("GET", "/api/me/reviews"): Operation("listMyReviews", _TOKEN),
     ("GET", "/api/tokens"): Operation("listTokens", _TOKEN),
     ("POST", "/api/tokens"): Operation("createToken", (*_TOKEN, *_BODY)),
     ("POST", "/api/tokens/{token_id}/revoke"): Operation("revokeToken", (*_TOKEN, *_NAMED)),

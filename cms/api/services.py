@@ -13,9 +13,11 @@ from litestar.di import NamedDependency
 
 from ..audit.verdicts import VerdictLog
 from ..config import Settings
+from ..editing.assignments import Assignments
 from ..editing.commands import Editor
 from ..editing.comments import Comments
 from ..editing.pipeline import CommitPipeline
+from ..editing.review_branch import ReviewBranch
 from ..editing.workflows import Workflows
 from ..editing.write_side import open_write_side
 from ..identity.keys import signing_key
@@ -42,6 +44,7 @@ class Services:
     pipeline: CommitPipeline
     editor: Editor
     comments: Comments
+    assignments: Assignments
     index: PublishedIndex
     sync: Sync
     tokens: TokenStore
@@ -89,10 +92,12 @@ def build_services(settings: Settings) -> Services:
         vote_folder.live.held_by(documents.main_head())
 
     index.filled.append(find_newest_fold)
+    review = ReviewBranch(documents, content.pipeline)
     return Services(
         settings=settings, workflows=content.workflows, documents=documents,
         pipeline=content.pipeline, editor=content.editor,
-        comments=Comments(documents, content.pipeline), index=index,
+        comments=Comments(review), assignments=Assignments(review, content.workflows),
+        index=index,
         sync=Sync(documents, signing_key(settings.data / "sync.key")),
         tokens=TokenStore(settings.data), webhooks=webhooks, verdicts=verdicts,
         maintenance=maintenance, previews=Previews(settings.data), votes=votes,

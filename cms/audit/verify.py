@@ -10,6 +10,7 @@ from __future__ import annotations
 from msgspec import Struct
 
 from ..content.diff import compare
+from ..editing.workflow import address_of
 from ..editing.workflows import Workflows
 from ..errors import CmsError
 from ..identity.actors import Person
@@ -101,15 +102,17 @@ def _check(documents: Documents, workflows: Workflows, commit: Commit) -> list[s
     except CmsError as exc:
         return [*problems, exc.message]
     required = workflow.approvals_to_publish
-    if len(set(approvers)) < required:
-        problems.append(f"carries {len(set(approvers))} approval(s); the workflow "
+    people = {address_of(person) for person in approvers}
+    if len(people) < required:
+        problems.append(f"carries approvals of {len(people)} different people; the workflow "
                         f"`{workflow.name}` requires {required}")
     if published is not None:
         # A trailer's value has its whitespace collapsed; the file keeps the name as it was.
         if sorted(" ".join(person.split()) for person in published.workflow.approved_by) != \
                 sorted(approvers):
             problems.append("the file's approvers differ from the Approved-by trailers")
-        own = sorted(set(approvers) & set(published.workflow.authors))
+        authors = {address_of(person) for person in published.workflow.authors}
+        own = sorted(person for person in approvers if address_of(person) in authors)
         if own and not workflow.allow_self_approval:
             problems.append(f"approved by its own author {own[0]}")
     return problems

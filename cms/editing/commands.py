@@ -78,6 +78,10 @@ class Editor:
             current = self._require(slug, if_match)
             record = decide(self._of(current), current.comparison.workflow, "edit", actor,
                             at=None)
+            # Whoever wrote the content it goes back to wrote this revision too: they may not
+            # approve it (a revert must not launder authorship).
+            record = msgspec.structs.replace(record, authors=list(dict.fromkeys(
+                [*record.authors, *target.comparison.workflow.authors])))
             document = msgspec.structs.replace(target.comparison, workflow=record)
             if document == current.comparison and current.work_in_progress:
                 # Nothing would change, so the revision would stay the same and a retry of this

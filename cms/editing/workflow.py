@@ -163,19 +163,26 @@ def decide(
     approved_by = list(record.approved_by)
     to = transition.to
     if transition.approval:
-        if not workflow.allow_self_approval and actor.person in record.authors:
+        if not workflow.allow_self_approval and _same_person(actor.person, record.authors):
             raise Forbidden(
                 "authors may not approve their own work: you edited this revision",
                 field="action",
                 rule="self_approval",
             )
-        if actor.person in approved_by:
+        if _same_person(actor.person, approved_by):
             raise Conflict("you have already approved this revision", field="action")
         approved_by.append(actor.person)
         if len(approved_by) < workflow.approvals_through(action):
             to = state
     if transition.clears_approvals:
         approved_by = []
+    if workflow.states[to].public and not workflow.states[state].public \
+            and not workflow.at_rest(state):
+        required = workflow.approvals_to_publish
+        if len({address_of(person) for person in approved_by}) < required:
+            raise Conflict(f"`{action}` needs {required} approval(s) of this revision by different "
+                           f"people; it has {len(approved_by)}", field="action",
+                           rule="approvals_required")
     published_at = record.published_at
     if workflow.states[to].public and at is not None:
         published_at = at
@@ -192,11 +199,20 @@ def _edit(workflow: Workflow, record: WorkflowRecord, actor: Actor) -> WorkflowR
     if state.on_edit is not None and workflow.at_rest(record.state):
         return WorkflowRecord(name=record.name, state=state.on_edit, authors=[actor.person])
     authors = list(record.authors)
-    if actor.person not in authors:
+    if not _same_person(actor.person, authors):
         authors.append(actor.person)
     # Approvals were given to the content as it was: an edit voids them, and review starts again.
     return WorkflowRecord(name=record.name, state=state.on_edit or record.state,
                           authors=authors, approved_by=[])
+
+
+def address_of(person: str) -> str:
+    """The address in ``Name <address>``, lower-cased: one person, whatever name a token gives."""
+    return person.rsplit("<", 1)[-1].rstrip(">").strip().lower()
+
+
+def _same_person(person: str, people: list[str]) -> bool:
+    return address_of(person) in {address_of(other) for other in people}
 
 
 def _not_allowed(workflow: Workflow, record: WorkflowRecord, action: str) -> TransitionNotAllowed:

@@ -17,7 +17,7 @@ def problems_of(workflow: Workflow) -> list[str]:
     problems = _names(workflow)
     if problems:
         return problems  # the graph checks below assume every name resolves
-    return _approvals(workflow) + _reachable(workflow) + _public_only_after_approval(workflow)
+    return _approvals(workflow) + _reachable(workflow) + _every_stage_before_public(workflow)
 
 
 def _names(workflow: Workflow) -> list[str]:
@@ -52,6 +52,9 @@ def _approvals(workflow: Workflow) -> list[str]:
     problems: list[str] = []
     if workflow.approvals_required < 1:
         problems.append("approvals_required: must be at least 1")
+    if workflow.allow_self_approval:
+        problems.append("allow_self_approval: anyone who edited a revision never approves it; "
+                        "remove the key")
     for name, transition in workflow.transitions.items():
         if transition.approvals is not None and not transition.approval:
             problems.append(f"transitions.{name}.approvals: set on a transition that is not an "
@@ -95,7 +98,43 @@ def _reachable(workflow: Workflow) -> list[str]:
             for name in workflow.states if name not in reached]
 
 
-def _public_only_after_approval(workflow: Workflow) -> list[str]:
-    reached = _paths(workflow, approvals=False)
-    return [f"states.{name}: public, yet reached with no approval ({' '.join(reached[name])})"
-            for name, state in workflow.states.items() if state.public and name in reached]
+def _every_stage_before_public(workflow: Workflow) -> list[str]:
+    """From every state where a revision holds no approval (the start, where an edit lands, where
+    approvals are cleared), each way to a public state passes every approval stage."""
+    stages = sum(1 for t in workflow.transitions.values() if t.approval)
+    starts = {workflow.initial_state}
+    starts |= {s.on_edit for s in workflow.states.values() if s.editable and s.on_edit}
+    starts |= {name for name, s in workflow.states.items() if s.editable and not s.on_edit}
+    starts |= {t.to for t in workflow.transitions.values() if t.clears_approvals}
+    problems: list[str] = []
+    for start in sorted(starts):
+        fewest = _fewest_approvals(workflow, start)
+        for name, state in workflow.states.items():
+            if state.public and name in fewest and fewest[name][0] < stages:
+                count, path = fewest[name]
+                problems.append(f"states.{name}: public, yet reached from `{start}` with {count} "
+                                f"of {stages} approval stage(s) ({' '.join(path)})")
+    return list(dict.fromkeys(problems))
+
+
+def _fewest_approvals(workflow: Workflow, start: str) -> dict[str, tuple[int, list[str]]]:
+    """Each state reached from ``start``: the fewest approval transitions on the way, and the
+    keys followed (public states are where a walk ends: past them, approvals were given)."""
+    edges = _edges(workflow, approvals=True)
+    best: dict[str, tuple[int, list[str]]] = {start: (0, [start])}
+    pending: deque[str] = deque([start])
+    while pending:
+        state = pending.popleft()
+        if workflow.states[state].public and state != start:
+            continue
+        count, path = best[state]
+        for key, following in edges[state]:
+            step = 1 if key.startswith("transitions.") and \
+                workflow.transitions[key.split(".", 1)[1]].approval else 0
+            if following not in best or best[following][0] > count + step:
+                best[following] = (count + step, [*path, f"{key} → {following}"])
+                if step:
+                    pending.append(following)
+                else:
+                    pending.appendleft(following)
+    return best

@@ -9,6 +9,7 @@ from typing import Any
 from litestar.testing import TestClient
 
 from cms.audit.verify import verify
+from cms.identity.tokens import TokenStore
 
 from ..conftest import HAIKU, git
 from ..helpers import Headers, act, new_document, read_draft
@@ -133,3 +134,44 @@ def test_an_action_of_another_workflow_is_a_conflict_and_a_missing_comparison_a_
                           json={"action": "submit"},
                           headers={**tokens["editor"], "If-Match": '"' + "0" * 40 + '"'})
     assert (missing.status_code, missing.json()["field"]) == (404, "slug")
+
+
+def test_one_address_is_one_person_whatever_its_names(client: Client,
+                                                      tokens: dict[str, Headers]) -> None:
+    """Tokens under other names for the same address do not make another person."""
+    store = TokenStore(client.app.state.services.settings.data)
+    as_reviewer = {"Authorization": "Bearer " + store.create("Ada Lovelace", "ADA@example.com",
+                                                             ["reviewer"])[1]}
+    as_chief = {"Authorization": "Bearer " + store.create("Ada L", "ada@example.com",
+                                                          ["chief"])[1]}
+    _, etag = create(client, tokens)  # by Ada Editor <ada@example.com>
+    submitted = act(client, SLUG, "submit", tokens["editor"], etag)
+    refused = act(client, SLUG, "approve", as_reviewer, f'"{submitted["revision"]}"', expect=403)
+    assert refused["rule"] == "self_approval"
+    panel = act(client, SLUG, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+    refused = act(client, SLUG, "final_approve", as_chief, f'"{panel["revision"]}"', expect=403)
+    assert refused["rule"] == "self_approval"
+    rita_again = {"Authorization": "Bearer " + store.create("R. Reviewer", "rita@example.com",
+                                                            ["chief"])[1]}
+    act(client, SLUG, "final_approve", rita_again, f'"{panel["revision"]}"', expect=409)
+
+
+def test_a_revert_does_not_launder_who_wrote_the_content(client: Client,
+                                                         tokens: dict[str, Headers],
+                                                         repo_path: Path) -> None:
+    """Ada writes a revision and discards it; Eve takes the published comparison back to Ada's
+    content. Ada wrote what is under review: she is one of its authors, and may not approve."""
+    document, etag = read_draft(client, HAIKU, tokens["editor"])
+    document["summary"] += " Ada's words."
+    saved = client.put(f"/api/drafts/{HAIKU}", json=document,
+                       headers={**tokens["editor"], "If-Match": etag})
+    assert saved.status_code == 200
+    written = git(repo_path, "rev-parse", f"refs/heads/cms/comparisons/{HAIKU}").strip()
+    assert client.delete(f"/api/drafts/{HAIKU}", headers={
+        **tokens["editor"], "If-Match": saved.headers["etag"]}).status_code == 204
+    _, etag = read_draft(client, HAIKU, tokens["editor2"])
+    reverted = client.post(f"/api/drafts/{HAIKU}/revert", json={"to": written},
+                           headers={**tokens["editor2"], "If-Match": etag})
+    assert reverted.status_code == 200, reverted.text
+    authors = reverted.json()["workflow"]["authors"]
+    assert authors == ["Eve Editor <eve@example.com>", "Ada Editor <ada@example.com>"]

@@ -677,7 +677,8 @@ def test_a_valid_small_workflow_loads(tmp_path: Path) -> None:
      "states.limbo: unreachable from initial_state `draft`"),
     # Public content that no approval stands before.
     ('from = ["ready"]', 'from = ["draft", "ready"]',
-     "states.live: public, yet reached with no approval (draft transitions.go_live → live)"),
+     "states.live: public, yet reached from `draft` with 0 of 1 approval stage(s) "
+     "(draft transitions.go_live → live)"),
     ('roles = ["publisher"]', 'roles = ["publisher"]\napprovals = 2',
      "transitions.go_live.approvals: set on a transition that is not an approval"),
 ])
@@ -740,3 +741,51 @@ def test_load_workflow_rejects_an_unknown_superuser_role(tmp_path: Path) -> None
     error = load_error(tmp_path, VALID.replace('superuser_roles = ["admin"]',
                                                'superuser_roles = ["admn"]'))
     assert "admn" in error.message
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    # Editing published content lands where approvals would have been given.
+    ('on_edit = "draft"', 'on_edit = "ready"',
+     "states.live: public, yet reached from `ready` with 0 of 1"),
+    # An editable state past the approval: an edit there voids the approval and stays.
+    ('[states.ready]\nlabel = "Ready"', '[states.ready]\nlabel = "Ready"\neditable = true',
+     "states.live: public, yet reached from `ready` with 0 of 1"),
+    ('name = "tiny"', 'name = "tiny"\nallow_self_approval = true', "allow_self_approval:"),
+])
+def test_no_definition_lets_content_out_past_an_approval_stage(
+        tmp_path: Path, old: str, new: str, problem: str) -> None:
+    assert old in VALID
+    error = load_error(tmp_path, VALID.replace(old, new, 1))
+    assert problem in error.message
+
+
+def test_a_shortcut_past_a_stage_is_refused(tmp_path: Path) -> None:
+    two_stages = VALID.replace('[transitions.go_live]', '''[transitions.second]
+label = "Second"
+from = ["ready"]
+to = "checked"
+roles = ["reviewer"]
+approval = true
+
+[transitions.go_live]''').replace('from = ["ready"]\nto = "live"', 'from = ["checked", "ready"]\nto = "live"')
+    two_stages = two_stages.replace('[states.live]', '[states.checked]\nlabel = "Checked"\n\n[states.live]')
+    error = load_error(tmp_path, two_stages)
+    assert "with 1 of 2 approval stage(s)" in error.message
+
+
+def test_publication_needs_every_approval_even_from_a_definition_that_slipped_through() -> None:
+    """Checked when the action is taken, too: a definition built in code, unchecked."""
+    loose = msgspec.structs.replace(WORKFLOW, states={
+        **WORKFLOW.states, "approved": msgspec.structs.replace(WORKFLOW.states["approved"],
+                                                               editable=True)})
+    editor, reviewer = actor({"editor"}), Actor(name="Rita Reviewer", email="rita@example.com",
+                                                roles=frozenset({"reviewer"}))
+    record = decide(loose, None, "create", editor, at=AT)
+    record = decide(loose, record, "submit", editor, at=AT)
+    record = decide(loose, record, "approve", reviewer, at=AT)
+    assert record.state == "approved"
+    record = decide(loose, record, "edit", editor, at=AT)
+    assert (record.state, record.approved_by) == ("approved", [])
+    with pytest.raises(Conflict) as refused:
+        decide(loose, record, "publish", actor({"publisher"}), at=AT)
+    assert refused.value.details["rule"] == "approvals_required"
