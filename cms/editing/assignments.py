@@ -79,6 +79,8 @@ class Assignments:
         for draft in self.branch.documents.drafts():
             record = draft.comparison.workflow
             workflow = self.workflows.of(record)
+            if workflow.at_rest(record.state):
+                continue  # taken down, not under review
             steps = [action for action in allowed_actions(workflow, record, actor)
                      if action in workflow.transitions
                      and "editor" not in workflow.transitions[action].roles]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from ..errors import Conflict, NotFound
 from ..identity.actors import Actor
-from ..store.documents import Documents, Revision
+from ..store.documents import REMOVALS, Documents, Revision
 from ..store.messages import subject_line
 from ..store.repository import Commit
 from .pipeline import Change, CommitPipeline, RefMove
@@ -27,12 +27,19 @@ class ReviewBranch:
     def draft(self, slug: str) -> Revision:
         """The work in progress of ``slug``: a 404 when there is no such comparison, a 409
         when it has no draft under review."""
-        draft = self.documents.work_in_progress(slug)
+        documents = self.documents
+        draft = documents.work_in_progress(slug)
         if draft is None:
-            if self.documents.current(slug) is None:
+            if documents.current(slug) is None:
                 raise NotFound(f"no comparison with slug `{slug}`", field="slug")
             raise Conflict(f"`{slug}` has no draft under review: this belongs to a revision "
                            "being worked on", field="slug")
+        # A branch that holds a takedown (its head removes the file) is no revision under
+        # review; nor is one that main merged already (a publish a crash cut short).
+        if documents.repo.read_commit(draft.commit).message.first("Cms-Action") in REMOVALS \
+                or documents.merged(draft, documents.main_head()):
+            raise Conflict(f"`{slug}` has no draft under review: edit it to start one",
+                           field="slug")
         return draft
 
     def note(self, draft: Revision, actor: Actor, action: str, verb: str, body: str,

@@ -98,3 +98,26 @@ def test_bad_comments_are_refused_and_write_nothing(client: Client, tokens: dict
     missing = client.post(f"{route}/c_0123456789ab/resolve", headers=tokens["reviewer"])
     assert missing.status_code == 404
     assert git(repo_path, "rev-parse", BRANCH).strip() == head
+
+
+def test_a_taken_down_comparison_has_no_thread_to_add_to(
+        client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    """After an unpublish the branch holds the takedown; a note on it would leave a head with no
+    file, and every listing of drafts would fail on it."""
+    published = client.get(f"/api/comparisons/{HAIKU}")
+    act_route = f"/api/drafts/{HAIKU}/transitions"
+    down = client.post(act_route, json={"action": "unpublish"},
+                       headers={**tokens["publisher"], "If-Match": published.headers["etag"]})
+    assert down.status_code == 200, down.text
+    for route, body in ((f"/api/drafts/{HAIKU}/comments", {"body": "why?"}),
+                        (f"/api/drafts/{HAIKU}/assignees", {"reviewers": ["rob@example.com"]})):
+        send = client.put if route.endswith("assignees") else client.post
+        refused = send(route, json=body, headers=tokens["editor"])
+        assert (refused.status_code, refused.json()["field"]) == (409, "slug"), route
+    assert client.get("/api/drafts", headers=tokens["editor"]).status_code == 200
+    assert client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"]).status_code == 200
+    assert client.get("/api/me/reviews", headers=tokens["publisher"]).json() == []
+    again = client.post(act_route, json={"action": "publish"}, headers={
+        **tokens["publisher"], "If-Match": client.get(f"/api/drafts/{HAIKU}",
+                                                      headers=tokens["editor"]).headers["etag"]})
+    assert again.status_code == 200, again.text
