@@ -12,6 +12,10 @@ from collections import deque
 from ..identity.actors import ROLES
 from .workflow import DOCUMENT_ACTIONS, Workflow
 
+# The Cms-Action of commits that are no transition: a transition of the same name would be read
+# back (history, webhooks, threads) as one of these.
+RESERVED_ACTIONS = (*DOCUMENT_ACTIONS, "revert", "seed", "votes", "comment", "resolve", "assign")
+
 
 def problems_of(workflow: Workflow) -> list[str]:
     problems = _names(workflow)
@@ -43,8 +47,8 @@ def _names(workflow: Workflow) -> list[str]:
             problems.append(f"transitions.{name}.from: no state; it could never be taken")
     problems += [f"superuser_roles: `{role}` is not a role"
                  for role in workflow.superuser_roles if role not in ROLES]
-    problems += [f"transitions.{name}: reuses the name of a document action"
-                 for name in sorted(set(workflow.transitions) & set(DOCUMENT_ACTIONS))]
+    problems += [f"transitions.{name}: reuses the name of an action the CMS commits itself"
+                 for name in sorted(set(workflow.transitions) & set(RESERVED_ACTIONS))]
     return problems
 
 

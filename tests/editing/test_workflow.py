@@ -681,6 +681,10 @@ def test_a_valid_small_workflow_loads(tmp_path: Path) -> None:
      "(draft transitions.go_live → live)"),
     ('roles = ["publisher"]', 'roles = ["publisher"]\napprovals = 2',
      "transitions.go_live.approvals: set on a transition that is not an approval"),
+    # A transition named as a commit the CMS makes itself (a comment on a draft).
+    ('[transitions.go_live]', '[transitions.comment]\nlabel = "C"\nfrom = ["ready"]\nto = "ready"\n'
+     'roles = ["editor"]\n\n[transitions.go_live]',
+     "transitions.comment: reuses the name of an action the CMS commits itself"),
 ])
 def test_load_workflow_names_the_broken_reference(tmp_path: Path, old: str, new: str,
                                                   problem: str) -> None:
