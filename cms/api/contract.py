@@ -31,6 +31,7 @@ from litestar.openapi.spec import (
 )
 
 from ..content.model import SLUG_RE
+from ..editing.comments import COMMENT_ID
 from .constraints import restore, structs_by_name
 from .http import IF_MATCH_PATTERN
 
@@ -284,6 +285,10 @@ def apply(document: OpenAPI) -> OpenAPI:
                                               min_length=3, max_length=120,
                                               description="A comparison's slug, e.g. "
                                                           "`cursor-vs-windsurf`")
+                elif parameter.name == "comment_id":
+                    parameter.schema = Schema(type=OpenAPIType.STRING,
+                                              pattern=COMMENT_ID.replace("\\Z", "$"),
+                                              description="A comment's id, e.g. `c_0123456789ab`")
                 elif parameter.name == "commit" or (contract.id == "getComparisonDiff"
                                                      and parameter.name in ("from", "to")):
                     parameter.schema = Schema(type=OpenAPIType.STRING, pattern=_COMMIT_PATTERN,

@@ -54,8 +54,10 @@ class Assignments:
             raise InvalidContent(f"nobody with an active token has the address "
                                  f"{unknown[0]}", field="reviewers")
 
-        def plan() -> Change:
+        def plan() -> Change | None:
             draft = self.branch.draft(slug)
+            if self.of(draft).reviewers == wanted:
+                return None  # asked already: the same request again writes nothing
             note = ", ".join(wanted) if wanted else "nobody"
             return self.branch.note(draft, actor, "assign", "Assign",
                                     f"Review asked of: {note}.",

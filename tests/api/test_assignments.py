@@ -34,6 +34,10 @@ def test_assigning_asks_people_and_keeps_the_revision(client: Client, tokens: di
     assert assigned.status_code == 200, assigned.text
     assert assigned.json()["reviewers"] == ["rob@example.com"]
     assert assigned.json()["by"] == "Ada Editor <ada@example.com>"
+    head = git(repo_path, "rev-parse", f"refs/heads/cms/comparisons/{HAIKU}").strip()
+    again = client.put(ROUTE, json={"reviewers": ["rob@example.com"]}, headers=tokens["editor"])
+    assert again.status_code == 200
+    assert git(repo_path, "rev-parse", f"refs/heads/cms/comparisons/{HAIKU}").strip() == head
     assert read_draft(client, HAIKU, tokens["editor"])[1] == etag  # the revision stands
     head = git(repo_path, "rev-parse", f"refs/heads/cms/comparisons/{HAIKU}").strip()
     assert git(repo_path, "log", "-1", "--format=%(trailers:key=Cms-Assignee,valueonly)",

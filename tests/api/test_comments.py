@@ -97,6 +97,10 @@ def test_bad_comments_are_refused_and_write_nothing(client: Client, tokens: dict
     assert client.post(route, json={"body": "x"}, headers=tokens["auditor"]).status_code == 403
     missing = client.post(f"{route}/c_0123456789ab/resolve", headers=tokens["reviewer"])
     assert missing.status_code == 404
+    resolve = client.get("/schema/openapi.json").json()["paths"][
+        "/api/drafts/{slug}/comments/{comment_id}/resolve"]["post"]["parameters"]
+    assert next(p for p in resolve if p["name"] == "comment_id")["schema"]["pattern"] == \
+        "^c_[0-9a-f]{12}$"
     assert git(repo_path, "rev-parse", BRANCH).strip() == head
 
 
