@@ -38,6 +38,17 @@ def read_draft(client: TestClient, slug: str, who: Headers) -> tuple[dict[str, A
     return response.json(), response.headers["etag"]
 
 
+def save_revision(client: TestClient, slug: str, who: Headers,  # type: ignore[type-arg]
+                  words: str = " Revised.") -> str:
+    """Read ``slug`` and save it with ``words`` added to its summary: a draft under review from
+    a published comparison. Returns the new revision's ETag."""
+    document, etag = read_draft(client, slug, who)
+    document["summary"] += words
+    saved = client.put(f"/api/drafts/{slug}", json=document, headers={**who, "If-Match": etag})
+    assert saved.status_code == 200, saved.text
+    return saved.headers["etag"]
+
+
 def act(client: TestClient, slug: str, action: str, who: Headers, etag: str,  # type: ignore[type-arg]
         comment: str = "", expect: int = 200) -> dict[str, Any]:
     response = client.post(f"/api/drafts/{slug}/transitions",

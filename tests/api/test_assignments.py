@@ -8,19 +8,15 @@ from pathlib import Path
 from litestar.testing import TestClient
 
 from ..conftest import HAIKU, git
-from ..helpers import Headers, act, read_draft
+from ..helpers import Headers, act, read_draft, save_revision
 
 Client = TestClient  # type: ignore[type-arg]
 ROUTE = f"/api/drafts/{HAIKU}/assignees"
 
 
 def submitted_draft(client: Client, tokens: dict[str, Headers]) -> str:
-    document, etag = read_draft(client, HAIKU, tokens["editor"])
-    document["summary"] += " Revised."
-    saved = client.put(f"/api/drafts/{HAIKU}", json=document,
-                       headers={**tokens["editor"], "If-Match": etag})
-    assert saved.status_code == 200, saved.text
-    return f'"{act(client, HAIKU, "submit", tokens["editor"], saved.headers["etag"])["revision"]}"'
+    saved = save_revision(client, HAIKU, tokens["editor"])
+    return f'"{act(client, HAIKU, "submit", tokens["editor"], saved)["revision"]}"'
 
 
 def test_assigning_asks_people_and_keeps_the_revision(client: Client, tokens: dict[str, Headers],

@@ -8,19 +8,14 @@ from pathlib import Path
 from litestar.testing import TestClient
 
 from ..conftest import HAIKU, fsck, git
-from ..helpers import Headers, read_draft
+from ..helpers import Headers, read_draft, save_revision
 
 Client = TestClient  # type: ignore[type-arg]
 BRANCH = f"refs/heads/cms/comparisons/{HAIKU}"
 
 
 def start_draft(client: Client, tokens: dict[str, Headers]) -> str:
-    document, etag = read_draft(client, HAIKU, tokens["editor"])
-    document["summary"] += " Revised."
-    saved = client.put(f"/api/drafts/{HAIKU}", json=document,
-                       headers={**tokens["editor"], "If-Match": etag})
-    assert saved.status_code == 200, saved.text
-    return saved.headers["etag"]
+    return save_revision(client, HAIKU, tokens["editor"])
 
 
 def comment(client: Client, who: Headers, **body: object) -> dict[str, object]:
