@@ -28,6 +28,7 @@ from .http import MAX_REQUEST_BYTES
 from .json_depth import JsonDepthLimit
 from .public import PublishedController, VotesController, fold_votes
 from .response_cache import PublicResponseCache
+from .schedule import list_schedule
 from .services import Services, ServicesDep, build_services
 from .strict_input import strict_input
 from .webhooks import WebhooksController
@@ -59,14 +60,15 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             health, PublishedController, VotesController, fold_votes, sync_published,
             feed_atom, feed_json, read_preview,
             ComparisonAuditController, RepositoryAuditController, DraftsController,
-            CommentsController, AssignmentController, my_reviews,
+            CommentsController, AssignmentController, my_reviews, list_schedule,
             TokensController, WebhooksController,
         ],
         on_startup=[lambda: built.index.start(), lambda: built.webhooks.start(),
                     lambda: built.maintenance.start(), lambda: built.vote_folder.start(),
-                    lambda: built.recovery.start()],
+                    lambda: built.recovery.start(), lambda: built.scheduler.start()],
         # The vote folder first: a fold in flight still reaches the webhook outbox's listener.
-        on_shutdown=[lambda: built.recovery.stop(), lambda: built.vote_folder.stop(),
+        on_shutdown=[lambda: built.scheduler.stop(), lambda: built.recovery.stop(),
+                     lambda: built.vote_folder.stop(),
                      lambda: built.webhooks.stop(),
                      lambda: built.index.save(), lambda: built.index.close(),
                      lambda: built.instances.close()],

@@ -32,6 +32,7 @@ from litestar.openapi.spec import (
 
 from ..content.model import SLUG_RE
 from ..editing.comments import COMMENT_ID
+from ..editing.scheduled import CANCEL
 from .constraints import restore, structs_by_name
 from .http import IF_MATCH_PATTERN
 
@@ -107,6 +108,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Operation("assignReviewers", (*_TOKEN, *_BODY, 404, 409)),
     ("GET", "/api/drafts/{slug}/assignees"): Operation("getAssignees", (*_TOKEN, *_NAMED, 409)),
     ("GET", "/api/me/reviews"): Operation("listMyReviews", _TOKEN),
+    ("GET", "/api/schedule"): Operation("listSchedule", _TOKEN),
     ("GET", "/api/tokens"): Operation("listTokens", _TOKEN),
     ("POST", "/api/tokens"): Operation("createToken", (*_TOKEN, *_BODY)),
     ("POST", "/api/tokens/{token_id}/revoke"): Operation("revokeToken", (*_TOKEN, *_NAMED)),
@@ -319,7 +321,7 @@ class _ContractPlugin(OpenAPIPlugin):
         document = apply(super()._build_openapi())
         services = self.app.state.get("services")
         if services is not None:
-            _name_the_actions(document, services.workflows.transitions())
+            _name_the_actions(document, [*services.workflows.transitions(), CANCEL])
         return document
 
 

@@ -7,13 +7,16 @@ no longer current, so two editors can never overwrite each other unknowingly.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from ..content.render import render_cached
+from ..editing.scheduled import CANCEL
+from ..editing.schedules import Schedule
 from ..editing.workflow import allowed_actions
 from ..errors import InvalidContent, NotFound
 from ..identity.actors import ROLES
@@ -134,16 +137,39 @@ class DraftsController(Controller):
         return _respond(services, request, revision)
 
     @post("/{slug:str}/transitions", sync_to_thread=True, status_code=200,
-          summary="Take a workflow action (submit, approve, publish…)")
+          summary="Take a workflow action (submit, approve, publish…), now or at a set time",
+          description=("With `at`, a publication or a takedown is scheduled instead (202, the "
+                       "schedule); `cancel_schedule` cancels what is scheduled for the "
+                       "comparison."),
+          responses={HTTP_202_ACCEPTED: ResponseSpec(
+              Schedule, description="Scheduled: it will be taken at `at`",
+              generate_examples=False)})
     def transition(self, services: ServicesDep, request: Request[Any, Any, Any], slug: SlugPath,
                    data: JSONBody[TransitionIn], if_match: IfMatch = None) -> Response[ComparisonView]:
         if data.action in OTHER_ROUTES:
             raise InvalidContent(f"`{data.action}` is not a transition: "
                                  f"{OTHER_ROUTES[data.action]}", field="action")
+        actor = current_actor(request)
+        check_slug(slug)
+        if data.action == CANCEL:
+            if data.at is not None:
+                raise InvalidContent("a cancellation takes effect now: leave `at` out",
+                                     field="at")
+            services.schedules.cancel(slug, actor, data.comment)
+            found = services.documents.current(slug)
+            if found is None:
+                raise NotFound(f"no comparison with slug `{slug}`", field="slug")
+            return _respond(services, request, found)
+        if data.at is not None:
+            schedule = services.schedules.schedule(
+                slug, data.action, data.at, actor, if_match_revision(if_match), data.comment)
+            # The 202 carries the schedule, as the operation's responses say.
+            return cast(Response[ComparisonView], Response(
+                schedule, status_code=HTTP_202_ACCEPTED,
+                headers={"Cache-Control": PRIVATE_CACHE,
+                         "Location": f"{services.settings.base_url}/api/schedule"}))
         revision = services.editor.transition(
-            check_slug(slug), data.action, current_actor(request), if_match_revision(if_match),
-            data.comment,
-        )
+            slug, data.action, actor, if_match_revision(if_match), data.comment)
         return _respond(services, request, revision)
 
     @post("/{slug:str}/revert", sync_to_thread=True, status_code=200, opt={"action": "edit"},

@@ -81,6 +81,9 @@ class PreviewLink(Struct, kw_only=True):
 class TransitionIn(Struct, forbid_unknown_fields=True):
     action: Annotated[str, Meta(min_length=1, max_length=40)]
     comment: Comment = ""
+    at: Annotated[datetime, Meta(tz=True, description=(
+        "Take the action then (RFC 3339, with its offset) instead of now: only a publication "
+        "or a takedown can be scheduled; the answer is 202 and the schedule"))] | None = None
 
 
 class DraftSummary(Struct, kw_only=True):

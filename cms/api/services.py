@@ -18,6 +18,8 @@ from ..editing.commands import Editor
 from ..editing.comments import Comments
 from ..editing.pipeline import CommitPipeline
 from ..editing.review_branch import ReviewBranch
+from ..editing.scheduler import Scheduler
+from ..editing.schedules import Schedules
 from ..editing.workflows import Workflows
 from ..editing.write_side import open_write_side
 from ..identity.keys import signing_key
@@ -45,6 +47,8 @@ class Services:
     editor: Editor
     comments: Comments
     assignments: Assignments
+    schedules: Schedules
+    scheduler: Scheduler
     index: PublishedIndex
     sync: Sync
     tokens: TokenStore
@@ -93,13 +97,16 @@ def build_services(settings: Settings) -> Services:
 
     index.filled.append(find_newest_fold)
     review = ReviewBranch(documents, content.pipeline)
+    tokens = TokenStore(settings.data)
+    schedules = Schedules(documents, content.pipeline, content.editor, content.workflows)
     return Services(
         settings=settings, workflows=content.workflows, documents=documents,
         pipeline=content.pipeline, editor=content.editor,
         comments=Comments(review), assignments=Assignments(review, content.workflows),
+        schedules=schedules, scheduler=Scheduler(schedules, tokens.roles_of),
         index=index,
         sync=Sync(documents, signing_key(settings.data / "sync.key")),
-        tokens=TokenStore(settings.data), webhooks=webhooks, verdicts=verdicts,
+        tokens=tokens, webhooks=webhooks, verdicts=verdicts,
         maintenance=maintenance, previews=Previews(settings.data), votes=votes,
         vote_folder=vote_folder,
         vote_limit=RateLimit(settings.vote_rate), bodies=body_cache(), instances=instances,

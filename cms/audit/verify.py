@@ -2,7 +2,8 @@
 
 Main must be a chain of commits the CMS made, each a publication (a merge of a review branch
 carrying the approvals the workflow requires, by people other than its authors), an
-unpublication, a fold of community votes that only raises tallies, or the seed.
+unpublication, a fold of community votes that only raises tallies, a schedule of a takedown (or
+its cancellation) that changes nothing, or the seed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from msgspec import Struct
 
 from ..content.diff import compare
+from ..editing.events import CANCEL, SCHEDULE
 from ..editing.workflow import address_of
 from ..editing.workflows import Workflows
 from ..errors import CmsError
@@ -34,6 +36,9 @@ class Verification(Struct, kw_only=True):
 
 _EXPECTED_STATE = {"publish": "published", "unpublish": "unpublished", "seed": "published",
                    "votes": "published"}
+# Commits that record something about what is published (a takedown scheduled) and change
+# nothing.
+_NOTES = (SCHEDULE, CANCEL)
 
 
 def verify(documents: Documents, workflows: Workflows, committer: Person) -> Verification:
@@ -60,6 +65,8 @@ def _check(documents: Documents, workflows: Workflows, commit: Commit) -> list[s
     action = commit.message.first("Cms-Action")
     if action is None:
         return ["no Cms-Action trailer: not written by the CMS workflow"]
+    if action in _NOTES:
+        return _check_note(documents, commit)
     if action not in _EXPECTED_STATE:
         return [f"Cms-Action `{action}` is not a publication; main holds publications only"]
     problems = []
@@ -126,6 +133,14 @@ def _republishes(documents: Documents, commit: Commit, document: str) -> bool:
     parent = documents.repo.read_commit(commit.parents[0])
     return (parent.message.first("Cms-Action") == "unpublish"
             and parent.message.first("Cms-Document") == document)
+
+
+def _check_note(documents: Documents, commit: Commit) -> list[str]:
+    if len(commit.parents) != 1:
+        return ["a schedule must have one parent"]
+    if documents.repo.read_commit(commit.parents[0]).tree != commit.tree:
+        return ["a schedule must change no file"]
+    return []
 
 
 def _check_votes(documents: Documents, commit: Commit) -> list[str]:

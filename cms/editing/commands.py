@@ -15,6 +15,7 @@ from ..identity.actors import Actor
 from ..store.documents import Documents, Revision
 from ..store.messages import subject_line
 from .pipeline import NEW_COMMIT, Change, CommitPipeline, RefMove
+from .scheduled import ScheduledRun, voided
 from .workflow import Workflow, decide
 from .workflows import Workflows
 
@@ -51,7 +52,7 @@ class Editor:
         unchanged: list[Revision] = []
 
         def plan() -> Change | None:
-            current = self._require(slug, if_match)
+            current = self.require(slug, if_match)
             follows = self._of(current).name
             if workflow is not None and workflow != follows:
                 raise InvalidContent(f"a comparison keeps the workflow it was created with "
@@ -75,7 +76,7 @@ class Editor:
         unchanged: list[Revision] = []
 
         def plan() -> Change | None:
-            current = self._require(slug, if_match)
+            current = self.require(slug, if_match)
             record = decide(self._of(current), current.comparison.workflow, "edit", actor,
                             at=None)
             # Whoever wrote the content it goes back to wrote this revision too: they may not
@@ -93,7 +94,50 @@ class Editor:
         return self._branch_result(slug, plan, unchanged)
 
     def transition(self, slug: str, action: str, actor: Actor, if_match: str | None,
-                   comment: str = "") -> Revision:
+                   comment: str = "", *, run: ScheduledRun | None = None) -> Revision:
+        """Take ``action``; ``run`` when a schedule takes it, which then must still be
+        pending."""
+        workflow, on_live = self.transition_spec(slug, action)
+        draft_kept: list[Revision] = []
+
+        def plan() -> Change:
+            draft_kept.clear()
+            if run is not None:
+                run.check(self.documents.repo.refs)
+            current = self.require(slug, if_match, live=on_live)
+            at = datetime.now(UTC).replace(microsecond=0)
+            record = decide(workflow, current.comparison.workflow, action, actor, at=at)
+            document = msgspec.structs.replace(current.comparison, workflow=record)
+            transition = workflow.transitions[action]
+            public = workflow.states[record.state].public
+            extra = run.trailers if run is not None else ()
+            if current.work_in_progress and public:
+                return msgspec.structs.replace(self._publish(
+                    current, document, action, transition.label, actor, comment),
+                    extra_trailers=extra)
+            if not current.work_in_progress and not public:
+                draft = self.documents.work_in_progress(slug)
+                draft_kept[:] = [draft] if draft else []
+                return msgspec.structs.replace(self._unpublish(
+                    current, document, draft, action, transition.label, actor, comment),
+                    extra_trailers=extra)
+            if not current.work_in_progress:
+                raise Conflict(f"`{action}` would change published content outside a revision")
+            approvers = record.approved_by if transition.approval else []
+            return self._on_branch(current, document, action, transition.label, actor, comment,
+                                   approvers)
+
+        event = self.pipeline.run(plan)
+        assert event is not None
+        if event.main_moved and public_state(workflow, event.state):
+            return self.documents.at(slug, event.commit, ref=self.layout.main_ref)
+        if draft_kept:
+            return draft_kept[0]
+        return self.documents.at(slug, event.commit, ref=self.layout.branch(slug))
+
+    def transition_spec(self, slug: str, action: str) -> tuple[Workflow, bool]:
+        """The workflow ``slug`` follows, which has ``action``, and whether the action acts on
+        what is live; else the error that names what is wrong with the request."""
         # Before the revision is looked at: these are wrong whatever the revision.
         if action not in self.workflows.transitions():
             known = ", ".join(self.workflows.transitions())
@@ -110,42 +154,12 @@ class Editor:
                            field="action")
         # An action that only applies to published content (unpublish) acts on what is live,
         # even while a next revision is being drafted.
-        on_live = spec is not None and all(
-            workflow.states[state].public for state in spec.from_states)
-        draft_kept: list[Revision] = []
-
-        def plan() -> Change:
-            draft_kept.clear()
-            current = self._require(slug, if_match, live=on_live)
-            at = datetime.now(UTC).replace(microsecond=0)
-            record = decide(workflow, current.comparison.workflow, action, actor, at=at)
-            document = msgspec.structs.replace(current.comparison, workflow=record)
-            transition = workflow.transitions[action]
-            public = workflow.states[record.state].public
-            if current.work_in_progress and public:
-                return self._publish(current, document, action, transition.label, actor, comment)
-            if not current.work_in_progress and not public:
-                draft = self.documents.work_in_progress(slug)
-                draft_kept[:] = [draft] if draft else []
-                return self._unpublish(current, document, draft, action, transition.label,
-                                       actor, comment)
-            if not current.work_in_progress:
-                raise Conflict(f"`{action}` would change published content outside a revision")
-            approvers = record.approved_by if transition.approval else []
-            return self._on_branch(current, document, action, transition.label, actor, comment,
-                                   approvers)
-
-        event = self.pipeline.run(plan)
-        assert event is not None
-        if event.main_moved and public_state(workflow, event.state):
-            return self.documents.at(slug, event.commit, ref=self.layout.main_ref)
-        if draft_kept:
-            return draft_kept[0]
-        return self.documents.at(slug, event.commit, ref=self.layout.branch(slug))
+        on_live = all(workflow.states[state].public for state in spec.from_states)
+        return workflow, on_live
 
     def discard(self, slug: str, actor: Actor, if_match: str | None, comment: str = "") -> None:
         def plan() -> Change:
-            current = self._require(slug, if_match)
+            current = self.require(slug, if_match)
             if not current.work_in_progress:
                 raise Conflict(
                     f"`{slug}` has no work in progress to discard; unpublish it instead",
@@ -160,7 +174,8 @@ class Editor:
                 files={self.layout.path(slug): None},
                 # Keep the discarded work reachable for auditors, then drop the branch.
                 moves=(RefMove(ref=self.layout.archive(slug, NEW_COMMIT), expected=None),
-                       RefMove(ref=current.ref, expected=current.commit, delete=True)),
+                       RefMove(ref=current.ref, expected=current.commit, delete=True),
+                       *voided(self.documents.repo.refs, slug, "draft")),
             )
 
         self.pipeline.run(plan)
@@ -170,7 +185,7 @@ class Editor:
 
     # Plans
 
-    def _require(self, slug: str, if_match: str | None, *, live: bool = False) -> Revision:
+    def require(self, slug: str, if_match: str | None, *, live: bool = False) -> Revision:
         documents = self.documents
         current = (documents.published(slug) or documents.current(slug)) if live \
             else documents.current(slug)
@@ -232,7 +247,8 @@ class Editor:
             slugs=(document.slug,), state=document.workflow.state, author=actor.as_person,
             approvers=tuple(approvers or ()), parents=(parent,) if parent else (),
             base_tree=tree, files={self.layout.path(document.slug): self.documents.encode(document)},
-            moves=moves,
+            # The revision a publication was scheduled for is gone: so is its schedule.
+            moves=(*moves, *voided(self.documents.repo.refs, document.slug, "draft")),
         )
 
     def _publish(self, current: Revision, document: Comparison, action: str, label: str,
@@ -252,8 +268,12 @@ class Editor:
             files={self.layout.path(slug): content},
             # Both refs are checked before either moves: a second publication of the same
             # revision (from another process) finds the branch gone and is refused.
+            # Last, the schedules it carries out or makes moot: a crash before they go leaves
+            # schedules whose revision is no longer there to publish, which void themselves.
             moves=(RefMove(ref=self.layout.main_ref, expected=head),
-                   RefMove(ref=current.ref, expected=current.commit, delete=True)),
+                   RefMove(ref=current.ref, expected=current.commit, delete=True),
+                   *voided(self.documents.repo.refs, slug, "draft"),
+                   *voided(self.documents.repo.refs, slug, "live")),
         )
 
     def _unpublish(self, current: Revision, document: Comparison, draft: Revision | None,
@@ -271,7 +291,8 @@ class Editor:
             action=action, subject=subject_line(label, document.title), comment=comment,
             slugs=(slug,), state=document.workflow.state, author=actor.as_person,
             parents=(head,), base_tree=self.documents.repo.read_commit(head).tree,
-            files={self.layout.path(slug): None}, moves=tuple(moves),
+            files={self.layout.path(slug): None},
+            moves=(*moves, *voided(self.documents.repo.refs, slug, "live")),
         )
 
     def _last_discarded(self, slug: str) -> datetime | None:

@@ -21,6 +21,14 @@ from ..store.repository import Commit
 
 log = logging.getLogger("cms")
 
+# Actions and trailers of schedules and releases, which auditors and listeners read too.
+SCHEDULE = "schedule"
+CANCEL = "cancel_schedule"
+AT_TRAILER = "Cms-Scheduled-At"
+ACTION_TRAILER = "Cms-Scheduled-Action"
+RUN_TRAILER = "Cms-Schedule"  # on the publication a schedule made: the schedule's commit
+RELEASE_TRAILER = "Cms-Release"
+
 
 class Committed(Struct, frozen=True, kw_only=True, tag="content.committed", tag_field="event"):
     action: str  # the Cms-Action trailer: create, edit, submit, approve, publish, votes…

@@ -14,7 +14,8 @@ from .workflow import DOCUMENT_ACTIONS, Workflow
 
 # The Cms-Action of commits that are no transition: a transition of the same name would be read
 # back (history, webhooks, threads) as one of these.
-RESERVED_ACTIONS = (*DOCUMENT_ACTIONS, "revert", "seed", "votes", "comment", "resolve", "assign")
+RESERVED_ACTIONS = (*DOCUMENT_ACTIONS, "revert", "seed", "votes", "comment", "resolve", "assign",
+                    "schedule", "cancel_schedule", "release")
 
 
 def problems_of(workflow: Workflow) -> list[str]:

@@ -116,6 +116,12 @@ class TokenStore:
                     return record
         raise NotFound(f"no active token with id `{token_id}`", field="id")
 
+    def roles_of(self, address: str) -> frozenset[str]:
+        """Every role the active tokens of the person at ``address`` hold."""
+        return frozenset(role for record in self.all()
+                         if record.revoked_at is None and record.email.lower() == address
+                         for role in record.roles)
+
     def authenticate(self, token: str) -> Actor | None:
         if not token.startswith(TOKEN_PREFIX):
             return None

@@ -2,7 +2,9 @@
 
 Published content is on the main branch; work in progress on a branch per comparison
 (``refs/heads/cms/comparisons/<slug>``); a discarded draft's last commit stays reachable under
-``refs/cms/discarded/comparisons/<slug>/<commit>``.
+``refs/cms/discarded/comparisons/<slug>/<commit>``. A pending schedule is indexed by a ref to its
+commit: ``refs/cms/scheduled/<slug>/draft`` for the publication of the work in progress,
+``refs/cms/scheduled/<slug>/live`` for the takedown of what is published.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from msgspec import Struct
 
 BRANCH_PREFIX = "refs/heads/cms/comparisons/"
 DISCARDED_PREFIX = "refs/cms/discarded/comparisons/"
+SCHEDULED_PREFIX = "refs/cms/scheduled/"
+# Where a schedule acts: on the work in progress (a publication), or on what is live (a takedown).
+SCHEDULE_PLACES = ("draft", "live")
 
 
 def shard(slug: str) -> str:
@@ -53,6 +58,10 @@ class Layout(Struct, frozen=True):
     @staticmethod
     def archive(slug: str, commit: str) -> str:
         return f"{DISCARDED_PREFIX}{slug}/{commit}"
+
+    @staticmethod
+    def scheduled(slug: str, place: str) -> str:
+        return f"{SCHEDULED_PREFIX}{slug}/{place}"
 
     @staticmethod
     def document(slug: str) -> str:

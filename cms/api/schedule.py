@@ -1,0 +1,22 @@
+"""What is scheduled to be published or taken down, soonest first."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+from msgspec import Struct
+
+from ..editing.schedules import Schedule
+from .auth import requires_roles
+from .http import PRIVATE_CACHE
+from .services import ServicesDep
+
+
+class ScheduleList(Struct, kw_only=True):
+    items: list[Schedule]
+
+
+@get("/api/schedule", sync_to_thread=True, tags=["drafts"], guards=[requires_roles],
+     summary="Pending scheduled publications and takedowns, soonest first")
+def list_schedule(services: ServicesDep) -> Response[ScheduleList]:
+    return Response(ScheduleList(items=services.schedules.pending()),
+                    headers={"Cache-Control": PRIVATE_CACHE})

@@ -1,0 +1,262 @@
+"""Scheduled publication and takedown over HTTP: a schedule is a commit and a ref, the
+publication it makes goes through the one write path, once, whichever server carries it out."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from cms.api.app import create_app
+from cms.api.services import Services
+from cms.audit.verify import verify
+from cms.config import Settings
+from cms.editing.schedules import Schedules
+from cms.editing.write_side import open_write_side
+
+from ..conftest import HAIKU, git
+from ..helpers import Headers, act, save_revision
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+def approved(client: Client, tokens: dict[str, Headers]) -> str:
+    """A revision of HAIKU, submitted and approved; its ETag."""
+    etag = save_revision(client, HAIKU, tokens["editor"])
+    submitted = act(client, HAIKU, "submit", tokens["editor"], etag)
+    approval = act(client, HAIKU, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+    return f'"{approval["revision"]}"'
+
+
+def schedule(client: Client, who: Headers, etag: str, at: datetime | str,
+             action: str = "publish", expect: int = 202) -> dict[str, Any]:
+    when = at if isinstance(at, str) else at.isoformat()
+    response = client.post(f"/api/drafts/{HAIKU}/transitions",
+                           json={"action": action, "at": when},
+                           headers={**who, "If-Match": etag})
+    assert response.status_code == expect, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def services_of(client: Client) -> Services:
+    return client.app.state.services  # type: ignore[no-any-return]
+
+
+def later(hours: float = 1) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(hours=hours)
+
+
+def run_at(client: Client, at: datetime) -> list[str]:
+    services = services_of(client)
+    return services.schedules.run_due(services.tokens.roles_of, now=at)
+
+
+def test_a_scheduled_publication_waits_then_publishes_once(
+        client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    etag = approved(client, tokens)
+    main_before = git(repo_path, "rev-parse", "main").strip()
+    at = later()
+    made = schedule(client, tokens["publisher"], etag, at)
+    assert made["action"] == "publish"
+    assert made["revision"] == etag.strip('"')
+    assert made["at"] == at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert made["scheduled_by"] == "Paul Publisher <paul@example.com>"
+    # Nothing is published yet, and the editor's revision is still current.
+    assert git(repo_path, "rev-parse", "main").strip() == main_before
+    draft = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])
+    assert draft.headers["etag"] == etag
+    assert draft.json()["state"] == "approved"
+    listed = client.get("/api/schedule", headers=tokens["auditor"]).json()["items"]
+    assert [item["commit"] for item in listed] == [made["commit"]]
+    trailers = git(repo_path, "log", "-1", "--format=%(trailers)", made["commit"])
+    assert f"Cms-Scheduled-At: {made['at']}" in trailers
+    assert "Cms-Scheduled-Action: publish" in trailers
+
+    assert run_at(client, at - timedelta(seconds=1)) == []  # not yet due
+    done = run_at(client, at)
+    assert len(done) == 1
+    assert git(repo_path, "rev-parse", "main").strip() == done[0]
+    head = git(repo_path, "log", "-1", "--format=%(trailers)", "main")
+    assert "Cms-Action: publish" in head
+    assert f"Cms-Schedule: {made['commit']}" in head
+    assert "Approved-by: Rita Reviewer <rita@example.com>" in head
+    # The schedule commit is part of what was published, for auditors.
+    assert git(repo_path, "merge-base", "--is-ancestor", made["commit"], "main") == ""
+    assert git(repo_path, "log", "-1", "--format=%an", "main").strip() == "Paul Publisher"
+    assert client.get("/api/schedule", headers=tokens["auditor"]).json()["items"] == []
+    assert run_at(client, at + timedelta(days=1)) == []
+    runs = git(repo_path, "log", "--format=%(trailers:key=Cms-Schedule,valueonly)", "main")
+    assert runs.split() == [made["commit"]]
+    services = services_of(client)
+    assert verify(services.documents, services.workflows, services.pipeline.committer).ok
+
+
+def test_an_edit_voids_the_schedule_and_a_comment_does_not(
+        client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    etag = approved(client, tokens)
+    schedule(client, tokens["publisher"], etag, later())
+    comment = client.post(f"/api/drafts/{HAIKU}/comments", json={"body": "Looks good."},
+                          headers=tokens["reviewer"])
+    assert comment.status_code == 201, comment.text
+    assert len(client.get("/api/schedule", headers=tokens["editor"]).json()["items"]) == 1
+    main_before = git(repo_path, "rev-parse", "main").strip()
+    # Approved content is not editable: taking it back to the editors is the change.
+    etag = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"]).headers["etag"]
+    act(client, HAIKU, "request_changes", tokens["reviewer2"], etag)
+    save_revision(client, HAIKU, tokens["editor"], " Changed after scheduling.")
+    assert client.get("/api/schedule", headers=tokens["editor"]).json()["items"] == []
+    assert git(repo_path, "for-each-ref", "refs/cms/scheduled/") == ""
+    assert run_at(client, later(2)) == []
+    assert git(repo_path, "rev-parse", "main").strip() == main_before
+
+
+def test_cancel_a_schedule(client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    etag = approved(client, tokens)
+    made = schedule(client, tokens["publisher"], etag, later())
+    # An editor may not take a publication back.
+    refused = client.post(f"/api/drafts/{HAIKU}/transitions",
+                          json={"action": "cancel_schedule"}, headers=tokens["editor"])
+    assert refused.status_code == 403, refused.text
+    cancelled = client.post(f"/api/drafts/{HAIKU}/transitions",
+                            json={"action": "cancel_schedule", "comment": "Not this week."},
+                            headers=tokens["publisher"])
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.headers["etag"] == etag  # the revision is untouched
+    assert client.get("/api/schedule", headers=tokens["editor"]).json()["items"] == []
+    note = git(repo_path, "log", "-1", "--format=%B", f"refs/heads/cms/comparisons/{HAIKU}")
+    assert "Cms-Action: cancel_schedule" in note
+    assert f"Cms-Schedule: {made['commit']}" in note
+    assert "Not this week." in note
+    again = client.post(f"/api/drafts/{HAIKU}/transitions", json={"action": "cancel_schedule"},
+                        headers=tokens["publisher"])
+    assert again.status_code == 409
+    assert again.json()["field"] == "action"
+    assert run_at(client, later(2)) == []
+
+
+@pytest.mark.parametrize(("at", "status", "field"), [
+    ("2001-01-01T00:00:00Z", 422, "at"),  # the past
+    ("2999-01-01T00:00:00Z", 422, "at"),  # too far ahead
+    ("2030-01-01T00:00:00", 422, "at"),  # no offset: whose midnight?
+    ("next tuesday", 422, "at"),
+])
+def test_a_schedule_needs_a_time_to_come(client: Client, tokens: dict[str, Headers],
+                                         repo_path: Path, at: str, status: int,
+                                         field: str) -> None:
+    etag = approved(client, tokens)
+    refs_before = git(repo_path, "for-each-ref")
+    refused = schedule(client, tokens["publisher"], etag, at, expect=status)
+    assert refused["field"] == field, refused
+    assert git(repo_path, "for-each-ref") == refs_before
+
+
+def test_only_what_could_be_taken_now_can_be_scheduled(
+        client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    etag = save_revision(client, HAIKU, tokens["editor"])
+    submitted = act(client, HAIKU, "submit", tokens["editor"], etag)
+    etag = f'"{submitted["revision"]}"'
+    # Not approved yet: publishing would be refused now, so is its schedule.
+    assert schedule(client, tokens["publisher"], etag, later(), expect=409)["field"] == "action"
+    # An approval is no publication: it is not scheduled.
+    assert schedule(client, tokens["reviewer"], etag, later(), action="approve",
+                    expect=409)["field"] == "action"
+    assert schedule(client, tokens["editor"], etag, later(), expect=403)["field"] == "action"
+    assert schedule(client, tokens["publisher"], '"' + "0" * 40 + '"', later(),
+                    expect=412)["field"] == "If-Match"
+    missing = client.post("/api/drafts/no-such-comparison/transitions",
+                          json={"action": "publish", "at": later().isoformat()},
+                          headers={**tokens["publisher"], "If-Match": etag})
+    assert missing.status_code == 404, missing.text
+    assert git(repo_path, "for-each-ref", "refs/cms/scheduled/") == ""
+
+
+def test_a_scheduled_takedown(client: Client, tokens: dict[str, Headers],
+                              repo_path: Path) -> None:
+    live = client.get(f"/api/comparisons/{HAIKU}")
+    at = later()
+    made = schedule(client, tokens["publisher"], live.headers["etag"], at, action="unpublish")
+    # Recorded on main, which keeps its content meanwhile.
+    assert git(repo_path, "rev-parse", "main").strip() == made["commit"]
+    assert git(repo_path, "diff", "--stat", "main^", "main") == ""
+    assert client.get(f"/api/comparisons/{HAIKU}").status_code == 200
+    done = run_at(client, at)
+    assert len(done) == 1
+    assert client.get(f"/api/comparisons/{HAIKU}").status_code == 404
+    head = git(repo_path, "log", "-1", "--format=%(trailers)", "main")
+    assert "Cms-Action: unpublish" in head
+    assert f"Cms-Schedule: {made['commit']}" in head
+    assert run_at(client, later(2)) == []
+    services = services_of(client)
+    assert verify(services.documents, services.workflows, services.pipeline.committer).ok
+
+
+def test_a_schedule_runs_with_its_authors_rights_as_they_are_then(
+        client: Client, tokens: dict[str, Headers], repo_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    etag = approved(client, tokens)
+    at = later()
+    schedule(client, tokens["publisher"], etag, at)
+    services = services_of(client)
+    for record in services.tokens.all():
+        if record.email == "paul@example.com":
+            services.tokens.revoke(record.id)
+    main_before = git(repo_path, "rev-parse", "main").strip()
+    assert run_at(client, at) == []
+    assert git(repo_path, "rev-parse", "main").strip() == main_before
+    assert "was not carried out" in caplog.text
+    assert client.get("/api/schedule", headers=tokens["editor"]).json()["items"] == []
+
+
+def test_two_servers_carry_a_schedule_out_once(client: Client, tokens: dict[str, Headers],
+                                               settings: Settings, repo_path: Path) -> None:
+    etag = approved(client, tokens)
+    at = later()
+    schedule(client, tokens["publisher"], etag, at)
+    services = services_of(client)
+    others = []
+    for _ in range(3):
+        side = open_write_side(settings)
+        others.append(Schedules(side.documents, side.pipeline, side.editor, side.workflows))
+    start = threading.Barrier(len(others))
+    made: list[list[str]] = []
+
+    def run(schedules: Schedules) -> None:
+        start.wait(timeout=30)
+        made.append(schedules.run_due(services.tokens.roles_of, now=at))
+
+    threads = [threading.Thread(target=run, args=(one,)) for one in others]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(len(commits) for commits in made) == [0, 0, 1]
+    scheduled_runs = git(repo_path, "log", "--format=%(trailers:key=Cms-Schedule,valueonly)",
+                         "main").split()
+    assert len(scheduled_runs) == 1
+
+
+def test_a_schedule_due_while_no_server_ran_is_carried_out_at_start(
+        settings: Settings, tokens: dict[str, Headers], repo_path: Path) -> None:
+    with TestClient(app=create_app(settings)) as client:
+        etag = approved(client, tokens)
+        services = services_of(client)
+        # Stopped: a schedule falls due only while a server looks.
+        services.scheduler.stop()
+        publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
+        # Scheduled an hour ago for half an hour ago, as the clock then allowed.
+        due = datetime.now(UTC) - timedelta(minutes=30)
+        services.schedules.schedule(HAIKU, "publish", due, publisher.actor(),
+                                    etag.strip('"'), now=due - timedelta(minutes=30))
+        main_before = git(repo_path, "rev-parse", "main").strip()
+    assert git(repo_path, "rev-parse", "main").strip() == main_before
+    for _ in range(2):  # started, stopped, started again: published once
+        with TestClient(app=create_app(settings)) as client:
+            assert client.get(f"/api/comparisons/{HAIKU}").json()["summary"].endswith("Revised.")
+            assert client.get("/api/schedule", headers=tokens["editor"]).json()["items"] == []
+    runs = git(repo_path, "log", "--format=%(trailers:key=Cms-Schedule,valueonly)",
+               "main").split()
+    assert len(runs) == 1
