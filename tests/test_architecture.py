@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "reading": SERVICES,
     "audit": SERVICES | {"editing.workflow", "editing.workflows"},
     "votes": SERVICES | {"editing.pipeline"},
-    "webhooks": SERVICES | {"reading.views"},
+    "webhooks": SERVICES | {"reading.views", "editing.workflows"},
     "api": {"content", "store", "identity", "editing", "reading", "audit", "votes", "webhooks"},
     "cli": {"content", "store", "identity", "editing", "reading", "api"},
 }

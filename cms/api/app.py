@@ -27,6 +27,7 @@ from .head import HeadAsGet
 from .http import MAX_REQUEST_BYTES
 from .json_depth import JsonDepthLimit
 from .public import PublishedController, VotesController, fold_votes
+from .releases import ReleasesController
 from .response_cache import PublicResponseCache
 from .schedule import list_schedule
 from .services import Services, ServicesDep, build_services
@@ -61,6 +62,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             feed_atom, feed_json, read_preview,
             ComparisonAuditController, RepositoryAuditController, DraftsController,
             CommentsController, AssignmentController, my_reviews, list_schedule,
+            ReleasesController,
             TokensController, WebhooksController,
         ],
         on_startup=[lambda: built.index.start(), lambda: built.webhooks.start(),

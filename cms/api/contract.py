@@ -109,6 +109,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/drafts/{slug}/assignees"): Operation("getAssignees", (*_TOKEN, *_NAMED, 409)),
     ("GET", "/api/me/reviews"): Operation("listMyReviews", _TOKEN),
     ("GET", "/api/schedule"): Operation("listSchedule", _TOKEN),
+    ("GET", "/api/releases"): Operation("listReleases", _TOKEN),
+    ("POST", "/api/releases"): Operation("createRelease", (*_TOKEN, *_BODY, 404)),
+    ("GET", "/api/releases/{release_id}"): Operation("getRelease", (*_TOKEN, *_NAMED)),
+    ("POST", "/api/releases/{release_id}/publish"):
+        Operation("publishRelease", (*_TOKEN, *_BODY, 404, 409), optional_body=True),
     ("GET", "/api/tokens"): Operation("listTokens", _TOKEN),
     ("POST", "/api/tokens"): Operation("createToken", (*_TOKEN, *_BODY)),
     ("POST", "/api/tokens/{token_id}/revoke"): Operation("revokeToken", (*_TOKEN, *_NAMED)),

@@ -17,6 +17,7 @@ from ..editing.assignments import Assignments
 from ..editing.commands import Editor
 from ..editing.comments import Comments
 from ..editing.pipeline import CommitPipeline
+from ..editing.releases import Releases
 from ..editing.review_branch import ReviewBranch
 from ..editing.scheduler import Scheduler
 from ..editing.schedules import Schedules
@@ -48,6 +49,7 @@ class Services:
     comments: Comments
     assignments: Assignments
     schedules: Schedules
+    releases: Releases
     scheduler: Scheduler
     index: PublishedIndex
     sync: Sync
@@ -80,7 +82,7 @@ def build_services(settings: Settings) -> Services:
     votes = VoteStore(settings.data / "votes.sqlite3")
     vote_secret(settings.data)  # made now, not by the first anonymous vote
     verdicts = VerdictLog(documents, settings.data / "verdict-log.json")
-    webhooks = build_webhooks(settings, documents, frozenset(content.workflows.transitions()))
+    webhooks = build_webhooks(settings, documents, content.workflows)
     if alone:  # deliveries claimed by a process that died are due again at once
         webhooks.store.release_claims()
     instances.join()
@@ -103,7 +105,8 @@ def build_services(settings: Settings) -> Services:
         settings=settings, workflows=content.workflows, documents=documents,
         pipeline=content.pipeline, editor=content.editor,
         comments=Comments(review), assignments=Assignments(review, content.workflows),
-        schedules=schedules, scheduler=Scheduler(schedules, tokens.roles_of),
+        schedules=schedules, releases=Releases(documents, content.pipeline, content.workflows),
+        scheduler=Scheduler(schedules, tokens.roles_of),
         index=index,
         sync=Sync(documents, signing_key(settings.data / "sync.key")),
         tokens=tokens, webhooks=webhooks, verdicts=verdicts,

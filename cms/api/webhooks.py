@@ -17,7 +17,9 @@ from .auth import requires_roles
 from .http import PRIVATE_CACHE
 from .services import ServicesDep
 
-EventType = Literal["comparison.published", "comparison.unpublished", "comparison.transitioned"]
+EventType = Literal["comparison.published", "comparison.unpublished", "comparison.transitioned",
+                    "review.requested", "review.approved", "review.changes_requested",
+                    "comment.created", "comparison.scheduled", "release.published"]
 Kind = Literal["standard", "build_hook"]
 # What a delivery can reach, written as a pattern so that the document says it too: http(s), a
 # host name or an IPv4 address (no credentials), an optional port from 1 to 65535, and the rest

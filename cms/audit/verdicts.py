@@ -102,9 +102,14 @@ class VerdictLog:
             self._dirty = True  # written with the next read, not on the editor's time
 
     def _publication(self, event: Committed) -> list[VerdictChange]:
-        if event.action != "publish" or event.previous is None or not event.slug:
+        if event.action != "publish" or event.previous is None:
             return []
-        repo, slug = self.documents.repo, event.slug
+        # A release publishes several comparisons in one commit.
+        return [change for slug in event.slugs for change in self._changes(event, slug)]
+
+    def _changes(self, event: Committed, slug: str) -> list[VerdictChange]:
+        assert event.previous is not None
+        repo = self.documents.repo
         after = self.documents.in_tree(repo.read_commit(event.commit).tree, slug)
         if after is None:
             return []

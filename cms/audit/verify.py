@@ -11,12 +11,13 @@ from __future__ import annotations
 from msgspec import Struct
 
 from ..content.diff import compare
-from ..editing.events import CANCEL, SCHEDULE
+from ..editing.events import CANCEL, RELEASE_TRAILER, SCHEDULE
 from ..editing.workflow import address_of
 from ..editing.workflows import Workflows
 from ..errors import CmsError
 from ..identity.actors import Person
 from ..store.documents import Documents
+from ..store.layout import Layout
 from ..store.repository import Commit, changed_files
 
 
@@ -79,47 +80,69 @@ def _check(documents: Documents, workflows: Workflows, commit: Commit) -> list[s
         return problems
     if action == "votes":
         return [*problems, *_check_votes(documents, commit)]
-    document = commit.message.first("Cms-Document") or ""
-    slug = document.removeprefix("comparisons/")
-    if not document.startswith("comparisons/") or not slug:
+    slugs = [slug for value in commit.message.values("Cms-Document")
+             if (slug := Layout.slug_of_document(value))]
+    if not slugs:
         return [*problems, "no Cms-Document trailer naming the comparison"]
-    path = documents.layout.path(slug)
+    release = commit.message.first(RELEASE_TRAILER)
+    if len(slugs) > 1 and (release is None or action != "publish"):
+        return [*problems, "names several comparisons but is no release's publication"]
+    paths = {documents.layout.path(slug): slug for slug in slugs}
     parent = documents.repo.read_commit(commit.parents[0]) if commit.parents else None
     changed = changed_files(documents.repo, parent.tree if parent else None, commit.tree, "")
     # A publication may change nothing: publishing again, within the same second, the content
     # that is published already records the approvals and changes no file.
-    if others := sorted(set(changed) - {path}):
-        problems.append(f"changes {', '.join(others[:3])} besides {path}")
+    if others := sorted(set(changed) - set(paths)):
+        problems.append(f"changes {', '.join(others[:3])} besides {', '.join(sorted(paths))}")
     if action == "unpublish":
+        path = next(iter(paths))
         if changed.get(path, "") is not None:
             problems.append(f"an unpublish must remove {path}")
         return problems
-    if len(commit.parents) != 2 and not _republishes(documents, commit, document):
-        problems.append("a publication must merge the comparison's review branch")
     approvers = commit.message.values("Approved-by")
-    blob = changed.get(path)
+    if release is not None:
+        # One merge of every comparison's branch and of the release's own commit.
+        if len(commit.parents) < 3:
+            problems.append("a release's publication must merge its comparisons' branches "
+                            "and the release")
+    elif len(commit.parents) != 2 and not _republishes(documents, commit,
+                                                       Layout.document(slugs[0])):
+        problems.append("a publication must merge the comparison's review branch")
+    for path in paths:
+        problems += _check_published(documents, workflows, changed.get(path), approvers,
+                                     alone=release is None)
+    return problems
+
+
+def _check_published(documents: Documents, workflows: Workflows, blob: str | None,
+                     approvers: list[str], *, alone: bool) -> list[str]:
+    """One comparison's publication: the approvals its workflow requires, by people other than
+    its authors, as its file records them and the Approved-by trailers name them (a release's
+    trailers name the approvers of all its comparisons)."""
+    problems = []
     published = None
     if blob:
         try:
             published = documents.decode_blob(blob)
         except CmsError as exc:
-            return [*problems, f"the published file is invalid: {exc.message}"]
+            return [f"the published file is invalid: {exc.message}"]
     try:
         workflow = workflows.of(published.workflow if published else None)
     except CmsError as exc:
-        return [*problems, exc.message]
+        return [exc.message]
     required = workflow.approvals_to_publish
-    people = {address_of(person) for person in approvers}
+    recorded = published.workflow.approved_by if published and not alone else approvers
+    people = {address_of(person) for person in recorded}
     if len(people) < required:
         problems.append(f"carries approvals of {len(people)} different people; the workflow "
                         f"`{workflow.name}` requires {required}")
     if published is not None:
         # A trailer's value has its whitespace collapsed; the file keeps the name as it was.
-        if sorted(" ".join(person.split()) for person in published.workflow.approved_by) != \
-                sorted(approvers):
+        mine = sorted(" ".join(person.split()) for person in published.workflow.approved_by)
+        if (mine != sorted(approvers)) if alone else not set(mine) <= set(approvers):
             problems.append("the file's approvers differ from the Approved-by trailers")
         authors = {address_of(person) for person in published.workflow.authors}
-        own = sorted(person for person in approvers if address_of(person) in authors)
+        own = sorted(person for person in recorded if address_of(person) in authors)
         if own and not workflow.allow_self_approval:
             problems.append(f"approved by its own author {own[0]}")
     return problems

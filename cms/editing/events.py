@@ -44,6 +44,13 @@ class Committed(Struct, frozen=True, kw_only=True, tag="content.committed", tag_
     # vote of it that it holds, so that folding stays idempotent.
     votes_through: int | None = None
     votes_ledger: str | None = None
+    # The commit's body (a comment's text, say) and the trailers of the change's own (a
+    # comment's id, a schedule's time), for listeners that tell people what happened.
+    note: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def extra_value(self, key: str) -> str | None:
+        return next((value for name, value in self.extra if name == key), None)
 
     @property
     def slug(self) -> str:
@@ -69,6 +76,10 @@ class Listeners:
                 listener(event)
             except Exception:
                 log.exception("a listener failed after a commit; it will catch up from git")
+
+
+_STANDARD = frozenset({"cms-action", "cms-state", "cms-document", "approved-by",
+                       "cms-votes-through", "cms-votes-ledger"})
 
 
 def trailers(*, action: str, state: str, slugs: tuple[str, ...], approvers: tuple[str, ...],
@@ -97,7 +108,9 @@ def from_commit(commit: Commit, *, on_main: bool) -> Committed:
         actor=Person(name=commit.author.name, email=commit.author.email),
         approvers=tuple(message.values("Approved-by")), at=commit.committer.at.astimezone(UTC),
         votes_through=int(through) if through and through.isdigit() else None,
-        votes_ledger=message.first("Cms-Votes-Ledger"),
+        votes_ledger=message.first("Cms-Votes-Ledger"), note=message.comment,
+        extra=tuple((key, value) for key, value in message.trailers
+                    if key.lower() not in _STANDARD),
     )
 
 

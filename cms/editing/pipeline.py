@@ -104,7 +104,8 @@ class CommitPipeline:
                     previous=change.parents[0] if change.parents else None,
                     main_moved=self.layout.main_ref in moved, actor=change.author,
                     approvers=change.approvers, at=at, votes_through=change.votes_through,
-                    votes_ledger=change.votes_ledger,
+                    votes_ledger=change.votes_ledger, note=change.comment,
+                    extra=change.extra_trailers,
                 )
                 self.listeners.emit(event)
                 return event

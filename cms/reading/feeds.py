@@ -48,25 +48,28 @@ def latest(documents: Documents, base_url: str, limit: int = 30) -> list[FeedIte
     for sha in shas:
         commit = documents.repo.read_commit(sha)
         event = from_commit(commit, on_main=True)
-        if event.action != "publish" or event.previous is None or not event.slug:
+        if event.action != "publish" or event.previous is None:
             continue
-        after = documents.in_tree(commit.tree, event.slug)
-        if after is None:
-            continue
-        before = documents.in_tree(documents.repo.read_commit(event.previous).tree, event.slug)
-        changes = compare(before, after).verdict_changes if before else []
-        summary = _summary(after, before is None, changes)
-        url = comparison_url(base_url, event.slug)
-        items.append(FeedItem(
-            id=f"{url}#{event.commit}", slug=event.slug,
-            title=after.title if before is None else f"{after.title}: verdicts updated"
-            if changes else f"{after.title}: updated",
-            url=url, published=event.at, summary=summary,
-            content_html=f"<p>{html.escape(summary)}</p>\n"
-            + render_cached(f"feed:{event.commit}", after.body),
-            author=event.actor.name, new=before is None,
-        ))
-    return items
+        previous = documents.repo.read_commit(event.previous).tree
+        # A release publishes several comparisons in one commit: an item each.
+        for slug in event.slugs:
+            after = documents.in_tree(commit.tree, slug)
+            if after is None:
+                continue
+            before = documents.in_tree(previous, slug)
+            changes = compare(before, after).verdict_changes if before else []
+            summary = _summary(after, before is None, changes)
+            url = comparison_url(base_url, slug)
+            items.append(FeedItem(
+                id=f"{url}#{event.commit}", slug=slug,
+                title=after.title if before is None else f"{after.title}: verdicts updated"
+                if changes else f"{after.title}: updated",
+                url=url, published=event.at, summary=summary,
+                content_html=f"<p>{html.escape(summary)}</p>\n"
+                + render_cached(f"feed:{event.commit}:{slug}", after.body),
+                author=event.actor.name, new=before is None,
+            ))
+    return items[:limit]
 
 
 def _summary(comparison: Comparison, new: bool, changes: list[Change]) -> str:

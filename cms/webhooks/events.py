@@ -14,23 +14,34 @@ from datetime import UTC, datetime
 import msgspec
 from msgspec import Struct
 
-from ..editing.events import Committed, from_commit
+from ..editing.events import ACTION_TRAILER, AT_TRAILER, RELEASE_TRAILER, Committed, from_commit
 from ..errors import InvalidContent
 from ..identity.actors import Person
 from ..reading.views import comparison_url
 from ..store.documents import Documents
+from .review_events import (
+    COMMENT_CREATED,
+    REVIEW_CURSOR,
+    REVIEW_TYPES,
+    SCHEDULED,
+    CommentNote,
+    ScheduleNote,
+    now_seconds,
+    unrecorded,
+)
 from .store import OutboxEvent, WebhookStore
 
 PUBLISHED = "comparison.published"
 UNPUBLISHED = "comparison.unpublished"
 TRANSITIONED = "comparison.transitioned"
-EVENT_TYPES = (PUBLISHED, UNPUBLISHED, TRANSITIONED)
+RELEASE_PUBLISHED = "release.published"
+EVENT_TYPES = (PUBLISHED, UNPUBLISHED, TRANSITIONED, *REVIEW_TYPES, RELEASE_PUBLISHED)
 MAIN_CURSOR = "main"
 _MAIN_ACTIONS = {"publish": PUBLISHED, "unpublish": UNPUBLISHED}
 _WALK_LIMIT = 100_000
 
 
-class EventData(Struct, kw_only=True):
+class EventData(Struct, kw_only=True, omit_defaults=True):
     slug: str
     commit: str
     previous_commit: str | None
@@ -39,6 +50,10 @@ class EventData(Struct, kw_only=True):
     approvers: list[str]
     action: str
     state: str | None
+    # What a review event is about, when it is one.
+    reviewers: list[str] | None = None
+    comment: CommentNote | None = None
+    schedule: ScheduleNote | None = None
 
 
 class Payload(Struct, kw_only=True):
@@ -52,7 +67,9 @@ def event_id(kind: str, commit: str) -> str:
     return "msg_" + hashlib.sha256(f"{kind}:{commit}".encode()).hexdigest()[:32]
 
 
-def outbox_event(kind: str, event: Committed, base_url: str) -> OutboxEvent | None:
+def outbox_event(kind: str, event: Committed, base_url: str,
+                 key: str | None = None) -> OutboxEvent | None:
+    """``key`` tells apart the events of one commit that publishes several comparisons."""
     if not event.slug:
         return None
     payload = Payload(
@@ -64,6 +81,64 @@ def outbox_event(kind: str, event: Committed, base_url: str) -> OutboxEvent | No
             approvers=list(event.approvers), action=event.action, state=event.state,
         ),
     )
+    return OutboxEvent(id=event_id(kind, key or event.commit), type=kind, slug=event.slug,
+                       commit=event.commit, payload=msgspec.json.encode(payload))
+
+
+class ReleaseData(Struct, kw_only=True):
+    id: str
+    title: str
+    slugs: list[str]
+    commit: str
+    previous_commit: str | None
+    url: str
+    actor: Person
+    approvers: list[str]
+
+
+class ReleasePayload(Struct, kw_only=True):
+    type: str
+    timestamp: datetime
+    data: ReleaseData
+
+
+def release_events(event: Committed, release: str, base_url: str) -> list[OutboxEvent]:
+    """A release's publication: each comparison's event, then the release's."""
+    found = [outbox for slug in event.slugs
+             if (outbox := outbox_event(PUBLISHED, msgspec.structs.replace(event, slugs=(slug,)),
+                                        base_url, key=f"{event.commit}:{slug}"))]
+    payload = ReleasePayload(type=RELEASE_PUBLISHED, timestamp=event.at.astimezone(UTC),
+                             data=ReleaseData(
+        # The publication's body starts with the release's title (see editing.releases).
+        id=release, title=event.note.split("\n", 1)[0], slugs=list(event.slugs),
+        commit=event.commit, previous_commit=event.previous,
+        url=f"{base_url}/api/releases/{release}", actor=event.actor,
+        approvers=list(event.approvers)))
+    found.append(OutboxEvent(id=event_id(RELEASE_PUBLISHED, event.commit), type=RELEASE_PUBLISHED,
+                             slug="", commit=event.commit, payload=msgspec.json.encode(payload)))
+    return found
+
+
+def review_event(kind: str, event: Committed, base_url: str) -> OutboxEvent | None:
+    if not event.slug:
+        return None
+    values = [(key.lower(), value) for key, value in event.extra]
+    comment = event.extra_value("Cms-Comment")
+    at = event.extra_value(AT_TRAILER)
+    action = event.extra_value(ACTION_TRAILER)
+    data = EventData(
+        slug=event.slug, commit=event.commit, previous_commit=event.previous,
+        url=f"{base_url}/api/drafts/{event.slug}", actor=event.actor,
+        approvers=list(event.approvers), action=event.action, state=event.state,
+        reviewers=[value for key, value in values if key == "cms-assignee"]
+        if event.action == "assign" else None,
+        comment=CommentNote(id=comment, body=event.note, field=event.extra_value("Cms-Field"),
+                            reply_to=event.extra_value("Cms-Reply-To"))
+        if kind == COMMENT_CREATED and comment else None,
+        schedule=ScheduleNote(action=action, at=at) if kind == SCHEDULED and at and action
+        else None,
+    )
+    payload = Payload(type=kind, timestamp=event.at.astimezone(UTC), data=data)
     return OutboxEvent(id=event_id(kind, event.commit), type=kind, slug=event.slug,
                        commit=event.commit, payload=msgspec.json.encode(payload))
 
@@ -72,6 +147,10 @@ def main_events(events: list[Committed], base_url: str) -> list[OutboxEvent]:
     found: list[OutboxEvent] = []
     for event in events:
         kind = _MAIN_ACTIONS.get(event.action)
+        release = event.extra_value(RELEASE_TRAILER)
+        if kind == PUBLISHED and release is not None:
+            found += release_events(event, release, base_url)
+            continue
         outbox = outbox_event(kind, event, base_url) if kind else None
         if outbox is not None:
             found.append(outbox)
@@ -82,11 +161,12 @@ class Recorder:
     """Turns what happens on main, and optionally every transition, into outbox events."""
 
     def __init__(self, documents: Documents, store: WebhookStore, base_url: str,
-                 transitions: frozenset[str]) -> None:
+                 transitions: frozenset[str], review_kinds: dict[str, str]) -> None:
         self.documents = documents
         self.store = store
         self.base_url = base_url
         self.transitions = transitions
+        self.review_kinds = review_kinds
 
     def committed(self, event: Committed) -> int:
         """Record a commit of this process; main's history is read only when the outbox's
@@ -101,7 +181,25 @@ class Recorder:
         if event.action in self.transitions:
             transition = outbox_event(TRANSITIONED, event, self.base_url)
             queued += self.store.record([transition]) if transition else 0
+        kind = self.review_kinds.get(event.action)
+        review = review_event(kind, event, self.base_url) if kind else None
+        queued += self.store.record([review]) if review else 0
         return queued
+
+    def catch_up_reviews(self) -> int:
+        """Events for review steps committed since the last look and not recorded."""
+        cursor = self.store.cursor(REVIEW_CURSOR)
+        looked = now_seconds()
+        if cursor is None or not cursor.isdigit():
+            # As for main: a new outbox starts at the present.
+            return self.store.record([], cursor=(REVIEW_CURSOR, str(looked)))
+        found = []
+        for event in unrecorded(self.documents, int(cursor)):
+            kind = self.review_kinds.get(event.action)
+            review = review_event(kind, event, self.base_url) if kind else None
+            if review is not None:
+                found.append(review)
+        return self.store.record(found, cursor=(REVIEW_CURSOR, str(looked)))
 
     def catch_up(self) -> int:
         """Events for what main gained while this process was not recording."""

@@ -6,9 +6,11 @@ import threading
 
 from ..config import Settings
 from ..editing.events import Committed
+from ..editing.workflows import Workflows
 from ..store.documents import Documents
 from .delivery import Dispatcher
 from .events import Recorder
+from .review_events import review_kinds
 from .store import WebhookStore
 
 
@@ -45,6 +47,8 @@ class Webhooks:
 
     def start(self) -> None:
         self.catch_up()
+        with self._recording:
+            self.recorder.catch_up_reviews()
         if self.run_worker:
             self.dispatcher.start()
 
@@ -54,12 +58,13 @@ class Webhooks:
 
 
 def build_webhooks(settings: Settings, documents: Documents,
-                   transitions: frozenset[str]) -> Webhooks:
+                   workflows: Workflows) -> Webhooks:
     store = WebhookStore(settings.data / "webhooks.sqlite3")
     dispatcher = Dispatcher(store, backoff=settings.webhook_backoff,
                             timeout=settings.webhook_timeout,
                             allow_private=settings.webhook_allow_private)
-    recorder = Recorder(documents, store, settings.base_url, transitions)
+    recorder = Recorder(documents, store, settings.base_url,
+                        frozenset(workflows.transitions()), review_kinds(workflows))
     webhooks = Webhooks(store=store, dispatcher=dispatcher, recorder=recorder,
                         run_worker=settings.webhook_worker)
     # Main can move without this process (another instance, or a crash before the event was

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import subprocess
@@ -77,7 +76,7 @@ def test_kill_nine_mid_write_loses_no_acknowledged_write(settings: Settings,
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "disk"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
                             capture_output=True, check=False)
     if result.returncode != 0:
         pytest.skip("mounting a small tmpfs needs privileges this machine does not grant")
@@ -96,13 +95,13 @@ def test_a_full_disk_refuses_the_write_and_changes_nothing(small_disk: Path) -> 
         public = client.get(f"/api/comparisons/{HAIKU}")
         refs_before = git(settings.repo, "for-each-ref")
         filler = small_disk / "filler"
-        with open(filler, "wb") as handle:
-            try:
+        try:
+            with open(filler, "wb") as handle:
                 while True:
                     handle.write(b"\0" * 65536)
                     handle.flush()
-            except OSError:
-                pass
+        except OSError:
+            pass  # full
         document = dict(public.json(), summary="Written to a full disk.")
         response = client.put(f"/api/drafts/{HAIKU}", json=document,
                               headers={**editor, "If-Match": public.headers["etag"]})
@@ -111,7 +110,7 @@ def test_a_full_disk_refuses_the_write_and_changes_nothing(small_disk: Path) -> 
         assert "Traceback" not in response.text
         assert git(settings.repo, "for-each-ref") == refs_before
 
-        os.remove(filler)
+        filler.unlink(missing_ok=True)
         retry = client.put(f"/api/drafts/{HAIKU}", json=document,
                            headers={**editor, "If-Match": public.headers["etag"]})
         assert retry.status_code == 200, retry.text
@@ -209,5 +208,5 @@ def test_a_vote_on_a_full_disk_is_a_503_without_a_traceback(
         assert all(answer.json()["code"] == "store_unavailable"
                    for answer in answers if answer.status_code == 503)
         assert not [record for record in caplog.records if record.exc_info]
-        os.remove(filler)
+        filler.unlink(missing_ok=True)
         assert client.post(f"/api/comparisons/{HAIKU}/votes", json=ballot).status_code == 202

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 from litestar.testing import TestClient
 from standardwebhooks.webhooks import Webhook
 
@@ -22,7 +20,7 @@ from cms.editing.write_side import open_write_side
 from cms.identity.actors import Actor
 from cms.store.repository import Repository
 
-from ..conftest import HAIKU, SEED, fsck, make_tokens
+from ..conftest import HAIKU, SEED, make_tokens
 from ..helpers import Headers, act, new_document
 from ..receivers import Receiver, dead_url, running
 
@@ -35,21 +33,6 @@ def webhook_settings(tmp_path: Path, **overrides: Any) -> Settings:
                               "webhook_backoff": (0.0, 0.0, 0.0), "webhook_worker": False}
     values.update(overrides)
     return load_settings({}, **values)
-
-
-@pytest.fixture
-def hooks_settings(tmp_path: Path) -> Iterator[Settings]:
-    settings = webhook_settings(tmp_path)
-    initialise(settings, SEED)
-    yield settings
-    fsck(settings.repo)
-
-
-@pytest.fixture
-def hooks(hooks_settings: Settings) -> Iterator[tuple[Client, dict[str, Headers]]]:
-    tokens = make_tokens(hooks_settings)
-    with TestClient(app=create_app(hooks_settings)) as client:
-        yield client, tokens
 
 
 def subscribe(client: Client, admin: Headers, url: str, **extra: Any) -> dict[str, Any]:

@@ -1,0 +1,138 @@
+"""Review notifications: every step of a review reaches a subscribed endpoint, signed and
+delivered like a publication, so a team can wire it to chat; a step a server committed but did
+not record (it died in between) is recorded when a server starts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from litestar.testing import TestClient
+from standardwebhooks.webhooks import Webhook
+
+from cms.api.app import create_app
+from cms.config import Settings
+from cms.editing.comments import Comments
+from cms.editing.review_branch import ReviewBranch
+from cms.editing.write_side import open_write_side
+
+from ..conftest import HAIKU, make_tokens
+from ..helpers import EDITOR, Headers, act, new_document, save_revision
+from ..receivers import Receiver, running
+from .test_webhooks import Client, drain, subscribe
+
+REVIEW_EVENTS = ["review.requested", "review.approved", "review.changes_requested",
+                 "comment.created", "comparison.scheduled"]
+
+
+def received(receiver: Receiver, secret: str) -> list[dict[str, Any]]:
+    return [Webhook(secret).verify(request.body, request.headers)  # type: ignore[misc]
+            for request in receiver.received]
+
+
+def test_a_chat_receiver_hears_every_review_step(hooks: tuple[Client, dict[str, Headers]]
+                                                 ) -> None:
+    client, tokens = hooks
+    with running(Receiver()) as receiver:
+        secret = subscribe(client, tokens["admin"], receiver.url, events=REVIEW_EVENTS)["secret"]
+        etag = save_revision(client, HAIKU, tokens["editor"])
+        assigned = client.put(f"/api/drafts/{HAIKU}/assignees", headers=tokens["editor"],
+                              json={"reviewers": ["rita@example.com"]})
+        assert assigned.status_code == 200, assigned.text
+        submitted = act(client, HAIKU, "submit", tokens["editor"], etag)
+        comment = client.post(f"/api/drafts/{HAIKU}/comments", headers=tokens["reviewer"],
+                              json={"body": "Is the price right?", "field": "pricing"})
+        assert comment.status_code == 201, comment.text
+        changes = act(client, HAIKU, "request_changes", tokens["reviewer"],
+                      f'"{submitted["revision"]}"')
+        again = act(client, HAIKU, "submit", tokens["editor"], f'"{changes["revision"]}"')
+        approved = act(client, HAIKU, "approve", tokens["reviewer"], f'"{again["revision"]}"')
+        at = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+        scheduled = client.post(f"/api/drafts/{HAIKU}/transitions",
+                                json={"action": "publish", "at": at.isoformat()},
+                                headers={**tokens["publisher"],
+                                         "If-Match": f'"{approved["revision"]}"'})
+        assert scheduled.status_code == 202, scheduled.text
+        drain(client)
+        payloads = received(receiver, secret)
+    assert [p["type"] for p in payloads] == [
+        "review.requested", "review.requested", "comment.created", "review.changes_requested",
+        "review.requested", "review.approved", "comparison.scheduled"]
+    for payload in payloads:
+        assert payload["data"]["slug"] == HAIKU
+        assert payload["data"]["url"] == f"http://cms.test/api/drafts/{HAIKU}"
+    assert payloads[0]["data"]["reviewers"] == ["rita@example.com"]
+    assert payloads[0]["data"]["actor"]["email"] == "ada@example.com"
+    assert payloads[2]["data"]["comment"] == {
+        "id": comment.json()["id"], "body": "Is the price right?", "field": "pricing"}
+    assert payloads[2]["data"]["actor"]["email"] == "rita@example.com"
+    assert payloads[5]["data"]["approvers"] == ["Rita Reviewer <rita@example.com>"]
+    assert payloads[6]["data"]["schedule"] == {"action": "publish",
+                                               "at": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    # Each event once, with an id that stays its own across retries.
+    assert len({p["data"]["commit"] for p in payloads}) == len(payloads)
+
+
+def test_review_events_stay_out_of_publication_endpoints(
+        hooks: tuple[Client, dict[str, Headers]]) -> None:
+    client, tokens = hooks
+    with running(Receiver()) as receiver:
+        subscribe(client, tokens["admin"], receiver.url)  # the default: publications only
+        etag = save_revision(client, HAIKU, tokens["editor"])
+        act(client, HAIKU, "submit", tokens["editor"], etag)
+        client.post(f"/api/drafts/{HAIKU}/comments", headers=tokens["reviewer"],
+                    json={"body": "Fine."})
+        drain(client)
+        assert receiver.received == []
+
+
+def test_a_step_committed_but_never_recorded_is_recorded_at_start(
+        hooks_settings: Settings) -> None:
+    tokens = make_tokens(hooks_settings)
+    with running(Receiver()) as receiver:
+        with TestClient(app=create_app(hooks_settings)) as client:
+            secret = subscribe(client, tokens["admin"], receiver.url,
+                               events=REVIEW_EVENTS)["secret"]
+            save_revision(client, HAIKU, tokens["editor"])
+        # Another server's comment, whose process died before it told its outbox.
+        side = open_write_side(hooks_settings)
+        Comments(ReviewBranch(side.documents, side.pipeline)).add(HAIKU, EDITOR, "Unheard?")
+        for _ in range(2):  # two starts: one event
+            with TestClient(app=create_app(hooks_settings)) as client:
+                drain(client)
+        payloads = received(receiver, secret)
+    assert [p["type"] for p in payloads] == ["comment.created"]
+    assert payloads[0]["data"]["comment"]["body"] == "Unheard?"
+    assert json.loads(receiver.received[0].body)["data"]["actor"]["name"] == "Ada Editor"
+
+
+def test_a_release_fires_each_publication_then_its_own(
+        hooks: tuple[Client, dict[str, Headers]]) -> None:
+    client, tokens = hooks
+    slugs = ["hook-release-one", "hook-release-two"]
+    with running(Receiver()) as receiver:
+        secret = subscribe(client, tokens["admin"], receiver.url,
+                           events=["comparison.published", "release.published"])["secret"]
+        base = client.get(f"/api/comparisons/{HAIKU}").json()
+        for slug in slugs:
+            created = client.post("/api/drafts", json=new_document(base, slug, slug.title()),
+                                  headers=tokens["editor"])
+            submitted = act(client, slug, "submit", tokens["editor"], created.headers["etag"])
+            act(client, slug, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+        release = client.post("/api/releases", headers=tokens["editor"],
+                              json={"title": "Two at once", "slugs": slugs}).json()
+        published = client.post(f"/api/releases/{release['id']}/publish",
+                                headers=tokens["publisher"])
+        assert published.status_code == 200, published.text
+        drain(client)
+        payloads = received(receiver, secret)
+    assert [(p["type"], p["data"].get("slug")) for p in payloads] == [
+        ("comparison.published", slugs[0]), ("comparison.published", slugs[1]),
+        ("release.published", None)]
+    commit = payloads[2]["data"]["commit"]
+    assert {p["data"]["commit"] for p in payloads} == {commit}
+    assert payloads[2]["data"]["id"] == release["id"]
+    assert payloads[2]["data"]["title"] == "Two at once"
+    assert payloads[2]["data"]["slugs"] == slugs
+    assert len({request.headers["webhook-id"] for request in receiver.received}) == 3
