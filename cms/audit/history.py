@@ -1,16 +1,25 @@
-"""The history of one comparison, read from git: who did what to it, when, and who approved."""
+"""The history of one comparison, read from git: who did what to it, when, and who approved.
+
+Two walks make it: the commits that changed the comparison's file (whoever made them, the CMS or
+someone with plain git), and the CMS's commits that name it in a ``Cms-Document`` trailer without
+changing it: comments, assignments, schedules, releases.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from msgspec import Struct
 
+from ..editing.events import STANDARD_TRAILERS
 from ..identity.actors import Person
 from ..store.documents import Documents
-from ..store.layout import DISCARDED_PREFIX
+from ..store.layout import DISCARDED_PREFIX, RELEASES_PREFIX, SCHEDULED_PREFIX, Layout
 from ..store.messages import parse_message
 
+# The CMS's commits that concern a comparison without changing its file.
+NOTES = ("comment", "resolve", "assign", "schedule", "cancel_schedule", "release")
 _FIELD = "\x1f"
 _RECORD = "\x1e"
 _FORMAT = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%B"]) + _RECORD
@@ -27,6 +36,8 @@ class HistoryEntry(Struct, frozen=True):
     subject: str
     parents: list[str]
     committer: str
+    # The trailers of the commit's own kind: a comment's id, a schedule's time, a release's id.
+    details: dict[str, list[str]]
 
 
 class HistoryFilter(Struct, frozen=True, kw_only=True):
@@ -51,11 +62,51 @@ def history(documents: Documents, slug: str,
     heads = list(dict.fromkeys(head for ref in refs if (head := documents.repo.refs.read(ref))))
     if not heads:
         return []
-    output = documents.repo.git(
-        "log", f"--format={_FORMAT}", "--date-order", *heads, "--", documents.layout.path(slug)
-    )
-    entries = [_entry(record) for record in output.split(_RECORD) if record.strip()]
-    return [entry for entry in entries if only is None or only.accepts(entry)]
+    repo = documents.repo
+    changed = repo.git("log", f"--format={_FORMAT}", "--date-order", *heads, "--",
+                       documents.layout.path(slug))
+    # Notes: on the branches above, and pending schedules and releases not yet merged.
+    pending = [head for ref, head in repo.refs.under(SCHEDULED_PREFIX + slug + "/").items()]
+    pending += [head for ref, head in repo.refs.under(RELEASES_PREFIX).items()]
+    noted = repo.git("log", f"--format={_FORMAT}", "--date-order", "--extended-regexp",
+                     f"--grep=^Cms-Document: {re.escape(Layout.document(slug))}$",
+                     "--grep=^Cms-Action: (" + "|".join(NOTES) + ")$", "--all-match",
+                     *dict.fromkeys([*heads, *pending]))
+    entries: dict[str, HistoryEntry] = {}
+    for record in (*changed.split(_RECORD), *noted.split(_RECORD)):
+        if record.strip():
+            entry = _entry(record)
+            entries.setdefault(entry.sha, entry)
+    return [entry for entry in _newest_first(list(entries.values()))
+            if only is None or only.accepts(entry)]
+
+
+def _newest_first(entries: list[HistoryEntry]) -> list[HistoryEntry]:
+    """By time, and within one second (commit times have whole seconds) children before their
+    parents, as git lists them."""
+    ordered: list[HistoryEntry] = []
+    by_time: dict[datetime, list[HistoryEntry]] = {}
+    for entry in entries:
+        by_time.setdefault(entry.time, []).append(entry)
+    for time in sorted(by_time, reverse=True):
+        group = by_time[time]
+        shas = {entry.sha for entry in group}
+        # How many of the group name each commit as a parent: those come after them.
+        waiting = {entry.sha: 0 for entry in group}
+        for entry in group:
+            for parent in entry.parents:
+                if parent in shas:
+                    waiting[parent] += 1
+        ready = [entry for entry in group if waiting[entry.sha] == 0]
+        while ready:
+            entry = ready.pop(0)
+            ordered.append(entry)
+            for parent in entry.parents:
+                if parent in waiting:
+                    waiting[parent] -= 1
+                    if waiting[parent] == 0:
+                        ready.append(next(e for e in group if e.sha == parent))
+    return ordered
 
 
 def publications(documents: Documents, slug: str) -> list[HistoryEntry]:
@@ -77,4 +128,6 @@ def _entry(record: str) -> HistoryEntry:
         subject=message.subject,
         parents=parents.split(),
         committer=committer,
+        details={key: message.values(key) for key, _ in message.trailers
+                 if key.lower() not in STANDARD_TRAILERS},
     )

@@ -11,7 +11,15 @@ from __future__ import annotations
 from msgspec import Struct
 
 from ..content.diff import compare
-from ..editing.events import CANCEL, RELEASE_TRAILER, SCHEDULE
+from ..editing.events import (
+    ACTION_TRAILER,
+    AT_TRAILER,
+    CANCEL,
+    RELEASE_TRAILER,
+    RUN_TRAILER,
+    SCHEDULE,
+    parse_at,
+)
 from ..editing.workflow import address_of
 from ..editing.workflows import Workflows
 from ..errors import CmsError
@@ -94,6 +102,8 @@ def _check(documents: Documents, workflows: Workflows, commit: Commit) -> list[s
     # that is published already records the approvals and changes no file.
     if others := sorted(set(changed) - set(paths)):
         problems.append(f"changes {', '.join(others[:3])} besides {', '.join(sorted(paths))}")
+    if (schedule := commit.message.first(RUN_TRAILER)) is not None:
+        problems += _check_scheduled(documents, commit, action, slugs, schedule)
     if action == "unpublish":
         path = next(iter(paths))
         if changed.get(path, "") is not None:
@@ -105,6 +115,8 @@ def _check(documents: Documents, workflows: Workflows, commit: Commit) -> list[s
         if len(commit.parents) < 3:
             problems.append("a release's publication must merge its comparisons' branches "
                             "and the release")
+        else:
+            problems += _check_release(documents, commit, slugs, release)
     elif len(commit.parents) != 2 and not _republishes(documents, commit,
                                                        Layout.document(slugs[0])):
         problems.append("a publication must merge the comparison's review branch")
@@ -146,6 +158,43 @@ def _check_published(documents: Documents, workflows: Workflows, blob: str | Non
         if own and not workflow.allow_self_approval:
             problems.append(f"approved by its own author {own[0]}")
     return problems
+
+
+def _check_scheduled(documents: Documents, commit: Commit, action: str, slugs: list[str],
+                     schedule: str) -> list[str]:
+    """A publication a schedule made: the schedule is a commit in its history, of the same
+    comparison, action and author, due by the publication's time."""
+    try:
+        made = documents.repo.read_commit(schedule) if len(schedule) == 40 else None
+    except CmsError:
+        made = None
+    if made is None or made.message.first("Cms-Action") != SCHEDULE:
+        return [f"names a schedule {schedule[:12]} that is no schedule"]
+    problems = []
+    if made.message.values("Cms-Document") != [Layout.document(slug) for slug in slugs]:
+        problems.append("was scheduled for another comparison")
+    if made.message.first(ACTION_TRAILER) != action:
+        problems.append(f"was scheduled as `{made.message.first(ACTION_TRAILER)}`")
+    due = parse_at(made.message.first(AT_TRAILER))
+    if due is None or commit.committer.at < due:
+        problems.append("was made before its schedule fell due")
+    if (made.author.name, made.author.email) != (commit.author.name, commit.author.email):
+        problems.append("was made in the name of someone other than who scheduled it")
+    if not any(documents.is_ancestor(schedule, parent) for parent in commit.parents):
+        problems.append("names a schedule that is not in its history")
+    return problems
+
+
+def _check_release(documents: Documents, commit: Commit, slugs: list[str],
+                   release: str) -> list[str]:
+    """A release's publication merges the release's own commit, which named the same
+    comparisons."""
+    gathered = documents.repo.read_commit(commit.parents[-1]).message
+    if gathered.first("Cms-Action") != "release" or gathered.first(RELEASE_TRAILER) != release:
+        return [f"does not merge the commit of release {release}"]
+    if sorted(gathered.values("Cms-Document")) != sorted(Layout.document(s) for s in slugs):
+        return [f"publishes other comparisons than release {release} gathered"]
+    return []
 
 
 def _republishes(documents: Documents, commit: Commit, document: str) -> bool:

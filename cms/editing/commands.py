@@ -111,16 +111,17 @@ class Editor:
             transition = workflow.transitions[action]
             public = workflow.states[record.state].public
             extra = run.trailers if run is not None else ()
+            after = run.not_before if run is not None else None
             if current.work_in_progress and public:
                 return msgspec.structs.replace(self._publish(
                     current, document, action, transition.label, actor, comment),
-                    extra_trailers=extra)
+                    extra_trailers=extra, after=after)
             if not current.work_in_progress and not public:
                 draft = self.documents.work_in_progress(slug)
                 draft_kept[:] = [draft] if draft else []
                 return msgspec.structs.replace(self._unpublish(
                     current, document, draft, action, transition.label, actor, comment),
-                    extra_trailers=extra)
+                    extra_trailers=extra, after=after)
             if not current.work_in_progress:
                 raise Conflict(f"`{action}` would change published content outside a revision")
             approvers = record.approved_by if transition.approval else []

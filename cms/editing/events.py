@@ -78,7 +78,7 @@ class Listeners:
                 log.exception("a listener failed after a commit; it will catch up from git")
 
 
-_STANDARD = frozenset({"cms-action", "cms-state", "cms-document", "approved-by",
+STANDARD_TRAILERS = frozenset({"cms-action", "cms-state", "cms-document", "approved-by",
                        "cms-votes-through", "cms-votes-ledger"})
 
 
@@ -110,10 +110,23 @@ def from_commit(commit: Commit, *, on_main: bool) -> Committed:
         votes_through=int(through) if through and through.isdigit() else None,
         votes_ledger=message.first("Cms-Votes-Ledger"), note=message.comment,
         extra=tuple((key, value) for key, value in message.trailers
-                    if key.lower() not in _STANDARD),
+                    if key.lower() not in STANDARD_TRAILERS),
     )
 
 
 def now() -> datetime:
     """Commit times have whole seconds; so do events, read live or back from git."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def format_at(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None

@@ -22,6 +22,7 @@ from ..content.model import Comparison
 from ..errors import CmsError, Conflict, InvalidContent, NotFound
 from ..identity.actors import Actor
 from ..store.documents import Documents, Revision
+from ..store.layout import RELEASES_PREFIX
 from ..store.messages import subject_line
 from .commands import _with_tallies_of
 from .events import RELEASE_TRAILER
@@ -30,7 +31,6 @@ from .scheduled import voided
 from .workflow import decide
 from .workflows import Workflows
 
-RELEASES_PREFIX = "refs/cms/releases/"
 RELEASE_ID = r"^r_[0-9a-f]{12}\Z"
 MAX_SLUGS = 100
 PUBLISH = "publish"

@@ -9,14 +9,14 @@ publication a schedule makes drops it the same way, which is what makes it run o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
 from msgspec import Struct
 
 from ..errors import Conflict
 from ..store.layout import Layout
 from ..store.refs import Refs
-from .events import ACTION_TRAILER, AT_TRAILER, CANCEL, RUN_TRAILER, SCHEDULE
+from .events import ACTION_TRAILER, AT_TRAILER, CANCEL, RUN_TRAILER, SCHEDULE, format_at, parse_at
 from .pipeline import RefMove
 
 __all__ = ["ACTION_TRAILER", "AT_TRAILER", "CANCEL", "RUN_TRAILER", "SCHEDULE", "ScheduleGone",
@@ -35,6 +35,13 @@ class ScheduledRun(Struct, frozen=True, kw_only=True):
 
     ref: str
     commit: str
+    due: datetime
+
+    @property
+    def not_before(self) -> datetime:
+        """A change's ``after``: the publication is dated no earlier than the time it was
+        scheduled for, which its audit checks."""
+        return self.due - timedelta(seconds=1)
 
     @property
     def trailers(self) -> tuple[tuple[str, str], ...]:
@@ -51,16 +58,3 @@ def voided(refs: Refs, slug: str, place: str) -> tuple[RefMove, ...]:
     ref = Layout.scheduled(slug, place)
     pending = refs.read(ref)
     return () if pending is None else (RefMove(ref=ref, expected=pending, delete=True),)
-
-
-def format_at(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_at(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None

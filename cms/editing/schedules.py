@@ -172,7 +172,7 @@ class Schedules:
         try:
             revision = self.editor.transition(
                 schedule.slug, schedule.action, actor, schedule.revision,
-                run=ScheduledRun(ref=ref, commit=schedule.commit))
+                run=ScheduledRun(ref=ref, commit=schedule.commit, due=schedule.at))
         except ScheduleGone:
             return None
         except StoreError:

@@ -16,6 +16,7 @@ from msgspec import Struct
 BRANCH_PREFIX = "refs/heads/cms/comparisons/"
 DISCARDED_PREFIX = "refs/cms/discarded/comparisons/"
 SCHEDULED_PREFIX = "refs/cms/scheduled/"
+RELEASES_PREFIX = "refs/cms/releases/"
 # Where a schedule acts: on the work in progress (a publication), or on what is live (a takedown).
 SCHEDULE_PLACES = ("draft", "live")
 

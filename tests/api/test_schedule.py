@@ -15,6 +15,7 @@ from cms.api.app import create_app
 from cms.api.services import Services
 from cms.audit.verify import verify
 from cms.config import Settings
+from cms.editing.scheduled import ScheduledRun
 from cms.editing.schedules import Schedules
 from cms.editing.write_side import open_write_side
 
@@ -260,3 +261,21 @@ def test_a_schedule_due_while_no_server_ran_is_carried_out_at_start(
     runs = git(repo_path, "log", "--format=%(trailers:key=Cms-Schedule,valueonly)",
                "main").split()
     assert len(runs) == 1
+
+
+def test_verify_finds_a_publication_naming_a_schedule_it_had_not(
+        client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    """A publication that claims a schedule that is none (here: the approval's commit) is
+    reported by verify."""
+    etag = approved(client, tokens)
+    services = services_of(client)
+    approval = git(repo_path, "rev-parse", f"refs/heads/cms/comparisons/{HAIKU}").strip()
+    ref = f"refs/cms/scheduled/{HAIKU}/draft"
+    git(repo_path, "update-ref", ref, approval)
+    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
+    services.editor.transition(HAIKU, "publish", publisher.actor(), etag.strip('"'),
+                               run=ScheduledRun(ref=ref, commit=approval,
+                                                due=datetime.now(UTC)))
+    report = verify(services.documents, services.workflows, services.pipeline.committer)
+    assert not report.ok
+    assert report.findings[-1].problems == [f"names a schedule {approval[:12]} that is no schedule"]
