@@ -77,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="check definition files (default: the workflows this configuration loads)")
     check.add_argument("files", type=Path, nargs="*", metavar="FILE")
     check.set_defaults(run=_workflows_check)
+    push = workflow_commands.add_parser(
+        "push", help="put definition files in force in the content repository (a commit on main)")
+    push.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    push.add_argument("--author", required=True, metavar='"NAME <EMAIL>"',
+                      help="the admin making the change, as git records people")
+    push.add_argument("--comment", default="", help="why: the commit's body")
+    push.add_argument("--repo", type=Path)
+    push.set_defaults(run=_workflows_push)
 
     validate = commands.add_parser("validate", help="check a folder of comparison files")
     validate.add_argument("path", type=Path)
@@ -222,6 +230,32 @@ def _workflows_check(args: argparse.Namespace) -> int:
             continue
         print(f"ok: {path}: {_shape(workflow)}")
     return 1 if failed else 0
+
+
+def _workflows_push(args: argparse.Namespace) -> int:
+    from .editing.write_side import open_write_side
+    from .identity.actors import Actor
+
+    name, _, email = str(args.author).rpartition("<")
+    if not name.strip() or not email.endswith(">") or "@" not in email:
+        print('cms: give the author as "Name <email>"', file=sys.stderr)
+        return 1
+    author = Actor(name=name.strip(), email=email[:-1].strip(), roles=frozenset({"admin"}))
+    sources = {}
+    for path in args.files:
+        try:
+            sources[path.name] = path.read_bytes()
+        except OSError as exc:
+            print(f"cms: {path}: {exc.strerror}", file=sys.stderr)
+            return 1
+    content = open_write_side(_settings(args))
+    commit = content.workflows.push(sources, author, content.pipeline, args.comment)
+    names = ", ".join(sorted(path.stem for path in args.files))
+    if commit is None:
+        print(f"already in force: {names}")
+    else:
+        print(f"in force from commit {commit}: {names}")
+    return 0
 
 
 def _shape(workflow: Workflow) -> str:

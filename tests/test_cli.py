@@ -31,8 +31,11 @@ def test_init_seeds_once_and_refuses_to_touch_an_existing_repository(tmp_path: P
     count = len(list((SEED / "comparisons").glob("*.md")))
     assert f"with {count} published comparisons" in created.stdout
     files = git(tmp_path / "content", "ls-tree", "-r", "--name-only", "main").split()
-    assert len(files) == count
-    assert all(f.startswith("content/comparisons/") for f in files)
+    # The comparisons, and the workflow definitions in force beside them.
+    assert sorted(f for f in files if f.startswith(".cms/")) == [
+        ".cms/workflows/default.toml", ".cms/workflows/two-step.toml"]
+    assert len([f for f in files if f.startswith("content/comparisons/")]) == count
+    assert len(files) == count + 2
     assert git(tmp_path / "content", "log", "--format=%s|%an", "main").strip() == \
         f"Seed: {count} comparisons|CMS"
     fsck(tmp_path / "content")
@@ -260,3 +263,32 @@ def test_workflows_check_names_the_file_the_key_and_the_reason(tmp_path: Path) -
     assert refused.returncode == 1
     assert "two-step.toml" in refused.stderr
     assert not (tmp_path / "x.git").exists()
+
+
+def test_workflows_push_puts_definitions_in_force(tmp_path: Path) -> None:
+    env = {"CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "data")}
+    cms("init", env=env)
+    definition = tmp_path / "default.toml"
+    definition.write_text((ROOT / "workflows" / "default.toml").read_text()
+                          .replace("approvals_required = 1", "approvals_required = 2"))
+    pushed = cms("workflows", "push", str(definition), "--author", "Ann Admin <ann@example.com>",
+                 "--comment", "Two reviewers.", env=env)
+    assert pushed.stdout.startswith("in force from commit ")
+    repo = tmp_path / "content"
+    assert git(repo, "log", "-1", "--format=%an <%ae>|%(trailers:key=Cms-Action,valueonly)",
+               "main").strip() == "Ann Admin <ann@example.com>|workflows"
+    assert "approvals_required = 2" in git(repo, "show", "main:.cms/workflows/default.toml")
+    again = cms("workflows", "push", str(definition), "--author", "Ann Admin <ann@example.com>",
+                env=env)
+    assert again.stdout.strip() == "already in force: default"
+    broken = tmp_path / "two-step.toml"
+    broken.write_text("name = 'two-step'\ninitial_state = 'nowhere'\n")
+    refused = cms("workflows", "push", str(broken), "--author", "Ann Admin <ann@example.com>",
+                  env=env, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("cms: ")
+    assert "two-step.toml" in refused.stderr
+    nobody = cms("workflows", "push", str(definition), "--author", "ann", env=env, check=False)
+    assert nobody.returncode == 1
+    assert "Name <email>" in nobody.stderr
+    fsck(repo)

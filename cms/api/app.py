@@ -33,6 +33,7 @@ from .schedule import list_schedule
 from .services import Services, ServicesDep, build_services
 from .strict_input import strict_input
 from .webhooks import WebhooksController
+from .workflows import WorkflowsController
 
 
 class Health(Struct):
@@ -62,7 +63,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             feed_atom, feed_json, read_preview,
             ComparisonAuditController, RepositoryAuditController, DraftsController,
             CommentsController, AssignmentController, my_reviews, list_schedule,
-            ReleasesController,
+            ReleasesController, WorkflowsController,
             TokensController, WebhooksController,
         ],
         on_startup=[lambda: built.index.start(), lambda: built.webhooks.start(),

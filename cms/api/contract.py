@@ -30,8 +30,9 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
-from ..content.model import SLUG_RE
+from ..content.model import SLUG_RE, WORKFLOW_NAME_RE
 from ..editing.comments import COMMENT_ID
+from ..editing.releases import RELEASE_ID
 from ..editing.scheduled import CANCEL
 from .constraints import restore, structs_by_name
 from .http import IF_MATCH_PATTERN
@@ -110,6 +111,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/me/reviews"): Operation("listMyReviews", _TOKEN),
     ("GET", "/api/schedule"): Operation("listSchedule", _TOKEN),
     ("GET", "/api/releases"): Operation("listReleases", _TOKEN),
+    ("GET", "/api/workflows"): Operation("listWorkflows", _TOKEN),
+    ("GET", "/api/workflows/{name}"): Operation("getWorkflow", (*_TOKEN, *_NAMED)),
+    ("PUT", "/api/workflows/{name}"): Operation("putWorkflow", (*_TOKEN, *_BODY, 409)),
     ("POST", "/api/releases"): Operation("createRelease", (*_TOKEN, *_BODY, 404)),
     ("GET", "/api/releases/{release_id}"): Operation("getRelease", (*_TOKEN, *_NAMED)),
     ("POST", "/api/releases/{release_id}/publish"):
@@ -296,6 +300,15 @@ def apply(document: OpenAPI) -> OpenAPI:
                     parameter.schema = Schema(type=OpenAPIType.STRING,
                                               pattern=COMMENT_ID.replace("\\Z", "$"),
                                               description="A comment's id, e.g. `c_0123456789ab`")
+                elif parameter.name == "release_id":
+                    parameter.schema = Schema(type=OpenAPIType.STRING,
+                                              pattern=RELEASE_ID.replace("\\Z", "$"),
+                                              description="A release's id, e.g. `r_0123456789ab`")
+                elif parameter.name == "name" and contract.id.endswith("Workflow"):
+                    parameter.schema = Schema(type=OpenAPIType.STRING,
+                                              pattern=WORKFLOW_NAME_RE.replace("\\Z", "$"),
+                                              max_length=40,
+                                              description="A workflow's name, e.g. `two-step`")
                 elif parameter.name == "commit" or (contract.id == "getComparisonDiff"
                                                      and parameter.name in ("from", "to")):
                     parameter.schema = Schema(type=OpenAPIType.STRING, pattern=_COMMIT_PATTERN,

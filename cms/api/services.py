@@ -21,7 +21,7 @@ from ..editing.releases import Releases
 from ..editing.review_branch import ReviewBranch
 from ..editing.scheduler import Scheduler
 from ..editing.schedules import Schedules
-from ..editing.workflows import Workflows
+from ..editing.workflows_in_force import WorkflowsInForce
 from ..editing.write_side import open_write_side
 from ..identity.keys import signing_key
 from ..identity.previews import Previews
@@ -42,7 +42,7 @@ from .http import body_cache
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    workflows: Workflows
+    workflows: WorkflowsInForce
     documents: Documents
     pipeline: CommitPipeline
     editor: Editor
@@ -68,6 +68,8 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     content = open_write_side(settings)
+    # Definitions on main that do not hold (pushed around the CMS) keep the server from starting.
+    content.workflows.check()
     documents = content.documents
     # Whatever a crash left half-done in the refs is recovered now, beside other servers too,
     # so that a supervisor's immediate restart leaves no comparison blocked. Files a live git

@@ -3,7 +3,8 @@
 Main must be a chain of commits the CMS made, each a publication (a merge of a review branch
 carrying the approvals the workflow requires, by people other than its authors), an
 unpublication, a fold of community votes that only raises tallies, a schedule of a takedown (or
-its cancellation) that changes nothing, or the seed.
+its cancellation) that changes nothing, a change of the workflow definitions (which must hold),
+or the seed. Each is held to the definitions in force when it was made.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..editing.events import (
     ACTION_TRAILER,
     AT_TRAILER,
     CANCEL,
+    DEFINITIONS,
     RELEASE_TRAILER,
     RUN_TRAILER,
     SCHEDULE,
@@ -25,6 +27,7 @@ from ..editing.workflows import Workflows
 from ..errors import CmsError
 from ..identity.actors import Person
 from ..store.documents import Documents
+from ..store.layout import WORKFLOWS_FOLDER as DEFINITIONS_FOLDER
 from ..store.layout import Layout
 from ..store.repository import Commit, changed_files
 
@@ -57,7 +60,9 @@ def verify(documents: Documents, workflows: Workflows, committer: Person) -> Ver
     checked = 0
     for commit in documents.publication_log(head):
         checked += 1
-        problems = _check(documents, workflows, commit)
+        # Each commit is held to the definitions in force when it was made: its parent's.
+        problems = _check(documents, workflows.in_force_at(
+            commit.parents[0] if commit.parents else None), commit)
         if (commit.committer.name, commit.committer.email) != (committer.name, committer.email):
             problems.insert(0, f"committed by {commit.committer.name} <{commit.committer.email}>, "
                                "not by the CMS")
@@ -76,6 +81,8 @@ def _check(documents: Documents, workflows: Workflows, commit: Commit) -> list[s
         return ["no Cms-Action trailer: not written by the CMS workflow"]
     if action in _NOTES:
         return _check_note(documents, commit)
+    if action == DEFINITIONS:
+        return _check_definitions(documents, commit)
     if action not in _EXPECTED_STATE:
         return [f"Cms-Action `{action}` is not a publication; main holds publications only"]
     problems = []
@@ -205,6 +212,24 @@ def _republishes(documents: Documents, commit: Commit, document: str) -> bool:
     parent = documents.repo.read_commit(commit.parents[0])
     return (parent.message.first("Cms-Action") == "unpublish"
             and parent.message.first("Cms-Document") == document)
+
+
+def _check_definitions(documents: Documents, commit: Commit) -> list[str]:
+    """A change of the workflow definitions: only they change, and they hold."""
+    if len(commit.parents) != 1:
+        return ["a change of the workflows must have one parent"]
+    repo = documents.repo
+    changed = changed_files(repo, repo.read_commit(commit.parents[0]).tree, commit.tree, "")
+    problems = [f"a change of the workflows changes {path}" for path in sorted(changed)
+                if not path.startswith(f"{DEFINITIONS_FOLDER}/")][:3]
+    folder = repo.subtree(commit.tree, DEFINITIONS_FOLDER)
+    texts = {name.decode(): repo.read_blob(entry[1].hex())
+             for name, entry in (repo.read_tree(folder).items() if folder else ())}
+    try:
+        Workflows.parse(texts, where=DEFINITIONS_FOLDER)
+    except CmsError as exc:
+        problems.append(f"puts invalid definitions in force: {exc.message}")
+    return problems
 
 
 def _check_note(documents: Documents, commit: Commit) -> list[str]:

@@ -27,7 +27,8 @@ QuoteText = Annotated[str, Meta(min_length=1, max_length=8000)]
 Body = Annotated[str, Meta(max_length=200_000)]
 PersonLine = Annotated[str, Meta(pattern=PERSON_RE, max_length=320)]  # "Name <email>"
 StateName = Annotated[str, Meta(pattern=r"^[a-z][a-z_]*\Z", max_length=40)]
-WorkflowName = Annotated[str, Meta(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z", max_length=40)]
+WORKFLOW_NAME_RE = r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z"
+WorkflowName = Annotated[str, Meta(pattern=WORKFLOW_NAME_RE, max_length=40)]
 Moment = Annotated[datetime, Meta(tz=True)]
 Tally = Annotated[int, Meta(ge=0, le=10**12)]
 Verdict = Literal["ship", "skip"]

@@ -28,6 +28,7 @@ AT_TRAILER = "Cms-Scheduled-At"
 ACTION_TRAILER = "Cms-Scheduled-Action"
 RUN_TRAILER = "Cms-Schedule"  # on the publication a schedule made: the schedule's commit
 RELEASE_TRAILER = "Cms-Release"
+DEFINITIONS = "workflows"  # the action of a change of the workflow definitions in force
 
 
 class Committed(Struct, frozen=True, kw_only=True, tag="content.committed", tag_field="event"):

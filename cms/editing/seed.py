@@ -20,6 +20,7 @@ from ..identity.actors import Person
 from ..statefiles import fsync_dir
 from ..store.repository import Repository
 from .pipeline import Change, RefMove
+from .workflows_in_force import files_of
 from .write_side import open_write_side, workflows_of
 
 
@@ -133,7 +134,9 @@ def create_repository(settings: Settings, files: Mapping[str, bytes]) -> Reposit
         return Change(
             action="seed", subject=f"Seed: {len(files)} comparisons", slugs=(),
             state="published", author=cms, parents=(), base_tree=None,
-            files={layout.path(slug): data for slug, data in files.items()},
+            # The workflow definitions in force, kept with what they govern.
+            files={**{layout.path(slug): data for slug, data in files.items()},
+                   **files_of(content.workflows.configured)},
             moves=(RefMove(ref=layout.main_ref, expected=None),),
         )
 

@@ -87,11 +87,20 @@ class Workflow(Struct, forbid_unknown_fields=True):
 
 def load_workflow(path: Path) -> Workflow:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InvalidContent(f"workflow {path.name}: {exc.strerror}", field="workflow") from exc
+    return parse_workflow(text, path.name)
+
+
+def parse_workflow(text: bytes, source: str) -> Workflow:
+    """A definition from its file's text; errors name ``source``, the key and the reason."""
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
         workflow = msgspec.convert(data, Workflow)
-    except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
-        raise InvalidContent(f"workflow {path.name}: {exc}", field="workflow") from exc
-    _check_references(workflow, path.name)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise InvalidContent(f"workflow {source}: {exc}", field="workflow") from exc
+    _check_references(workflow, source)
     return workflow
 
 

@@ -13,19 +13,67 @@ from pathlib import Path
 
 from ..content.model import WorkflowRecord
 from ..errors import InvalidContent
-from .workflow import Workflow, load_workflow, permitted_roles
+from .workflow import Workflow, parse_workflow, permitted_roles
 
 DEFAULT = "default"
 
 
 class Workflows:
-    def __init__(self, workflows: Iterable[Workflow], default: str = DEFAULT) -> None:
-        self.by_name = {workflow.name: workflow for workflow in workflows}
-        if default not in self.by_name:
-            known = ", ".join(sorted(self.by_name)) or "none"
+    def __init__(self, workflows: Iterable[Workflow], default: str = DEFAULT, *,
+                 sources: dict[str, bytes] | None = None) -> None:
+        self._by_name = {workflow.name: workflow for workflow in workflows}
+        if default not in self._by_name:
+            known = ", ".join(sorted(self._by_name)) or "none"
             raise InvalidContent(f"the default workflow `{default}` is not defined; defined: "
                                  f"{known}", field="workflow")
-        self.default = self.by_name[default]
+        self._default = self._by_name[default]
+        # Each definition's file as it was read, by workflow name.
+        self._sources = dict(sources or {})
+
+    @classmethod
+    def parse(cls, files: dict[str, bytes], default: str = DEFAULT,
+              where: str = "") -> Workflows:
+        """Definitions from their files' text (file name -> TOML), every one checked, with one
+        message listing each bad file."""
+        loaded: list[Workflow] = []
+        problems: list[str] = []
+        for name, text in sorted(files.items()):
+            source = f"{where}/{name}" if where else name
+            try:
+                workflow = parse_workflow(text, source)
+            except InvalidContent as exc:
+                problems.append(exc.message)
+                continue
+            stem = name.removesuffix(".toml")
+            if workflow.name != stem:
+                problems.append(f"workflow {source}: name: `{workflow.name}` differs from the "
+                                f"file's name; call it `{stem}` or rename the file")
+                continue
+            loaded.append(workflow)
+        if problems:
+            raise InvalidContent("; ".join(problems), field="workflow")
+        return cls(loaded, default, sources={name.removesuffix(".toml"): text
+                                             for name, text in files.items()})
+
+    def in_force(self) -> Workflows:
+        """The set that decides now: this one, unless it follows definitions that change."""
+        return self
+
+    def in_force_at(self, commit: str | None) -> Workflows:
+        """The set that decided a commit made on top of ``commit``."""
+        return self
+
+    @property
+    def by_name(self) -> dict[str, Workflow]:
+        return self.in_force()._by_name
+
+    @property
+    def default(self) -> Workflow:
+        return self.in_force()._default
+
+    @property
+    def sources(self) -> dict[str, bytes]:
+        return self.in_force()._sources
 
     def named(self, name: str | None) -> Workflow:
         """The workflow called ``name`` (the default for None), or a 422 naming those there are."""
@@ -58,22 +106,14 @@ class Workflows:
 
 def load_workflows(files: Iterable[Path], default: str = DEFAULT) -> Workflows:
     """Every definition checked, with one message listing each bad file."""
-    loaded: list[Workflow] = []
-    problems: list[str] = []
+    texts: dict[str, bytes] = {}
     for path in files:
         try:
-            workflow = load_workflow(path)
-        except InvalidContent as exc:
-            problems.append(exc.message)
-            continue
-        if workflow.name != path.stem:
-            problems.append(f"workflow {path.name}: name: `{workflow.name}` differs from the "
-                            f"file's name; call it `{path.stem}` or rename the file")
-            continue
-        loaded.append(workflow)
-    if problems:
-        raise InvalidContent("; ".join(problems), field="workflow")
-    return Workflows(loaded, default)
+            texts[path.name] = path.read_bytes()
+        except OSError as exc:
+            raise InvalidContent(f"workflow {path.name}: {exc.strerror}",
+                                 field="workflow") from exc
+    return Workflows.parse(texts, default)
 
 
 def definitions(folder: Path) -> list[Path]:

@@ -16,6 +16,7 @@ from .commands import Editor
 from .events import Listeners
 from .pipeline import CommitPipeline
 from .workflows import Workflows, definitions, load_workflows
+from .workflows_in_force import WorkflowsInForce
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class WriteSide:
     listeners: Listeners
     pipeline: CommitPipeline
     editor: Editor
-    workflows: Workflows
+    workflows: WorkflowsInForce
 
     @property
     def layout(self) -> Layout:
@@ -51,8 +52,9 @@ def workflows_of(settings: Settings) -> Workflows:
 def open_write_side(settings: Settings, *, workflows: Workflows | None = None,
                     repo: Repository | None = None) -> WriteSide:
     repo = repo or Repository(settings.repo, durable=settings.durable)
-    workflows = workflows or workflows_of(settings)
     documents = Documents(repo, layout_of(settings))
+    # The definitions on main decide once it holds some; until then, the configured ones.
+    workflows = WorkflowsInForce(documents, workflows or workflows_of(settings))
     listeners = Listeners()
     pipeline = CommitPipeline(
         repo, documents.layout,
