@@ -15,6 +15,8 @@ from .auth import current_actor, requires_roles
 from .schemas import Comment
 from .services import ServicesDep
 
+_TEXT = "\\x00-\\x20\\x7f-\\xa0\\u2028\\u2029\\u200b\\u2060\\ufeff"
+TITLE = rf"^[^{_TEXT}](?:[^\x00-\x1f\x7f-\x9f\u2028\u2029]*[^{_TEXT}])?\Z"
 # Who gathers a release, and who may publish one (each comparison's workflow decides too).
 WRITE_ROLES = ("editor", "publisher", "chief", "admin")
 PUBLISH_ROLES = ("publisher", "chief", "admin")
@@ -22,8 +24,9 @@ READ_ROLES = ("editor", "reviewer", "chief", "publisher", "admin", "auditor")
 
 
 class ReleaseIn(Struct, forbid_unknown_fields=True):
-    title: Annotated[str, Meta(min_length=1, max_length=200,
-                               pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*\Z")]
+    # One line of text that starts and ends with something visible: no control characters,
+    # no line or paragraph separators.
+    title: Annotated[str, Meta(min_length=1, max_length=200, pattern=TITLE)]
     slugs: Annotated[list[Slug], Meta(min_length=1, max_length=MAX_SLUGS)]
 
 

@@ -12,7 +12,7 @@ from msgspec import Meta, Struct
 
 from ..content.model import WORKFLOW_NAME_RE
 from ..editing.workflow import Workflow
-from ..errors import BadParameter, NotFound
+from ..errors import InvalidContent, NotFound
 from .auth import current_actor, requires_roles
 from .schemas import Comment
 from .services import Services, ServicesDep
@@ -20,12 +20,9 @@ from .services import Services, ServicesDep
 WORKFLOW_NAME = re.compile(WORKFLOW_NAME_RE)
 
 
-def check_name(name: str) -> str:
+def valid_name(name: str) -> bool:
     """A workflow's name names its file on main: ``a-z0-9-`` only."""
-    if len(name) > 40 or not WORKFLOW_NAME.match(name):
-        raise BadParameter("a workflow's name is up to 40 lowercase letters, digits and single "
-                           "hyphens", field="name")
-    return name
+    return len(name) <= 40 and WORKFLOW_NAME.match(name) is not None
 
 
 class TransitionView(Struct, kw_only=True):
@@ -86,13 +83,15 @@ class WorkflowsController(Controller):
 
     @get("/{name:str}", sync_to_thread=True, summary="One workflow definition in force")
     def read_workflow(self, services: ServicesDep, name: FromPath[str]) -> WorkflowView:
-        return _read(services, check_name(name))
+        return _read(services, name)
 
     @put("/{name:str}", sync_to_thread=True, opt={"roles": ("admin",)},
          summary="Put a workflow definition in force (a commit on main)")
     def push_workflow(self, services: ServicesDep, request: Request[Any, Any, Any],
                       name: FromPath[str], data: JSONBody[WorkflowIn]) -> WorkflowView:
-        check_name(name)
+        if not valid_name(name):
+            raise InvalidContent("a workflow's name is up to 40 lowercase letters, digits and "
+                                 "single hyphens", field="name")
         services.workflows.push({f"{name}.toml": data.definition.encode("utf-8")},
                                 current_actor(request), services.pipeline, data.comment)
         return _read(services, name)
@@ -100,7 +99,7 @@ class WorkflowsController(Controller):
 
 def _read(services: Services, name: str) -> WorkflowView:
     current = services.workflows.in_force()
-    found = current.by_name.get(name)
+    found = current.by_name.get(name) if valid_name(name) else None
     if found is None:
         raise NotFound(f"no workflow named `{name}`", field="name")
     return _view(found, found is current.default, current.sources.get(name, b""))

@@ -73,9 +73,17 @@ def history(documents: Documents, slug: str,
                      "--grep=^Cms-Action: (" + "|".join(NOTES) + ")$", "--all-match",
                      *dict.fromkeys([*heads, *pending]))
     entries: dict[str, HistoryEntry] = {}
-    for record in (*changed.split(_RECORD), *noted.split(_RECORD)):
+    for record in changed.split(_RECORD):
         if record.strip():
             entry = _entry(record)
+            entries.setdefault(entry.sha, entry)
+    for record in noted.split(_RECORD):
+        # Git's grep reads every line of a message, a comment's too: only the trailers count.
+        if not record.strip():
+            continue
+        entry = _entry(record)
+        if entry.action in NOTES and Layout.document(slug) in parse_message(
+                record.strip("\n").split(_FIELD, 6)[-1]).values("Cms-Document"):
             entries.setdefault(entry.sha, entry)
     return [entry for entry in _newest_first(list(entries.values()))
             if only is None or only.accepts(entry)]

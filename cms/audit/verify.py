@@ -118,8 +118,9 @@ def _check(documents: Documents, workflows: Workflows, commit: Commit) -> list[s
         return problems
     approvers = commit.message.values("Approved-by")
     if release is not None:
-        # One merge of every comparison's branch and of the release's own commit.
-        if len(commit.parents) < 3:
+        # One merge of main, every comparison's branch (none for one republished from its
+        # takedown, whose branch is main itself) and the release's own commit.
+        if len(commit.parents) < 2:
             problems.append("a release's publication must merge its comparisons' branches "
                             "and the release")
         else:

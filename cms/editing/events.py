@@ -121,7 +121,8 @@ def now() -> datetime:
 
 
 def format_at(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    at = at.astimezone(UTC)
+    return f"{at.year:04d}-{at:%m-%dT%H:%M:%S}Z"
 
 
 def parse_at(value: str | None) -> datetime | None:

@@ -21,7 +21,7 @@ from msgspec import Struct
 from ..errors import StoreError
 from ..identity.actors import Person
 from ..store.layout import Layout
-from ..store.messages import format_message
+from ..store.messages import format_message, parse_message
 from ..store.refs import Move, RefConflict
 from ..store.repository import Repository, Signature
 from .events import Committed, Listeners, now, trailers
@@ -104,7 +104,7 @@ class CommitPipeline:
                     previous=change.parents[0] if change.parents else None,
                     main_moved=self.layout.main_ref in moved, actor=change.author,
                     approvers=change.approvers, at=at, votes_through=change.votes_through,
-                    votes_ledger=change.votes_ledger, note=change.comment,
+                    votes_ledger=change.votes_ledger, note=kept_comment(change.comment),
                     extra=change.extra_trailers,
                 )
                 self.listeners.emit(event)
@@ -124,6 +124,13 @@ class CommitPipeline:
             return None
         return [move.ref.replace(NEW_COMMIT, commit) for move in moves
                 if not move.delete and not move.verify]
+
+
+def kept_comment(comment: str) -> str:
+    """A comment as the commit keeps it, and as it is read back from git."""
+    # With a trailer after it, as every CMS commit has: a last paragraph of the comment that
+    # looks like trailers is still the comment.
+    return parse_message(format_message("-", comment, [("Cms-Action", "-")])).comment
 
 
 def message(change: Change) -> str:

@@ -92,8 +92,12 @@ class Releases:
 
     def all(self) -> list[Release]:
         main = self.documents.main_head()
-        found = [self._read(ref[len(RELEASES_PREFIX):], oid, main) for ref, oid
-                 in self.documents.repo.refs.under(RELEASES_PREFIX).items()]
+        repo = self.documents.repo
+        # Which are published, in one look rather than one per release.
+        merged = set(repo.git("for-each-ref", "--format=%(refname)", f"--merged={main}",
+                              RELEASES_PREFIX).split()) if main else set()
+        found = [self._read(ref[len(RELEASES_PREFIX):], oid, None, published=ref in merged)
+                 for ref, oid in repo.refs.under(RELEASES_PREFIX).items()]
         return sorted(found, key=lambda release: (release.created_at, release.id), reverse=True)
 
     def publish(self, release_id: str, actor: Actor, comment: str = "") -> Release:
@@ -172,13 +176,17 @@ class Releases:
             base_tree=tree, files=files, moves=tuple(moves),
             extra_trailers=((RELEASE_TRAILER, release.id),))
 
-    def _read(self, release_id: str, oid: str, main: str | None) -> Release:
+    def _read(self, release_id: str, oid: str, main: str | None, *,
+              published: bool | None = None) -> Release:
         commit = self.documents.repo.read_commit(oid)
         message = commit.message
-        title = message.comment or message.subject.removeprefix("Release: ")
+        # The body keeps the title whole (the subject may shorten it); a line of it that git
+        # would read as something else was indented, which the title never is.
+        title = (message.comment or message.subject.removeprefix("Release: ")).strip()
         slugs = [value.removeprefix("comparisons/") for value in message.values("Cms-Document")]
         return Release(id=release_id, title=title, slugs=slugs,
                        created_by=f"{commit.author.name} <{commit.author.email}>",
                        created_at=commit.author.at, commit=oid,
-                       published=main is not None and self.documents.is_ancestor(oid, main))
+                       published=published if published is not None else
+                       main is not None and self.documents.is_ancestor(oid, main))
 

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from msgspec import Struct
 
@@ -47,7 +47,7 @@ from .workflows import Workflows
 log = logging.getLogger("cms")
 
 # How far ahead a schedule may be set.
-HORIZON = timedelta(days=5 * 366)
+HORIZON_YEARS = 5
 
 RolesOf = Callable[[str], frozenset[str]]
 
@@ -85,13 +85,14 @@ class Schedules:
         if at <= now:
             raise InvalidContent(f"`at` ({format_at(at)}) is not in the future; leave it out to "
                                  f"{action} now", field="at")
-        if at > now + HORIZON:
-            raise InvalidContent("`at` is more than five years ahead", field="at")
+        if at > _years_after(now, HORIZON_YEARS):
+            raise InvalidContent(f"`at` is more than {HORIZON_YEARS} years ahead", field="at")
         editor = self.editor
         workflow, on_live = editor.transition_spec(slug, action)
         places: list[str] = []
+        same: list[Schedule] = []
 
-        def plan() -> Change:
+        def plan() -> Change | None:
             current = editor.require(slug, if_match, live=on_live)
             record = decide(workflow, current.comparison.workflow, action, actor, at=None)
             public = workflow.states[record.state].public
@@ -104,12 +105,19 @@ class Schedules:
                 raise Conflict(f"only a publication or a takedown can be scheduled, and "
                                f"`{action}` of `{slug}` now is neither", field="action")
             places[:] = ["draft" if public else "live"]
+            pending = self._pending_at(slug, places[0])
+            if pending is not None and (pending.action, pending.at, pending.revision,
+                                        pending.scheduled_by) == (action, at, current.revision,
+                                                                  actor.person):
+                same[:] = [pending]
+                return None  # scheduled so already: the same request again writes nothing
             return self._note(current, actor, SCHEDULE, "Schedule", comment, place=places[0],
                               extra=((ACTION_TRAILER, action), (AT_TRAILER, format_at(at)),
                                      ("Cms-Revision", current.revision)))
 
         event = self.pipeline.run(plan)
-        assert event is not None
+        if event is None:
+            return same[0]
         for wake in self.changed:
             wake()
         made = self._schedule_at(event.commit, places[0])
@@ -130,7 +138,11 @@ class Schedules:
             if not actor.has_any({*roles, *workflow.superuser_roles}):
                 raise Forbidden(f"cancelling a scheduled `{pending.action}` needs a role that "
                                 f"may take it: {', '.join(roles)}", field="action")
-            self.pipeline.run(self._cancel_plan(pending, place, actor, comment))
+            if self.pipeline.run(self._cancel_plan(pending, place, actor, comment)) is None:
+                # Carried out, replaced or cancelled since it was read: nothing was cancelled.
+                raise ScheduleGone(f"the scheduled `{pending.action}` of `{slug}` was carried "
+                                   "out or replaced meanwhile; read the schedule again",
+                                   field="action")
             cancelled.append(pending)
         if not cancelled:
             if self.documents.current(slug) is None:
@@ -247,6 +259,13 @@ class Schedules:
         # A ref moved meanwhile is no longer this schedule's.
         with contextlib.suppress(RefConflict):
             self.documents.repo.refs.transaction([Move(ref, None, commit)])
+
+
+def _years_after(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # February 29th, in a year that has none
+        return moment.replace(year=moment.year + years, day=28)
 
 
 def _whole_second(at: datetime) -> datetime:

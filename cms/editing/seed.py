@@ -120,10 +120,9 @@ def as_published(comparison: Comparison, at: datetime) -> Comparison:
 
 def create_repository(settings: Settings, files: Mapping[str, bytes]) -> Repository:
     """A new repository whose first commit publishes ``files`` (slug -> encoded comparison,
-    already in the published state); no commit at all when there are none."""
+    already in the published state), none or many, with the workflow definitions in force: main
+    exists from the start, so every publication is a merge into it."""
     repo = Repository.create(settings.repo, branch=settings.branch, durable=settings.durable)
-    if not files:
-        return repo
     content = open_write_side(settings, repo=repo)
     layout = content.layout
     cms = Person(name=settings.committer_name, email=settings.committer_email)

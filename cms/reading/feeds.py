@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import msgspec
@@ -18,6 +19,7 @@ from ..content.model import Comparison
 from ..content.render import render_cached
 from ..editing.events import from_commit
 from ..store.documents import Documents
+from ..store.repository import Commit
 from .views import comparison_url
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -35,22 +37,35 @@ class FeedItem(Struct, frozen=True, kw_only=True):
     new: bool
 
 
+def _publications(documents: Documents, head: str, limit: int) -> Iterator[Commit]:
+    """Main's newest ``limit`` publications, however many vote folds or other commits lie
+    between them. Git's grep finds candidates fast, but it reads every line of a message: a
+    comment can look like a trailer, so each is checked, and the search goes on past them."""
+    found = skipped = 0
+    while found < limit:
+        shas = documents.repo.git(
+            "log", "--first-parent", "--format=%H", f"-n{4 * limit}", f"--skip={skipped}",
+            "--extended-regexp", "--grep=^Cms-Action: publish$", head).split()
+        for sha in shas:
+            commit = documents.repo.read_commit(sha)
+            if commit.message.first("Cms-Action") == "publish" and commit.parents:
+                found += 1
+                yield commit
+                if found == limit:
+                    return
+        if len(shas) < 4 * limit:
+            return
+        skipped += len(shas)
+
+
 def latest(documents: Documents, base_url: str, limit: int = 30) -> list[FeedItem]:
     items: list[FeedItem] = []
     head = documents.main_head()
     if head is None:
         return items
-    # Only publications, however many vote folds or other commits lie between them.
-    shas = documents.repo.git(
-        "log", "--first-parent", "--format=%H", f"-n{limit}", "--extended-regexp",
-        "--grep=^Cms-Action: publish$", head,
-    ).split()
-    for sha in shas:
-        commit = documents.repo.read_commit(sha)
+    for commit in _publications(documents, head, limit):
         event = from_commit(commit, on_main=True)
-        if event.action != "publish" or event.previous is None:
-            continue
-        previous = documents.repo.read_commit(event.previous).tree
+        previous = documents.repo.read_commit(commit.parents[0]).tree
         # A release publishes several comparisons in one commit: an item each.
         for slug in event.slugs:
             after = documents.in_tree(commit.tree, slug)

@@ -110,7 +110,7 @@ def release_events(event: Committed, release: str, base_url: str) -> list[Outbox
     payload = ReleasePayload(type=RELEASE_PUBLISHED, timestamp=event.at.astimezone(UTC),
                              data=ReleaseData(
         # The publication's body starts with the release's title (see editing.releases).
-        id=release, title=event.note.split("\n", 1)[0], slugs=list(event.slugs),
+        id=release, title=event.note.split("\n", 1)[0].strip(), slugs=list(event.slugs),
         commit=event.commit, previous_commit=event.previous,
         url=f"{base_url}/api/releases/{release}", actor=event.actor,
         approvers=list(event.approvers)))
@@ -123,6 +123,8 @@ def review_event(kind: str, event: Committed, base_url: str) -> OutboxEvent | No
     if not event.slug:
         return None
     values = [(key.lower(), value) for key, value in event.extra]
+    if event.action == "assign" and not any(key == "cms-assignee" for key, _ in values):
+        return None  # the review asked of nobody: no request
     comment = event.extra_value("Cms-Comment")
     at = event.extra_value(AT_TRAILER)
     action = event.extra_value(ACTION_TRAILER)
@@ -179,8 +181,11 @@ class Recorder:
             else:
                 queued += self.catch_up()
         if event.action in self.transitions:
-            transition = outbox_event(TRANSITIONED, event, self.base_url)
-            queued += self.store.record([transition]) if transition else 0
+            # A release's publication is a transition of each of its comparisons.
+            transitions = [outbox_event(TRANSITIONED, msgspec.structs.replace(event, slugs=(slug,)),
+                                        self.base_url, key=None if len(event.slugs) == 1
+                                        else f"{event.commit}:{slug}") for slug in event.slugs]
+            queued += self.store.record([one for one in transitions if one])
         kind = self.review_kinds.get(event.action)
         review = review_event(kind, event, self.base_url) if kind else None
         queued += self.store.record([review]) if review else 0

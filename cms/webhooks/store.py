@@ -415,10 +415,17 @@ class WebhookStore:
                 coalescible: list[str] = []
                 if endpoint.coalesce_seconds > 0 and chosen["attempts"] == 0:
                     # A burst longer than a batch goes out as several calls, still in order,
-                    # the last carrying the latest event.
-                    fresh = [row["id"] for row in self._rows(
-                        "SELECT id FROM deliveries WHERE endpoint_id = ? AND status = 'pending' "
-                        "AND attempts = 0 ORDER BY seq LIMIT ?", endpoint.id, _COALESCE_BATCH)]
+                    # the last carrying the latest event. Only events of one type stand for
+                    # each other: a comment never swallows a publication.
+                    rows = self._rows(
+                        "SELECT d.id, e.type FROM deliveries d JOIN events e ON e.id = "
+                        "d.event_id WHERE d.endpoint_id = ? AND d.status = 'pending' AND "
+                        "d.attempts = 0 ORDER BY d.seq LIMIT ?", endpoint.id, _COALESCE_BATCH)
+                    fresh = []
+                    for row in rows:
+                        if row["type"] != rows[0]["type"]:
+                            break
+                        fresh.append(row["id"])
                     coalescible = fresh[:-1]
                     chosen = self._rows(_PENDING + " AND d.id = ?", endpoint.id, fresh[-1])[0]
                 due.append(Due(

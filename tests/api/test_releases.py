@@ -133,3 +133,60 @@ def test_bad_releases_are_refused(client: Client, tokens: dict[str, Headers],
         answer = client.get(f"/api/releases/{unknown}", headers=tokens["editor"])
         assert answer.status_code == 404
         assert answer.json()["field"] == "release_id"
+
+
+def test_a_release_may_bring_back_what_was_taken_down(client: Client,
+                                                      tokens: dict[str, Headers]) -> None:
+    """Its branch is main itself (the takedown): the publication merges main and the release,
+    and verify accepts it."""
+    live = client.get(f"/api/comparisons/{HAIKU}")
+    act(client, HAIKU, "unpublish", tokens["publisher"], live.headers["etag"])
+    release = gather(client, tokens, [HAIKU], title="Bring it back")
+    published = client.post(f"/api/releases/{release['id']}/publish",
+                            headers=tokens["publisher"])
+    assert published.status_code == 200, published.text
+    assert client.get(f"/api/comparisons/{HAIKU}").status_code == 200
+    services = client.app.state.services
+    report = verify(services.documents, services.workflows, services.pipeline.committer)
+    assert report.ok, report.findings
+
+
+def test_a_release_title_is_one_visible_line_kept_as_written(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    draft(client, tokens, SLUGS[0])
+    for bad in ("\u200b", "a\x86b", "a\u2028b", " padded", "padded "):
+        refused = client.post("/api/releases", json={"title": bad, "slugs": [SLUGS[0]]},
+                              headers=tokens["editor"])
+        assert refused.status_code == 422, bad
+        assert refused.json()["field"] == "title"
+    for title in ("# Week 49", "--- tidy", "Ünïcode > 8 ✓"):
+        made = gather(client, tokens, [SLUGS[0]], title=title)
+        assert made["title"] == title
+        assert client.get(f"/api/releases/{made['id']}",
+                          headers=tokens["editor"]).json()["title"] == title
+
+
+def test_the_first_publication_in_a_repository_made_empty_is_a_merge(
+        tmp_path: Path) -> None:
+    from cms.config import load_settings
+    from cms.editing.seed import initialise
+    from cms.editing.write_side import open_write_side
+
+    from ..helpers import EDITOR, PUBLISHER, REVIEWER
+    settings = load_settings({}, repo=tmp_path / "empty.git", data=tmp_path / "data")
+    initialise(settings, None)
+    side = open_write_side(settings)
+    assert side.documents.main_head() is not None  # the definitions in force, at least
+    seed = side.documents.repo
+    assert seed.subtree(seed.read_commit(side.documents.main_head() or "").tree,
+                        ".cms/workflows") is not None
+    from cms.bundled import samples
+    from cms.editing.seed import seed_comparisons
+    comparison = seed_comparisons(samples())[0]
+    draft = side.editor.create(comparison, EDITOR)
+    submitted = side.editor.transition(comparison.slug, "submit", EDITOR, draft.revision)
+    approved = side.editor.transition(comparison.slug, "approve", REVIEWER, submitted.revision)
+    side.editor.transition(comparison.slug, "publish", PUBLISHER, approved.revision)
+    report = verify(side.documents, side.workflows, side.pipeline.committer)
+    assert report.ok, report.findings
+    assert report.checked == 2

@@ -279,3 +279,64 @@ def test_verify_finds_a_publication_naming_a_schedule_it_had_not(
     report = verify(services.documents, services.workflows, services.pipeline.committer)
     assert not report.ok
     assert report.findings[-1].problems == [f"names a schedule {approval[:12]} that is no schedule"]
+
+
+def test_a_cancel_of_what_was_carried_out_meanwhile_is_refused(
+        client: Client, tokens: dict[str, Headers], repo_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel read the schedule, then a server published it: a 409, not a 200 for a
+    cancellation that did not happen."""
+    etag = approved(client, tokens)
+    at = later()
+    schedule(client, tokens["publisher"], etag, at)
+    schedules = services_of(client).schedules
+    stale = schedules._pending_at(HAIKU, "draft")
+    assert len(run_at(client, at)) == 1
+    monkeypatch.setattr(schedules, "_pending_at",
+                        lambda slug, place: stale if place == "draft" else None)
+    refused = client.post(f"/api/drafts/{HAIKU}/transitions",
+                          json={"action": "cancel_schedule"}, headers=tokens["publisher"])
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "schedule_gone"
+    assert "cancel_schedule" not in git(repo_path, "log", "--format=%B", "main")
+
+
+def test_the_same_schedule_again_writes_nothing(client: Client, tokens: dict[str, Headers],
+                                                repo_path: Path) -> None:
+    etag = approved(client, tokens)
+    at = later()
+    first = schedule(client, tokens["publisher"], etag, at)
+    again = schedule(client, tokens["publisher"], etag, at)
+    assert again["commit"] == first["commit"]
+    other = schedule(client, tokens["publisher"], etag, later(2))
+    assert other["commit"] != first["commit"]
+    notes = git(repo_path, "log", "--format=%(trailers:key=Cms-Action,valueonly)",
+                f"refs/heads/cms/comparisons/{HAIKU}").split()
+    assert notes.count("schedule") == 2
+
+
+def test_five_years_ahead_is_the_calendars(client: Client, tokens: dict[str, Headers]) -> None:
+    etag = approved(client, tokens)
+    now = datetime.now(UTC).replace(microsecond=0)
+    five = now.replace(year=now.year + 5) if not (now.month == 2 and now.day == 29) \
+        else now.replace(year=now.year + 5, day=28)
+    refused = schedule(client, tokens["publisher"], etag, five + timedelta(days=1), expect=422)
+    assert refused["field"] == "at"
+    schedule(client, tokens["publisher"], etag, five - timedelta(days=1))
+    early = schedule(client, tokens["publisher"], etag, "0001-01-01T00:00:00Z", expect=422)
+    assert "0001-01-01T00:00:00Z" in early["message"]
+
+
+def test_comments_that_look_like_trailers_do_not_crowd_out_the_feed(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    etag = approved(client, tokens)
+    act(client, HAIKU, "publish", tokens["publisher"], etag)
+    services = services_of(client)
+    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com").actor()
+    for hours in range(1, 36):  # each replaces the last, each a commit on main
+        live = services.documents.published(HAIKU)
+        assert live is not None
+        services.schedules.schedule(HAIKU, "unpublish", later(hours), publisher, live.revision,
+                                    "Rescheduled.\nCms-Action: publish")
+    feed = client.get("/api/feed.json").json()
+    assert [item["url"].rsplit("/", 1)[-1] for item in feed["items"]] == [HAIKU]

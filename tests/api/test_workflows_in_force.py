@@ -42,7 +42,7 @@ def test_the_definitions_are_on_main_and_readable(client: Client, tokens: dict[s
     assert listed[0]["definition"] == DEFAULT
     assert listed[1]["approvals_to_publish"] == 2
     assert client.get("/api/workflows/nope", headers=tokens["editor"]).status_code == 404
-    assert client.get("/api/workflows/NOPE..", headers=tokens["editor"]).status_code == 400
+    assert client.get("/api/workflows/NOPE..", headers=tokens["editor"]).status_code == 404
     assert client.get("/api/workflows").status_code == 401
 
 

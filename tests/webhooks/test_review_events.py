@@ -5,6 +5,7 @@ not record (it died in between) is recorded when a server starts."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from cms.editing.write_side import open_write_side
 from ..conftest import HAIKU, make_tokens
 from ..helpers import EDITOR, Headers, act, new_document, save_revision
 from ..receivers import Receiver, running
-from .test_webhooks import Client, drain, subscribe
+from .test_webhooks import Client, drain, publish_new, subscribe
 
 REVIEW_EVENTS = ["review.requested", "review.approved", "review.changes_requested",
                  "comment.created", "comparison.scheduled"]
@@ -136,3 +137,57 @@ def test_a_release_fires_each_publication_then_its_own(
     assert payloads[2]["data"]["title"] == "Two at once"
     assert payloads[2]["data"]["slugs"] == slugs
     assert len({request.headers["webhook-id"] for request in receiver.received}) == 3
+
+
+def test_coalescing_never_lets_one_kind_of_event_stand_for_another(
+        hooks: tuple[Client, dict[str, Headers]]) -> None:
+    client, tokens = hooks
+    with running(Receiver()) as receiver:
+        subscribe(client, tokens["admin"], receiver.url, coalesce_seconds=600,
+                  events=["comparison.published", "comment.created"])
+        publish_new(client, tokens, "coalesced-publication")
+        save_revision(client, HAIKU, tokens["editor"])
+        client.post(f"/api/drafts/{HAIKU}/comments", headers=tokens["reviewer"],
+                    json={"body": "Soon after."})
+        drain(client, at=time.time() + 601)
+        drain(client, at=time.time() + 1202)
+        types = [json.loads(request.body)["type"] for request in receiver.received]
+    assert types == ["comparison.published", "comment.created"]
+
+
+def test_a_release_is_a_transition_of_each_of_its_comparisons(
+        hooks: tuple[Client, dict[str, Headers]]) -> None:
+    client, tokens = hooks
+    slugs = ["transit-one", "transit-two"]
+    with running(Receiver()) as receiver:
+        subscribe(client, tokens["admin"], receiver.url, events=["comparison.transitioned"])
+        base = client.get(f"/api/comparisons/{HAIKU}").json()
+        for slug in slugs:
+            created = client.post("/api/drafts", json=new_document(base, slug, slug.title()),
+                                  headers=tokens["editor"])
+            submitted = act(client, slug, "submit", tokens["editor"], created.headers["etag"])
+            act(client, slug, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+        release = client.post("/api/releases", headers=tokens["editor"],
+                              json={"title": "Both", "slugs": slugs}).json()
+        client.post(f"/api/releases/{release['id']}/publish", headers=tokens["publisher"])
+        drain(client)
+        published = [json.loads(request.body)["data"] for request in receiver.received
+                     if json.loads(request.body)["data"]["action"] == "publish"]
+        ids = {request.headers["webhook-id"] for request in receiver.received}
+    assert sorted(item["slug"] for item in published) == slugs
+    assert len(ids) == len(receiver.received)
+
+
+def test_clearing_the_reviewers_asks_nobody_for_a_review(
+        hooks: tuple[Client, dict[str, Headers]]) -> None:
+    client, tokens = hooks
+    with running(Receiver()) as receiver:
+        subscribe(client, tokens["admin"], receiver.url, events=["review.requested"])
+        save_revision(client, HAIKU, tokens["editor"])
+        for reviewers in (["rita@example.com"], []):
+            assigned = client.put(f"/api/drafts/{HAIKU}/assignees", headers=tokens["editor"],
+                                  json={"reviewers": reviewers})
+            assert assigned.status_code == 200, assigned.text
+        drain(client)
+        bodies = [json.loads(request.body)["data"] for request in receiver.received]
+    assert [body["reviewers"] for body in bodies] == [["rita@example.com"]]
