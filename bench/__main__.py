@@ -9,7 +9,8 @@ in a temporary folder and measures:
 - published reads over HTTP: a sequential client, and (with ``wrk`` installed) 32 connections
   against the CMS and against a raw ASGI app returning the same bytes on the same server.
 
-Then webhooks, audit and frontend features once at the largest default size. Every loop is
+Then webhooks, audit, frontend features, schedules and releases once at the largest default
+size (at most 10,000). Every loop is
 bounded in count. Writes ``bench/results/latest.json`` and prints a table with the ratios.
 """
 
@@ -30,6 +31,7 @@ from .commits import bench_git_cli, bench_store
 from .common import RESULTS, seed_repository, some_slug
 from .features import bench_audit, bench_frontends, bench_webhooks
 from .reads import bench_reads, bench_wrk
+from .review import bench_review
 from .startup import bench_startup
 from .targets import TARGET_SIZE, check_targets
 
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishes", type=int, default=20)
     parser.add_argument("--audit-revisions", type=int, default=1000)
     parser.add_argument("--votes", type=int, default=1000)
+    parser.add_argument("--review-rounds", type=int, default=10,
+                        help="releases and scheduled publications measured")
     parser.add_argument("--read-all", type=int, default=20_000,
                         help="comparisons read once each before measuring peak memory")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the report")
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         report["audit"] = bench_audit(workdir, features, args.audit_revisions)
         progress(f"frontends at {features} comparisons")
         report["frontends"] = bench_frontends(workdir, features, args.votes)
+        progress(f"schedules and releases at {features} comparisons")
+        report["review"] = bench_review(workdir, features, args.review_rounds)
     report["targets"] = check_targets(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -149,7 +155,7 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
             assert isinstance(row, dict)
             verdict = "met" if row["met"] else "MISSED"
             print(f"  {row['target']:60} {row['measured']:>8} {verdict:>7}")
-    for group in ("webhooks", "audit", "frontends"):
+    for group in ("webhooks", "audit", "frontends", "review"):
         rows = report[group]
         assert isinstance(rows, dict)
         print(f"-- {group}")

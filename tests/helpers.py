@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from litestar.testing import TestClient
 
@@ -12,6 +14,7 @@ from cms.identity.actors import Actor
 from cms.store.documents import Revision
 
 Headers = dict[str, str]
+T = TypeVar("T")
 
 EDITOR = Actor(name="Ada Editor", email="ada@example.com", roles=frozenset({"editor"}))
 REVIEWER = Actor(name="Rita Reviewer", email="rita@example.com", roles=frozenset({"reviewer"}))
@@ -63,3 +66,24 @@ def new_document(base: dict[str, Any], slug: str, title: str) -> dict[str, Any]:
     document["slug"] = slug
     document["title"] = title
     return document
+
+
+def race(runs: list[Callable[[], T]]) -> list[T]:
+    """Run each at the same moment, each in its own thread (as several servers would); what
+    each returned."""
+    start = threading.Barrier(len(runs))
+    results: list[T] = []
+    lock = threading.Lock()
+
+    def run(one: Callable[[], T]) -> None:
+        start.wait(timeout=30)
+        result = one()
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=run, args=(one,)) for one in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results

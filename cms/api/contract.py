@@ -118,6 +118,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/releases/{release_id}"): Operation("getRelease", (*_TOKEN, *_NAMED)),
     ("POST", "/api/releases/{release_id}/publish"):
         Operation("publishRelease", (*_TOKEN, *_BODY, 404, 409), optional_body=True),
+    ("DELETE", "/api/releases/{release_id}/schedule"):
+        Operation("cancelReleaseSchedule", (*_TOKEN, *_NAMED, 409)),
     ("GET", "/api/tokens"): Operation("listTokens", _TOKEN),
     ("POST", "/api/tokens"): Operation("createToken", (*_TOKEN, *_BODY)),
     ("POST", "/api/tokens/{token_id}/revoke"): Operation("revokeToken", (*_TOKEN, *_NAMED)),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 from msgspec import Meta, Struct
 
 from ..content.model import Slug
@@ -31,6 +33,13 @@ class ReleaseIn(Struct, forbid_unknown_fields=True):
 
 
 class ReleasePublishIn(Struct, forbid_unknown_fields=True):
+    comment: Comment = ""
+    at: Annotated[datetime, Meta(tz=True, description=(
+        "Publish it then (RFC 3339, with its offset) instead of now: the answer is 202 and "
+        "the release, with `scheduled_at`"))] | None = None
+
+
+class ReleaseCancelIn(Struct, forbid_unknown_fields=True):
     comment: Comment = ""
 
 
@@ -61,9 +70,23 @@ class ReleasesController(Controller):
 
     @post("/{release_id:str}/publish", sync_to_thread=True, status_code=200,
           opt={"roles": PUBLISH_ROLES},
-          summary="Publish every comparison of the release in one commit, or none")
+          summary="Publish every comparison of the release in one commit, or none; now or at "
+                  "a set time",
+          responses={HTTP_202_ACCEPTED: ResponseSpec(
+              Release, description="Scheduled: it will be published at `scheduled_at`",
+              generate_examples=False)})
     def publish_release(self, services: ServicesDep, request: Request[Any, Any, Any],
                         release_id: FromPath[str],
-                        data: JSONBody[ReleasePublishIn | None] = None) -> Release:
-        return services.releases.publish(release_id, current_actor(request),
-                                         (data or ReleasePublishIn()).comment)
+                        data: JSONBody[ReleasePublishIn | None] = None) -> Response[Release]:
+        given = data or ReleasePublishIn()
+        actor = current_actor(request)
+        if given.at is not None:
+            services.release_schedules.schedule(release_id, given.at, actor, given.comment)
+            return Response(services.releases.get(release_id), status_code=HTTP_202_ACCEPTED)
+        return Response(services.releases.publish(release_id, actor, given.comment))
+
+    @delete("/{release_id:str}/schedule", sync_to_thread=True, status_code=200,
+            opt={"roles": PUBLISH_ROLES}, summary="Cancel the scheduled publication of a release")
+    def cancel_release_schedule(self, services: ServicesDep, request: Request[Any, Any, Any],
+                                release_id: FromPath[str]) -> Release:
+        return services.release_schedules.cancel(release_id, current_actor(request))

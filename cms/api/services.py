@@ -17,6 +17,7 @@ from ..editing.assignments import Assignments
 from ..editing.commands import Editor
 from ..editing.comments import Comments
 from ..editing.pipeline import CommitPipeline
+from ..editing.release_schedules import ReleaseSchedules
 from ..editing.releases import Releases
 from ..editing.review_branch import ReviewBranch
 from ..editing.scheduler import Scheduler
@@ -50,6 +51,7 @@ class Services:
     assignments: Assignments
     schedules: Schedules
     releases: Releases
+    release_schedules: ReleaseSchedules
     scheduler: Scheduler
     index: PublishedIndex
     sync: Sync
@@ -103,12 +105,14 @@ def build_services(settings: Settings) -> Services:
     review = ReviewBranch(documents, content.pipeline)
     tokens = TokenStore(settings.data)
     schedules = Schedules(documents, content.pipeline, content.editor, content.workflows)
+    releases = Releases(documents, content.pipeline, content.workflows)
+    release_schedules = ReleaseSchedules(releases)
     return Services(
         settings=settings, workflows=content.workflows, documents=documents,
         pipeline=content.pipeline, editor=content.editor,
         comments=Comments(review), assignments=Assignments(review, content.workflows),
-        schedules=schedules, releases=Releases(documents, content.pipeline, content.workflows),
-        scheduler=Scheduler(schedules, tokens.roles_of),
+        schedules=schedules, releases=releases, release_schedules=release_schedules,
+        scheduler=Scheduler(schedules, tokens.roles_of, releases=release_schedules),
         index=index,
         sync=Sync(documents, signing_key(settings.data / "sync.key")),
         tokens=tokens, webhooks=webhooks, verdicts=verdicts,

@@ -197,7 +197,12 @@ def _check_release(documents: Documents, commit: Commit, slugs: list[str],
                    release: str) -> list[str]:
     """A release's publication merges the release's own commit, which named the same
     comparisons."""
-    gathered = documents.repo.read_commit(commit.parents[-1]).message
+    found = documents.repo.read_commit(commit.parents[-1])
+    # Back over the release's schedules and their cancellations, to its own commit.
+    while found.message.first("Cms-Action") in _NOTES and found.parents and \
+            found.message.first(RELEASE_TRAILER) == release:
+        found = documents.repo.read_commit(found.parents[0])
+    gathered = found.message
     if gathered.first("Cms-Action") != "release" or gathered.first(RELEASE_TRAILER) != release:
         return [f"does not merge the commit of release {release}"]
     if sorted(gathered.values("Cms-Document")) != sorted(Layout.document(s) for s in slugs):

@@ -22,12 +22,12 @@ from ..content.model import Comparison
 from ..errors import CmsError, Conflict, InvalidContent, NotFound
 from ..identity.actors import Actor
 from ..store.documents import Documents, Revision
-from ..store.layout import RELEASES_PREFIX
+from ..store.layout import RELEASES_PREFIX, SCHEDULED_RELEASES_PREFIX
 from ..store.messages import subject_line
 from .commands import _with_tallies_of
-from .events import RELEASE_TRAILER
+from .events import AT_TRAILER, RELEASE_TRAILER, parse_at
 from .pipeline import Change, CommitPipeline, RefMove
-from .scheduled import voided
+from .scheduled import ScheduledRun, voided
 from .workflow import decide
 from .workflows import Workflows
 
@@ -45,6 +45,8 @@ class Release(Struct, kw_only=True):
     commit: str
     # Whether it was published (its commit is in main's history).
     published: bool = False
+    # When it is to be published, if that is scheduled.
+    scheduled_at: datetime | None = None
 
 
 class Releases:
@@ -100,23 +102,44 @@ class Releases:
                  for ref, oid in repo.refs.under(RELEASES_PREFIX).items()]
         return sorted(found, key=lambda release: (release.created_at, release.id), reverse=True)
 
-    def publish(self, release_id: str, actor: Actor, comment: str = "") -> Release:
+    def publish(self, release_id: str, actor: Actor, comment: str = "", *,
+                run: ScheduledRun | None = None) -> Release:
+        """Publish every comparison of the release in one commit, or none; ``run`` when a
+        schedule does it, which then must still be pending."""
         release = self.get(release_id)
+        refs = self.documents.repo.refs
 
         def plan() -> Change:
+            if run is not None:
+                run.check(refs)
             main = self.documents.main_head()
-            if main is not None and self.documents.is_ancestor(release.commit, main):
-                raise Conflict(f"release `{release_id}` is published already",
-                               field="release_id")
-            drafts, refused = self._publishable(release, actor)
-            if refused:
-                raise Conflict("nothing was published: " + "; ".join(
-                    f"`{slug}`: {reason}" for slug, reason in refused.items()),
-                    field="slugs", refused=refused)
-            return self._merge(release, drafts, main, actor, comment)
+            drafts = self.require_publishable(release, actor)
+            head = refs.read(RELEASES_PREFIX + release.id)
+            assert head is not None
+            change = self._merge(release, drafts, main, head, actor, comment)
+            if run is None:
+                return change
+            return msgspec.structs.replace(
+                change, extra_trailers=(*change.extra_trailers, *run.trailers),
+                after=run.not_before,
+                moves=(*change.moves, RefMove(ref=run.ref, expected=run.commit, delete=True)))
 
         self.pipeline.run(plan)
         return self.get(release_id)
+
+    def require_publishable(self, release: Release, actor: Actor
+                            ) -> list[tuple[Revision, Comparison]]:
+        """Each comparison's draft as ``actor`` would publish it now; else a 409 naming each
+        that may not be published, and why."""
+        main = self.documents.main_head()
+        if main is not None and self.documents.is_ancestor(release.commit, main):
+            raise Conflict(f"release `{release.id}` is published already", field="release_id")
+        drafts, refused = self._publishable(release, actor)
+        if refused:
+            raise Conflict("nothing was published: " + "; ".join(
+                f"`{slug}`: {reason}" for slug, reason in refused.items()),
+                field="slugs", refused=refused)
+        return drafts
 
     # Plans
 
@@ -147,8 +170,9 @@ class Releases:
         return drafts, refused
 
     def _merge(self, release: Release, drafts: list[tuple[Revision, Comparison]],
-               main: str | None,
-               actor: Actor, comment: str) -> Change:
+               main: str | None, head: str, actor: Actor, comment: str) -> Change:
+        """The merge of main, each comparison's branch and ``head``, the release's ref (its
+        own commit, or the latest schedule or cancellation of it on top)."""
         documents, layout = self.documents, self.documents.layout
         refs = documents.repo.refs
         tree = documents.repo.read_commit(main).tree if main else None
@@ -172,21 +196,29 @@ class Releases:
             slugs=tuple(release.slugs), state="published",
             author=actor.as_person, approvers=tuple(approvers),
             parents=tuple(dict.fromkeys(p for p in (
-                main, *(draft.commit for draft, _ in drafts), release.commit) if p)),
+                main, *(draft.commit for draft, _ in drafts), head) if p)),
             base_tree=tree, files=files, moves=tuple(moves),
             extra_trailers=((RELEASE_TRAILER, release.id),))
 
     def _read(self, release_id: str, oid: str, main: str | None, *,
               published: bool | None = None) -> Release:
-        commit = self.documents.repo.read_commit(oid)
+        repo = self.documents.repo
+        commit = repo.read_commit(oid)
+        # Back over its schedules and their cancellations to the release's own commit.
+        while commit.message.first("Cms-Action") != "release" and commit.parents:
+            commit = repo.read_commit(commit.parents[0])
+        oid = commit.oid
         message = commit.message
+        index = repo.refs.read(SCHEDULED_RELEASES_PREFIX + release_id)
+        scheduled_at = parse_at(repo.read_commit(index).message.first(AT_TRAILER)) \
+            if index else None
         # The body keeps the title whole (the subject may shorten it); a line of it that git
         # would read as something else was indented, which the title never is.
         title = (message.comment or message.subject.removeprefix("Release: ")).strip()
         slugs = [value.removeprefix("comparisons/") for value in message.values("Cms-Document")]
         return Release(id=release_id, title=title, slugs=slugs,
                        created_by=f"{commit.author.name} <{commit.author.email}>",
-                       created_at=commit.author.at, commit=oid,
+                       created_at=commit.author.at, commit=oid, scheduled_at=scheduled_at,
                        published=published if published is not None else
                        main is not None and self.documents.is_ancestor(oid, main))
 

@@ -9,11 +9,12 @@ publication a schedule makes drops it the same way, which is what makes it run o
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta
 
 from msgspec import Struct
 
-from ..errors import Conflict
+from ..errors import Conflict, InvalidContent
 from ..store.layout import Layout
 from ..store.refs import Refs
 from .events import ACTION_TRAILER, AT_TRAILER, CANCEL, RUN_TRAILER, SCHEDULE, format_at, parse_at
@@ -51,6 +52,30 @@ class ScheduledRun(Struct, frozen=True, kw_only=True):
         if refs.read(self.ref) != self.commit:
             raise ScheduleGone(f"the schedule {self.commit[:12]} is no longer pending",
                                field="action")
+
+
+# How far ahead a schedule may be set.
+HORIZON_YEARS = 5
+
+
+def due_time(at: datetime, now: datetime, what: str) -> datetime:
+    """When a schedule made at ``now`` for ``at`` falls due: a whole second (commit times have
+    whole seconds; never before the time asked), yet to come, at most five years ahead."""
+    seconds = math.ceil(at.astimezone(UTC).timestamp())
+    due = datetime.fromtimestamp(seconds, UTC)
+    if due <= now:
+        raise InvalidContent(f"`at` ({format_at(due)}) is not in the future; leave it out to "
+                             f"{what} now", field="at")
+    if due > _years_after(now, HORIZON_YEARS):
+        raise InvalidContent(f"`at` is more than {HORIZON_YEARS} years ahead", field="at")
+    return due
+
+
+def _years_after(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # February 29th, in a year that has none
+        return moment.replace(year=moment.year + years, day=28)
 
 
 def voided(refs: Refs, slug: str, place: str) -> tuple[RefMove, ...]:

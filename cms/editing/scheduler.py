@@ -11,6 +11,7 @@ import logging
 import threading
 from datetime import UTC, datetime
 
+from .release_schedules import ReleaseSchedules
 from .schedules import RolesOf, Schedules
 
 log = logging.getLogger("cms")
@@ -20,22 +21,28 @@ POLL_SECONDS = 5.0
 
 class Scheduler:
     def __init__(self, schedules: Schedules, roles_of: RolesOf,
-                 poll: float = POLL_SECONDS) -> None:
+                 poll: float = POLL_SECONDS, releases: ReleaseSchedules | None = None) -> None:
         self.schedules = schedules
+        self.releases = releases
         self.roles_of = roles_of
         self.poll = poll
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         schedules.changed.append(self._wake.set)
+        if releases is not None:
+            releases.changed.append(self._wake.set)
 
     def run_due(self) -> list[str]:
         """Carry out what is due now; the commits made."""
+        made: list[str] = []
         try:
-            return self.schedules.run_due(self.roles_of)
+            made += self.schedules.run_due(self.roles_of)
+            if self.releases is not None:
+                made += self.releases.run_due(self.roles_of)
         except Exception:
             log.exception("carrying out schedules failed; they are tried again")
-            return []
+        return made
 
     def start(self) -> None:
         self.run_due()
@@ -57,12 +64,14 @@ class Scheduler:
 
     def _until_next(self) -> float:
         try:
-            pending = self.schedules.pending()
+            times = [schedule.at for schedule in self.schedules.pending()[:1]]
+            if self.releases is not None:
+                times += [schedule.at for schedule in self.releases.pending()[:1]]
         except Exception:
             log.exception("reading the schedules failed; they are read again")
             return self.poll
-        if not pending:
+        if not times:
             return self.poll
-        ahead = (pending[0].at - datetime.now(UTC)).total_seconds()
+        ahead = (min(times) - datetime.now(UTC)).total_seconds()
         # Still due right after a run: it failed for now (a full disk, say); try again later.
         return min(self.poll, ahead) if ahead > 0 else self.poll

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from msgspec import Struct
 
-from ..errors import CmsError, Conflict, Forbidden, InvalidContent, NotFound, StoreError
+from ..errors import CmsError, Conflict, Forbidden, NotFound, StoreError
 from ..identity.actors import Actor
 from ..store.documents import Documents, Revision
 from ..store.layout import SCHEDULE_PLACES, SCHEDULED_PREFIX, Layout
@@ -37,6 +36,7 @@ from .scheduled import (
     SCHEDULE,
     ScheduledRun,
     ScheduleGone,
+    due_time,
     format_at,
     parse_at,
     voided,
@@ -46,8 +46,6 @@ from .workflows import Workflows
 
 log = logging.getLogger("cms")
 
-# How far ahead a schedule may be set.
-HORIZON_YEARS = 5
 
 RolesOf = Callable[[str], frozenset[str]]
 
@@ -80,13 +78,7 @@ class Schedules:
                  now: datetime | None = None) -> Schedule:
         """Schedule ``action`` on the revision ``if_match`` for ``at`` (a later schedule of the
         same kind replaces an earlier one)."""
-        at = _whole_second(at)
-        now = now or datetime.now(UTC)
-        if at <= now:
-            raise InvalidContent(f"`at` ({format_at(at)}) is not in the future; leave it out to "
-                                 f"{action} now", field="at")
-        if at > _years_after(now, HORIZON_YEARS):
-            raise InvalidContent(f"`at` is more than {HORIZON_YEARS} years ahead", field="at")
+        at = due_time(at, now or datetime.now(UTC), action)
         editor = self.editor
         workflow, on_live = editor.transition_spec(slug, action)
         places: list[str] = []
@@ -259,17 +251,3 @@ class Schedules:
         # A ref moved meanwhile is no longer this schedule's.
         with contextlib.suppress(RefConflict):
             self.documents.repo.refs.transaction([Move(ref, None, commit)])
-
-
-def _years_after(moment: datetime, years: int) -> datetime:
-    try:
-        return moment.replace(year=moment.year + years)
-    except ValueError:  # February 29th, in a year that has none
-        return moment.replace(year=moment.year + years, day=28)
-
-
-def _whole_second(at: datetime) -> datetime:
-    """Commit times have whole seconds; a schedule never runs before the time asked."""
-    at = at.astimezone(UTC)
-    seconds = math.ceil(at.timestamp())
-    return datetime.fromtimestamp(seconds, UTC)

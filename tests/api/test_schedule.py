@@ -3,7 +3,6 @@ publication it makes goes through the one write path, once, whichever server car
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from cms.editing.schedules import Schedules
 from cms.editing.write_side import open_write_side
 
 from ..conftest import HAIKU, git
-from ..helpers import Headers, act, save_revision
+from ..helpers import Headers, act, race, save_revision
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -222,18 +221,8 @@ def test_two_servers_carry_a_schedule_out_once(client: Client, tokens: dict[str,
     for _ in range(3):
         side = open_write_side(settings)
         others.append(Schedules(side.documents, side.pipeline, side.editor, side.workflows))
-    start = threading.Barrier(len(others))
-    made: list[list[str]] = []
-
-    def run(schedules: Schedules) -> None:
-        start.wait(timeout=30)
-        made.append(schedules.run_due(services.tokens.roles_of, now=at))
-
-    threads = [threading.Thread(target=run, args=(one,)) for one in others]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    made = race([lambda one=one: one.run_due(services.tokens.roles_of, now=at)
+                 for one in others])
     assert sorted(len(commits) for commits in made) == [0, 0, 1]
     scheduled_runs = git(repo_path, "log", "--format=%(trailers:key=Cms-Schedule,valueonly)",
                          "main").split()
