@@ -76,7 +76,7 @@ def bench_review(workdir: Path, comparisons: int, rounds: int) -> dict[str, obje
                 done.notify_all()
 
     store.listeners.subscribe(heard)
-    scheduler = Scheduler(schedules, lambda _address: PUBLISHER.roles)
+    scheduler = Scheduler(schedules, None, lambda _address: PUBLISHER.roles)
     scheduler.start()
     try:
         due: dict[str, float] = {}

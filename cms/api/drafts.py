@@ -155,7 +155,7 @@ class DraftsController(Controller):
             if data.at is not None:
                 raise InvalidContent("a cancellation takes effect now: leave `at` out",
                                      field="at")
-            services.schedules.cancel(slug, actor, data.comment)
+            services.schedules.cancel(slug, actor, if_match_revision(if_match), data.comment)
             found = services.documents.current(slug)
             if found is None:
                 raise NotFound(f"no comparison with slug `{slug}`", field="slug")

@@ -39,10 +39,6 @@ class ReleasePublishIn(Struct, forbid_unknown_fields=True):
         "the release, with `scheduled_at`"))] | None = None
 
 
-class ReleaseCancelIn(Struct, forbid_unknown_fields=True):
-    comment: Comment = ""
-
-
 class ReleaseList(Struct, kw_only=True):
     items: list[Release]
 

@@ -112,7 +112,7 @@ def build_services(settings: Settings) -> Services:
         pipeline=content.pipeline, editor=content.editor,
         comments=Comments(review), assignments=Assignments(review, content.workflows),
         schedules=schedules, releases=releases, release_schedules=release_schedules,
-        scheduler=Scheduler(schedules, tokens.roles_of, releases=release_schedules),
+        scheduler=Scheduler(schedules, release_schedules, tokens.roles_of),
         index=index,
         sync=Sync(documents, signing_key(settings.data / "sync.key")),
         tokens=tokens, webhooks=webhooks, verdicts=verdicts,

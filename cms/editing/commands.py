@@ -105,23 +105,23 @@ class Editor:
             if run is not None:
                 run.check(self.documents.repo.refs)
             current = self.require(slug, if_match, live=on_live)
+            # The rules main holds now, read with the head a publication moves from: a change
+            # of them landing meanwhile makes the move fail and the plan run again.
+            main = self.documents.main_head()
+            rules = self.workflows.in_force_at(main).of(current.comparison.workflow)
             at = datetime.now(UTC).replace(microsecond=0)
-            record = decide(workflow, current.comparison.workflow, action, actor, at=at)
+            record = decide(rules, current.comparison.workflow, action, actor, at=at)
             document = msgspec.structs.replace(current.comparison, workflow=record)
-            transition = workflow.transitions[action]
-            public = workflow.states[record.state].public
-            extra = run.trailers if run is not None else ()
-            after = run.not_before if run is not None else None
+            transition = rules.transitions[action]
+            public = rules.states[record.state].public
             if current.work_in_progress and public:
-                return msgspec.structs.replace(self._publish(
-                    current, document, action, transition.label, actor, comment),
-                    extra_trailers=extra, after=after)
+                return _as_run(self._publish(
+                    current, document, action, transition.label, actor, comment, main), run)
             if not current.work_in_progress and not public:
                 draft = self.documents.work_in_progress(slug)
                 draft_kept[:] = [draft] if draft else []
-                return msgspec.structs.replace(self._unpublish(
-                    current, document, draft, action, transition.label, actor, comment),
-                    extra_trailers=extra, after=after)
+                return _as_run(self._unpublish(
+                    current, document, draft, action, transition.label, actor, comment), run)
             if not current.work_in_progress:
                 raise Conflict(f"`{action}` would change published content outside a revision")
             approvers = record.approved_by if transition.approval else []
@@ -253,10 +253,10 @@ class Editor:
         )
 
     def _publish(self, current: Revision, document: Comparison, action: str, label: str,
-                 actor: Actor, comment: str) -> Change:
-        """A merge of the branch into main, then the branch dropped."""
+                 actor: Actor, comment: str, head: str | None) -> Change:
+        """A merge of the branch into ``head``, main as the plan read it, then the branch
+        dropped."""
         slug = document.slug
-        head = self.documents.main_head()
         tree = self.documents.repo.read_commit(head).tree if head else None
         live = self.documents.in_tree(tree, slug)
         content = self.documents.encode(_with_tallies_of(document, live) if live else document)
@@ -310,6 +310,18 @@ class Editor:
             assert unchanged
             return unchanged[0]
         return self.documents.at(slug, event.commit, ref=self.layout.branch(slug))
+
+
+def _as_run(change: Change, run: ScheduledRun | None) -> Change:
+    """The change as a schedule makes it: naming the schedule, dated no earlier than it was
+    due, and dropping its ref only if it still holds this very schedule (one that replaced it
+    meanwhile, in another process, makes the transaction fail and the plan run again)."""
+    if run is None:
+        return change
+    moves = tuple(RefMove(ref=move.ref, expected=run.commit, delete=True)
+                  if move.ref == run.ref else move for move in change.moves)
+    return msgspec.structs.replace(change, moves=moves, after=run.not_before,
+                                   extra_trailers=(*change.extra_trailers, *run.trailers))
 
 
 def public_state(workflow: Workflow, state: str | None) -> bool:

@@ -18,15 +18,24 @@ from datetime import UTC, datetime
 
 from msgspec import Struct
 
-from ..errors import CmsError, Conflict, StoreError
+from ..errors import CmsError, Conflict, Forbidden, StoreError
 from ..identity.actors import Actor
 from ..store.layout import RELEASES_PREFIX, SCHEDULED_RELEASES_PREFIX
 from ..store.messages import subject_line
 from ..store.refs import Move, RefConflict
-from .events import ACTION_TRAILER, AT_TRAILER, CANCEL, RELEASE_TRAILER, SCHEDULE, format_at
+from .events import (
+    ACTION_TRAILER,
+    AT_TRAILER,
+    CANCEL,
+    RELEASE_TRAILER,
+    RUN_TRAILER,
+    SCHEDULE,
+    format_at,
+)
 from .pipeline import Change, RefMove
 from .releases import Release, Releases
 from .scheduled import ScheduledRun, ScheduleGone, due_time, parse_at
+from .workflow import permitted_roles
 
 log = logging.getLogger("cms")
 
@@ -41,6 +50,7 @@ class ReleaseSchedule(Struct, kw_only=True):
     scheduled_by: str
     scheduled_on: datetime
     commit: str
+    revisions: dict[str, str]  # slug -> the revision it was scheduled to publish
 
 
 class ReleaseSchedules:
@@ -58,7 +68,7 @@ class ReleaseSchedules:
         same: list[ReleaseSchedule] = []
 
         def plan() -> Change | None:
-            self.releases.require_publishable(release, actor)
+            drafts = self.releases.require_publishable(release, actor)
             head = refs.read(RELEASES_PREFIX + release.id)
             index = refs.read(SCHEDULED_RELEASES_PREFIX + release.id)
             assert head is not None
@@ -69,7 +79,10 @@ class ReleaseSchedules:
             return self._note(release, head, actor, SCHEDULE, "Schedule the release", comment,
                               RefMove(ref=SCHEDULED_RELEASES_PREFIX + release.id,
                                       expected=index),
-                              ((ACTION_TRAILER, "publish"), (AT_TRAILER, format_at(due))))
+                              ((ACTION_TRAILER, "publish"), (AT_TRAILER, format_at(due)),
+                               # What is to be published: an edit since voids the schedule.
+                               *(("Cms-Revision", f"{draft.comparison.slug} {draft.revision}")
+                                 for draft, _ in drafts)))
 
         event = self.pipeline.run(plan)
         if event is None:
@@ -88,6 +101,14 @@ class ReleaseSchedules:
         if pending is None:
             raise Conflict(f"nothing is scheduled for release `{release.id}`",
                            field="release_id")
+        # Who may take it back is who may publish each of its comparisons.
+        for slug in release.slugs:
+            current = self.documents.current(slug)
+            workflow = self.releases.workflows.of(current.comparison.workflow if current
+                                                  else None)
+            if not actor.has_any(permitted_roles(workflow, "publish")):
+                raise Forbidden(f"cancelling needs a role that may publish `{slug}`",
+                                field="release_id")
 
         def plan() -> Change:
             if refs.read(index_ref) != pending:
@@ -98,7 +119,7 @@ class ReleaseSchedules:
             assert head is not None
             return self._note(release, head, actor, CANCEL, "Cancel the schedule of", comment,
                               RefMove(ref=index_ref, expected=pending, delete=True),
-                              (("Cms-Schedule", pending),))
+                              ((RUN_TRAILER, pending),))
 
         self.pipeline.run(plan)
         return self.releases.get(release.id)
@@ -119,6 +140,11 @@ class ReleaseSchedules:
             except StoreError as exc:
                 log.warning("the scheduled release %s waits: %s", pending.release, exc.message)
                 continue
+            except Exception:
+                # One schedule that fails must not keep the others from running.
+                log.exception("the scheduled release %s failed; it is tried again",
+                              pending.release)
+                continue
             if commit is not None:
                 made.append(commit)
         return made
@@ -130,7 +156,8 @@ class ReleaseSchedules:
         index_ref = SCHEDULED_RELEASES_PREFIX + pending.release
         try:
             self.releases.publish(pending.release, actor, run=ScheduledRun(
-                ref=index_ref, commit=pending.commit, due=pending.at))
+                ref=index_ref, commit=pending.commit, due=pending.at),
+                revisions=pending.revisions)
         except ScheduleGone:
             return None
         except StoreError:
@@ -167,5 +194,7 @@ class ReleaseSchedules:
         return ReleaseSchedule(
             release=release, title=title,
             slugs=[value.removeprefix("comparisons/") for value in message.values("Cms-Document")],
+            revisions=dict(value.split(" ", 1) for value in message.values("Cms-Revision")
+                           if " " in value),
             at=at, scheduled_by=f"{commit.author.name} <{commit.author.email}>",
             scheduled_on=commit.author.at, commit=oid)

@@ -103,9 +103,11 @@ class Releases:
         return sorted(found, key=lambda release: (release.created_at, release.id), reverse=True)
 
     def publish(self, release_id: str, actor: Actor, comment: str = "", *,
-                run: ScheduledRun | None = None) -> Release:
+                run: ScheduledRun | None = None,
+                revisions: dict[str, str] | None = None) -> Release:
         """Publish every comparison of the release in one commit, or none; ``run`` when a
-        schedule does it, which then must still be pending."""
+        schedule does it, which then must still be pending, with the ``revisions`` it was made
+        for (slug -> revision): a comparison changed since is not published unseen."""
         release = self.get(release_id)
         refs = self.documents.repo.refs
 
@@ -114,15 +116,30 @@ class Releases:
                 run.check(refs)
             main = self.documents.main_head()
             drafts = self.require_publishable(release, actor)
+            changed = [draft.comparison.slug for draft, _ in drafts if revisions is not None
+                       and revisions.get(draft.comparison.slug) != draft.revision]
+            if changed:
+                raise Conflict(f"changed since the release was scheduled: {', '.join(changed)}",
+                               field="slugs")
             head = refs.read(RELEASES_PREFIX + release.id)
             assert head is not None
             change = self._merge(release, drafts, main, head, actor, comment)
+            # The release's ref holds what was read (a schedule made meanwhile is not
+            # published past); its schedule, carried out or made moot, goes with it.
+            index_ref = SCHEDULED_RELEASES_PREFIX + release.id
+            index = refs.read(index_ref)
+            moves = [*change.moves,
+                     RefMove(ref=RELEASES_PREFIX + release.id, expected=head, verify=True)]
+            if run is not None:
+                moves.append(RefMove(ref=run.ref, expected=run.commit, delete=True))
+            elif index is not None:
+                moves.append(RefMove(ref=index_ref, expected=index, delete=True))
+            change = msgspec.structs.replace(change, moves=tuple(moves))
             if run is None:
                 return change
             return msgspec.structs.replace(
                 change, extra_trailers=(*change.extra_trailers, *run.trailers),
-                after=run.not_before,
-                moves=(*change.moves, RefMove(ref=run.ref, expected=run.commit, delete=True)))
+                after=run.not_before)
 
         self.pipeline.run(plan)
         return self.get(release_id)

@@ -21,8 +21,7 @@ from .events import ACTION_TRAILER, AT_TRAILER, CANCEL, RUN_TRAILER, SCHEDULE, f
 from .pipeline import RefMove
 
 __all__ = ["ACTION_TRAILER", "AT_TRAILER", "CANCEL", "RUN_TRAILER", "SCHEDULE", "ScheduleGone",
-           "ScheduledRun", "format_at", "parse_at", "voided"]
-
+           "ScheduledRun", "due_time", "format_at", "parse_at", "voided"]
 
 
 class ScheduleGone(Conflict):

@@ -20,8 +20,8 @@ POLL_SECONDS = 5.0
 
 
 class Scheduler:
-    def __init__(self, schedules: Schedules, roles_of: RolesOf,
-                 poll: float = POLL_SECONDS, releases: ReleaseSchedules | None = None) -> None:
+    def __init__(self, schedules: Schedules, releases: ReleaseSchedules | None,
+                 roles_of: RolesOf, poll: float = POLL_SECONDS) -> None:
         self.schedules = schedules
         self.releases = releases
         self.roles_of = roles_of

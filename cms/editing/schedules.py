@@ -21,7 +21,15 @@ from datetime import UTC, datetime
 
 from msgspec import Struct
 
-from ..errors import CmsError, Conflict, Forbidden, NotFound, StoreError
+from ..errors import (
+    CmsError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    StoreError,
+)
 from ..identity.actors import Actor
 from ..store.documents import Documents, Revision
 from ..store.layout import SCHEDULE_PLACES, SCHEDULED_PREFIX, Layout
@@ -33,6 +41,7 @@ from .scheduled import (
     ACTION_TRAILER,
     AT_TRAILER,
     CANCEL,
+    RUN_TRAILER,
     SCHEDULE,
     ScheduledRun,
     ScheduleGone,
@@ -116,13 +125,32 @@ class Schedules:
         assert made is not None
         return made
 
-    def cancel(self, slug: str, actor: Actor, comment: str = "") -> list[Schedule]:
-        """Cancel every pending schedule of ``slug``; a 409 when there is none."""
+    def cancel(self, slug: str, actor: Actor, if_match: str | None,
+               comment: str = "") -> list[Schedule]:
+        """Cancel the pending schedule of ``slug`` made for the revision ``if_match`` (the
+        draft's, to cancel its publication; what is live, to cancel its takedown); a 409 when
+        nothing is scheduled."""
+        pendings = [pending for place in SCHEDULE_PLACES
+                    if (pending := self._pending_at(slug, place)) is not None]
+        if not pendings:
+            if self.documents.current(slug) is None:
+                raise NotFound(f"no comparison with slug `{slug}`", field="slug")
+            raise Conflict(f"nothing is scheduled for `{slug}`", field="action")
+        if if_match is None:
+            raise PreconditionRequired(
+                "send the revision the schedule is for in an If-Match header: " + ", ".join(
+                    f"{pending.revision} ({pending.action})" for pending in pendings),
+                field="If-Match")
+        chosen = [pending for pending in pendings if if_match in (
+            pending.revision, self._current_revision(slug, pending.place))]
+        if not chosen:
+            raise PreconditionFailed(
+                f"revision {if_match} has no schedule; scheduled: " + ", ".join(
+                    f"{pending.action} of {pending.revision}" for pending in pendings),
+                field="If-Match")
         cancelled: list[Schedule] = []
-        for place in SCHEDULE_PLACES:
-            pending = self._pending_at(slug, place)
-            if pending is None:
-                continue
+        for pending in chosen:
+            place = pending.place
             current = self.documents.current(slug)
             workflow = self.workflows.of(current.comparison.workflow if current else None)
             roles = workflow.transitions[pending.action].roles \
@@ -136,11 +164,13 @@ class Schedules:
                                    "out or replaced meanwhile; read the schedule again",
                                    field="action")
             cancelled.append(pending)
-        if not cancelled:
-            if self.documents.current(slug) is None:
-                raise NotFound(f"no comparison with slug `{slug}`", field="slug")
-            raise Conflict(f"nothing is scheduled for `{slug}`", field="action")
         return cancelled
+
+    def _current_revision(self, slug: str, place: str) -> str | None:
+        """What a schedule at ``place`` acts on now: its revision, as a read shows it."""
+        found = self.documents.work_in_progress(slug) if place == "draft" \
+            else self.documents.published(slug)
+        return found.revision if found else None
 
     def pending(self) -> list[Schedule]:
         """Every pending schedule, soonest first."""
@@ -161,6 +191,11 @@ class Schedules:
             except StoreError as exc:
                 log.warning("the scheduled %s of %s waits: %s", schedule.action, schedule.slug,
                             exc.message)
+                continue
+            except Exception:
+                # One schedule that fails must not keep the others from running.
+                log.exception("the scheduled %s of %s failed; it is tried again",
+                              schedule.action, schedule.slug)
                 continue
             if commit is not None:
                 made.append(commit)
@@ -216,14 +251,18 @@ class Schedules:
     # Writing
 
     def _note(self, current: Revision, actor: Actor, action: str, verb: str, comment: str, *,
-              place: str, extra: tuple[tuple[str, str], ...]) -> Change:
+              place: str, extra: tuple[tuple[str, str], ...],
+              cancelled: str | None = None) -> Change:
         """A commit with its parent's tree on the ref ``current`` was read from, indexed by the
-        schedule ref at ``place`` (made, replaced, or dropped for a cancellation)."""
+        schedule ref at ``place``: made or replaced, or dropped for the cancellation of the
+        schedule ``cancelled`` (only while it is still that one)."""
         head = self.documents.repo.read_commit(current.commit)
-        index = voided(self.documents.repo.refs, current.comparison.slug, place)
         ref = Layout.scheduled(current.comparison.slug, place)
-        if action == SCHEDULE:
-            index = (RefMove(ref=ref, expected=index[0].expected if index else None),)
+        if cancelled is not None:
+            index: tuple[RefMove, ...] = (RefMove(ref=ref, expected=cancelled, delete=True),)
+        else:
+            pending = voided(self.documents.repo.refs, current.comparison.slug, place)
+            index = (RefMove(ref=ref, expected=pending[0].expected if pending else None),)
         return Change(
             action=action, subject=subject_line(verb, current.comparison.title), comment=comment,
             slugs=(current.comparison.slug,), state=current.comparison.workflow.state,
@@ -244,7 +283,8 @@ class Schedules:
                 return None
             return self._note(current, actor, CANCEL, "Cancel the schedule of", comment,
                               place=place, extra=((ACTION_TRAILER, pending.action),
-                                                  ("Cms-Schedule", pending.commit)))
+                                                  (RUN_TRAILER, pending.commit)),
+                              cancelled=pending.commit)
         return plan
 
     def _drop(self, ref: str, commit: str) -> None:

@@ -1,9 +1,11 @@
 """Recovery: finish or undo the ref moves of a write that a crash interrupted.
 
-A write moves at most two refs, in an order chosen so that every state between them can be
-recognised here: an unpublish commit on a branch that never reached main, a branch already
-merged into main, a discard archived but whose branch is still there. A live writer of another
-process holds the locks of both its refs from before its first move to after its second, and
+A write moves its refs in an order chosen so that every state between them can be recognised
+here (after the content refs come the indexes of schedules, which a publication drops last and
+which, left behind, void themselves when they fall due): an unpublish commit on a branch that
+never reached main, a branch already merged into main, a discard archived but whose branch is
+still there. A live writer of another process holds the locks of all its refs from before its
+first move to after its last, and
 every step here is a compare-and-swap under those same locks that also checks main is still
 what it was read as; so a state met here is a dead writer's, or else the step waits for the live
 writer and then finds its refs moved and leaves them. That makes recovery safe at any moment,

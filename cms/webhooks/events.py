@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Struct
 
 from ..editing.events import ACTION_TRAILER, AT_TRAILER, RELEASE_TRAILER, Committed, from_commit
+from ..editing.workflows import Workflows
 from ..errors import InvalidContent
 from ..identity.actors import Person
 from ..reading.views import comparison_url
@@ -27,6 +28,7 @@ from .review_events import (
     CommentNote,
     ScheduleNote,
     now_seconds,
+    review_kinds,
     unrecorded,
 )
 from .store import OutboxEvent, WebhookStore
@@ -119,7 +121,8 @@ def release_events(event: Committed, release: str, base_url: str) -> list[Outbox
     return found
 
 
-def review_event(kind: str, event: Committed, base_url: str) -> OutboxEvent | None:
+def review_event(kind: str, event: Committed, base_url: str,
+                 key: str | None = None) -> OutboxEvent | None:
     if not event.slug:
         return None
     values = [(key.lower(), value) for key, value in event.extra]
@@ -141,7 +144,7 @@ def review_event(kind: str, event: Committed, base_url: str) -> OutboxEvent | No
         else None,
     )
     payload = Payload(type=kind, timestamp=event.at.astimezone(UTC), data=data)
-    return OutboxEvent(id=event_id(kind, event.commit), type=kind, slug=event.slug,
+    return OutboxEvent(id=event_id(kind, key or event.commit), type=kind, slug=event.slug,
                        commit=event.commit, payload=msgspec.json.encode(payload))
 
 
@@ -163,12 +166,31 @@ class Recorder:
     """Turns what happens on main, and optionally every transition, into outbox events."""
 
     def __init__(self, documents: Documents, store: WebhookStore, base_url: str,
-                 transitions: frozenset[str], review_kinds: dict[str, str]) -> None:
+                 workflows: Workflows) -> None:
         self.documents = documents
         self.store = store
         self.base_url = base_url
-        self.transitions = transitions
-        self.review_kinds = review_kinds
+        self.workflows = workflows
+        self._kinds: tuple[Workflows, frozenset[str], dict[str, str]] | None = None
+
+    def kinds(self) -> tuple[frozenset[str], dict[str, str]]:
+        """The transitions and the review event of each action, over the definitions in force
+        now: a push of new ones is followed from the next event."""
+        current = self.workflows.in_force()
+        if self._kinds is None or self._kinds[0] is not current:
+            self._kinds = (current, frozenset(current.transitions()), review_kinds(current))
+        return self._kinds[1], self._kinds[2]
+
+    def reviews(self, event: Committed) -> list[OutboxEvent]:
+        """The review event of a commit, one per comparison it names (a release's schedule
+        names several)."""
+        kind = self.kinds()[1].get(event.action)
+        if kind is None:
+            return []
+        found = [review_event(kind, msgspec.structs.replace(event, slugs=(slug,)), self.base_url,
+                              key=None if len(event.slugs) == 1 else f"{event.commit}:{slug}")
+                 for slug in event.slugs]
+        return [one for one in found if one is not None]
 
     def committed(self, event: Committed) -> int:
         """Record a commit of this process; main's history is read only when the outbox's
@@ -180,15 +202,14 @@ class Recorder:
                                             cursor=(MAIN_CURSOR, event.commit))
             else:
                 queued += self.catch_up()
-        if event.action in self.transitions:
+        if event.action in self.kinds()[0]:
             # A release's publication is a transition of each of its comparisons.
             transitions = [outbox_event(TRANSITIONED, msgspec.structs.replace(event, slugs=(slug,)),
                                         self.base_url, key=None if len(event.slugs) == 1
                                         else f"{event.commit}:{slug}") for slug in event.slugs]
             queued += self.store.record([one for one in transitions if one])
-        kind = self.review_kinds.get(event.action)
-        review = review_event(kind, event, self.base_url) if kind else None
-        queued += self.store.record([review]) if review else 0
+        reviews = self.reviews(event)
+        queued += self.store.record(reviews) if reviews else 0
         return queued
 
     def catch_up_reviews(self) -> int:
@@ -198,12 +219,8 @@ class Recorder:
         if cursor is None or not cursor.isdigit():
             # As for main: a new outbox starts at the present.
             return self.store.record([], cursor=(REVIEW_CURSOR, str(looked)))
-        found = []
-        for event in unrecorded(self.documents, int(cursor)):
-            kind = self.review_kinds.get(event.action)
-            review = review_event(kind, event, self.base_url) if kind else None
-            if review is not None:
-                found.append(review)
+        found = [review for event in unrecorded(self.documents, int(cursor))
+                 for review in self.reviews(event)]
         return self.store.record(found, cursor=(REVIEW_CURSOR, str(looked)))
 
     def catch_up(self) -> int:

@@ -18,7 +18,7 @@ from msgspec import Struct
 from ..editing.events import SCHEDULE, Committed, from_commit
 from ..editing.workflows import Workflows
 from ..store.documents import Documents
-from ..store.layout import BRANCH_PREFIX, DISCARDED_PREFIX
+from ..store.layout import BRANCH_PREFIX, DISCARDED_PREFIX, RELEASES_PREFIX
 
 REVIEW_REQUESTED = "review.requested"
 REVIEW_APPROVED = "review.approved"
@@ -61,11 +61,12 @@ def review_kinds(workflows: Workflows) -> dict[str, str]:
 
 
 def unrecorded(documents: Documents, since: int) -> list[Committed]:
-    """Commits of review branches (live, published or discarded) dated after ``since`` less the
-    overlap, oldest first."""
+    """Commits of review branches (live, published or discarded) and of releases dated after
+    ``since`` less the overlap, oldest first."""
     repo = documents.repo
     listed = repo.git("rev-list", "--reverse", f"--since={since - _OVERLAP_SECONDS}",
                       f"--glob={BRANCH_PREFIX}*", f"--glob={DISCARDED_PREFIX}*",
+                      f"--glob={RELEASES_PREFIX}*",
                       documents.layout.main_ref).split()
     return [from_commit(repo.read_commit(oid), on_main=False) for oid in listed]
 

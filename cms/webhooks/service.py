@@ -10,7 +10,6 @@ from ..editing.workflows import Workflows
 from ..store.documents import Documents
 from .delivery import Dispatcher
 from .events import Recorder
-from .review_events import review_kinds
 from .store import WebhookStore
 
 
@@ -63,8 +62,7 @@ def build_webhooks(settings: Settings, documents: Documents,
     dispatcher = Dispatcher(store, backoff=settings.webhook_backoff,
                             timeout=settings.webhook_timeout,
                             allow_private=settings.webhook_allow_private)
-    recorder = Recorder(documents, store, settings.base_url,
-                        frozenset(workflows.transitions()), review_kinds(workflows))
+    recorder = Recorder(documents, store, settings.base_url, workflows)
     webhooks = Webhooks(store=store, dispatcher=dispatcher, recorder=recorder,
                         run_worker=settings.webhook_worker)
     # Main can move without this process (another instance, or a crash before the event was

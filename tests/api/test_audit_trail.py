@@ -35,7 +35,8 @@ def test_history_shows_the_review_conversation_and_schedules(
                                      "If-Match": f'"{approved["revision"]}"'})
     assert scheduled.status_code == 202, scheduled.text
     cancelled = client.post(f"/api/drafts/{HAIKU}/transitions",
-                            json={"action": "cancel_schedule"}, headers=tokens["publisher"])
+                            json={"action": "cancel_schedule"},
+                            headers={**tokens["publisher"], "If-Match": f'"{approved["revision"]}"'})
     assert cancelled.status_code == 200, cancelled.text
     release = client.post("/api/releases", headers=tokens["editor"],
                           json={"title": "Haiku refresh", "slugs": [HAIKU]}).json()

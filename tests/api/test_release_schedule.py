@@ -133,3 +133,44 @@ def test_two_servers_publish_a_scheduled_release_once(
     runs = git(repo_path, "log", "--format=%(trailers:key=Cms-Release,valueonly)",
                "--first-parent", "main").split()
     assert runs == [release["id"]]
+
+
+def test_publishing_a_scheduled_release_by_hand_takes_its_schedule_with_it(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    draft(client, tokens, SLUGS[0])
+    release = gather(client, tokens, [SLUGS[0]])
+    schedule(client, tokens["publisher"], release["id"], later())
+    published = client.post(f"/api/releases/{release['id']}/publish",
+                            headers=tokens["publisher"])
+    assert published.status_code == 200, published.text
+    assert published.json()["scheduled_at"] is None
+    assert client.get("/api/schedule", headers=tokens["editor"]).json()["releases"] == []
+    cancel = client.delete(f"/api/releases/{release['id']}/schedule",
+                           headers=tokens["publisher"])
+    assert cancel.status_code == 409
+    listed = client.get("/api/releases", headers=tokens["editor"]).json()["items"]
+    assert [(item["id"], item["published"]) for item in listed] == [(release["id"], True)]
+
+
+def test_an_edit_after_scheduling_keeps_a_release_from_publishing_it_unseen(
+        client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    for slug in SLUGS[:2]:
+        draft(client, tokens, slug)
+    release = gather(client, tokens, SLUGS[:2])
+    at = later()
+    schedule(client, tokens["publisher"], release["id"], at)
+    # Sent back, edited, approved again: publishable, but not what was scheduled.
+    current = client.get(f"/api/drafts/{SLUGS[1]}", headers=tokens["editor"])
+    changes = act(client, SLUGS[1], "request_changes", tokens["reviewer2"],
+                  current.headers["etag"])
+    document = client.get(f"/api/drafts/{SLUGS[1]}", headers=tokens["editor"]).json()
+    document["summary"] += " Changed after scheduling."
+    saved = client.put(f"/api/drafts/{SLUGS[1]}", json=document,
+                       headers={**tokens["editor"], "If-Match": f'"{changes["revision"]}"'})
+    assert saved.status_code == 200, saved.text
+    submitted = act(client, SLUGS[1], "submit", tokens["editor"], saved.headers["etag"])
+    act(client, SLUGS[1], "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+    before = git(repo_path, "rev-parse", "main").strip()
+    assert run_at(client, at) == []
+    assert git(repo_path, "rev-parse", "main").strip() == before
+    assert client.get("/api/schedule", headers=tokens["editor"]).json()["releases"] == []

@@ -117,13 +117,20 @@ def test_an_edit_voids_the_schedule_and_a_comment_does_not(
 def test_cancel_a_schedule(client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
     etag = approved(client, tokens)
     made = schedule(client, tokens["publisher"], etag, later())
+    def cancel(who: Headers, revision: str | None, comment: str = "") -> Any:
+        headers = {**who, "If-Match": revision} if revision else who
+        return client.post(f"/api/drafts/{HAIKU}/transitions", headers=headers,
+                           json={"action": "cancel_schedule", "comment": comment})
+
     # An editor may not take a publication back.
-    refused = client.post(f"/api/drafts/{HAIKU}/transitions",
-                          json={"action": "cancel_schedule"}, headers=tokens["editor"])
-    assert refused.status_code == 403, refused.text
-    cancelled = client.post(f"/api/drafts/{HAIKU}/transitions",
-                            json={"action": "cancel_schedule", "comment": "Not this week."},
-                            headers=tokens["publisher"])
+    assert cancel(tokens["editor"], etag).status_code == 403
+    # The cancel names the revision the schedule is for: none, or another, cancels nothing.
+    assert cancel(tokens["publisher"], None).status_code == 428
+    live = client.get(f"/api/comparisons/{HAIKU}").headers["etag"]
+    stale = cancel(tokens["publisher"], live)
+    assert stale.status_code == 412
+    assert stale.json()["field"] == "If-Match"
+    cancelled = cancel(tokens["publisher"], etag, "Not this week.")
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.headers["etag"] == etag  # the revision is untouched
     assert client.get("/api/schedule", headers=tokens["editor"]).json()["items"] == []
@@ -131,8 +138,7 @@ def test_cancel_a_schedule(client: Client, tokens: dict[str, Headers], repo_path
     assert "Cms-Action: cancel_schedule" in note
     assert f"Cms-Schedule: {made['commit']}" in note
     assert "Not this week." in note
-    again = client.post(f"/api/drafts/{HAIKU}/transitions", json={"action": "cancel_schedule"},
-                        headers=tokens["publisher"])
+    again = cancel(tokens["publisher"], etag)
     assert again.status_code == 409
     assert again.json()["field"] == "action"
     assert run_at(client, later(2)) == []
@@ -284,7 +290,8 @@ def test_a_cancel_of_what_was_carried_out_meanwhile_is_refused(
     monkeypatch.setattr(schedules, "_pending_at",
                         lambda slug, place: stale if place == "draft" else None)
     refused = client.post(f"/api/drafts/{HAIKU}/transitions",
-                          json={"action": "cancel_schedule"}, headers=tokens["publisher"])
+                          json={"action": "cancel_schedule"},
+                          headers={**tokens["publisher"], "If-Match": etag})
     assert refused.status_code == 409, refused.text
     assert refused.json()["code"] == "schedule_gone"
     assert "cancel_schedule" not in git(repo_path, "log", "--format=%B", "main")
@@ -329,3 +336,23 @@ def test_comments_that_look_like_trailers_do_not_crowd_out_the_feed(
                                     "Rescheduled.\nCms-Action: publish")
     feed = client.get("/api/feed.json").json()
     assert [item["url"].rsplit("/", 1)[-1] for item in feed["items"]] == [HAIKU]
+
+
+def test_a_run_never_drops_the_schedule_that_replaced_its_own(
+        client: Client, tokens: dict[str, Headers], repo_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server read schedule S1 as due; another moved it to two days later (S2) before the
+    first one's write: nothing is published, and S2 stays."""
+    etag = approved(client, tokens)
+    at = later()
+    schedule(client, tokens["publisher"], etag, at)
+    services = services_of(client)
+    first = services.schedules.pending()[0]
+    replaced = schedule(client, tokens["publisher"], etag, later(48))
+    # As if the first server's check had passed just before the replacement landed.
+    monkeypatch.setattr(ScheduledRun, "check", lambda self, refs: None)
+    main_before = git(repo_path, "rev-parse", "main").strip()
+    assert services.schedules.run_due(services.tokens.roles_of, now=at) == []
+    assert first.commit != replaced["commit"]
+    assert git(repo_path, "rev-parse", "main").strip() == main_before
+    assert [s.commit for s in services.schedules.pending()] == [replaced["commit"]]

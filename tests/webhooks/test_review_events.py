@@ -191,3 +191,46 @@ def test_clearing_the_reviewers_asks_nobody_for_a_review(
         drain(client)
         bodies = [json.loads(request.body)["data"] for request in receiver.received]
     assert [body["reviewers"] for body in bodies] == [["rita@example.com"]]
+
+
+def test_a_release_schedule_is_announced_for_each_of_its_comparisons(
+        hooks: tuple[Client, dict[str, Headers]]) -> None:
+    client, tokens = hooks
+    slugs = ["announced-one", "announced-two"]
+    with running(Receiver()) as receiver:
+        subscribe(client, tokens["admin"], receiver.url, events=["comparison.scheduled"])
+        base = client.get(f"/api/comparisons/{HAIKU}").json()
+        for slug in slugs:
+            created = client.post("/api/drafts", json=new_document(base, slug, slug.title()),
+                                  headers=tokens["editor"])
+            submitted = act(client, slug, "submit", tokens["editor"], created.headers["etag"])
+            act(client, slug, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+        release = client.post("/api/releases", headers=tokens["editor"],
+                              json={"title": "Later", "slugs": slugs}).json()
+        at = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+        scheduled = client.post(f"/api/releases/{release['id']}/publish",
+                                headers=tokens["publisher"], json={"at": at.isoformat()})
+        assert scheduled.status_code == 202, scheduled.text
+        drain(client)
+        data = [json.loads(request.body)["data"] for request in receiver.received]
+    assert sorted(item["slug"] for item in data) == slugs
+    assert {item["url"] for item in data} == {f"http://cms.test/api/drafts/{s}" for s in slugs}
+
+
+def test_a_pushed_workflow_is_heard_from_its_next_event(
+        hooks: tuple[Client, dict[str, Headers]]) -> None:
+    client, tokens = hooks
+    definition = client.get("/api/workflows/default", headers=tokens["admin"]).json()
+    renamed = definition["definition"].replace("[transitions.approve]",
+                                               "[transitions.legal_approve]")
+    pushed = client.put("/api/workflows/default", headers=tokens["admin"],
+                        json={"definition": renamed})
+    assert pushed.status_code == 200, pushed.text
+    with running(Receiver()) as receiver:
+        subscribe(client, tokens["admin"], receiver.url, events=["review.approved"])
+        etag = save_revision(client, HAIKU, tokens["editor"])
+        submitted = act(client, HAIKU, "submit", tokens["editor"], etag)
+        act(client, HAIKU, "legal_approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+        drain(client)
+        data = [json.loads(request.body)["data"] for request in receiver.received]
+    assert [item["action"] for item in data] == ["legal_approve"]
