@@ -337,6 +337,25 @@ def apply(document: OpenAPI) -> OpenAPI:
 
 
 class _ContractPlugin(OpenAPIPlugin):
+    """Builds the document once per set of workflow definitions in force: a push of new ones
+    (by any server) names its actions from the next request for it."""
+
+    def provide_openapi(self) -> OpenAPI:
+        self._follow_the_rules()
+        return super().provide_openapi()
+
+    def provide_openapi_schema(self) -> dict[str, Any]:
+        self._follow_the_rules()
+        return super().provide_openapi_schema()
+
+    def _follow_the_rules(self) -> None:
+        services = self.app.state.get("services")
+        current = services.workflows.in_force() if services is not None else None
+        if current is not getattr(self, "_built_for", None):
+            self._openapi = None
+            self._openapi_schema = None
+            self._built_for = current
+
     def _build_openapi(self) -> OpenAPI:
         document = apply(super()._build_openapi())
         services = self.app.state.get("services")

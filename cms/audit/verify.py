@@ -51,6 +51,8 @@ _EXPECTED_STATE = {"publish": "published", "unpublish": "unpublished", "seed": "
 # Commits that record something about what is published (a takedown scheduled) and change
 # nothing.
 _NOTES = (SCHEDULE, CANCEL)
+# What leaves a schedule standing: notes about the revision, and folds of votes (tallies only).
+_UNCHANGING = frozenset({"comment", "resolve", "assign", CANCEL, "votes"})
 
 
 def verify(documents: Documents, workflows: Workflows, committer: Person) -> Verification:
@@ -188,9 +190,32 @@ def _check_scheduled(documents: Documents, commit: Commit, action: str, slugs: l
         problems.append("was made before its schedule fell due")
     if (made.author.name, made.author.email) != (commit.author.name, commit.author.email):
         problems.append("was made in the name of someone other than who scheduled it")
-    if not any(documents.is_ancestor(schedule, parent) for parent in commit.parents):
-        problems.append("names a schedule that is not in its history")
-    return problems
+    if made.message.first(RELEASE_TRAILER) != commit.message.first(RELEASE_TRAILER):
+        problems.append("was scheduled for another release")
+    line = next((parent for parent in commit.parents
+                 if documents.is_ancestor(schedule, parent)), None)
+    if line is None:
+        return [*problems, "names a schedule that is not in its history"]
+    return [*problems, *_still_standing(documents, schedule, line, slugs)]
+
+
+def _still_standing(documents: Documents, schedule: str, line: str,
+                    slugs: list[str]) -> list[str]:
+    """Whether the schedule still stood when carried out: nothing after it on its line (the
+    review branch, main for a takedown, the release's ref) cancelled, replaced or changed what
+    it was for."""
+    repo = documents.repo
+    named = {Layout.document(slug) for slug in slugs}
+    for oid in repo.git("rev-list", "--first-parent", f"{schedule}..{line}").split():
+        message = repo.read_commit(oid).message
+        if not named & set(message.values("Cms-Document")):
+            continue  # another comparison's publication, on main
+        action = message.first("Cms-Action")
+        if action == CANCEL and message.first(RUN_TRAILER) == schedule:
+            return ["names a schedule that was cancelled before it ran"]
+        if action not in _UNCHANGING:
+            return [f"names a schedule that a later `{action}` replaced or voided"]
+    return []
 
 
 def _check_release(documents: Documents, commit: Commit, slugs: list[str],

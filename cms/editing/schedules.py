@@ -78,7 +78,6 @@ class Schedules:
         self.pipeline = pipeline
         self.editor = editor
         self.workflows = workflows
-        self._read: dict[str, Schedule | None] = {}
         # Called after each schedule this process makes, so the scheduler thread wakes for it.
         self.changed: list[Callable[[], None]] = []
 
@@ -229,20 +228,19 @@ class Schedules:
         """The schedule commit ``oid`` records, indexed at ``place``; None if it is none."""
         if place not in SCHEDULE_PLACES:
             return None
-        if oid not in self._read:
-            commit = self.documents.repo.read_commit(oid)
-            message = commit.message
-            at = parse_at(message.first(AT_TRAILER))
-            slug = Layout.slug_of_document(message.first("Cms-Document") or "")
-            action = message.first(ACTION_TRAILER)
-            self._read[oid] = None if at is None or slug is None or action is None \
-                or message.first("Cms-Action") != SCHEDULE else Schedule(
-                    slug=slug, action=action, at=at,
-                    revision=message.first("Cms-Revision") or "",
-                    scheduled_by=f"{commit.author.name} <{commit.author.email}>",
-                    scheduled_on=commit.author.at, commit=oid, place=place)
-        found = self._read[oid]
-        return found if found is None or found.place == place else None
+        # The repository keeps parsed commits (bounded): reading one again is cheap.
+        commit = self.documents.repo.read_commit(oid)
+        message = commit.message
+        at = parse_at(message.first(AT_TRAILER))
+        slug = Layout.slug_of_document(message.first("Cms-Document") or "")
+        action = message.first(ACTION_TRAILER)
+        if at is None or slug is None or action is None \
+                or message.first("Cms-Action") != SCHEDULE:
+            return None
+        return Schedule(slug=slug, action=action, at=at,
+                        revision=message.first("Cms-Revision") or "",
+                        scheduled_by=f"{commit.author.name} <{commit.author.email}>",
+                        scheduled_on=commit.author.at, commit=oid, place=place)
 
     def _pending_at(self, slug: str, place: str) -> Schedule | None:
         oid = self.documents.repo.refs.read(Layout.scheduled(slug, place))

@@ -79,7 +79,10 @@ class Workflow(Struct, forbid_unknown_fields=True):
     def at_rest(self, state: str) -> bool:
         """Whether content in ``state`` is not work in progress (published, or taken down):
         an edit there starts a new revision, by new authors."""
-        if self.states[state].public:
+        known = self.states.get(state)
+        if known is None:
+            return False  # a state these rules do not have: nothing to say it is at rest
+        if known.public:
             return True
         return any(t.to == state and all(self.states[s].public for s in t.from_states)
                    for t in self.transitions.values())

@@ -88,7 +88,9 @@ class WorkflowsInForce(Workflows):
             current = self.in_force_at(head)
             merged = {**{f"{name}.toml": text for name, text in current.sources.items()},
                       **sources}
-            Workflows.parse(merged, current.default.name)  # raises, naming file, key, reason
+            # Raises, naming file, key and reason.
+            proposed = Workflows.parse(merged, current.default.name)
+            self._keeps_every_state_in_use(current, proposed)
             tree = repo.read_commit(head).tree
             files: dict[str, bytes | None] = {
                 f"{FOLDER}/{name}": text for name, text in merged.items()}
@@ -104,6 +106,25 @@ class WorkflowsInForce(Workflows):
 
         event = pipeline.run(plan)
         return None if event is None else event.commit
+
+    def _keeps_every_state_in_use(self, current: Workflows, proposed: Workflows) -> None:
+        """A comparison in a state the new definition lacks could take no step: refuse it,
+        naming one."""
+        for name, before in current.by_name.items():
+            after = proposed.by_name[name]
+            # Published content is in one of the public states.
+            gone = sorted(state for state, spec in before.states.items()
+                          if spec.public and state not in after.states)
+            if gone:
+                raise Conflict(f"workflow `{name}`: published comparisons are `{gone[0]}`, "
+                               "which the new definition lacks", field="workflow")
+        for draft in self.documents.drafts():
+            workflow = current.of(draft.comparison.workflow)
+            if draft.state not in proposed.by_name[workflow.name].states and \
+                    draft.state in workflow.states:
+                raise Conflict(f"workflow `{workflow.name}`: `{draft.comparison.slug}` is "
+                               f"`{draft.state}`, which the new definition lacks",
+                               field="workflow")
 
     def _load(self, folder: str) -> Workflows:
         repo = self.documents.repo

@@ -356,3 +356,25 @@ def test_a_run_never_drops_the_schedule_that_replaced_its_own(
     assert first.commit != replaced["commit"]
     assert git(repo_path, "rev-parse", "main").strip() == main_before
     assert [s.commit for s in services.schedules.pending()] == [replaced["commit"]]
+
+
+def test_verify_finds_a_publication_naming_a_schedule_cancelled_before_it_ran(
+        client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    etag = approved(client, tokens)
+    made = schedule(client, tokens["publisher"], etag, later())
+    cancelled = client.post(f"/api/drafts/{HAIKU}/transitions",
+                            json={"action": "cancel_schedule"},
+                            headers={**tokens["publisher"], "If-Match": etag})
+    assert cancelled.status_code == 200, cancelled.text
+    # Someone puts the index back with plain git, and a server carries the schedule out.
+    ref = f"refs/cms/scheduled/{HAIKU}/draft"
+    git(repo_path, "update-ref", ref, made["commit"])
+    services = services_of(client)
+    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
+    services.editor.transition(HAIKU, "publish", publisher.actor(), etag.strip('"'),
+                               run=ScheduledRun(ref=ref, commit=made["commit"],
+                                                due=datetime.now(UTC)))
+    report = verify(services.documents, services.workflows, services.pipeline.committer)
+    assert len(report.findings) == 1
+    # Carried out early too: it was due an hour from now.
+    assert report.findings[0].problems[-1] == "names a schedule that was cancelled before it ran"

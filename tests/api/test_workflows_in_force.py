@@ -122,3 +122,29 @@ def test_a_server_does_not_start_on_definitions_pushed_around_the_cms(
     assert ".cms/workflows on main/default.toml" in refused.value.message
     # Reset, so the fixture's fsck sees a repository the CMS would serve again.
     git(repo_path, "update-ref", "refs/heads/main", "main^")
+
+
+def test_the_contract_names_the_actions_of_the_rules_in_force(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    def actions() -> list[str]:
+        document = client.get("/schema/openapi.json").json()
+        return document["components"]["schemas"]["TransitionIn"]["properties"]["action"]["enum"]
+
+    assert "legal_approve" not in actions()
+    push(client, tokens["admin"], DEFAULT.replace("[transitions.approve]",
+                                                  "[transitions.legal_approve]"))
+    assert "legal_approve" in actions()
+
+
+def test_a_push_may_not_strand_a_comparison_in_a_state_it_removes(
+        client: Client, tokens: dict[str, Headers], repo_path: Path) -> None:
+    etag = save_revision(client, HAIKU, tokens["editor"])
+    act(client, HAIKU, "submit", tokens["editor"], etag)  # in_review
+    without = DEFAULT.replace("in_review", "under_review")  # the state renamed
+    before = git(repo_path, "rev-parse", "main").strip()
+    refused = push(client, tokens["admin"], without, expect=409)
+    assert refused["field"] == "workflow"
+    assert f"`{HAIKU}` is `in_review`" in str(refused["message"])
+    assert git(repo_path, "rev-parse", "main").strip() == before
+    # And nobody's request meets a state the rules lack: the draft is still served.
+    assert client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"]).status_code == 200

@@ -27,6 +27,15 @@ REVIEW_EVENTS = ["review.requested", "review.approved", "review.changes_requeste
                  "comment.created", "comparison.scheduled"]
 
 
+def approved_new(client: Client, tokens: dict[str, Headers], slug: str) -> None:
+    """A new comparison, submitted and approved: ready to publish."""
+    base = client.get(f"/api/comparisons/{HAIKU}").json()
+    created = client.post("/api/drafts", json=new_document(base, slug, slug.title()),
+                          headers=tokens["editor"])
+    submitted = act(client, slug, "submit", tokens["editor"], created.headers["etag"])
+    act(client, slug, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+
+
 def received(receiver: Receiver, secret: str) -> list[dict[str, Any]]:
     return [Webhook(secret).verify(request.body, request.headers)  # type: ignore[misc]
             for request in receiver.received]
@@ -115,12 +124,8 @@ def test_a_release_fires_each_publication_then_its_own(
     with running(Receiver()) as receiver:
         secret = subscribe(client, tokens["admin"], receiver.url,
                            events=["comparison.published", "release.published"])["secret"]
-        base = client.get(f"/api/comparisons/{HAIKU}").json()
         for slug in slugs:
-            created = client.post("/api/drafts", json=new_document(base, slug, slug.title()),
-                                  headers=tokens["editor"])
-            submitted = act(client, slug, "submit", tokens["editor"], created.headers["etag"])
-            act(client, slug, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+            approved_new(client, tokens, slug)
         release = client.post("/api/releases", headers=tokens["editor"],
                               json={"title": "Two at once", "slugs": slugs}).json()
         published = client.post(f"/api/releases/{release['id']}/publish",
@@ -161,12 +166,8 @@ def test_a_release_is_a_transition_of_each_of_its_comparisons(
     slugs = ["transit-one", "transit-two"]
     with running(Receiver()) as receiver:
         subscribe(client, tokens["admin"], receiver.url, events=["comparison.transitioned"])
-        base = client.get(f"/api/comparisons/{HAIKU}").json()
         for slug in slugs:
-            created = client.post("/api/drafts", json=new_document(base, slug, slug.title()),
-                                  headers=tokens["editor"])
-            submitted = act(client, slug, "submit", tokens["editor"], created.headers["etag"])
-            act(client, slug, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+            approved_new(client, tokens, slug)
         release = client.post("/api/releases", headers=tokens["editor"],
                               json={"title": "Both", "slugs": slugs}).json()
         client.post(f"/api/releases/{release['id']}/publish", headers=tokens["publisher"])
@@ -199,12 +200,8 @@ def test_a_release_schedule_is_announced_for_each_of_its_comparisons(
     slugs = ["announced-one", "announced-two"]
     with running(Receiver()) as receiver:
         subscribe(client, tokens["admin"], receiver.url, events=["comparison.scheduled"])
-        base = client.get(f"/api/comparisons/{HAIKU}").json()
         for slug in slugs:
-            created = client.post("/api/drafts", json=new_document(base, slug, slug.title()),
-                                  headers=tokens["editor"])
-            submitted = act(client, slug, "submit", tokens["editor"], created.headers["etag"])
-            act(client, slug, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
+            approved_new(client, tokens, slug)
         release = client.post("/api/releases", headers=tokens["editor"],
                               json={"title": "Later", "slugs": slugs}).json()
         at = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
