@@ -9,7 +9,7 @@ export CMS_REPO
 
 .DEFAULT_GOAL := check
 
-.PHONY: help run test soak check lint types bench clean
+.PHONY: help run test soak check lint types bench clean services
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,10 +27,18 @@ run: $(STAMP) ## create and seed the content repository if missing, then serve t
 	@test -e "$(CMS_REPO)" || $(BIN)/cms init
 	$(BIN)/cms serve
 
-test: $(STAMP) ## run the whole test suite
+# The system packages that tests start for real, from Debian's packages, when missing: PostgreSQL
+# (run by the tests themselves, unprivileged, in a temporary folder). git, with `git daemon`, is
+# there already.
+services: ## install what the tests start for real (PostgreSQL), when missing
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		 --no-install-recommends postgresql >/dev/null)
+
+test: $(STAMP) services ## run the whole test suite
 	$(BIN)/python -m pytest
 
-soak: $(STAMP) ## the reliability tests with large numbers (several processes, crashes, fuzzing)
+soak: $(STAMP) services ## the reliability tests with large numbers (several processes, crashes, fuzzing)
 	CMS_SOAK_SCALE=$${CMS_SOAK_SCALE:-10} CMS_SOAK_COMMITS=$${CMS_SOAK_COMMITS:-20000} \
 	CMS_FUZZ_EXAMPLES=$${CMS_FUZZ_EXAMPLES:-300} \
 	$(BIN)/python -m pytest -q tests/reliability tests/store/test_resources.py tests/api/test_fuzz.py
