@@ -102,12 +102,7 @@ def postgres() -> Iterator[str]:
                 _wait_until_accepting(bin_dir, port, server)
                 yield f"postgresql://cms@127.0.0.1:{port}/postgres"
             finally:
-                server.terminate()
-                try:
-                    server.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait(timeout=30)
+                _stop(server)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -126,9 +121,14 @@ def git_daemon(base: Path) -> Iterator[str]:
         _wait_for_port(port, daemon, "git daemon")
         yield f"git://127.0.0.1:{port}"
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait(timeout=30)
+        _stop(daemon)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM and a bounded wait; SIGKILL when that is not enough."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
