@@ -34,7 +34,7 @@ from .events import (
 )
 from .pipeline import Change, RefMove
 from .releases import Release, Releases
-from .scheduled import ScheduledRun, ScheduleGone, due_time, parse_at
+from .scheduled import ScheduledRun, ScheduleGone, author_of, due_time, parse_at
 from .workflow import permitted_roles
 
 log = logging.getLogger("cms")
@@ -150,9 +150,7 @@ class ReleaseSchedules:
         return made
 
     def fire(self, pending: ReleaseSchedule, roles_of: RolesOf) -> str | None:
-        name, _, address = pending.scheduled_by.rpartition(" <")
-        email = address.rstrip(">")
-        actor = Actor(name=name, email=email, roles=roles_of(email.lower()))
+        actor = author_of(pending.scheduled_by, roles_of)
         index_ref = SCHEDULED_RELEASES_PREFIX + pending.release
         try:
             self.releases.publish(pending.release, actor, run=ScheduledRun(

@@ -10,18 +10,20 @@ publication a schedule makes drops it the same way, which is what makes it run o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from msgspec import Struct
 
 from ..errors import Conflict, InvalidContent
+from ..identity.actors import Actor
 from ..store.layout import Layout
 from ..store.refs import Refs
 from .events import ACTION_TRAILER, AT_TRAILER, CANCEL, RUN_TRAILER, SCHEDULE, format_at, parse_at
 from .pipeline import RefMove
 
 __all__ = ["ACTION_TRAILER", "AT_TRAILER", "CANCEL", "RUN_TRAILER", "SCHEDULE", "ScheduleGone",
-           "ScheduledRun", "due_time", "format_at", "parse_at", "voided"]
+           "ScheduledRun", "author_of", "due_time", "format_at", "parse_at", "voided"]
 
 
 class ScheduleGone(Conflict):
@@ -75,6 +77,14 @@ def _years_after(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year + years)
     except ValueError:  # February 29th, in a year that has none
         return moment.replace(year=moment.year + years, day=28)
+
+
+def author_of(scheduled_by: str, roles_of: Callable[[str], frozenset[str]]) -> Actor:
+    """Who carries a schedule out: the person who made it (``Name <address>``), with the roles
+    their active tokens hold now, so that one who lost the role schedules nothing."""
+    name, _, address = scheduled_by.rpartition(" <")
+    email = address.rstrip(">")
+    return Actor(name=name, email=email, roles=roles_of(email.lower()))
 
 
 def voided(refs: Refs, slug: str, place: str) -> tuple[RefMove, ...]:

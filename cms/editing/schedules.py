@@ -45,6 +45,7 @@ from .scheduled import (
     SCHEDULE,
     ScheduledRun,
     ScheduleGone,
+    author_of,
     due_time,
     format_at,
     parse_at,
@@ -204,9 +205,7 @@ class Schedules:
         """Take the scheduled transition now; its commit, or None when it was carried out
         already (by another server, say) or could not be and was dropped."""
         ref = Layout.scheduled(schedule.slug, schedule.place)
-        name, _, address = schedule.scheduled_by.rpartition(" <")
-        actor = Actor(name=name, email=address.rstrip(">"),
-                      roles=roles_of(address.rstrip(">").lower()))
+        actor = author_of(schedule.scheduled_by, roles_of)
         try:
             revision = self.editor.transition(
                 schedule.slug, schedule.action, actor, schedule.revision,

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Who runs the database: PostgreSQL refuses to run as root.
@@ -42,38 +42,26 @@ def _as_database_user(*command: str) -> list[str]:
             "--", *command]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str,
-                   timeout: float = 30) -> None:
-    """Until something accepts on 127.0.0.1:``port``; bounded, and a part that dies is seen."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.02) + 10):
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode} while starting")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        if time.monotonic() > deadline:
-            break
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=0.02)
-    raise RuntimeError(f"{what} did not accept connections on port {port} within {timeout} s")
-
-
-def _wait_until_accepting(bin_dir: Path, port: int, server: subprocess.Popen[bytes],
-                          timeout: float = 60) -> None:
-    """Until the server takes connections (not only its port: it starts up behind it)."""
+def _wait(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str,
+          timeout: float = 60) -> None:
+    """Until ``ready()``; bounded in tries and time, and a part that dies meanwhile is seen."""
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout / 0.05) + 10):
-        if server.poll() is not None:
-            raise RuntimeError(f"postgres exited with {server.returncode} while starting")
-        ready = subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
-                                str(port), "-U", "cms"], check=False, timeout=10)
-        if ready.returncode == 0:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} while starting")
+        if ready():
             return
         if time.monotonic() > deadline:
             break
         with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=0.05)
-    raise RuntimeError(f"postgres did not take connections within {timeout} s")
+            process.wait(timeout=0.05)
+    raise RuntimeError(f"{what} was not ready within {timeout} s")
+
+
+def _accepts(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -99,7 +87,10 @@ def postgres() -> Iterator[str]:
                                   "-c", "fsync=off"),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
-                _wait_until_accepting(bin_dir, port, server)
+                # Its port opens before it takes connections: ask it.
+                _wait(lambda: subprocess.run(
+                    [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
+                     "-U", "cms"], check=False, timeout=10).returncode == 0, server, "postgres")
                 yield f"postgresql://cms@127.0.0.1:{port}/postgres"
             finally:
                 _stop(server)
@@ -118,7 +109,7 @@ def git_daemon(base: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"})
     try:
-        _wait_for_port(port, daemon, "git daemon")
+        _wait(lambda: _accepts(port), daemon, "git daemon")
         yield f"git://127.0.0.1:{port}"
     finally:
         _stop(daemon)

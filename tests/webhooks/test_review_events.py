@@ -36,6 +36,17 @@ def approved_new(client: Client, tokens: dict[str, Headers], slug: str) -> None:
     act(client, slug, "approve", tokens["reviewer"], f'"{submitted["revision"]}"')
 
 
+def gathered(client: Client, tokens: dict[str, Headers], title: str,
+             slugs: list[str]) -> dict[str, Any]:
+    """A release of new comparisons, each approved: ready to publish."""
+    for slug in slugs:
+        approved_new(client, tokens, slug)
+    created = client.post("/api/releases", headers=tokens["editor"],
+                          json={"title": title, "slugs": slugs})
+    assert created.status_code == 201, created.text
+    return created.json()  # type: ignore[no-any-return]
+
+
 def received(receiver: Receiver, secret: str) -> list[dict[str, Any]]:
     return [Webhook(secret).verify(request.body, request.headers)  # type: ignore[misc]
             for request in receiver.received]
@@ -124,10 +135,7 @@ def test_a_release_fires_each_publication_then_its_own(
     with running(Receiver()) as receiver:
         secret = subscribe(client, tokens["admin"], receiver.url,
                            events=["comparison.published", "release.published"])["secret"]
-        for slug in slugs:
-            approved_new(client, tokens, slug)
-        release = client.post("/api/releases", headers=tokens["editor"],
-                              json={"title": "Two at once", "slugs": slugs}).json()
+        release = gathered(client, tokens, "Two at once", slugs)
         published = client.post(f"/api/releases/{release['id']}/publish",
                                 headers=tokens["publisher"])
         assert published.status_code == 200, published.text
@@ -166,10 +174,7 @@ def test_a_release_is_a_transition_of_each_of_its_comparisons(
     slugs = ["transit-one", "transit-two"]
     with running(Receiver()) as receiver:
         subscribe(client, tokens["admin"], receiver.url, events=["comparison.transitioned"])
-        for slug in slugs:
-            approved_new(client, tokens, slug)
-        release = client.post("/api/releases", headers=tokens["editor"],
-                              json={"title": "Both", "slugs": slugs}).json()
+        release = gathered(client, tokens, "Both", slugs)
         client.post(f"/api/releases/{release['id']}/publish", headers=tokens["publisher"])
         drain(client)
         published = [json.loads(request.body)["data"] for request in receiver.received
@@ -200,10 +205,7 @@ def test_a_release_schedule_is_announced_for_each_of_its_comparisons(
     slugs = ["announced-one", "announced-two"]
     with running(Receiver()) as receiver:
         subscribe(client, tokens["admin"], receiver.url, events=["comparison.scheduled"])
-        for slug in slugs:
-            approved_new(client, tokens, slug)
-        release = client.post("/api/releases", headers=tokens["editor"],
-                              json={"title": "Later", "slugs": slugs}).json()
+        release = gathered(client, tokens, "Later", slugs)
         at = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
         scheduled = client.post(f"/api/releases/{release['id']}/publish",
                                 headers=tokens["publisher"], json={"at": at.isoformat()})
