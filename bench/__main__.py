@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cms.config import load_settings
 
+from .cluster import bench_cluster
 from .commits import bench_git_cli, bench_store
 from .common import RESULTS, seed_repository, some_slug
 from .features import bench_audit, bench_frontends, bench_webhooks
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--votes", type=int, default=1000)
     parser.add_argument("--review-rounds", type=int, default=10,
                         help="releases and scheduled publications measured")
+    parser.add_argument("--cluster-rounds", type=int, default=50,
+                        help="writes measured per figure with instances over one upstream")
     parser.add_argument("--read-all", type=int, default=20_000,
                         help="comparisons read once each before measuring peak memory")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the report")
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         report["frontends"] = bench_frontends(workdir, features, args.votes)
         progress(f"schedules and releases at {features} comparisons")
         report["review"] = bench_review(workdir, features, args.review_rounds)
+        progress(f"three instances over one upstream at {features} comparisons")
+        report["cluster"] = bench_cluster(workdir, features, args.cluster_rounds)
     report["targets"] = check_targets(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -164,6 +169,23 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
                 print(f"{'  ' + name + ', ms':46} {row['median_ms']:>10} {row['p95_ms']:>10}")
             else:
                 print(f"{'  ' + name:46} {row!s:>10}")
+    cluster = report["cluster"]
+    assert isinstance(cluster, dict)
+    print(f"-- three instances over one upstream (git daemon), {cluster['comparisons']} "
+          "comparisons")
+    for name in ("write_without_upstream", "write_with_push"):
+        row = cluster[name]
+        print(f"{'  ' + name + ', ms':46} {row['median_ms']:>10} {row['p95_ms']:>10}")
+    added = cluster["push_adds_ms"]
+    print(f"{'  the push adds, ms':46} {added['median']:>10} {added['p95']:>10}")
+    rates = cluster["writes_per_second"]
+    print(f"{'  writes/s: one instance, three':46} {rates['one_instance']:>10} "
+          f"{rates['three_instances']:>10} {rates['ratio']:>8}")
+    seen = cluster["visibility"]
+    for name in ("polling", "push_hook"):
+        row = seen[name]
+        print(f"{'  visible on another, ' + name + ', ms':46} {row['median_ms']:>10} "
+              f"{row['p95_ms']:>10}")
 
 
 if __name__ == "__main__":

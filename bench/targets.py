@@ -38,6 +38,15 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, object]]:
                wrk.get("server_peak_rss_mb", 0.0),
                at["reads_sequential"]["read_every_comparison"]["server_peak_rss_mb"])
     rows.append(_row("peak RSS, MB", peak, "<=", 300.0))
+    cluster = report.get("cluster")
+    if cluster is not None and cluster["comparisons"] >= TARGET_SIZE:
+        rows.append(_row("the push adds to a write, median ms", cluster["push_adds_ms"]["median"],
+                         "<=", 15.0))
+        seen = cluster["visibility"]
+        rows.append(_row("visible on another instance, polling, p95 ms",
+                         seen["polling"]["p95_ms"], "<=", 1000.0))
+        rows.append(_row("visible on another instance, push hook, p95 ms",
+                         seen["push_hook"]["p95_ms"], "<=", 100.0))
     return rows
 
 

@@ -101,9 +101,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _init(args: argparse.Namespace) -> int:
     from .bundled import samples
-    from .editing.seed import initialise
+    from .editing.seed import clone_if_seeded, initialise
 
     settings = _settings(args)
+    if clone_if_seeded(settings) is not None:
+        print(f"Cloned the content repository from the upstream into {settings.repo}")
+        return 0
     _, count = initialise(settings, None if args.empty else args.seed or samples())
     print(f"Created the content repository {settings.repo} with {count} published comparisons")
     return 0

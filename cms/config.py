@@ -25,6 +25,7 @@ _SHAPES = {"branch": "a branch name like `main` or `content/main` (not `HEAD`, n
                      "`cms/`, at most 100 characters)",
            "committer_name": "a name shown as written: no `<`, `>`, controls or invisible marks",
            "committer_email": "an address like `cms@example.com`",
+           "fetch_interval": "seconds between fetches, more than 0 and at most 3600",
            "content_dir": "a relative folder like `content` or `site/data` (no empty, `.`, `..` "
                           "or hidden parts; at most 200 characters)"}
 
@@ -61,6 +62,12 @@ class Settings(Struct, frozen=True, kw_only=True):
     # Proxies (IP addresses or networks) whose X-Forwarded-For names the voter; none by default,
     # since anyone can send that header.
     trusted_proxies: tuple[str, ...] = ()
+    # The git remote that instances sharing one repository push every write to before
+    # acknowledging it (empty: this repository alone is the record); how often each instance
+    # fetches what the others wrote; and the secret a forge's push webhook is signed with.
+    upstream: str = ""
+    fetch_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.5
+    git_hook_secret: str = ""
 
     @property
     def base_url(self) -> str:
@@ -88,6 +95,9 @@ _ENVIRONMENT = {
     "CMS_VOTE_FOLD_SECONDS": "vote_fold_seconds",
     "CMS_VOTE_RATE": "vote_rate",
     "CMS_TRUSTED_PROXIES": "trusted_proxies",
+    "CMS_UPSTREAM": "upstream",
+    "CMS_FETCH_INTERVAL": "fetch_interval",
+    "CMS_GIT_HOOK_SECRET": "git_hook_secret",
 }
 _FLAGS = ("durable", "webhook_allow_private", "webhook_worker")
 

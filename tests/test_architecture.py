@@ -7,7 +7,8 @@ import ast
 from pathlib import Path
 
 CMS = Path(__file__).resolve().parents[1] / "cms"
-SHARED = {"errors", "config", "statefiles", "urlsafe", "lru", "bundled"}  # small modules anyone may use
+# Small modules anyone may use.
+SHARED = {"errors", "config", "statefiles", "urlsafe", "lru", "bundled", "periodic"}
 SERVICES = {"content", "store", "identity", "editing.events"}
 
 # A package, or one module of a package ("editing.events"), that each package may import.

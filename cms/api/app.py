@@ -23,6 +23,7 @@ from .contract import registered_under_its_base, with_contract
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
 from .frontend import feed_atom, feed_json, read_preview, sync_published
+from .git_hook import git_hook
 from .head import HeadAsGet
 from .http import MAX_REQUEST_BYTES
 from .json_depth import JsonDepthLimit
@@ -64,13 +65,15 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             ComparisonAuditController, RepositoryAuditController, DraftsController,
             CommentsController, AssignmentController, my_reviews, list_schedule,
             ReleasesController, WorkflowsController,
-            TokensController, WebhooksController,
+            TokensController, WebhooksController, git_hook,
         ],
         on_startup=[lambda: built.index.start(), lambda: built.webhooks.start(),
                     lambda: built.maintenance.start(), lambda: built.vote_folder.start(),
-                    lambda: built.recovery.start(), lambda: built.scheduler.start()],
+                    lambda: built.recovery.start(), lambda: built.scheduler.start(),
+                    lambda: _follow(built, start=True)],
         # The vote folder first: a fold in flight still reaches the webhook outbox's listener.
-        on_shutdown=[lambda: built.scheduler.stop(), lambda: built.recovery.stop(),
+        on_shutdown=[lambda: _follow(built, start=False),
+                     lambda: built.scheduler.stop(), lambda: built.recovery.stop(),
                      lambda: built.vote_folder.stop(),
                      lambda: built.webhooks.stop(),
                      lambda: built.index.save(), lambda: built.index.close(),
@@ -101,6 +104,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         route.path_format: set(route.methods) for route in app.routes
         if isinstance(route, HTTPRoute)})
     return app
+
+
+def _follow(services: Services, *, start: bool) -> None:
+    if services.follower is not None:
+        if start:
+            services.follower.start()
+        else:
+            services.follower.stop()
 
 
 def app_from_environment() -> Any:

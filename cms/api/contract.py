@@ -76,6 +76,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Operation("getJsonFeed", (304, 400), public=True, media=("application/feed+json",),
                   headers=_TAG),
     ("GET", "/api/preview/{token}"): Operation("getPreview", (404, 410), public=True),
+    # Signed by the forge, not by a token.
+    ("POST", "/api/hooks/git"): Operation("fetchUpstream", (403, 404, 413), public=True),
     ("GET", "/api/comparisons/{slug}/diff"):
         Operation("getComparisonDiff", (*_TOKEN, *_NAMED, 409)),
     ("GET", "/api/comparisons/{slug}/history"):

@@ -24,6 +24,7 @@ from ..editing.scheduler import Scheduler
 from ..editing.schedules import Schedules
 from ..editing.workflows_in_force import WorkflowsInForce
 from ..editing.write_side import open_write_side
+from ..errors import NotFound
 from ..identity.keys import signing_key
 from ..identity.previews import Previews
 from ..identity.tokens import TokenStore
@@ -31,6 +32,7 @@ from ..lru import WeighedCache
 from ..reading.index import PublishedIndex
 from ..reading.sync import Sync
 from ..store.documents import Documents
+from ..store.following import Follower
 from ..store.maintenance import Maintenance
 from ..store.recovery import Instances, PeriodicRecovery, recover, remove_leftovers
 from ..votes.folding import VoteFolder
@@ -66,6 +68,8 @@ class Services:
     bodies: WeighedCache[str, bytes]
     instances: Instances
     recovery: PeriodicRecovery
+    # Fetches what other instances wrote; None without an upstream.
+    follower: Follower | None
 
 
 def build_services(settings: Settings) -> Services:
@@ -80,7 +84,12 @@ def build_services(settings: Settings) -> Services:
     alone = instances.alone()
     if alone:
         remove_leftovers(content.repo)
-    recover(documents)
+    upstream = content.repo.upstream
+    if upstream is None:
+        recover(documents)
+    elif documents.main_head() is None:
+        raise NotFound(f"the upstream {upstream.shown} holds no content yet: run `cms init` "
+                       "on one instance first", field="CMS_UPSTREAM")
     index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
     votes = VoteStore(settings.data / "votes.sqlite3")
@@ -120,6 +129,7 @@ def build_services(settings: Settings) -> Services:
         vote_folder=vote_folder,
         vote_limit=RateLimit(settings.vote_rate), bodies=body_cache(), instances=instances,
         recovery=PeriodicRecovery(documents),
+        follower=None if upstream is None else Follower(content.repo, settings.fetch_interval),
     )
 
 

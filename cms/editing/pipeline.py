@@ -88,7 +88,7 @@ class CommitPipeline:
                 at = now()
                 if change.after is not None and at <= change.after:
                     at = change.after + timedelta(seconds=1)
-                commit = self.repo.commit(
+                commit, pack = self.repo.write_commit(
                     parents=list(change.parents), base_tree=change.base_tree,
                     changes=change.files,
                     author=Signature(name=change.author.name, email=change.author.email, at=at),
@@ -96,7 +96,7 @@ class CommitPipeline:
                                         at=at),
                     message=message(change),
                 )
-                moved = self._move(change.moves, commit)
+                moved = self._move(change.moves, commit, pack)
                 if moved is None:
                     continue
                 event = Committed(
@@ -111,15 +111,16 @@ class CommitPipeline:
                 return event
         raise StoreError("the content repository kept changing during the write; try again")
 
-    def _move(self, moves: tuple[RefMove, ...], commit: str) -> list[str] | None:
-        """Move every ref at once; the refs now pointing at ``commit``, or None (and nothing
-        moved) when one of them is not where the plan read it."""
+    def _move(self, moves: tuple[RefMove, ...], commit: str, pack: bytes) -> list[str] | None:
+        """Move every ref at once (on the upstream first, if there is one); the refs now
+        pointing at ``commit``, or None (and nothing moved) when one of them is not where the
+        plan read it."""
         try:
-            self.repo.refs.transaction([
+            self.repo.move([
                 Move(move.ref.replace(NEW_COMMIT, commit),
                      move.expected if move.verify else None if move.delete else commit,
                      move.expected)
-                for move in moves])
+                for move in moves], pack)
         except RefConflict:
             return None
         return [move.ref.replace(NEW_COMMIT, commit) for move in moves

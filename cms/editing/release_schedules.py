@@ -162,7 +162,7 @@ class ReleaseSchedules:
             raise
         except CmsError as exc:
             with contextlib.suppress(RefConflict):
-                self.documents.repo.refs.transaction([Move(index_ref, None, pending.commit)])
+                self.documents.repo.move([Move(index_ref, None, pending.commit)])
             log.warning("the scheduled release %s (%s) was not published: %s", pending.release,
                         pending.commit[:12], exc.message)
             return None

@@ -287,4 +287,4 @@ class Schedules:
     def _drop(self, ref: str, commit: str) -> None:
         # A ref moved meanwhile is no longer this schedule's.
         with contextlib.suppress(RefConflict):
-            self.documents.repo.refs.transaction([Move(ref, None, commit)])
+            self.documents.repo.move([Move(ref, None, commit)])

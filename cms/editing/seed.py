@@ -18,10 +18,12 @@ from ..content.model import Comparison
 from ..errors import CmsError, Conflict, InvalidContent, NotFound
 from ..identity.actors import Person
 from ..statefiles import fsync_dir
+from ..store.clone import open_clone
 from ..store.repository import Repository
+from ..store.upstream import Upstream
 from .pipeline import Change, RefMove
 from .workflows_in_force import files_of
-from .write_side import open_write_side, workflows_of
+from .write_side import layout_of, open_write_side, workflows_of
 
 
 class FileProblem(msgspec.Struct, frozen=True):
@@ -88,6 +90,22 @@ def initialise(settings: Settings, seed: Path | None) -> tuple[Repository, int]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Repository(target, durable=settings.durable), len(files)
+
+
+def clone_if_seeded(settings: Settings) -> Repository | None:
+    """With ``CMS_UPSTREAM``: the new clone of an upstream that has content already, or None
+    when it is empty (and ``initialise`` seeds it, pushing the first commit only if it is
+    still empty then)."""
+    if not settings.upstream:
+        return None
+    refs = Upstream(settings.repo, settings.upstream).refs()
+    if layout_of(settings).main_ref not in refs:
+        return None
+    if _occupied(settings.repo):
+        raise Conflict(f"{settings.repo} already exists and is not empty; refusing to touch it",
+                       field="repo")
+    return open_clone(settings.repo, settings.upstream, branch=settings.branch,
+                      durable=settings.durable)
 
 
 def _occupied(path: Path) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..bundled import folder
 from ..config import Settings
 from ..identity.actors import Person
+from ..store.clone import attach, open_clone
 from ..store.documents import Documents
 from ..store.layout import Layout
 from ..store.repository import Repository
@@ -49,9 +50,21 @@ def workflows_of(settings: Settings) -> Workflows:
     return load_workflows(files.values(), default)
 
 
+def open_repository(settings: Settings) -> Repository:
+    """The content repository: with ``CMS_UPSTREAM``, a clone of it, made if missing and
+    brought up to date."""
+    if settings.upstream:
+        return open_clone(settings.repo, settings.upstream, branch=settings.branch,
+                          durable=settings.durable)
+    return Repository(settings.repo, durable=settings.durable)
+
+
 def open_write_side(settings: Settings, *, workflows: Workflows | None = None,
                     repo: Repository | None = None) -> WriteSide:
-    repo = repo or Repository(settings.repo, durable=settings.durable)
+    if repo is None:
+        repo = open_repository(settings)
+    elif settings.upstream and repo.upstream is None:
+        attach(repo, settings.upstream)
     documents = Documents(repo, layout_of(settings))
     # The definitions on main decide once it holds some; until then, the configured ones.
     workflows = WorkflowsInForce(documents, workflows or workflows_of(settings))

@@ -80,7 +80,8 @@ class PackWriter:
         self.folder = objects_dir / "pack"
         self.durable = durable
 
-    def write(self, objects: Iterable[tuple[bytes, bytes]]) -> list[str]:
+    def write(self, objects: Iterable[tuple[bytes, bytes]]) -> tuple[list[str], bytes]:
+        """The objects' ids, and the pack that holds them (what a push sends)."""
         ids, pack, idx = build_pack(objects)
         self.folder.mkdir(exist_ok=True)
         name = f"pack-{pack[-20:].hex()}"
@@ -99,7 +100,7 @@ class PackWriter:
                 temp.unlink(missing_ok=True)
         if self.durable:
             fsync_dir(self.folder)
-        return ids
+        return ids, pack
 
 
 def _write(path: Path, data: bytes, *, durable: bool) -> None:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 from pathlib import Path
 
 from ..errors import CmsError
+from ..periodic import Periodic
 from .documents import Documents
 from .layout import BRANCH_PREFIX, DISCARDED_PREFIX, Layout
 from .refs import Move, RefConflict
@@ -136,31 +136,15 @@ def _recently_merged(documents: Documents, main: str | None, depth: int) -> set[
             for parent in commit.parents[1:]}
 
 
-class PeriodicRecovery:
+class PeriodicRecovery(Periodic):
     """What a server that died and was not restarted left half-done is finished by the others
     within the interval; and packs that a repack deleted are let go."""
 
+    name = "recovery"
+
     def __init__(self, documents: Documents, interval: float = RECOVERY_INTERVAL_SECONDS) -> None:
+        super().__init__(interval)
         self.documents = documents
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="recovery", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("recovery failed; it will be tried again")
 
     def run_once(self) -> None:
         # Packs another process's repack (or a person's git gc) deleted, which this one may
@@ -169,5 +153,9 @@ class PeriodicRecovery:
         # A dead writer's lock on a ref nobody writes again (a discard's archive) would stay.
         steps = [f"removed the stale lock {lock}"
                  for lock in self.documents.repo.refs.remove_stale_locks(gits=False)]
-        for step in [*steps, *recover(self.documents, depth=200)]:
+        if self.documents.repo.upstream is None:
+            # With an upstream, a ref move is atomic there, and a clone left half-way by a
+            # crash is put right by the next fetch.
+            steps += recover(self.documents, depth=200)
+        for step in steps:
             log.warning("recovery: %s", step)

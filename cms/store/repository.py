@@ -13,6 +13,7 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -37,13 +38,18 @@ from .objects import (
     object_id,
 )
 from .packs import PackWriter
-from .refs import Refs
+from .refs import Move, RefConflict, Refs
+from .upstream import Upstream
+from .wire import EMPTY_PACK
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # A lookup that misses reads the pack folder again; a repack racing it can take a few tries.
 log = logging.getLogger("cms")
 
 _LOOKUPS = 4
+# At most this many objects the clone has are named to the upstream on a fetch.
+_HAVES = 256
+_REVIEW = "refs/heads/cms/"  # the review branches: the rest of refs/heads/ is published
 # What git cannot take in an identity of a commit header.
 _UNWRITABLE = re.compile(r"[<>\x00\n\r]")
 # Bounds in bytes, as entries weigh: one tree of 10,000 files is a megabyte raw and four in
@@ -84,6 +90,8 @@ class Repository:
         self.path = path
         self.git_dir = git_dir
         self.refs = Refs(git_dir, durable=durable)
+        # The remote every ref move goes to first, when instances share one (see upstream.py).
+        self.upstream: Upstream | None = None
         self._writer = PackWriter(git_dir / "objects", durable=durable)
         self._db = ObjectDB(str(git_dir / "objects"))
         self._read_lock = threading.Lock()
@@ -234,7 +242,7 @@ class Repository:
 
     # Writing
 
-    def commit(
+    def write_commit(
         self,
         *,
         parents: list[str],
@@ -243,11 +251,14 @@ class Repository:
         author: Signature,
         committer: Signature,
         message: str,
-    ) -> str:
-        """Write a commit that applies ``changes`` (path -> content, None deletes) to ``base_tree``.
+    ) -> tuple[str, bytes]:
+        """Write a commit that applies ``changes`` (path -> content, None deletes) to
+        ``base_tree``; its id, and the pack of the objects written.
 
         Objects are written and flushed; no ref moves. Unchanged subtrees are shared, so a commit
-        costs a few small objects however large the repository is.
+        costs a few small objects however large the repository is. The pack holds every object
+        of the new tree that ``base_tree`` lacks, which is what an upstream lacks (it has every
+        commit the clone's refs point at).
         """
         for who, field in ((author, "author"), (committer, "committer")):
             if _UNWRITABLE.search(who.name) or _UNWRITABLE.search(who.email):
@@ -270,12 +281,80 @@ class Repository:
         data = encode_commit(root, parents, author.line(), committer.line(), message)
         objects.append((COMMIT, data))
         try:
-            ids = self._writer.write(objects)
+            ids, pack = self._writer.write(objects)
         except OSError as exc:
             raise StoreError(f"could not write to the content repository: {exc.strerror}") from exc
         for oid, (kind, data) in zip(ids, objects, strict=True):
             self._recent.put(oid, (kind, data))
-        return ids[-1]
+        return ids[-1], pack
+
+    # Moving refs
+
+    def move(self, moves: Sequence[Move], pack: bytes = EMPTY_PACK) -> None:
+        """Move refs together or not at all (RefConflict). With an upstream, the moves (and
+        ``pack``, the objects they need) are pushed first, and the clone follows."""
+        upstream = self.upstream
+        if upstream is None:
+            self.refs.transaction(moves)
+            return
+        upstream.push(moves, pack, fetch=self.fetch, stood=self.is_ancestor)
+        with upstream.synchronised():
+            try:
+                self.refs.transaction(moves)
+                return
+            except RefConflict:
+                pass  # a fetch brought the write already, or more: the upstream decides
+        self.fetch()
+
+    def fetch(self) -> dict[str, str]:
+        """Bring the refs to the upstream's (it must have one); the upstream's refs. When they
+        agree already (the usual case when polling) nothing more is done; otherwise only the
+        objects missing here are asked for, and the refs move from where they were read."""
+        upstream = self.upstream
+        assert upstream is not None
+        theirs = upstream.refs()
+        with upstream.synchronised():
+            ours = self.local_refs()
+            if ours == theirs:
+                return theirs
+            if not ours or not upstream.spoken:
+                upstream.fetch_with_git()
+                return theirs
+            changed = [name for name, oid in theirs.items() if ours.get(name) != oid]
+            wants = sorted({theirs[name] for name in changed
+                            if not self.has_object(theirs[name])})
+            if wants:
+                # What the upstream need not send: the objects of main and of the refs that
+                # moved, as this clone has them.
+                main = [oid for name, oid in ours.items()
+                        if name.startswith("refs/heads/") and not name.startswith(_REVIEW)]
+                haves = sorted({*main, *(ours[name] for name in changed if name in ours)})
+                upstream.fetch_objects(wants, haves[:_HAVES])
+            moves = [Move(name, theirs[name], ours.get(name)) for name in changed]
+            moves += [Move(name, None, oid) for name, oid in ours.items() if name not in theirs]
+            try:
+                self.refs.transaction(moves)
+            except RefConflict:
+                # Another process on this clone moved a ref meanwhile (to what the upstream
+                # has, as every move here is): the next fetch sees where things stand.
+                log.info("a fetch found the clone moving under it; the next one catches up")
+        return theirs
+
+    def local_refs(self) -> dict[str, str]:
+        return self.refs.under("refs/")
+
+    def has_object(self, oid: str) -> bool:
+        try:
+            self.read_object(oid)
+        except NotFound:
+            return False
+        return True
+
+    def is_ancestor(self, commit: str, of: str) -> bool:
+        result = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "merge-base", "--is-ancestor", commit, of],
+            capture_output=True, check=False)
+        return result.returncode == 0
 
     def _apply(
         self, tree: str | None, changes: dict[tuple[str, ...], str | None],

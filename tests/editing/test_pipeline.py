@@ -38,16 +38,16 @@ def publications(repo: Path) -> list[str]:
 
 def before_commit(content: WriteSide, hook: Callable[[], None]) -> None:
     """Run ``hook`` once, after ``content``'s next plan has read and checked, before it writes."""
-    original = content.repo.commit
+    original = content.repo.write_commit
     done: list[bool] = []
 
-    def commit(**kwargs: Any) -> str:
+    def write_commit(**kwargs: Any) -> tuple[str, bytes]:
         if not done:
             done.append(True)
             hook()
         return original(**kwargs)
 
-    content.repo.commit = commit  # type: ignore[method-assign]
+    content.repo.write_commit = write_commit  # type: ignore[method-assign]
 
 
 def test_a_publish_that_lost_the_race_is_refused_not_merged_again(

@@ -208,8 +208,9 @@ def commit_on_main(documents: Documents, changes: dict[str, bytes | None]) -> No
     head = documents.main_head()
     assert head is not None
     who = Signature(name="Mallory", email="mallory@example.com", at=datetime.now(UTC))
-    commit = repo.commit(parents=[head], base_tree=repo.read_commit(head).tree, changes=changes,
-                         author=who, committer=who, message="By hand\n")
+    commit, _ = repo.write_commit(parents=[head], base_tree=repo.read_commit(head).tree,
+                                  changes=changes, author=who, committer=who,
+                                  message="By hand\n")
     repo.refs.update(documents.layout.main_ref, commit, head)
 
 

@@ -38,16 +38,16 @@ def documents(settings: Settings) -> WriteSide:
 def test_blob_and_tree_ids_match_git(tmp_path: Path) -> None:
     repo = Repository.create(tmp_path / "r.git", branch="main")
     when = _sig()
-    commit = repo.commit(parents=[], base_tree=None,
+    commit = repo.write_commit(parents=[], base_tree=None,
                          changes={"a/b/c.md": b"hello\n", "a/z.md": b"zed\n", "top.md": b"top\n"},
-                         author=when, committer=when, message="First\n")
+                         author=when, committer=when, message="First\n")[0]
     repo.refs.update("refs/heads/main", commit, None)
     assert git(repo.path, "rev-parse", "main").strip() == commit
     assert git(repo.path, "show", "main:a/b/c.md") == "hello\n"
     assert git(repo.path, "ls-tree", "-r", "--name-only", "main").split() == ["a/b/c.md", "a/z.md",
                                                                               "top.md"]
-    second = repo.commit(parents=[commit], base_tree=repo.read_commit(commit).tree,
-                         changes={"a/b/c.md": None}, author=when, committer=when, message="Second\n")
+    second = repo.write_commit(parents=[commit], base_tree=repo.read_commit(commit).tree,
+                         changes={"a/b/c.md": None}, author=when, committer=when, message="Second\n")[0]
     repo.refs.update("refs/heads/main", second, commit)
     assert git(repo.path, "ls-tree", "-r", "--name-only", "main").split() == ["a/z.md", "top.md"]
     assert repo.read_blob(repo.blob_at(repo.read_commit(second).tree, "top.md") or "") == b"top\n"
@@ -56,10 +56,10 @@ def test_blob_and_tree_ids_match_git(tmp_path: Path) -> None:
 
 def test_compare_and_swap_refuses_a_stale_expectation(tmp_path: Path) -> None:
     repo = Repository.create(tmp_path / "r.git", branch="main")
-    first = repo.commit(parents=[], base_tree=None, changes={"f": b"1"}, author=_sig(),
-                        committer=_sig(), message="1\n")
-    second = repo.commit(parents=[first], base_tree=None, changes={"f": b"2"}, author=_sig(),
-                         committer=_sig(), message="2\n")
+    first = repo.write_commit(parents=[], base_tree=None, changes={"f": b"1"}, author=_sig(),
+                        committer=_sig(), message="1\n")[0]
+    second = repo.write_commit(parents=[first], base_tree=None, changes={"f": b"2"}, author=_sig(),
+                         committer=_sig(), message="2\n")[0]
     repo.refs.update("refs/heads/main", first, None)
     with pytest.raises(RefConflict):
         repo.refs.update("refs/heads/main", second, None)
@@ -209,8 +209,8 @@ def test_recovery_finishes_an_interrupted_unpublish(settings: Settings, repo_pat
 
 def test_objects_are_written_in_process(settings: Settings, repo_path: Path) -> None:
     repo = Repository(repo_path)
-    oid = repo.commit(parents=[], base_tree=None, changes={"x": b"data"}, author=_sig(),
-                      committer=_sig(), message="m\n")
+    oid = repo.write_commit(parents=[], base_tree=None, changes={"x": b"data"}, author=_sig(),
+                      committer=_sig(), message="m\n")[0]
     assert repo.read_object(oid)[0] == b"commit"
     blob = repo.blob_at(repo.read_commit(oid).tree, "x")
     assert blob is not None

@@ -36,16 +36,18 @@ with refs._locked(Path(sys.argv[1]) / "refs/heads/main"):
 def repository(tmp_path: Path) -> tuple[Repository, str]:
     repo = Repository.create(tmp_path / "r.git", branch="main")
     who = Signature(name="T", email="t@example.com", at=datetime.now(UTC))
-    first = repo.commit(parents=[], base_tree=None, changes={"f": b"1"}, author=who,
-                        committer=who, message="1\n")
+    first, _ = repo.write_commit(parents=[], base_tree=None, changes={"f": b"1"}, author=who,
+                                 committer=who, message="1\n")
     repo.refs.update("refs/heads/main", first, None)
     return repo, first
 
 
 def next_commit(repo: Repository, parent: str, text: bytes) -> str:
     who = Signature(name="T", email="t@example.com", at=datetime.now(UTC))
-    return repo.commit(parents=[parent], base_tree=repo.read_commit(parent).tree,
-                       changes={"f": text}, author=who, committer=who, message="next\n")
+    commit, _ = repo.write_commit(parents=[parent], base_tree=repo.read_commit(parent).tree,
+                                  changes={"f": text}, author=who, committer=who,
+                                  message="next\n")
+    return commit
 
 
 def age(path: Path, seconds: float) -> None:

@@ -1,0 +1,136 @@
+"""Instances over one upstream: what the synchronous push adds to a write, writes per second with
+three instances against one, and how soon a write on one instance is read on another.
+
+The upstream is a bare repository served by `git daemon` on loopback (as in the tests). Each
+figure has its baseline measured in the same run: the same write on a repository without an
+upstream, one instance writing alone, the fetch interval itself.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+from cms.config import load_settings
+from cms.editing.write_side import WriteSide, open_write_side
+from cms.store.following import Follower
+from tests.cluster.support import git_daemon
+
+from .common import EDITOR, published_slugs, seed_repository, summary, timed
+
+INSTANCES = 3
+# A write on one instance is looked for on another this often (a bounded busy wait).
+LOOK_SECONDS = 0.001
+LOOK_LIMIT_SECONDS = 10.0
+
+
+def save(store: WriteSide, slug: str, number: int) -> None:
+    current = store.documents.current(slug)
+    assert current is not None
+    edited = msgspec.structs.replace(current.comparison,
+                                     summary=f"{current.comparison.summary[:200]} {number}.")
+    store.editor.save(slug, edited, EDITOR, current.revision)
+
+
+def bench_cluster(workdir: Path, comparisons: int, rounds: int) -> dict[str, object]:
+    base = workdir / "cluster"
+    seed = load_settings({}, repo=base / "srv" / "site.git", data=base / "seed-data")
+    seed_repository(seed, comparisons)
+    alone_settings = load_settings({}, repo=base / "alone.git", data=base / "alone-data")
+    subprocess.run(["git", "clone", "-q", "--mirror", str(seed.repo), str(alone_settings.repo)],
+                   check=True)
+    alone = open_write_side(alone_settings)
+    slugs = published_slugs(alone.documents)
+    report: dict[str, object] = {"comparisons": comparisons}
+    with git_daemon(base / "srv") as prefix:
+        url = f"{prefix}/site.git"
+        instances = [open_write_side(load_settings(
+            {}, repo=base / f"i{n}" / "content", data=base / f"i{n}" / "data", upstream=url))
+            for n in range(INSTANCES)]
+        first = instances[0]
+        local, pushed = [], []
+        for number in range(rounds):  # interleaved, so that both see the same machine
+            slug = slugs[number % len(slugs)]
+            local.append(timed(lambda slug=slug, n=number: save(alone, slug, n)))
+            pushed.append(timed(lambda slug=slug, n=number: save(first, slug, n)))
+        alone_row, pushed_row = summary(local), summary(pushed)
+        report["write_without_upstream"] = alone_row
+        report["write_with_push"] = pushed_row
+        report["push_adds_ms"] = {
+            "median": round(pushed_row["median_ms"] - alone_row["median_ms"], 3),
+            "p95": round(pushed_row["p95_ms"] - alone_row["p95_ms"], 3)}
+        report["writes_per_second"] = _throughput(instances, slugs, rounds)
+        report["visibility"] = _visibility(instances[0], instances[1], slugs, rounds)
+    return report
+
+
+def _throughput(instances: list[WriteSide], slugs: list[str],
+                rounds: int) -> dict[str, float]:
+    """Saves of distinct comparisons: ``rounds`` by one instance, then ``rounds`` by each of
+    three at once (threads of one process, each with its own clone)."""
+    start = time.perf_counter()
+    for number in range(rounds):
+        save(instances[0], slugs[number % len(slugs)], 1000 + number)
+    one = rounds / (time.perf_counter() - start)
+
+    def run(store: WriteSide, offset: int) -> None:
+        for number in range(rounds):
+            save(store, slugs[(offset + number * len(instances)) % len(slugs)], 2000 + number)
+
+    threads = [threading.Thread(target=run, args=(store, offset))
+               for offset, store in enumerate(instances)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    three = len(instances) * rounds / (time.perf_counter() - start)
+    return {"one_instance": round(one, 1), "three_instances": round(three, 1),
+            "ratio": round(three / one, 2)}
+
+
+def _visibility(writer: WriteSide, reader: WriteSide, slugs: list[str],
+                rounds: int) -> dict[str, object]:
+    """From a save returning on ``writer`` to ``reader`` reading it: with the follower at its
+    default interval, and with a fetch at once (what the forge's push hook triggers)."""
+    interval = load_settings({}).fetch_interval
+    follower = Follower(reader.documents.repo, interval)
+    polled, hooked = [], []
+    follower.start()
+    try:
+        for number in range(rounds):
+            slug = slugs[number % len(slugs)]
+            # At a random point of the follower's cycle, as writes come: right after the last
+            # sighting, each write would wait a whole interval.
+            time.sleep(random.uniform(0, interval))
+            save(writer, slug, 3000 + number)
+            polled.append(_until_seen(writer, reader, slug))
+    finally:
+        follower.stop()
+    for number in range(rounds):
+        slug = slugs[number % len(slugs)]
+        save(writer, slug, 4000 + number)
+        start = time.perf_counter()
+        follower.fetch()
+        hooked.append(time.perf_counter() - start)
+        assert _branch(reader, slug) == _branch(writer, slug)
+    return {"fetch_interval_s": interval, "polling": summary(polled), "push_hook": summary(hooked)}
+
+
+def _branch(store: WriteSide, slug: str) -> str | None:
+    return store.documents.repo.refs.read(store.layout.branch(slug))
+
+
+def _until_seen(writer: WriteSide, reader: WriteSide, slug: str) -> float:
+    wanted = _branch(writer, slug)
+    start = time.perf_counter()
+    while _branch(reader, slug) != wanted:
+        if time.perf_counter() - start > LOOK_LIMIT_SECONDS:
+            raise RuntimeError("a write never reached the other instance")
+        time.sleep(LOOK_SECONDS)
+    return time.perf_counter() - start

@@ -1,0 +1,39 @@
+"""A background thread that does one piece of upkeep every so often until it is stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger("cms")
+
+
+class Periodic:
+    """Calls ``run_once`` every ``interval`` seconds on a daemon thread named ``name``; a
+    failure is logged, and the next round tries again."""
+
+    name = "upkeep"
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("%s failed; it is tried again", self.name)

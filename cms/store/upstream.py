@@ -1,0 +1,236 @@
+"""The upstream git remote: the system of record when several instances share one repository.
+
+Each instance keeps a local bare clone. A write reaches the upstream before it is acknowledged:
+the new commit's objects and the ref moves go in one atomic push naming the value each ref must
+have now, and only then do the local refs move. A push refused because a ref moved (another
+instance wrote first) fetches, so that the write's plan runs again on what is there now; a push
+that cannot reach the upstream writes nothing anywhere (the objects left behind are garbage).
+
+The clone's refs only ever take values the upstream had: a fetch mirrors all of the upstream's
+`refs/` into it and prunes what the upstream no longer has. Fetching and moving the local refs
+after a push exclude each other (in this process and in any other on the same clone), or a fetch
+that listed the upstream just before a push could prune the ref the push just made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import StoreError
+from . import wire
+from .refs import Move, RefConflict
+
+log = logging.getLogger("cms")
+
+TIMEOUT_SECONDS = 10.0
+_GIT_QUIET = ("-c", "gc.auto=0", "-c", "maintenance.auto=false")
+
+
+class UpstreamUnavailable(StoreError):
+    code = "upstream_unavailable"
+
+
+def shown(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Upstream:
+    def __init__(self, git_dir: Path, url: str, *, timeout: float = TIMEOUT_SECONDS) -> None:
+        self.url = url
+        self.shown = shown(url)
+        self.git_dir = git_dir
+        self.timeout = timeout
+        self._where = wire.endpoint(url)
+        self._lock = threading.Lock()
+        self._lock_path = git_dir / "cms-upstream.lock"
+
+    # Reading
+
+    def refs(self) -> dict[str, str]:
+        """Every ref the upstream has now (raises UpstreamUnavailable)."""
+        try:
+            if self._where.kind == "other":
+                return _parse_ls_remote(self._git("ls-remote", "--refs", self.url, here=False))
+            return wire.list_refs(wire.connect(self._where, "git-upload-pack", self.timeout))
+        except (wire.Unreachable, wire.Refused) as exc:
+            raise self._unavailable(f"cannot be read ({exc})") from exc
+
+    def fetch_with_git(self) -> None:
+        """Mirror the upstream's refs into the clone with the git command (a first clone, and
+        transports not spoken here). Under ``synchronised``."""
+        self._git(*_GIT_QUIET, "fetch", "--quiet", "--prune", "--no-tags",
+                  "--no-write-fetch-head", self.url, "+refs/*:refs/*")
+
+    def fetch_objects(self, wants: Sequence[str], haves: Sequence[str]) -> None:
+        """Bring ``wants`` (and what they need that ``haves`` do not have) into the clone as one
+        pack, indexed by git as it arrives."""
+        indexer = subprocess.Popen(
+            ["git", "--git-dir", str(self.git_dir), "index-pack", "--stdin", "--fix-thin"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdin = indexer.stdin
+        assert stdin is not None
+
+        def sink(data: bytes) -> None:
+            stdin.write(data)
+
+        try:
+            wire.fetch_pack(wire.connect(self._where, "git-upload-pack", self.timeout),
+                            wants, haves, sink)
+        except (wire.Unreachable, wire.Refused) as exc:
+            indexer.kill()
+            indexer.wait()
+            raise self._unavailable(f"could not be fetched from ({exc})") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+        assert indexer.stderr is not None
+        errors = indexer.stderr.read()
+        indexer.stderr.close()
+        if indexer.wait(timeout=self.timeout * 6) != 0:
+            said = _last_line(errors.decode("utf-8", "replace"))
+            raise self._unavailable(f"sent objects that could not be stored ({said})")
+
+    @property
+    def spoken(self) -> bool:
+        """Whether this side speaks git's protocol to the upstream itself."""
+        return self._where.kind != "other"
+
+    # Writing
+
+    def push(self, moves: Sequence[Move], pack: bytes, *,
+             fetch: Callable[[], dict[str, str]],
+             stood: Callable[[str, str], bool]) -> None:
+        """Make ``moves`` on the upstream, all or none. RefConflict when a ref is not where its
+        move expects it (the clone is then fetched); UpstreamUnavailable when the upstream
+        cannot be reached or will not take the write. ``stood(new, now)`` says whether commit
+        ``new`` is part of what a ref is at ``now`` (an ancestor), for a push whose answer was
+        lost."""
+        commands = [wire.Command(old=move.expected or wire.ZERO, new=move.new or wire.ZERO,
+                                 ref=move.name) for move in moves]
+        try:
+            if self._where.kind == "other":
+                refused = self._push_with_git(moves)
+            else:
+                report = wire.push(wire.connect(self._where, "git-receive-pack", self.timeout),
+                                   commands, pack)
+                if report.unpacked != "ok":
+                    raise self._unavailable(f"refused the objects ({report.unpacked})")
+                refused = next(iter(report.refused.values()), None)
+        except (wire.Unreachable, wire.Refused) as exc:
+            raise self._unavailable(f"cannot be reached ({exc}); nothing was written") from exc
+        except wire.Interrupted as exc:
+            log.warning("the push to %s was cut short (%s); reading where it stands",
+                        self.shown, exc)
+            self._settle(moves, fetch, stood)
+            return
+        if refused is None:
+            return
+        now = fetch()
+        for move in moves:
+            if now.get(move.name) != move.expected:
+                raise RefConflict(move.name, move.expected, now.get(move.name))
+        raise self._unavailable(f"refused the write ({refused})")
+
+    def _settle(self, moves: Sequence[Move], fetch: Callable[[], dict[str, str]],
+                stood: Callable[[str, str], bool]) -> None:
+        """Whether a push whose answer was lost took effect: returns if it did (then the refs
+        hold it, or have moved on from it), RefConflict if it did not."""
+        try:
+            now = fetch()
+        except UpstreamUnavailable as exc:
+            raise UpstreamUnavailable(
+                f"the upstream {self.shown} stopped answering during the write, which may "
+                "stand: read it again before retrying", uncertain=True) from exc
+        for move in moves:
+            if move.new == move.expected:
+                continue
+            actual = now.get(move.name)
+            if move.new is None and actual is None:
+                continue
+            if move.new is not None and actual is not None and (
+                    actual == move.new or stood(move.new, actual)):
+                continue
+            raise RefConflict(move.name, move.expected, actual)
+
+    def _push_with_git(self, moves: Sequence[Move]) -> str | None:
+        """A push through the git command (https and other transports it knows): the reason
+        it was refused, or None. The lease is checked against what the upstream advertises, so
+        a ref that is only to be checked (not moved) is compared there too."""
+        leases = [f"--force-with-lease={move.name}:{move.expected or ''}" for move in moves]
+        specs = [f"{move.new or ''}:{move.name}" for move in moves if move.new != move.expected]
+        checked = {move.name: move.expected for move in moves if move.new == move.expected}
+        if checked:
+            now = self.refs()
+            for name, expected in checked.items():
+                if now.get(name) != expected:
+                    return f"{name} moved"
+        if not specs:
+            return None
+        result = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "push", "--atomic", "--porcelain",
+             "--quiet", *leases, self.url, *specs],
+            capture_output=True, text=True, check=False, timeout=self.timeout * 3)
+        if result.returncode == 0:
+            return None
+        if "[rejected]" in result.stdout or "[remote rejected]" in result.stdout:
+            return "a ref moved"
+        raise wire.Unreachable(_last_line(result.stderr).replace(self.url, self.shown))
+
+    # The clone
+
+    @contextlib.contextmanager
+    def synchronised(self) -> Iterator[None]:
+        """Held while the clone's refs move to what the upstream has (a fetch, or a push's
+        local moves), by this process or any other on the same clone."""
+        with self._lock, open(self._lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _git(self, *args: str, here: bool = True) -> str:
+        """Run git on the clone (``here``), or on no repository (which may not exist yet)."""
+        where = ["--git-dir", str(self.git_dir)] if here else []
+        try:
+            result = subprocess.run(["git", *where, *args],
+                                    capture_output=True, text=True, check=False,
+                                    timeout=self.timeout * 6)
+        except subprocess.TimeoutExpired as exc:
+            raise self._unavailable("did not answer in time") from exc
+        if result.returncode != 0:
+            said = _last_line(result.stderr).replace(self.url, self.shown)
+            raise self._unavailable(f"could not be read ({said})")
+        return result.stdout
+
+    def _unavailable(self, what: str) -> UpstreamUnavailable:
+        return UpstreamUnavailable(f"the upstream {self.shown} {what}")
+
+
+def _parse_ls_remote(text: str) -> dict[str, str]:
+    refs: dict[str, str] = {}
+    for line in text.splitlines():
+        oid, _, name = line.partition("\t")
+        if name and not name.endswith("^{}"):
+            refs[name] = oid
+    return refs
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "no message")[:300]

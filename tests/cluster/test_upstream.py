@@ -1,0 +1,153 @@
+"""Writes through an upstream remote: each instance's clone pushes a write, all of its ref moves
+at once and only from where it read them, before the write is acknowledged; an instance that is
+behind learns so from the refused push, fetches and checks the write again; an unreachable
+upstream writes nothing anywhere."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from cms.config import load_settings
+from cms.editing.seed import initialise
+from cms.editing.write_side import WriteSide, open_write_side
+from cms.errors import PreconditionFailed
+from cms.store.upstream import UpstreamUnavailable
+from cms.store.wire import Endpoint
+
+from ..conftest import SEED, fsck
+from ..helpers import EDITOR, PUBLISHER, approved_draft
+from .support import git_daemon
+
+SLUG = "langgraph-vs-crewai"
+OTHER = "qdrant-cloud-vs-pgvector"
+
+
+def upstream_refs(path: Path) -> dict[str, str]:
+    out = subprocess.run(["git", "--git-dir", str(path), "for-each-ref",
+                          "--format=%(objectname) %(refname)"],
+                         capture_output=True, text=True, check=True).stdout
+    return {name: oid for oid, name in (line.split(" ") for line in out.splitlines())}
+
+
+class Cluster:
+    def __init__(self, base: Path, url: str) -> None:
+        self.base = base
+        self.url = url
+        self.bare = base / "srv" / "upstream.git"
+
+    def instance(self, name: str) -> WriteSide:
+        settings = load_settings({}, repo=self.base / name / "content",
+                                 data=self.base / name / "data", upstream=self.url)
+        return open_write_side(settings)
+
+
+def _seeded(tmp_path: Path) -> Path:
+    settings = load_settings({}, repo=tmp_path / "srv" / "upstream.git", data=tmp_path / "seed")
+    initialise(settings, SEED)
+    return settings.repo
+
+
+@pytest.fixture(params=["git", "path"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    bare = _seeded(tmp_path)
+    if request.param == "path":
+        yield Cluster(tmp_path, str(bare))
+        return
+    with git_daemon(tmp_path / "srv") as prefix:
+        yield Cluster(tmp_path, f"{prefix}/upstream.git")
+
+
+def test_a_write_is_on_the_upstream_when_it_returns(cluster: Cluster) -> None:
+    a = cluster.instance("a")
+    draft = approved_draft(a, SLUG, "Written through a")
+    assert upstream_refs(cluster.bare)[a.layout.branch(SLUG)] == draft.commit
+    assert a.documents.repo.local_refs() == upstream_refs(cluster.bare)
+    fsck(cluster.bare)
+
+
+def publish_from_both(a: WriteSide, b: WriteSide, bare: Path) -> None:
+    """a publishes, then b, whose clone is behind: its push is refused, it fetches, and its
+    publication goes on top of a's."""
+    ready = approved_draft(b, OTHER, "From b")
+    draft = approved_draft(a, SLUG, "From a")
+    a.editor.transition(SLUG, "publish", PUBLISHER, draft.revision)
+    assert b.documents.main_head() != a.documents.main_head()
+    b.editor.transition(OTHER, "publish", PUBLISHER, ready.revision)
+    assert b.documents.repo.local_refs() == upstream_refs(bare)
+    for slug, summary in ((SLUG, "From a"), (OTHER, "From b")):
+        published = b.documents.published(slug)
+        assert published is not None
+        assert published.comparison.summary == summary
+    fsck(bare)
+
+
+def test_an_instance_behind_the_upstream_fetches_and_writes_on_top(cluster: Cluster) -> None:
+    publish_from_both(cluster.instance("a"), cluster.instance("b"), cluster.bare)
+
+
+def test_a_write_on_a_revision_another_instance_replaced_is_refused_and_not_pushed(
+        cluster: Cluster) -> None:
+    a, b = cluster.instance("a"), cluster.instance("b")
+    published = b.documents.published(SLUG)
+    assert published is not None
+    a.editor.save(SLUG, msgspec.structs.replace(published.comparison, summary="From a"),
+                  EDITOR, published.revision)
+    before = upstream_refs(cluster.bare)
+    with pytest.raises(PreconditionFailed):
+        b.editor.save(SLUG, msgspec.structs.replace(published.comparison, summary="From b"),
+                      EDITOR, published.revision)
+    assert upstream_refs(cluster.bare) == before
+    draft = b.documents.work_in_progress(SLUG)
+    assert draft is not None
+    assert draft.comparison.summary == "From a"
+
+
+def test_an_unreachable_upstream_answers_unavailable_and_writes_nothing(tmp_path: Path) -> None:
+    bare = _seeded(tmp_path)
+    with git_daemon(tmp_path / "srv") as prefix:
+        a = Cluster(tmp_path, f"{prefix}/upstream.git").instance("a")
+    before_local = a.documents.repo.local_refs()
+    before = upstream_refs(bare)
+    published = a.documents.published(SLUG)
+    assert published is not None
+    with pytest.raises(UpstreamUnavailable) as refused:
+        a.editor.save(SLUG, msgspec.structs.replace(published.comparison, summary="Lost"),
+                      EDITOR, published.revision)
+    assert refused.value.status == 503
+    assert "nothing was written" in refused.value.message
+    assert a.documents.repo.local_refs() == before_local
+    assert upstream_refs(bare) == before
+
+
+def test_the_git_command_carries_writes_where_the_protocol_is_not_spoken_here(
+        tmp_path: Path) -> None:
+    bare = _seeded(tmp_path)
+    cluster = Cluster(tmp_path, str(bare))
+    a, b = cluster.instance("a"), cluster.instance("b")
+    for side in (a, b):  # as for an https URL
+        assert side.documents.repo.upstream is not None
+        side.documents.repo.upstream._where = Endpoint("other")
+    publish_from_both(a, b, bare)
+    published = b.documents.published(OTHER)
+    assert published is not None
+    b.editor.save(OTHER, msgspec.structs.replace(published.comparison, summary="From b"),
+                  EDITOR, published.revision)
+    with pytest.raises(PreconditionFailed):
+        a.editor.save(OTHER, msgspec.structs.replace(published.comparison, summary="Late"),
+                      EDITOR, published.revision)
+    fsck(bare)
+
+
+def test_a_password_in_the_upstream_url_is_never_shown(tmp_path: Path) -> None:
+    from cms.store.upstream import shown
+
+    assert shown("https://cms:s3cret@git.example.com:8443/site.git") == \
+        "https://cms@git.example.com:8443/site.git"
+    assert "s3cret" not in shown("https://:s3cret@git.example.com/site.git")
+
+
