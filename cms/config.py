@@ -61,6 +61,10 @@ class Settings(Struct, frozen=True, kw_only=True):
     # Proxies (IP addresses or networks) whose X-Forwarded-For names the voter; none by default,
     # since anyone can send that header.
     trusted_proxies: tuple[str, ...] = ()
+    # Where the state kept outside git lives (tokens, webhooks and their outbox, votes, preview
+    # grants, signing keys, leases): a PostgreSQL URL that several instances share, or empty for
+    # SQLite files under ``data`` (see cms/shared/database.py).
+    database_url: str = ""
 
     @property
     def base_url(self) -> str:
@@ -88,6 +92,7 @@ _ENVIRONMENT = {
     "CMS_VOTE_FOLD_SECONDS": "vote_fold_seconds",
     "CMS_VOTE_RATE": "vote_rate",
     "CMS_TRUSTED_PROXIES": "trusted_proxies",
+    "CMS_DATABASE_URL": "database_url",
 }
 _FLAGS = ("durable", "webhook_allow_private", "webhook_worker")
 
@@ -119,6 +124,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         except ValueError:
             raise SystemExit(f"cms: CMS_TRUSTED_PROXIES: `{proxy}` is not an IP address or "
                              "network, e.g. 10.0.0.0/8,127.0.0.1") from None
+    url = str(values.get("database_url", ""))
+    if url and not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        # The value itself is not repeated: it may hold a password.
+        raise SystemExit("cms: bad setting CMS_DATABASE_URL: a PostgreSQL URL like "
+                         "postgresql://cms:PASSWORD@db.example.com:5432/cms, sqlite:///PATH, or "
+                         "empty for SQLite files under CMS_DATA")
     for field in ("repo", "data", "workflow", "workflows"):
         if field in values:
             values[field] = Path(values[field])
