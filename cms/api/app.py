@@ -72,7 +72,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         # The vote folder first: a fold in flight still reaches the webhook outbox's listener.
         on_shutdown=[lambda: built.scheduler.stop(), lambda: built.recovery.stop(),
                      lambda: built.vote_folder.stop(),
-                     lambda: built.webhooks.stop(),
+                     lambda: built.webhooks.stop(), lambda: built.tokens.close(),
+                     lambda: built.previews.close(),
                      lambda: built.index.save(), lambda: built.index.close(),
                      lambda: built.instances.close()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},

@@ -83,11 +83,13 @@ def build_services(settings: Settings) -> Services:
     recover(documents)
     index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
-    votes = VoteStore(settings.data / "votes.sqlite3")
-    vote_secret(settings.data)  # made now, not by the first anonymous vote
+    votes = VoteStore.open(settings)
+    vote_secret(settings)  # made now, not by the first anonymous vote
     verdicts = VerdictLog(documents, settings.data / "verdict-log.json")
     webhooks = build_webhooks(settings, documents, content.workflows)
-    if alone:  # deliveries claimed by a process that died are due again at once
+    # Deliveries claimed by a process that died are due again at once; not on a database that
+    # other machines' instances share, whose claims are theirs (they run out by themselves).
+    if alone and not settings.database_url:
         webhooks.store.release_claims()
     instances.join()
     maintenance = Maintenance(content.repo)
@@ -103,7 +105,7 @@ def build_services(settings: Settings) -> Services:
 
     index.filled.append(find_newest_fold)
     review = ReviewBranch(documents, content.pipeline)
-    tokens = TokenStore(settings.data)
+    tokens = TokenStore.open(settings)
     schedules = Schedules(documents, content.pipeline, content.editor, content.workflows)
     releases = Releases(documents, content.pipeline, content.workflows)
     release_schedules = ReleaseSchedules(releases)
@@ -114,9 +116,9 @@ def build_services(settings: Settings) -> Services:
         schedules=schedules, releases=releases, release_schedules=release_schedules,
         scheduler=Scheduler(schedules, release_schedules, tokens.roles_of),
         index=index,
-        sync=Sync(documents, signing_key(settings.data / "sync.key")),
+        sync=Sync(documents, signing_key(settings, "sync")),
         tokens=tokens, webhooks=webhooks, verdicts=verdicts,
-        maintenance=maintenance, previews=Previews(settings.data), votes=votes,
+        maintenance=maintenance, previews=Previews.open(settings), votes=votes,
         vote_folder=vote_folder,
         vote_limit=RateLimit(settings.vote_rate), bodies=body_cache(), instances=instances,
         recovery=PeriodicRecovery(documents),
