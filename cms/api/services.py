@@ -30,6 +30,7 @@ from ..identity.tokens import TokenStore
 from ..lru import WeighedCache
 from ..reading.index import PublishedIndex
 from ..reading.sync import Sync
+from ..shared.leases import Leases
 from ..store.documents import Documents
 from ..store.maintenance import Maintenance
 from ..store.recovery import Instances, PeriodicRecovery, recover, remove_leftovers
@@ -96,7 +97,8 @@ def build_services(settings: Settings) -> Services:
     for listener in (votes.on_committed, index.on_committed, verdicts.on_committed,
                      webhooks.on_committed, lambda _event: maintenance.note_commit()):
         content.listeners.subscribe(listener)
-    vote_folder = VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds)
+    vote_folder = VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds,
+                             leases=Leases.open(settings))
     # Which votes main holds is read back through history to the newest fold (thousands of
     # commits, in a repository that never had one): found once by the index's filling thread,
     # not by the first public read on the event loop.
@@ -114,7 +116,8 @@ def build_services(settings: Settings) -> Services:
         pipeline=content.pipeline, editor=content.editor,
         comments=Comments(review), assignments=Assignments(review, content.workflows),
         schedules=schedules, releases=releases, release_schedules=release_schedules,
-        scheduler=Scheduler(schedules, release_schedules, tokens.roles_of),
+        scheduler=Scheduler(schedules, release_schedules, tokens.roles_of,
+                            leases=Leases.open(settings)),
         index=index,
         sync=Sync(documents, signing_key(settings, "sync")),
         tokens=tokens, webhooks=webhooks, verdicts=verdicts,
