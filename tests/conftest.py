@@ -72,8 +72,9 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         admin.execute(f"CREATE DATABASE {name}")
     yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(postgres_server, autocommit=True) as admin:
-        # FORCE: a connection a test left open must not keep its database alive.
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        # FORCE: a connection a test left open must not keep its database alive. (A test may
+        # have dropped it already, to see what a lost database does.)
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,6 +11,7 @@ folded) has moved, whichever instance moved it.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -21,13 +22,16 @@ from typing import Literal
 
 from ..config import Settings
 from ..editing.events import Committed
+from ..errors import StoreError
 from ..shared.database import Database
 from .limits import WINDOW_SECONDS, too_many
 
+log = logging.getLogger("cms")
 Vote = Literal["ship", "skip"]
 # How often another instance's votes are looked for (the index looks at main as often): one
 # small query at most this often, never one per read.
 RECHECK_SECONDS = 0.05
+RECHECK_AFTER_FAILURE_SECONDS = 5.0
 Counts = tuple[int, int]  # ship, skip
 Tallies = dict[str, dict[str, Counts]]  # slug -> tool -> counts
 Rows = Iterable[tuple[str, str, str, int]]  # slug, tool, vote, how many
@@ -174,7 +178,14 @@ class VoteStore:
         self._changed_here = False
         self._checked_at = moment
         # Read before the counts: a change made in between is then seen next time, not lost.
-        ledger = self._ledger_now()
+        try:
+            ledger = self._ledger_now()
+        except StoreError:
+            # Reads go on with the counts as last seen; the next look waits a while, so that
+            # a database that is down does not hold up every read.
+            self._checked_at = moment + RECHECK_AFTER_FAILURE_SECONDS
+            log.warning("could not look for new votes; counts as last seen are shown")
+            return
         if ledger == self._ledger:
             return
         pending = self._pending
