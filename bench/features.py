@@ -60,7 +60,7 @@ def bench_webhooks(workdir: Path, publishes: int) -> dict[str, object]:
     """Publish latency over HTTP with 0 and with 10 endpoints, and what reached the receiver."""
     settings = load_settings({}, repo=workdir / "hooks.git", data=workdir / "hooks-data")
     initialise(settings, samples())
-    tokens = TokenStore(settings.data)
+    tokens = TokenStore.open(settings)
     editor = {"Authorization": "Bearer " + tokens.create("E", "e@example.com", ["editor"])[1]}
     reviewer = {"Authorization": "Bearer " + tokens.create("R", "r@example.com", ["reviewer"])[1]}
     publisher = {"Authorization": "Bearer " + tokens.create("P", "p@example.com", ["publisher"])[1]}
@@ -136,7 +136,7 @@ def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, ob
             revision = store.editor.transition(slug, action, actor, revision).revision
     # Steady state: the server packs loose objects in the background as they pile up.
     Maintenance(store.repo).run(force=True)
-    auditor = {"Authorization": "Bearer " + TokenStore(settings.data).create(
+    auditor = {"Authorization": "Bearer " + TokenStore.open(settings).create(
         "Aud", "aud@example.com", ["auditor"])[1]}
     report: dict[str, object] = {"comparisons": comparisons, "revisions": revisions}
     with TestClient(app=create_app(settings)) as client:
@@ -158,7 +158,7 @@ def bench_frontends(workdir: Path, comparisons: int, votes: int) -> dict[str, ob
     """Full and incremental sync over many comparisons; concurrent votes and their fold."""
     settings = load_settings({}, repo=workdir / "front.git", data=workdir / "front-data")
     seed_repository(settings, comparisons)
-    tokens = TokenStore(settings.data)
+    tokens = TokenStore.open(settings)
     admin = {"Authorization": "Bearer " + tokens.create("A", "a@example.com", ["admin"])[1]}
     report: dict[str, object] = {"comparisons": comparisons}
     store = open_write_side(settings, repo=Repository(settings.repo))

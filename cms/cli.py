@@ -156,7 +156,7 @@ def _token_create(args: argparse.Namespace) -> int:
     from .identity.tokens import TokenStore
 
     settings = _settings(args)
-    record, token = TokenStore(settings.data).create(args.name, args.email, args.roles)
+    record, token = TokenStore.open(settings).create(args.name, args.email, args.roles)
     print(f"Created token {record.id} for {record.name} <{record.email}> "
           f"with roles: {', '.join(record.roles)}")
     print("It is shown only now; keep it secret. Send it as `Authorization: Bearer <token>`.")
@@ -167,7 +167,7 @@ def _token_create(args: argparse.Namespace) -> int:
 def _token_list(args: argparse.Namespace) -> int:
     from .identity.tokens import TokenStore
 
-    records = TokenStore(_settings(args).data).all()
+    records = TokenStore.open(_settings(args)).all()
     if not records:
         print("No tokens yet: create one with `cms token create`.")
     for record in records:
@@ -180,7 +180,7 @@ def _token_list(args: argparse.Namespace) -> int:
 def _token_revoke(args: argparse.Namespace) -> int:
     from .identity.tokens import TokenStore
 
-    record = TokenStore(_settings(args).data).revoke(args.id)
+    record = TokenStore.open(_settings(args)).revoke(args.id)
     print(f"Revoked token {record.id} of {record.name} <{record.email}>")
     return 0
 
@@ -193,7 +193,7 @@ def _export(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     documents = open_write_side(settings).documents
-    sync = Sync(documents, signing_key(settings.data / "sync.key"))
+    sync = Sync(documents, signing_key(settings, "sync"))
     result = export(documents, sync, settings.base_url, args.out)
     print(f"Exported {result.comparisons} comparisons to {args.out}: {result.written} written, "
           f"{result.unchanged} unchanged, {result.removed} removed")

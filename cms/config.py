@@ -68,6 +68,10 @@ class Settings(Struct, frozen=True, kw_only=True):
     upstream: str = ""
     fetch_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.5
     git_hook_secret: str = ""
+    # Where the state kept outside git lives (tokens, webhooks and their outbox, votes, preview
+    # grants, signing keys, leases): a PostgreSQL URL that several instances share, or empty for
+    # SQLite files under ``data`` (see cms/shared/database.py).
+    database_url: str = ""
 
     @property
     def base_url(self) -> str:
@@ -98,6 +102,7 @@ _ENVIRONMENT = {
     "CMS_UPSTREAM": "upstream",
     "CMS_FETCH_INTERVAL": "fetch_interval",
     "CMS_GIT_HOOK_SECRET": "git_hook_secret",
+    "CMS_DATABASE_URL": "database_url",
 }
 _FLAGS = ("durable", "webhook_allow_private", "webhook_worker")
 
@@ -129,6 +134,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         except ValueError:
             raise SystemExit(f"cms: CMS_TRUSTED_PROXIES: `{proxy}` is not an IP address or "
                              "network, e.g. 10.0.0.0/8,127.0.0.1") from None
+    url = str(values.get("database_url", ""))
+    if url and not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        # The value itself is not repeated: it may hold a password.
+        raise SystemExit("cms: bad setting CMS_DATABASE_URL: a PostgreSQL URL like "
+                         "postgresql://cms:PASSWORD@db.example.com:5432/cms, sqlite:///PATH, or "
+                         "empty for SQLite files under CMS_DATA")
     for field in ("repo", "data", "workflow", "workflows"):
         if field in values:
             values[field] = Path(values[field])

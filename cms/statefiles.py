@@ -1,33 +1,11 @@
-"""State kept under ``CMS_DATA``, outside git: small files (tokens, preview grants), locked and
-replaced whole, and SQLite databases (votes, the webhook outbox)."""
+"""Files kept outside git: folders flushed after a rename, and the owner-only SQLite databases of
+the embedded default (cms/shared/database.py opens them)."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-
-
-@contextlib.contextmanager
-def exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an advisory lock shared with other processes (the CLI beside the server)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` as a whole, owner-only, flushed before it replaces the old."""
-    temp = write_temporary(path, data)
-    os.replace(temp, path)
-    fsync_dir(path.parent)  # the rename itself must reach the disk, or a revocation may not
 
 
 def fsync_dir(folder: Path) -> None:
@@ -36,18 +14,6 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_temporary(path: Path, data: bytes) -> Path:
-    """``data`` in an owner-only, flushed file beside ``path``, ready to be renamed onto it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return temp
 
 
 def private_file(path: Path) -> None:

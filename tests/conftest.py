@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import itertools
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
+import psycopg
 import pytest
 from litestar.testing import TestClient
 
@@ -48,6 +51,42 @@ def settings(tmp_path: Path) -> Settings:
                          public_url="http://cms.test")
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One PostgreSQL server for the whole run (started by the first test that needs it): the
+    URL of its maintenance database."""
+    from .cluster.support import postgres
+
+    with postgres() as url:
+        yield url
+
+
+_DATABASE_NUMBERS = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database of the run's PostgreSQL server, dropped afterwards."""
+    name = f"test_{next(_DATABASE_NUMBERS)}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        # FORCE: a connection a test left open must not keep its database alive. (A test may
+        # have dropped it already, to see what a lost database does.)
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The test's settings on each engine of the state kept outside git: the embedded default
+    (SQLite under CMS_DATA), then a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        return settings
+    return msgspec.structs.replace(settings,
+                                   database_url=request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
 def repo_path(settings: Settings) -> Iterator[Path]:
     initialise(settings, SEED)
@@ -57,7 +96,7 @@ def repo_path(settings: Settings) -> Iterator[Path]:
 
 def make_tokens(settings: Settings) -> dict[str, dict[str, str]]:
     """A real token for each of PEOPLE, as Authorization headers."""
-    store = TokenStore(settings.data)
+    store = TokenStore.open(settings)
     headers = {}
     for key, (name, email, roles) in PEOPLE.items():
         _, token = store.create(name, email, roles)

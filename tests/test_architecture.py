@@ -9,20 +9,22 @@ from pathlib import Path
 CMS = Path(__file__).resolve().parents[1] / "cms"
 # Small modules anyone may use.
 SHARED = {"errors", "config", "statefiles", "urlsafe", "lru", "bundled", "periodic"}
-SERVICES = {"content", "store", "identity", "editing.events"}
+SERVICES = {"content", "store", "identity", "shared", "editing.events"}
 
 # A package, or one module of a package ("editing.events"), that each package may import.
 ALLOWED: dict[str, set[str]] = {
     "content": set(),
     "store": {"content"},
-    "identity": set(),
-    "editing": {"content", "store", "identity"},
+    "shared": set(),  # the database of the state kept outside git, and leases
+    "identity": {"shared"},
+    "editing": {"content", "store", "identity", "shared"},
     "reading": SERVICES,
     "audit": SERVICES | {"editing.workflow", "editing.workflows"},
     "votes": SERVICES | {"editing.pipeline"},
     "webhooks": SERVICES | {"reading.views", "editing.workflows"},
-    "api": {"content", "store", "identity", "editing", "reading", "audit", "votes", "webhooks"},
-    "cli": {"content", "store", "identity", "editing", "reading", "api"},
+    "api": {"content", "store", "identity", "shared", "editing", "reading", "audit", "votes",
+            "webhooks"},
+    "cli": {"content", "store", "identity", "shared", "editing", "reading", "api"},
 }
 
 

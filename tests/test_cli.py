@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +146,12 @@ def test_initialising_again_never_touches_the_repository_there(
     fsck(settings.repo)
 
 
+def stored_tokens(data: Path) -> str:
+    """What the embedded default's database holds of tokens, as text."""
+    with contextlib.closing(sqlite3.connect(data / "state.sqlite3")) as db:
+        return repr(db.execute("SELECT * FROM tokens").fetchall())
+
+
 def test_tokens_are_printed_once_and_stored_hashed(tmp_path: Path) -> None:
     env = {"CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "data")}
     created = cms("token", "create", "--name", "Ada Editor", "--email", "ada@example.com",
@@ -151,7 +159,7 @@ def test_tokens_are_printed_once_and_stored_hashed(tmp_path: Path) -> None:
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("cms_")
     assert len(token) > 40
-    stored = (tmp_path / "data" / "tokens.json").read_text()
+    stored = stored_tokens(tmp_path / "data")
     assert token not in stored
     assert "Ada Editor" in stored
     listing = cms("token", "list", env=env).stdout
@@ -175,7 +183,7 @@ def test_token_create_rejects_bad_input(tmp_path: Path) -> None:
                     env=env, check=False)
     assert bad_email.returncode == 1
     assert "email" in bad_email.stderr
-    assert not (tmp_path / "data" / "tokens.json").exists()
+    assert stored_tokens(tmp_path / "data") == "[]"
 
 
 def test_validate_reports_every_bad_file(tmp_path: Path) -> None:

@@ -62,3 +62,18 @@ def test_a_path_that_cannot_be_used_is_a_line_not_a_traceback(tmp_path: Path) ->
     assert result.stderr.startswith("cms: "), result.stderr
     assert "Traceback" not in result.stderr
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("url", ["mysql://cms:s3cret-pw@db/cms", "db.internal:6543",
+                                 "sqlite://relative.sqlite3"])
+def test_a_database_url_of_another_kind_is_refused_without_repeating_it(url: str) -> None:
+    with pytest.raises(SystemExit, match="bad setting CMS_DATABASE_URL: a PostgreSQL URL") as bad:
+        load_settings({"CMS_DATABASE_URL": url})
+    assert url not in str(bad.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://cms:pw@db.example.com:5432/cms",
+                                 "postgres://cms@127.0.0.1/cms", "sqlite:////var/cms/state.sqlite3",
+                                 ""])
+def test_database_urls_of_either_engine_pass(url: str) -> None:
+    assert load_settings({"CMS_DATABASE_URL": url}).database_url == url

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -28,7 +29,8 @@ class TokenAuthentication(AbstractAuthenticationMiddleware):
             raise Unauthorized("send the token as `Authorization: Bearer <token>`",
                                field="Authorization")
         services: Services = connection.app.state.services
-        actor = services.tokens.authenticate(token.strip())
+        # A database round trip (PostgreSQL may be across the network): off the event loop.
+        actor = await anyio.to_thread.run_sync(services.tokens.authenticate, token.strip())
         if actor is None:
             raise Unauthorized("the token is unknown or revoked", field="Authorization")
         return AuthenticationResult(user=actor, auth=token)

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from ..content.codec import explain
 from ..errors import CmsError
+from ..shared.database import is_database_error
 
 log = logging.getLogger("cms")
 
@@ -85,6 +86,13 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
         log.warning("out of disk space on %s %s: %s", request.method, request.url.path, exc)
         return _json(error_body(503, "store_unavailable",
                                 "the server is out of disk space; try again later"))
+    if is_database_error(exc):
+        # The stores turn their database's errors into StoreError; one that slipped past is
+        # still the database's trouble, not the request's: said as such, without its message.
+        log.warning("database error on %s %s: %s", request.method, request.url.path,
+                    type(exc).__name__)
+        return _json(error_body(503, "store_unavailable",
+                                "the server's database is unavailable; try again later"))
     if isinstance(exc, RecursionError):
         # Input nested past what a parser could follow (the depth check refuses far less):
         # the client's fault, and no trace is worth logging for it.

@@ -145,7 +145,7 @@ class VotesController(Controller):
             ids = " or ".join(f"`{t.id}`" for t in entry.comparison.tools)
             raise InvalidContent(f"`{data.tool}` is not in this comparison; vote for {ids}",
                                  field="tool")
-        client = client_key(vote_secret(services.settings.data), client_address(services, request))
+        client = client_key(vote_secret(services.settings), client_address(services, request))
         services.vote_limit.check(client, slug)
         services.votes.record(slug, tool.id, data.vote, client,
                               per_minute=services.settings.vote_rate)

@@ -31,6 +31,7 @@ from ..identity.tokens import TokenStore
 from ..lru import WeighedCache
 from ..reading.index import PublishedIndex
 from ..reading.sync import Sync
+from ..shared.leases import Leases
 from ..store.documents import Documents
 from ..store.following import Follower
 from ..store.maintenance import Maintenance
@@ -92,18 +93,21 @@ def build_services(settings: Settings) -> Services:
                        "on one instance first", field="CMS_UPSTREAM")
     index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
-    votes = VoteStore(settings.data / "votes.sqlite3")
-    vote_secret(settings.data)  # made now, not by the first anonymous vote
+    votes = VoteStore.open(settings)
+    vote_secret(settings)  # made now, not by the first anonymous vote
     verdicts = VerdictLog(documents, settings.data / "verdict-log.json")
     webhooks = build_webhooks(settings, documents, content.workflows)
-    if alone:  # deliveries claimed by a process that died are due again at once
+    # Deliveries claimed by a process that died are due again at once; not on a database that
+    # other machines' instances share, whose claims are theirs (they run out by themselves).
+    if alone and not settings.database_url:
         webhooks.store.release_claims()
     instances.join()
     maintenance = Maintenance(content.repo)
     for listener in (votes.on_committed, index.on_committed, verdicts.on_committed,
                      webhooks.on_committed, lambda _event: maintenance.note_commit()):
         content.listeners.subscribe(listener)
-    vote_folder = VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds)
+    vote_folder = VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds,
+                             leases=Leases.open(settings))
     # Which votes main holds is read back through history to the newest fold (thousands of
     # commits, in a repository that never had one): found once by the index's filling thread,
     # not by the first public read on the event loop.
@@ -112,7 +116,7 @@ def build_services(settings: Settings) -> Services:
 
     index.filled.append(find_newest_fold)
     review = ReviewBranch(documents, content.pipeline)
-    tokens = TokenStore(settings.data)
+    tokens = TokenStore.open(settings)
     schedules = Schedules(documents, content.pipeline, content.editor, content.workflows)
     releases = Releases(documents, content.pipeline, content.workflows)
     release_schedules = ReleaseSchedules(releases)
@@ -121,11 +125,12 @@ def build_services(settings: Settings) -> Services:
         pipeline=content.pipeline, editor=content.editor,
         comments=Comments(review), assignments=Assignments(review, content.workflows),
         schedules=schedules, releases=releases, release_schedules=release_schedules,
-        scheduler=Scheduler(schedules, release_schedules, tokens.roles_of),
+        scheduler=Scheduler(schedules, release_schedules, tokens.roles_of,
+                            leases=Leases.open(settings)),
         index=index,
-        sync=Sync(documents, signing_key(settings.data / "sync.key")),
+        sync=Sync(documents, signing_key(settings, "sync")),
         tokens=tokens, webhooks=webhooks, verdicts=verdicts,
-        maintenance=maintenance, previews=Previews(settings.data), votes=votes,
+        maintenance=maintenance, previews=Previews.open(settings), votes=votes,
         vote_folder=vote_folder,
         vote_limit=RateLimit(settings.vote_rate), bodies=body_cache(), instances=instances,
         recovery=PeriodicRecovery(documents),

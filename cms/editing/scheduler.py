@@ -2,7 +2,8 @@
 
 It sleeps until the soonest pending schedule, or at most ``POLL_SECONDS``, since another server
 may have scheduled something sooner; a schedule this process makes wakes it at once. What fell
-due while no server ran is carried out when the server starts, before it serves.
+due while no server ran is carried out when the server starts, before it serves. With
+``leases``, one instance at a time runs the rounds: the others skip theirs while its lease runs.
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ import logging
 import threading
 from datetime import UTC, datetime
 
+from ..shared.leases import LEASE_SECONDS, Leases
 from .release_schedules import ReleaseSchedules
 from .schedules import RolesOf, Schedules
 
 log = logging.getLogger("cms")
 
 POLL_SECONDS = 5.0
+LEASE = "scheduler"
 
 
 class Scheduler:
     def __init__(self, schedules: Schedules, releases: ReleaseSchedules | None,
-                 roles_of: RolesOf, poll: float = POLL_SECONDS) -> None:
+                 roles_of: RolesOf, poll: float = POLL_SECONDS,
+                 leases: Leases | None = None) -> None:
         self.schedules = schedules
+        self.leases = leases
         self.releases = releases
         self.roles_of = roles_of
         self.poll = poll
@@ -34,9 +39,11 @@ class Scheduler:
             releases.changed.append(self._wake.set)
 
     def run_due(self) -> list[str]:
-        """Carry out what is due now; the commits made."""
+        """Carry out what is due now, if this instance holds the lease; the commits made."""
         made: list[str] = []
         try:
+            if self.leases is not None and not self.leases.take(LEASE, self.poll + LEASE_SECONDS):
+                return made  # another instance runs the rounds while it lives
             made += self.schedules.run_due(self.roles_of)
             if self.releases is not None:
                 made += self.releases.run_due(self.roles_of)
@@ -54,6 +61,8 @@ class Scheduler:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self.leases is not None:
+            self.leases.give_up(LEASE)
 
     def _run(self) -> None:
         while not self._stop.is_set():

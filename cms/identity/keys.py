@@ -1,60 +1,64 @@
-"""Server-side signing keys, kept under ``CMS_DATA`` and never in the content repository, and
-the signed tokens made with them (sync tokens, preview links)."""
+"""Server-side signing keys, kept in the shared-state database and never in the content
+repository, and the signed tokens made with them (sync tokens, preview links).
+
+A key is made once, by whichever instance first needs it, and read back, so that every instance
+signs and checks with the same one. A key an earlier version kept in a file under ``CMS_DATA``
+(``<name>.key``) is taken over as it is: links and sync tokens already handed out stay valid.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import threading
 from pathlib import Path
 
 from .. import urlsafe
-from ..errors import StoreError
-from ..statefiles import fsync_dir, write_temporary
+from ..config import Settings
+from ..shared.database import Database
 
 _KEY_BYTES = 32
+_SCHEMA = "CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, value {blob} NOT NULL)"
 _lock = threading.Lock()
-_cache: dict[Path, bytes] = {}
+_cache: dict[tuple[str, str], bytes] = {}
 
 
-def signing_key(path: Path) -> bytes:
-    """The key stored at ``path``, made on first use. Written whole or not at all: a key cut
-    short by a crash or a full disk would make signatures guessable, so it is replaced."""
+def signing_key(settings: Settings, name: str) -> bytes:
+    """The key called ``name`` (``sync``, ``preview``, ``votes``), made on first use."""
+    where = (settings.database_url or str(settings.data), name)
     with _lock:
-        key = _cache.get(path)
-        if key is not None:
-            return key
-        try:
-            key = path.read_bytes()
-        except FileNotFoundError:
-            key = b""
-        if len(key) < _KEY_BYTES:
-            try:
-                key = _create(path)
-            except OSError as exc:
-                raise StoreError(f"could not store a new key in {path.name}: {exc.strerror}"
-                                 ) from exc
-        _cache[path] = key
+        key = _cache.get(where)
+        if key is None:
+            key = _cache[where] = _stored(settings, name)
         return key
 
 
-def _create(path: Path) -> bytes:
-    key = secrets.token_bytes(_KEY_BYTES)
-    temp = write_temporary(path, key)
+def _stored(settings: Settings, name: str) -> bytes:
+    database = Database.for_store(settings, "keys")
     try:
-        os.link(temp, path)  # another process may have made one meanwhile: keep theirs
-    except FileExistsError:
-        existing = path.read_bytes()
-        if len(existing) >= _KEY_BYTES:
-            key = existing
-        else:
-            os.replace(temp, path)
+        database.schema(_SCHEMA)
+        key = database.value("SELECT value FROM keys WHERE name = ?", name)
+        if key is None:
+            # Another instance may store one meanwhile: then theirs is kept, and read back.
+            database.execute("INSERT INTO keys (name, value) VALUES (?, ?) "
+                             "ON CONFLICT (name) DO NOTHING",
+                             name, _earlier(settings.data / f"{name}.key") or
+                             secrets.token_bytes(_KEY_BYTES))
+            key = database.value("SELECT value FROM keys WHERE name = ?", name)
+        return bytes(key)
     finally:
-        temp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-    return key
+        database.close()
+
+
+def _earlier(path: Path) -> bytes | None:
+    """The key an earlier version kept in ``path``; None if there is none whole (one cut short
+    by a crash would make signatures guessable)."""
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return key if len(key) >= _KEY_BYTES else None
 
 class ForgedToken(ValueError):
     """A token whose signature is not this server's."""

@@ -1,17 +1,17 @@
 """API tokens: each maps to a person and roles. Only a hash of the token is ever stored.
 
 Tokens are 256 random bits, so a plain SHA-256 is enough to make a leaked store useless; a slow
-password hash would only slow every request. The store is a JSON file under ``CMS_DATA``, never in
-the content repository, rewritten atomically and re-read when another process changes it.
+password hash would only slow every request. The store is a table of the shared-state database,
+never the content repository: a token made or revoked by one instance (or by the command line)
+counts at the next request to any other, since each request looks its token up by hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
+import json
 import secrets
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +19,9 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
+from ..config import Settings
 from ..errors import InvalidContent, NotFound
-from ..statefiles import exclusive, replace_file
+from ..shared.database import Database, Row, Session
 from .actors import Actor, Role
 from .visible import EMAIL_PATTERN, NAME_PATTERN, first_hidden
 
@@ -28,6 +29,9 @@ TOKEN_PREFIX = "cms_"  # noqa: S105 - a marker, not a secret
 # Both go into commit headers and trailers (cms/identity/visible.py says what they may hold).
 Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=NAME_PATTERN)]
 Email = Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)]
+_SCHEMA = """CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL, email TEXT NOT NULL, roles TEXT NOT NULL, created_at {real} NOT NULL,
+    revoked_at {real})"""
 
 
 class _Identity(Struct):
@@ -45,7 +49,7 @@ def _shown_as_written(field: str, text: str) -> None:
 class TokenRecord(Struct, kw_only=True):
     id: str
     # Checked when a token is made (``_Identity``); read back as stored, so that one record
-    # made by an earlier version cannot make the whole file unreadable.
+    # made by an earlier version cannot make the others unreadable.
     name: str
     email: str
     roles: list[Role]
@@ -58,21 +62,20 @@ class TokenRecord(Struct, kw_only=True):
 
 
 class TokenStore:
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "tokens.json"
-        self._lock_path = data_dir / "tokens.lock"
-        self._records: list[TokenRecord] = []
-        self._by_hash: dict[str, TokenRecord] = {}
-        # The file as last read, kept open: while it is, its inode cannot be given to another
-        # file, so a different inode at the path is a change however fast changes follow.
-        self._held: int | None = None
-        self._held_inode: int | None = None
-        self._mutex = threading.Lock()
+    def __init__(self, database: Database, *, earlier: Path | None = None) -> None:
+        """``earlier``: the tokens file of an earlier version, taken over by a new database."""
+        self._db = database
+        database.schema(_SCHEMA)
+        if earlier is not None:  # tokens are never deleted, so that happens once
+            database.adopt_file(earlier, "tokens", lambda data: msgspec.json.decode(
+                data, type=list[TokenRecord]), _insert)
 
-    def __del__(self) -> None:
-        held = getattr(self, "_held", None)
-        if held is not None:
-            os.close(held)
+    @classmethod
+    def open(cls, settings: Settings) -> TokenStore:
+        return cls(Database.for_store(settings, "tokens"), earlier=settings.data / "tokens.json")
+
+    def close(self) -> None:
+        self._db.close()
 
     def create(self, name: str, email: str, roles: list[str]) -> tuple[TokenRecord, str]:
         if not roles:
@@ -96,25 +99,23 @@ class TokenStore:
         except msgspec.ValidationError as exc:
             message, _, where = str(exc).partition(" - at `$.")
             raise InvalidContent(message, field=where.rstrip("`") or None) from exc
-        with exclusive(self._lock_path):
-            records = self._load()
-            records.append(record)
-            self._save(records)
+        with self._db.transaction() as session:
+            _insert(session, record)
         return record, token
 
     def all(self) -> list[TokenRecord]:
-        self._refresh()
-        return list(self._records)
+        return [_record(row) for row in self._db.rows("SELECT * FROM tokens ORDER BY created_at, id")]
 
     def revoke(self, token_id: str) -> TokenRecord:
-        with exclusive(self._lock_path):
-            records = self._load()
-            for record in records:
-                if record.id == token_id and record.revoked_at is None:
-                    record.revoked_at = datetime.now(UTC).replace(microsecond=0)
-                    self._save(records)
-                    return record
-        raise NotFound(f"no active token with id `{token_id}`", field="id")
+        with self._db.transaction() as session:
+            revoked = session.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND "
+                                      "revoked_at IS NULL",
+                                      datetime.now(UTC).replace(microsecond=0).timestamp(),
+                                      token_id)
+            rows = session.rows("SELECT * FROM tokens WHERE id = ?", token_id)
+        if not revoked:
+            raise NotFound(f"no active token with id `{token_id}`", field="id")
+        return _record(rows[0])
 
     def roles_of(self, address: str) -> frozenset[str]:
         """Every role the active tokens of the person at ``address`` hold."""
@@ -125,56 +126,32 @@ class TokenStore:
     def authenticate(self, token: str) -> Actor | None:
         if not token.startswith(TOKEN_PREFIX):
             return None
-        self._refresh()
-        record = self._by_hash.get(_digest(token))
-        if record is None or record.revoked_at is not None:
+        rows = self._db.rows("SELECT * FROM tokens WHERE hash = ?", _digest(token))
+        if not rows or rows[0]["revoked_at"] is not None:
             return None
-        # The dict lookup already matched; compare again in constant time for good measure.
+        record = _record(rows[0])
+        # The lookup already matched; compare again in constant time for good measure.
         if not hmac.compare_digest(record.hash, _digest(token)):
             return None
         return record.actor()
 
-    def _refresh(self) -> None:
-        """Read the file again if it was replaced since (it is only ever replaced whole)."""
-        try:
-            inode = self.path.stat().st_ino
-        except FileNotFoundError:
-            inode = None
-        if inode is not None and inode == self._held_inode:
-            return
-        with self._mutex:
-            try:
-                fd = os.open(self.path, os.O_RDONLY)
-            except FileNotFoundError:
-                self._hold(None)
-                self._records, self._by_hash = [], {}
-                return
-            try:
-                with os.fdopen(os.dup(fd), "rb") as handle:
-                    records = msgspec.json.decode(handle.read(), type=list[TokenRecord])
-            except BaseException:
-                os.close(fd)
-                raise
-            self._hold(fd)  # perhaps newer than the inode looked at above: its own is kept
-            self._records = records
-            self._by_hash = {record.hash: record for record in records}
 
-    def _hold(self, fd: int | None) -> None:
-        if self._held is not None:
-            os.close(self._held)
-        self._held = fd
-        self._held_inode = None if fd is None else os.fstat(fd).st_ino
+def _insert(session: Session, record: TokenRecord) -> None:
+    session.execute(
+        "INSERT INTO tokens (id, hash, name, email, roles, created_at, revoked_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)", record.id, record.hash, record.name, record.email,
+        json.dumps(record.roles), record.created_at.timestamp(),
+        None if record.revoked_at is None else record.revoked_at.timestamp())
 
-    def _load(self) -> list[TokenRecord]:
-        try:
-            return msgspec.json.decode(self.path.read_bytes(), type=list[TokenRecord])
-        except FileNotFoundError:
-            return []
 
-    def _save(self, records: list[TokenRecord]) -> None:
-        replace_file(self.path, msgspec.json.format(msgspec.json.encode(records), indent=2))
-        self._held_inode = None  # read it again, whatever inode it now has
-
+def _record(row: Row) -> TokenRecord:
+    # Read back as stored (not checked again), so that one record made by an earlier version
+    # cannot make the others unreadable.
+    return TokenRecord(
+        id=row["id"], hash=row["hash"], name=row["name"], email=row["email"],
+        roles=json.loads(row["roles"]), created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        revoked_at=None if row["revoked_at"] is None else datetime.fromtimestamp(
+            row["revoked_at"], UTC))
 
 
 def _digest(token: str) -> str:

@@ -39,7 +39,7 @@ from .objects import (
 )
 from .packs import PackWriter
 from .refs import Move, RefConflict, Refs
-from .upstream import Upstream
+from .upstream import Upstream, UpstreamUnavailable
 from .wire import EMPTY_PACK
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -304,7 +304,13 @@ class Repository:
                 return
             except RefConflict:
                 pass  # a fetch brought the write already, or more: the upstream decides
-        self.fetch()
+        try:
+            self.fetch()
+        except UpstreamUnavailable as exc:
+            # The write stands on the upstream: it is acknowledged whatever this fetch met,
+            # and the follower brings the clone up to date.
+            log.warning("a write stands on the upstream; the clone will follow: %s",
+                        exc.message)
 
     def fetch(self) -> dict[str, str]:
         """Bring the refs to the upstream's (it must have one); the upstream's refs. When they
@@ -320,17 +326,20 @@ class Repository:
             if not ours or not upstream.spoken:
                 upstream.fetch_with_git()
                 return theirs
-            changed = [name for name, oid in theirs.items() if ours.get(name) != oid]
-            wants = sorted({theirs[name] for name in changed
-                            if not self.has_object(theirs[name])})
-            if wants:
-                # What the upstream need not send: the objects of main and of the refs that
-                # moved, as this clone has them.
+
+            def choose(refs: dict[str, str]) -> tuple[list[str], list[str]]:
+                changed = [name for name, oid in refs.items() if ours.get(name) != oid]
+                wants = sorted({refs[name] for name in changed if not self.has_object(refs[name])})
+                # What the upstream need not send: the objects of the published branch and of
+                # the refs that moved, as this clone has them.
                 main = [oid for name, oid in ours.items()
                         if name.startswith("refs/heads/") and not name.startswith(_REVIEW)]
                 haves = sorted({*main, *(ours[name] for name in changed if name in ours)})
-                upstream.fetch_objects(wants, haves[:_HAVES])
-            moves = [Move(name, theirs[name], ours.get(name)) for name in changed]
+                return wants, haves[:_HAVES]
+
+            theirs = upstream.fetch_objects(choose)
+            moves = [Move(name, oid, ours.get(name)) for name, oid in theirs.items()
+                     if ours.get(name) != oid]
             moves += [Move(name, None, oid) for name, oid in ours.items() if name not in theirs]
             try:
                 self.refs.transaction(moves)

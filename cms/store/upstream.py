@@ -76,29 +76,38 @@ class Upstream:
         self._git(*_GIT_QUIET, "fetch", "--quiet", "--prune", "--no-tags",
                   "--no-write-fetch-head", self.url, "+refs/*:refs/*")
 
-    def fetch_objects(self, wants: Sequence[str], haves: Sequence[str]) -> None:
-        """Bring ``wants`` (and what they need that ``haves`` do not have) into the clone as one
-        pack, indexed by git as it arrives."""
-        indexer = subprocess.Popen(
-            ["git", "--git-dir", str(self.git_dir), "index-pack", "--stdin", "--fix-thin"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        stdin = indexer.stdin
-        assert stdin is not None
+    def fetch_objects(self, choose: wire.Choice) -> dict[str, str]:
+        """The upstream's refs, and the objects ``choose`` wants of them (and what they need
+        that what it has lacks) brought into the clone as one pack, indexed by git as it
+        arrives."""
+        indexer: subprocess.Popen[bytes] | None = None
 
         def sink(data: bytes) -> None:
-            stdin.write(data)
+            nonlocal indexer
+            if indexer is None:
+                indexer = subprocess.Popen(
+                    ["git", "--git-dir", str(self.git_dir), "index-pack", "--stdin"],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            assert indexer.stdin is not None
+            indexer.stdin.write(data)
 
         try:
-            wire.fetch_pack(wire.connect(self._where, "git-upload-pack", self.timeout),
-                            wants, haves, sink)
+            refs = wire.fetch_pack(wire.connect(self._where, "git-upload-pack", self.timeout),
+                                   choose, sink)
         except (wire.Unreachable, wire.Refused) as exc:
-            indexer.kill()
-            indexer.wait()
+            if indexer is not None:
+                indexer.kill()
+                indexer.wait()
             raise self._unavailable(f"could not be fetched from ({exc})") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                stdin.close()
+        if indexer is not None:
+            self._indexed(indexer)
+        return refs
+
+    def _indexed(self, indexer: subprocess.Popen[bytes]) -> None:
+        assert indexer.stdin is not None
         assert indexer.stderr is not None
+        with contextlib.suppress(OSError):
+            indexer.stdin.close()
         errors = indexer.stderr.read()
         indexer.stderr.close()
         if indexer.wait(timeout=self.timeout * 6) != 0:

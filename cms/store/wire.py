@@ -108,6 +108,11 @@ class Lines:
             raise Refused(line[4:].decode("utf-8", "replace").strip())
         return line
 
+    def at_pack(self) -> bool:
+        """Whether what comes next is a pack rather than a packet line."""
+        self._fill(4)
+        return self._buffer.startswith(b"PACK")
+
     def rest(self) -> bytes:
         """What was read past the last line (the start of a pack that follows them)."""
         rest, self._buffer = self._buffer, b""
@@ -193,14 +198,27 @@ def push(channel: Channel, commands: Sequence[Command], pack: bytes) -> Report:
     return _report(answer)
 
 
-def fetch_pack(channel: Channel, wants: Sequence[str], haves: Sequence[str],
-               sink: Callable[[bytes], None]) -> None:
-    """Ask an upload-pack conversation for ``wants`` (the client has ``haves``) and hand the
-    pack it sends, as it arrives, to ``sink``. The pack is whole (not thin): its deltas are
-    against objects in it."""
+Choice = Callable[[dict[str, str]], tuple[list[str], list[str]]]
+
+
+def fetch_pack(channel: Channel, choose: Choice, sink: Callable[[bytes], None]
+               ) -> dict[str, str]:
+    """Read the refs an upload-pack conversation opens with, ask for the objects ``choose``
+    wants of them (it is given the refs and says what to want and what this side has), and
+    hand the pack that comes, as it arrives, to ``sink``; the refs. The wants are taken from the
+    same conversation's refs: the upstream sends only objects its refs lead to, and a ref read
+    on an earlier connection may have moved since. The pack is whole (not thin)."""
     try:
         lines = Lines(channel)
-        capabilities = _opened(lines)
+        try:
+            refs, capabilities = advertised(lines.until_flush())
+        except (OSError, EOFError) as exc:
+            raise Unreachable(str(exc)) from exc
+        wants, haves = choose(refs)
+        if not wants:
+            with contextlib.suppress(OSError):
+                channel.send(FLUSH)
+            return refs
         asked = " ".join(name for name in ("ofs-delta", "no-progress")
                          if name in capabilities) + " agent=cms"
         message = b"".join(pkt(f"want {oid}".encode() + (f" {asked}".encode() if i == 0 else b"")
@@ -208,15 +226,18 @@ def fetch_pack(channel: Channel, wants: Sequence[str], haves: Sequence[str],
         message += b"".join(pkt(f"have {oid}\n".encode()) for oid in haves) + pkt(b"done\n")
         try:
             channel.send(message)
-            # Without multi_ack, one line: the first common object, or NAK; then the pack.
-            answer = lines.next()
-            if answer is None or not answer.startswith((b"ACK ", b"NAK")):
-                raise Refused("the upstream did not answer the request for objects")
+            # Without multi_ack: the first common object found (ACK) and, after "done", NAK
+            # if none was; then the pack, which is not in packet lines.
+            while not lines.at_pack():
+                answer = lines.next()
+                if answer is None or not answer.startswith((b"ACK ", b"NAK")):
+                    raise Refused("the upstream did not answer the request for objects")
             sink(lines.rest())
             while chunk := channel.receive():
                 sink(chunk)
         except (OSError, EOFError) as exc:
             raise Unreachable(str(exc)) from exc
+        return refs
     finally:
         channel.close()
 

@@ -13,11 +13,13 @@ import threading
 import msgspec
 
 from ..editing.pipeline import Change, CommitPipeline, RefMove
+from ..shared.leases import LEASE_SECONDS, Leases
 from ..store.documents import Documents
 from .live import LiveTallies, newest_fold
 from .store import VoteStore
 
 log = logging.getLogger("cms")
+LEASE = "vote-fold"  # one instance at a time folds on its timer
 
 
 def fold(documents: Documents, pipeline: CommitPipeline, store: VoteStore) -> str | None:
@@ -83,14 +85,16 @@ def reconcile(documents: Documents, store: VoteStore) -> None:
 
 
 class VoteFolder:
-    """Folds pending votes every ``interval`` seconds in a background thread."""
+    """Folds pending votes every ``interval`` seconds in a background thread, on the instance
+    that holds the fold's lease (with ``leases``; others skip their rounds)."""
 
     def __init__(self, documents: Documents, pipeline: CommitPipeline, store: VoteStore,
-                 interval: float) -> None:
+                 interval: float, leases: Leases | None = None) -> None:
         self.documents = documents
         self.pipeline = pipeline
         self.store = store
         self.interval = interval
+        self.leases = leases
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._folding = threading.Lock()
@@ -101,6 +105,14 @@ class VoteFolder:
         with self._folding:
             return fold(self.documents, self.pipeline, self.store)
 
+    def round(self) -> bool:
+        """One timed fold, if this instance holds the lease (kept from one round to the next,
+        while it lives); False when another instance holds it."""
+        if self.leases is not None and not self.leases.take(LEASE, self.interval + LEASE_SECONDS):
+            return False
+        self.fold_now()
+        return True
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="vote-folder", daemon=True)
         self._thread.start()
@@ -110,10 +122,12 @@ class VoteFolder:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.store.close()
+        if self.leases is not None:
+            self.leases.give_up(LEASE)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.fold_now()
+                self.round()
             except Exception:
                 log.exception("folding votes failed; they stay pending")

@@ -10,8 +10,8 @@ import threading
 import time
 from bisect import bisect_right
 from collections import OrderedDict
-from pathlib import Path
 
+from ..config import Settings
 from ..errors import CmsError
 from ..identity.keys import signing_key
 
@@ -76,9 +76,9 @@ class RateLimit:
             del self._seen[key]
 
 
-def vote_secret(data: Path) -> bytes:
-    """The server's secret for client keys, kept in ``CMS_DATA`` (made on first use)."""
-    return signing_key(data / "votes.key")
+def vote_secret(settings: Settings) -> bytes:
+    """The servers' secret for client keys, shared by every instance (made on first use)."""
+    return signing_key(settings, "votes")
 
 
 def client_key(secret: bytes, address: str) -> str:

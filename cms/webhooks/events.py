@@ -232,12 +232,22 @@ class Recorder:
         if cursor is None:
             # A new outbox starts at the present; earlier publications can be replayed on request.
             return self.store.record([], cursor=(MAIN_CURSOR, head))
+        if self._behind(head, cursor):
+            return 0  # an instance further on has recorded all this clone holds
         try:
             events = self.publications(cursor, head)
         except InvalidContent:
             # Main was rewritten under the outbox; the new head is all that can be vouched for.
             events = [from_commit(self.documents.repo.read_commit(head), on_main=True)]
         return self.store.record(main_events(events, self.base_url), cursor=(MAIN_CURSOR, head))
+
+    def _behind(self, head: str, cursor: str) -> bool:
+        """Whether main here is behind the commit the outbox was brought to (by an instance
+        whose clone has fetched more): then there is nothing to record, and the cursor stays."""
+        repo = self.documents.repo
+        if repo.upstream is None:
+            return False
+        return not repo.has_object(cursor) or self.documents.is_ancestor(head, cursor)
 
     def replay(self, endpoint_id: str, since: str) -> int:
         """Queue again, for one endpoint, every publication event after commit ``since``."""

@@ -58,7 +58,7 @@ class Webhooks:
 
 def build_webhooks(settings: Settings, documents: Documents,
                    workflows: Workflows) -> Webhooks:
-    store = WebhookStore(settings.data / "webhooks.sqlite3")
+    store = WebhookStore.open(settings)
     dispatcher = Dispatcher(store, backoff=settings.webhook_backoff,
                             timeout=settings.webhook_timeout,
                             allow_private=settings.webhook_allow_private)

@@ -1,27 +1,26 @@
-"""Webhook endpoints, events and deliveries, kept durably in SQLite under ``CMS_DATA``.
+"""Webhook endpoints, events and deliveries, kept durably in the shared-state database.
 
-SQLite in WAL mode with full synchronous commits gives what the outbox needs: an event and its
-deliveries are written in one transaction that is on disk before the editor's request returns,
-and survive a crash of the server at any later point. Secrets live here, never in git.
+What the outbox needs from it, both engines give (cms/shared/database.py): an event and its
+deliveries are written in one transaction that is durable before the editor's request returns,
+and survive a crash of the server at any later point; writes are serialised across every
+instance, so a delivery's ``seq`` orders its endpoint's queue in the order events were recorded.
+Secrets live here, never in git.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from msgspec import Struct
 
+from ..config import Settings
 from ..errors import NotFound
-from ..statefiles import open_database
+from ..shared.database import Database, Row, Session
 from .signing import new_secret
 
 DeliveryStatus = Literal["pending", "delivered", "failed", "coalesced"]
@@ -39,45 +38,45 @@ CREATE TABLE IF NOT EXISTS endpoints (
     description TEXT NOT NULL DEFAULT '',
     events TEXT NOT NULL,
     kind TEXT NOT NULL DEFAULT 'standard',
-    coalesce_seconds REAL NOT NULL DEFAULT 0,
+    coalesce_seconds {real} NOT NULL DEFAULT 0,
     enabled INTEGER NOT NULL DEFAULT 1,
     disabled_reason TEXT,
     secret TEXT NOT NULL,
     previous_secret TEXT,
-    previous_secret_until REAL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    previous_secret_until {real},
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {id},
     id TEXT NOT NULL UNIQUE,
     type TEXT NOT NULL,
     slug TEXT NOT NULL,
     commit_sha TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    created_at REAL NOT NULL
+    payload {blob} NOT NULL,
+    created_at {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS deliveries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {id},
     id TEXT NOT NULL UNIQUE,
     endpoint_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    created_at REAL NOT NULL,
-    finished_at REAL,
+    next_attempt_at {real} NOT NULL,
+    created_at {real} NOT NULL,
+    finished_at {real},
     coalesced_into TEXT,
     redelivery_of TEXT,
-    claimed_until REAL
+    claimed_until {real}
 );
 CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (endpoint_id, status, seq);
 CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {id},
     delivery_id TEXT NOT NULL,
-    at REAL NOT NULL,
+    at {real} NOT NULL,
     status_code INTEGER,
-    duration_ms REAL NOT NULL,
+    duration_ms {real} NOT NULL,
     error TEXT,
     response_excerpt TEXT NOT NULL DEFAULT ''
 );
@@ -152,48 +151,26 @@ class _ClaimedElsewhere(Exception):
 
 
 class WebhookStore:
-    def __init__(self, path: Path) -> None:
-        self._db = open_database(path)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(deliveries)")}
-            if "claimed_until" not in columns:  # an outbox made before claims
-                self._db.execute("ALTER TABLE deliveries ADD COLUMN claimed_until REAL")
+    def __init__(self, database: Database, *, earlier: Path | None = None) -> None:
+        """``earlier``: the SQLite file of an earlier version, whose endpoints and outbox a new
+        database takes over."""
+        self._db = database
+        database.schema(_SCHEMA)
+        if "claimed_until" not in database.columns("deliveries"):  # an outbox made before claims
+            database.execute("ALTER TABLE deliveries ADD COLUMN claimed_until REAL")
+        if earlier is not None:
+            database.adopt(earlier, ("endpoints", "events", "deliveries", "attempts", "cursors"))
+
+    @classmethod
+    def open(cls, settings: Settings) -> WebhookStore:
+        return cls(Database.for_store(settings, "webhooks"),
+                   earlier=settings.data / "webhooks.sqlite3")
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """One consistent view for several reads. The API's threads (under the lock) and other
-        processes sharing the file (WAL: from the first read on) may change the database between
-        two statements; a view that changed midway would, say, list an endpoint and then not
-        find its secrets."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield
-            finally:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")  # reads only: nothing to keep
-
-    def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    def _rows(self, sql: str, *args: Any) -> list[Row]:
+        return self._db.rows(sql, *args)
 
     # Endpoints
 
@@ -202,12 +179,12 @@ class WebhookStore:
         endpoint_id = "ep_" + secrets.token_hex(8)
         secret = new_secret()
         now = time.time()
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO endpoints (id, url, description, events, kind, coalesce_seconds, "
                 "secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (endpoint_id, url, description, json.dumps(events), kind, coalesce_seconds,
-                 secret, now, now),
+                endpoint_id, url, description, json.dumps(events), kind, coalesce_seconds,
+                secret, now, now,
             )
         return self.endpoint(endpoint_id), secret
 
@@ -231,24 +208,24 @@ class WebhookStore:
             values["disabled_reason"] = None
         if values:
             assignments = ", ".join(f"{column} = ?" for column in values)
-            with self._transaction() as db:
+            with self._db.transaction() as db:
                 db.execute(f"UPDATE endpoints SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608 - fixed column names
-                           (*values.values(), time.time(), endpoint_id))
+                           *values.values(), time.time(), endpoint_id)
         return self.endpoint(endpoint_id)
 
     def disable(self, endpoint_id: str, reason: str) -> None:
         """Stop sending to an endpoint; nothing to do if it was deleted meanwhile."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? "
-                       "WHERE id = ?", (reason, time.time(), endpoint_id))
+                       "WHERE id = ?", reason, time.time(), endpoint_id)
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         self.endpoint(endpoint_id)
-        with self._transaction() as db:
-            db.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
+        with self._db.transaction() as db:
+            db.execute("DELETE FROM endpoints WHERE id = ?", endpoint_id)
             db.execute("DELETE FROM attempts WHERE delivery_id IN "
-                       "(SELECT id FROM deliveries WHERE endpoint_id = ?)", (endpoint_id,))
-            db.execute("DELETE FROM deliveries WHERE endpoint_id = ?", (endpoint_id,))
+                       "(SELECT id FROM deliveries WHERE endpoint_id = ?)", endpoint_id)
+            db.execute("DELETE FROM deliveries WHERE endpoint_id = ?", endpoint_id)
 
     def rotate_secret(self, endpoint_id: str) -> str:
         """A new secret; the old one still signs (beside it) for a day, while receivers switch."""
@@ -257,11 +234,11 @@ class WebhookStore:
             raise NotFound(f"no webhook endpoint with id `{endpoint_id}`", field="id")
         secret = new_secret()
         now = time.time()
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE endpoints SET secret = ?, previous_secret = ?, previous_secret_until = ?, "
                 "updated_at = ? WHERE id = ?",
-                (secret, rows[0]["secret"], now + ROTATION_GRACE_SECONDS, now, endpoint_id),
+                secret, rows[0]["secret"], now + ROTATION_GRACE_SECONDS, now, endpoint_id,
             )
         return secret
 
@@ -277,7 +254,7 @@ class WebhookStore:
         return found
 
     @staticmethod
-    def _endpoint(row: sqlite3.Row) -> Endpoint:
+    def _endpoint(row: Row) -> Endpoint:
         return Endpoint(
             id=row["id"], url=row["url"], description=row["description"],
             events=json.loads(row["events"]), kind=row["kind"],
@@ -302,15 +279,15 @@ class WebhookStore:
         """
         queued = 0
         now = time.time()
-        with self._transaction() as db:
-            endpoints = [self._endpoint(row) for row in db.execute(
-                "SELECT * FROM endpoints WHERE enabled = 1 OR ? IS NOT NULL", (only_endpoint,))]
+        with self._db.transaction() as db:
+            # A replay goes to its endpoint even while it is disabled.
+            endpoints = [self._endpoint(row) for row in db.rows("SELECT * FROM endpoints")
+                         if row["enabled"] or only_endpoint is not None]
             for event in events:
                 inserted = db.execute(
-                    "INSERT OR IGNORE INTO events (id, type, slug, commit_sha, payload, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (event.id, event.type, event.slug, event.commit, event.payload, now),
-                ).rowcount
+                    "INSERT INTO events (id, type, slug, commit_sha, payload, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    event.id, event.type, event.slug, event.commit, event.payload, now)
                 for endpoint in endpoints:
                     if only_endpoint is not None:
                         if endpoint.id != only_endpoint:
@@ -322,11 +299,12 @@ class WebhookStore:
                     self._queue(db, endpoint, event.id, now)
                     queued += 1
             if cursor is not None:
-                db.execute("INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)", cursor)
+                db.execute("INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT (name) "
+                           "DO UPDATE SET value = excluded.value", *cursor)
         return queued
 
     @staticmethod
-    def _queue(db: sqlite3.Connection, endpoint: Endpoint, event_id: str, now: float,
+    def _queue(db: Session, endpoint: Endpoint, event_id: str, now: float,
                redelivery_of: str | None = None) -> str:
         delivery_id = "dlv_" + secrets.token_hex(10)
         # A coalescing endpoint waits out its window, so that a burst becomes one call.
@@ -334,7 +312,7 @@ class WebhookStore:
         db.execute(
             "INSERT INTO deliveries (id, endpoint_id, event_id, status, next_attempt_at, "
             "created_at, redelivery_of) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-            (delivery_id, endpoint.id, event_id, first_attempt, now, redelivery_of),
+            delivery_id, endpoint.id, event_id, first_attempt, now, redelivery_of,
         )
         return delivery_id
 
@@ -345,7 +323,7 @@ class WebhookStore:
         if not rows:
             raise NotFound(f"no delivery `{delivery_id}` for endpoint `{endpoint_id}`",
                            field="delivery_id")
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             new_id = self._queue(db, endpoint, rows[0]["event_id"], time.time(), delivery_id)
         return self.delivery(new_id)
 
@@ -364,12 +342,12 @@ class WebhookStore:
             ids = [item.delivery_id, *item.coalescible]
             marks = ", ".join("?" for _ in ids)
             try:
-                with self._transaction() as db:
+                with self._db.transaction() as db:
                     taken = db.execute(
                         f"UPDATE deliveries SET claimed_until = ? WHERE id IN ({marks}) "  # noqa: S608
                         "AND status = 'pending' AND next_attempt_at <= ? "
                         "AND (claimed_until IS NULL OR claimed_until <= ?)",
-                        (now + lease, *ids, now, now)).rowcount
+                        now + lease, *ids, now, now)
                     if taken != len(ids):
                         raise _ClaimedElsewhere
             except _ClaimedElsewhere:
@@ -380,16 +358,16 @@ class WebhookStore:
     def release(self, delivery_ids: list[str], *, at: float) -> None:
         """Give up a claim: the deliveries are due again at ``at``."""
         marks = ", ".join("?" for _ in delivery_ids)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(f"UPDATE deliveries SET next_attempt_at = ?, claimed_until = NULL "  # noqa: S608
-                       f"WHERE id IN ({marks}) AND status = 'pending'", (at, *delivery_ids))
+                       f"WHERE id IN ({marks}) AND status = 'pending'", at, *delivery_ids)
 
     def release_claims(self) -> int:
         """Give up every claim: for a server that starts alone, whatever is claimed was claimed
         by a process that is gone."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             return db.execute("UPDATE deliveries SET claimed_until = NULL "
-                              "WHERE claimed_until IS NOT NULL").rowcount
+                              "WHERE claimed_until IS NOT NULL")
 
     def next_due(self, now: float, busy: set[str]) -> tuple[list[Due], float | None]:
         """The head of each enabled endpoint's queue if it is due; and when the next one is.
@@ -400,7 +378,7 @@ class WebhookStore:
         """
         due: list[Due] = []
         wake: float | None = None
-        with self._snapshot():
+        with self._db.snapshot():
             for endpoint in self.endpoints():
                 if not endpoint.enabled or endpoint.id in busy:
                     continue
@@ -445,27 +423,26 @@ class WebhookStore:
         attempt was in flight) or was finished meanwhile (by another process whose claim had
         run out): then nothing is written, and a delivered delivery is never made pending."""
         now = time.time()
-        with self._transaction() as db:
-            row = db.execute("SELECT status FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-            if row is None or row["status"] != "pending":
+        with self._db.transaction() as db:
+            if db.value("SELECT status FROM deliveries WHERE id = ?", delivery_id) != "pending":
                 return False  # deleted with its endpoint, or finished by another process
             db.execute(
                 "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, "
                 "response_excerpt) VALUES (?, ?, ?, ?, ?, ?)",
-                (delivery_id, attempt.at.timestamp(), attempt.status_code, attempt.duration_ms,
-                 attempt.error, attempt.response_excerpt),
+                delivery_id, attempt.at.timestamp(), attempt.status_code, attempt.duration_ms,
+                attempt.error, attempt.response_excerpt,
             )
             finished = now if status != "pending" else None
             db.execute(
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
                 "finished_at = ?, claimed_until = NULL WHERE id = ?",
-                (status, next_attempt_at if next_attempt_at is not None else now, finished,
-                 delivery_id),
+                status, next_attempt_at if next_attempt_at is not None else now, finished,
+                delivery_id,
             )
             for other in coalesced:
                 db.execute("UPDATE deliveries SET status = 'coalesced', coalesced_into = ?, "
                            "finished_at = ? WHERE id = ? AND status = 'pending'",
-                           (delivery_id, now, other))
+                           delivery_id, now, other)
         return True
 
     def deliveries(self, endpoint_id: str, limit: int = 100) -> list[Delivery]:
@@ -484,7 +461,7 @@ class WebhookStore:
             raise NotFound(f"no delivery `{delivery_id}`", field="delivery_id")
         return self._delivery(rows[0])
 
-    def _delivery(self, row: sqlite3.Row) -> Delivery:
+    def _delivery(self, row: Row) -> Delivery:
         attempts = [
             Attempt(at=datetime.fromtimestamp(a["at"], UTC), status_code=a["status_code"],
                     duration_ms=a["duration_ms"], error=a["error"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from litestar.testing import TestClient
 
 from cms.config import Settings
 from cms.identity.tokens import TokenStore
+from cms.shared.database import Database
 
 from ..conftest import HAIKU, fsck, git
 from ..helpers import Headers, new_document
@@ -215,12 +215,10 @@ def test_a_stored_token_with_a_header_breaking_email_writes_nothing(
         unchanged: None) -> None:
     """A token made before emails were checked as they are now: it still signs in, and its
     writes are refused as unwritable rather than committed with a NUL in the header."""
-    record, token = TokenStore(settings.data).create("Old Token", "old@example.com", ["editor"])
-    stored = json.loads((settings.data / "tokens.json").read_text())
-    for entry in stored:
-        if entry["id"] == record.id:
-            entry["email"] = "old\x00@example.com"
-    (settings.data / "tokens.json").write_text(json.dumps(stored))
+    record, token = TokenStore.open(settings).create("Old Token", "old@example.com", ["editor"])
+    database = Database.for_store(settings, "tokens")
+    database.execute("UPDATE tokens SET email = ? WHERE id = ?", "old\x00@example.com", record.id)
+    database.close()
     draft = client.get(f"/api/drafts/{HAIKU}", headers={"Authorization": f"Bearer {token}"})
     assert draft.status_code == 200, draft.text
     response = client.put(f"/api/drafts/{HAIKU}", json=draft.json(),

@@ -139,7 +139,7 @@ def test_an_action_of_another_workflow_is_a_conflict_and_a_missing_comparison_a_
 def test_one_address_is_one_person_whatever_its_names(client: Client,
                                                       tokens: dict[str, Headers]) -> None:
     """Tokens under other names for the same address do not make another person."""
-    store = TokenStore(client.app.state.services.settings.data)
+    store = TokenStore.open(client.app.state.services.settings)
     as_reviewer = {"Authorization": "Bearer " + store.create("Ada Lovelace", "ADA@example.com",
                                                              ["reviewer"])[1]}
     as_chief = {"Authorization": "Bearer " + store.create("Ada L", "ada@example.com",

@@ -254,7 +254,7 @@ def test_history_while_the_branch_vanishes_is_read_from_the_commits(
 def test_verify_accepts_an_approver_named_with_odd_spaces(
         client: Client, tokens: dict[str, Headers], settings: Settings) -> None:
     """The Approved-by trailer collapses whitespace; the file keeps the name as typed."""
-    _, token = TokenStore(settings.data).create("Rita  Reviewer   Two", "rita2@example.com",
+    _, token = TokenStore.open(settings).create("Rita  Reviewer   Two", "rita2@example.com",
                                                 ["reviewer"])
     spaced = {"Authorization": f"Bearer {token}"}
     current = client.get(f"/api/drafts/{HAIKU}", headers=tokens["editor"])

@@ -1,51 +1,66 @@
-"""Tokens shared by the server and the command line through one file."""
+"""Tokens shared by every server instance and the command line through one database."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import json
+from datetime import UTC, datetime
 
-import pytest
+import msgspec
 
-from cms import statefiles
-from cms.identity.tokens import TokenStore
-from cms.statefiles import replace_file
-
-
-def test_a_change_within_one_clock_tick_and_of_the_same_size_is_seen(tmp_path: Path) -> None:
-    server, cli = TokenStore(tmp_path), TokenStore(tmp_path)
-    record, token = cli.create("Ada Editor", "ada@example.com", ["editor"])
-    assert server.authenticate(token) is not None
-    before = os.stat(server.path)
-    # Another process rewrites the file within the same tick, to the same size: here the
-    # revocation is made by hand so that its size is exactly the old one.
-    text = server.path.read_bytes()
-    revoked = text.replace(record.hash.encode(), b"0" * len(record.hash))
-    assert len(revoked) == len(text)
-    replace_file(server.path, revoked)
-    os.utime(server.path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert server.authenticate(token) is None
+from cms.config import Settings
+from cms.identity.tokens import TokenRecord, TokenStore, _digest
 
 
-
-def test_replacing_a_state_file_flushes_its_folder(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """A rename is in the folder, not the file: without flushing it a revocation may be lost."""
-    flushed: list[Path] = []
-    monkeypatch.setattr(statefiles, "fsync_dir", flushed.append)
-    TokenStore(tmp_path).create("Ada Editor", "ada@example.com", ["editor"])
-    assert tmp_path in flushed
-
-
-def test_revocations_in_quick_succession_are_each_seen_at_once(tmp_path: Path) -> None:
-    """Another process revokes tokens back to back, each rewrite the same size as the last and
-    within one tick of the file system's clock: the reader sees every one at its next request,
-    since it keeps the file it read open and so no later file can share its inode."""
-    reader, writer = TokenStore(tmp_path), TokenStore(tmp_path)
-    made = [writer.create(f"Person {n:02d}", f"p{n:02d}@example.com", ["editor"])
-            for n in range(30)]
-    for _, token in made:
-        assert reader.authenticate(token) is not None
+def test_a_token_made_or_revoked_by_one_instance_counts_at_once_in_another(
+        shared_settings: Settings) -> None:
+    server, cli = TokenStore.open(shared_settings), TokenStore.open(shared_settings)
+    made = [cli.create(f"Person {n:02d}", f"p{n:02d}@example.com", ["editor"]) for n in range(5)]
     for record, token in made:
-        writer.revoke(record.id)
-        assert reader.authenticate(token) is None, record.id
+        actor = server.authenticate(token)
+        assert actor is not None
+        assert (actor.name, actor.roles) == (record.name, frozenset({"editor"}))
+    for record, token in made:
+        assert cli.revoke(record.id).revoked_at is not None
+        assert server.authenticate(token) is None, record.id
+    assert {record.id for record in server.all() if record.revoked_at} == {
+        record.id for record, _ in made}
+    for store in (server, cli):
+        store.close()
+
+
+def test_only_a_hash_is_stored_and_a_near_miss_is_refused(shared_settings: Settings) -> None:
+    store = TokenStore.open(shared_settings)
+    record, token = store.create("Ada Editor", "Ada@Example.com", ["editor", "reviewer"])
+    assert token not in json.dumps([msgspec.to_builtins(r) for r in store.all()])
+    assert store.authenticate(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert store.authenticate(token.removeprefix("cms_")) is None
+    assert store.roles_of("ada@example.com") == {"editor", "reviewer"}
+    store.revoke(record.id)
+    assert store.roles_of("ada@example.com") == frozenset()
+    store.close()
+
+
+def test_the_tokens_of_an_earlier_version_are_taken_over_once(shared_settings: Settings) -> None:
+    """Tokens an earlier version kept in CMS_DATA/tokens.json still sign in and revoked ones
+    stay revoked; the file is read only while the database has no token."""
+    kept_token, gone_token = "cms_" + "k" * 43, "cms_" + "g" * 43
+    made = datetime(2024, 5, 1, tzinfo=UTC)
+    earlier = [TokenRecord(id="kept", name="Kept Token", email="kept@example.com",
+                           roles=["editor"], hash=_digest(kept_token), created_at=made),
+               TokenRecord(id="gone", name="Gone Token", email="gone@example.com",
+                           roles=["admin"], hash=_digest(gone_token),
+                           created_at=made.replace(day=2), revoked_at=made.replace(day=3))]
+    shared_settings.data.mkdir(parents=True)
+    (shared_settings.data / "tokens.json").write_bytes(msgspec.json.encode(earlier))
+    store = TokenStore.open(shared_settings)
+    actor = store.authenticate(kept_token)
+    assert actor is not None
+    assert actor.email == "kept@example.com"
+    assert store.authenticate(gone_token) is None
+    assert store.all() == earlier
+    later = msgspec.structs.replace(earlier[0], id="later", hash=_digest("cms_" + "l" * 43))
+    (shared_settings.data / "tokens.json").write_bytes(msgspec.json.encode([later]))
+    again = TokenStore.open(shared_settings)
+    assert [record.id for record in again.all()] == ["kept", "gone"]
+    for one in (store, again):
+        one.close()

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import standardwebhooks
 
+from cms.config import load_settings
 from cms.identity.tokens import TokenStore
 from cms.store.layout import Layout
 from cms.webhooks.events import event_id
@@ -85,7 +86,11 @@ def init_repository(env: dict[str, str]) -> None:
 
 def token(data: Path, name: str, email: str, *roles: str) -> Headers:
     """A real token, stored (as a hash) where every server of ``data`` reads tokens."""
-    _, secret = TokenStore(data).create(name, email, list(roles))
+    store = TokenStore.open(load_settings({}, data=data))
+    try:
+        _, secret = store.create(name, email, list(roles))
+    finally:
+        store.close()
     return {"Authorization": f"Bearer {secret}"}
 
 

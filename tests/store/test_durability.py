@@ -89,7 +89,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_full_disk_refuses_the_write_and_changes_nothing(small_disk: Path) -> None:
     settings = load_settings({}, repo=small_disk / "content.git", data=small_disk / "data")
     initialise(settings, SEED)
-    _, token = TokenStore(settings.data).create("Ada Editor", "ada@example.com", ["editor"])
+    _, token = TokenStore.open(settings).create("Ada Editor", "ada@example.com", ["editor"])
     editor = {"Authorization": f"Bearer {token}"}
     with TestClient(app=create_app(settings)) as client:
         public = client.get(f"/api/comparisons/{HAIKU}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -107,15 +108,16 @@ def test_the_stored_client_key_is_keyed_by_a_server_secret(client: Client,
     assert vote(client, HAIKU_TOOL, "ship").status_code == 202
     with sqlite3.connect(settings.data / "votes.sqlite3") as db:
         (stored,), = db.execute("SELECT client FROM votes").fetchall()
-    secret_file = settings.data / "votes.key"
-    secret = secret_file.read_bytes()
+    keys = settings.data / "state.sqlite3"
+    with contextlib.closing(sqlite3.connect(keys)) as db:
+        (secret,), = db.execute("SELECT value FROM keys WHERE name = 'votes'").fetchall()
     assert len(secret) >= 32
-    assert secret_file.stat().st_mode & 0o077 == 0
+    assert keys.stat().st_mode & 0o077 == 0
     assert stored == hmac.new(secret, b"testclient", hashlib.sha256).hexdigest()[:32]
     assert hashlib.sha256(b"testclient").hexdigest()[:16] not in stored
     # Another server, with its own CMS_DATA and so its own secret, keys the address otherwise.
-    assert limits.client_key(limits.vote_secret(settings.data.parent / "other"),
-                             "testclient") != stored
+    other = msgspec.structs.replace(settings, data=settings.data.parent / "other")
+    assert limits.client_key(limits.vote_secret(other), "testclient") != stored
 
 
 # The limiter's own state

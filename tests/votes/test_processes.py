@@ -41,9 +41,10 @@ def look_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def pair(settings: Settings, repo_path: Path) -> Iterator[tuple[Client, Client]]:
-    """Two apps, as two server processes would be: same repository, same CMS_DATA."""
-    unlimited = msgspec.structs.replace(settings, vote_rate=0)
+def pair(shared_settings: Settings, repo_path: Path) -> Iterator[tuple[Client, Client]]:
+    """Two apps, as two server processes would be: same repository, same CMS_DATA (and on
+    PostgreSQL, the same database)."""
+    unlimited = msgspec.structs.replace(shared_settings, vote_rate=0)
     with TestClient(app=create_app(unlimited)) as one, TestClient(app=create_app(unlimited)) as two:
         yield one, two
 
@@ -78,9 +79,9 @@ def plus(base: dict[str, Tally], cast: dict[str, Tally]) -> dict[str, Tally]:
 
 
 def test_two_servers_show_exactly_every_vote_whoever_recorded_or_folded_it(
-        pair: tuple[Client, Client], settings: Settings, repo_path: Path) -> None:
+        pair: tuple[Client, Client], shared_settings: Settings, repo_path: Path) -> None:
     one, two = pair
-    admin = make_tokens(settings)["admin"]
+    admin = make_tokens(shared_settings)["admin"]
     base = shown(one)
     assert shown(two) == base
     cast = {HAIKU_TOOL: (0, 0), GEMINI_TOOL: (0, 0)}
@@ -108,21 +109,23 @@ def test_two_servers_show_exactly_every_vote_whoever_recorded_or_folded_it(
 
 
 def test_votes_one_server_took_and_the_other_folded_are_counted_once(
-        pair: tuple[Client, Client], settings: Settings) -> None:
+        pair: tuple[Client, Client], shared_settings: Settings) -> None:
     one, two = pair
     base = shown(one)
     for _ in range(5):
         vote(one, HAIKU_TOOL, "ship")
-    assert two.post("/api/votes/fold", headers=make_tokens(settings)["admin"]).status_code == 200
+    assert two.post("/api/votes/fold",
+                    headers=make_tokens(shared_settings)["admin"]).status_code == 200
     expected = plus(base, {HAIKU_TOOL: (5, 0), GEMINI_TOOL: (0, 0)})
     assert shown(one) == expected  # not 10: the fold is in main now, and nothing is pending
     assert shown(two) == expected
 
 
 def test_a_fold_by_another_server_is_exact_before_and_after_this_one_sees_it(
-        pair: tuple[Client, Client], settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+        pair: tuple[Client, Client], shared_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     one, two = pair
-    admin = make_tokens(settings)["admin"]
+    admin = make_tokens(shared_settings)["admin"]
     base = shown(one)
     for _ in range(4):
         vote(one, HAIKU_TOOL, "ship")
@@ -144,9 +147,8 @@ def test_a_fold_by_another_server_is_exact_before_and_after_this_one_sees_it(
     assert one.app.state.services.index.head == two.app.state.services.index.head
 
 
-def test_two_stores_on_one_file_count_each_others_votes(tmp_path: Path) -> None:
-    path = tmp_path / "votes.sqlite3"
-    first, second = VoteStore(path), VoteStore(path)
+def test_two_stores_on_one_database_count_each_others_votes(shared_settings: Settings) -> None:
+    first, second = VoteStore.open(shared_settings), VoteStore.open(shared_settings)
     try:
         first.record("a-vs-b", "a", "ship", "k1")
         second.record("a-vs-b", "b", "skip", "k2")
@@ -166,11 +168,10 @@ def test_two_stores_on_one_file_count_each_others_votes(tmp_path: Path) -> None:
         second.close()
 
 
-def test_the_vote_limit_holds_across_processes(tmp_path: Path) -> None:
+def test_the_vote_limit_holds_across_processes(shared_settings: Settings) -> None:
     """Votes by one client alternate between two processes: the limit counts them all, per
     comparison, and a refused vote is not stored."""
-    path = tmp_path / "votes.sqlite3"
-    first, second = VoteStore(path), VoteStore(path)
+    first, second = VoteStore.open(shared_settings), VoteStore.open(shared_settings)
     try:
         for number in range(4):
             (first, second)[number % 2].record("a-vs-b", "a", "ship", "k1", per_minute=4)

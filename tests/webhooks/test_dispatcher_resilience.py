@@ -84,7 +84,7 @@ def test_an_endpoint_deleted_between_the_reads_of_a_round(
             running(Receiver()) as kept:
         store = client.app.state.services.webhooks.store
         # Another process sharing the outbox deletes the endpoint in the middle of a round's reads.
-        other_process = WebhookStore(settings.data / "webhooks.sqlite3")
+        other_process = WebhookStore.open(settings)
         doomed_id = subscribe(client, tokens["admin"], doomed.url)["endpoint"]["id"]
         kept_id = subscribe(client, tokens["admin"], kept.url)["endpoint"]["id"]
         publish_new(client, tokens, "deleted-mid-round")
