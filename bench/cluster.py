@@ -24,6 +24,9 @@ from tests.cluster.support import git_daemon
 from .common import EDITOR, published_slugs, seed_repository, summary, timed
 
 INSTANCES = 3
+# Each push's objects kept as the one pack they came in (one file flushed, not one per object),
+# and no `git gc --auto` run by every push.
+UPSTREAM_CONFIG = {"receive.unpackLimit": "1", "receive.autogc": "false"}
 # A write on one instance is looked for on another this often (a bounded busy wait).
 LOOK_SECONDS = 0.001
 LOOK_LIMIT_SECONDS = 10.0
@@ -41,6 +44,8 @@ def bench_cluster(workdir: Path, comparisons: int, rounds: int) -> dict[str, obj
     base = workdir / "cluster"
     seed = load_settings({}, repo=base / "srv" / "site.git", data=base / "seed-data")
     seed_repository(seed, comparisons)
+    for key, value in UPSTREAM_CONFIG.items():  # as docs/deploy.md advises
+        subprocess.run(["git", "--git-dir", str(seed.repo), "config", key, value], check=True)
     alone_settings = load_settings({}, repo=base / "alone.git", data=base / "alone-data")
     subprocess.run(["git", "clone", "-q", "--mirror", str(seed.repo), str(alone_settings.repo)],
                    check=True)
@@ -73,12 +78,17 @@ def _throughput(instances: list[WriteSide], slugs: list[str],
                 rounds: int) -> dict[str, float]:
     """Saves of distinct comparisons: ``rounds`` by one instance, then ``rounds`` by each of
     three at once (threads of one process, each with its own clone)."""
+    for store in instances:  # each reads what the others wrote before: no stale revision
+        store.documents.repo.fetch()
     start = time.perf_counter()
     for number in range(rounds):
         save(instances[0], slugs[number % len(slugs)], 1000 + number)
     one = rounds / (time.perf_counter() - start)
+    for store in instances:
+        store.documents.repo.fetch()
 
     def run(store: WriteSide, offset: int) -> None:
+        # Comparisons of this instance's own: the three never write to one ref.
         for number in range(rounds):
             save(store, slugs[(offset + number * len(instances)) % len(slugs)], 2000 + number)
 
@@ -99,6 +109,7 @@ def _visibility(writer: WriteSide, reader: WriteSide, slugs: list[str],
     """From a save returning on ``writer`` to ``reader`` reading it: with the follower at its
     default interval, and with a fetch at once (what the forge's push hook triggers)."""
     interval = load_settings({}).fetch_interval
+    writer.documents.repo.fetch()  # what the others wrote before
     follower = Follower(reader.documents.repo, interval)
     polled, hooked = [], []
     follower.start()

@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--repo", type=Path)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--read-only", action="store_true", default=None,
+                       help="serve published reads, sync and feeds only, writing nothing")
     serve.set_defaults(run=_serve)
 
     token = commands.add_parser("token", help="manage API tokens")
@@ -95,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(
         repo=getattr(args, "repo", None), host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
+        port=getattr(args, "port", None), read_only=getattr(args, "read_only", None),
     )
 
 

@@ -66,6 +66,9 @@ class Settings(Struct, frozen=True, kw_only=True):
     # acknowledging it (empty: this repository alone is the record); how often each instance
     # fetches what the others wrote; and the secret a forge's push webhook is signed with.
     upstream: str = ""
+    # Serve the delivery API only (published reads, sync, feeds), following the upstream:
+    # nothing is written to git or to the shared database.
+    read_only: bool = False
     fetch_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.5
     git_hook_secret: str = ""
     # Where the state kept outside git lives (tokens, webhooks and their outbox, votes, preview
@@ -102,9 +105,10 @@ _ENVIRONMENT = {
     "CMS_UPSTREAM": "upstream",
     "CMS_FETCH_INTERVAL": "fetch_interval",
     "CMS_GIT_HOOK_SECRET": "git_hook_secret",
+    "CMS_READ_ONLY": "read_only",
     "CMS_DATABASE_URL": "database_url",
 }
-_FLAGS = ("durable", "webhook_allow_private", "webhook_worker")
+_FLAGS = ("durable", "webhook_allow_private", "webhook_worker", "read_only")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

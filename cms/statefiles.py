@@ -3,6 +3,7 @@ the embedded default (cms/shared/database.py opens them)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from pathlib import Path
@@ -29,7 +30,11 @@ def open_database(path: Path) -> sqlite3.Connection:
     synchronous commits survives a crash of the process or of the machine. Callers serialise
     their use of the connection."""
     private_file(path)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
+    # Switching a new database to WAL answers "locked" at once, without waiting, to a second
+    # connection doing the same: processes (and threads) that start together take turns.
+    with open(path.with_name(f".{path.name}.open-lock"), "a") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     return db

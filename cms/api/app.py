@@ -58,19 +58,25 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     def provide_services(state: State) -> Services:
         return state.services  # type: ignore[no-any-return]
 
+    # A read-only replica serves the delivery API, public and unauthenticated, and runs
+    # nothing that writes (the outbox, the vote folder, recovery, the scheduler).
+    replica = settings.read_only
+    delivery: list[Any] = [health, PublishedController, sync_published, feed_atom, feed_json,
+                           git_hook]
+    writing: list[Any] = [
+        VotesController, fold_votes, read_preview,
+        ComparisonAuditController, RepositoryAuditController, DraftsController,
+        CommentsController, AssignmentController, my_reviews, list_schedule,
+        ReleasesController, WorkflowsController, TokensController, WebhooksController]
+    authentication = [] if replica else [
+        DefineMiddleware(TokenAuthentication, exclude=["^/schema"], exclude_http_methods=[])]
     app = Litestar(
-        route_handlers=[
-            health, PublishedController, VotesController, fold_votes, sync_published,
-            feed_atom, feed_json, read_preview,
-            ComparisonAuditController, RepositoryAuditController, DraftsController,
-            CommentsController, AssignmentController, my_reviews, list_schedule,
-            ReleasesController, WorkflowsController,
-            TokensController, WebhooksController, git_hook,
-        ],
-        on_startup=[lambda: built.index.start(), lambda: built.webhooks.start(),
-                    lambda: built.maintenance.start(), lambda: built.vote_folder.start(),
-                    lambda: built.recovery.start(), lambda: built.scheduler.start(),
-                    lambda: _follow(built, start=True)],
+        route_handlers=delivery if replica else [*delivery, *writing],
+        on_startup=[lambda: built.index.start(), lambda: built.maintenance.start(),
+                    lambda: _follow(built, start=True),
+                    *([] if replica else [
+                        lambda: built.webhooks.start(), lambda: built.vote_folder.start(),
+                        lambda: built.recovery.start(), lambda: built.scheduler.start()])],
         # The vote folder first: a fold in flight still reaches the webhook outbox's listener.
         on_shutdown=[lambda: _follow(built, start=False),
                      lambda: built.scheduler.stop(), lambda: built.recovery.stop(),
@@ -81,9 +87,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                      lambda: built.instances.close()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         # The response cache first: it answers repeated reads before anything else runs.
-        middleware=[PublicResponseCache(built), JsonDepthLimit(),
-                    DefineMiddleware(TokenAuthentication, exclude=["^/schema"],
-                                     exclude_http_methods=[])],
+        middleware=[PublicResponseCache(built), JsonDepthLimit(), *authentication],
         exception_handlers={
             CmsError: handle_cms_error,
             ValidationException: handle_validation,

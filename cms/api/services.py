@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 from litestar.di import NamedDependency
 
 from ..audit.verdicts import VerdictLog
@@ -75,6 +76,11 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     content = open_write_side(settings)
+    content.repo.read_only = settings.read_only
+    # A read-only replica keeps what it needs besides git (which must exist for the services
+    # to be built, and stays empty: no route or thread of a replica writes to it) under its own
+    # CMS_DATA, never in the shared database.
+    own = msgspec.structs.replace(settings, database_url="") if settings.read_only else settings
     # Definitions on main that do not hold (pushed around the CMS) keep the server from starting.
     content.workflows.check()
     documents = content.documents
@@ -87,19 +93,20 @@ def build_services(settings: Settings) -> Services:
         remove_leftovers(content.repo)
     upstream = content.repo.upstream
     if upstream is None:
-        recover(documents)
+        if not settings.read_only:
+            recover(documents)
     elif documents.main_head() is None:
         raise NotFound(f"the upstream {upstream.shown} holds no content yet: run `cms init` "
                        "on one instance first", field="CMS_UPSTREAM")
     index = PublishedIndex(documents, settings.data / "index.snapshot")
     index.load()
-    votes = VoteStore.open(settings)
-    vote_secret(settings)  # made now, not by the first anonymous vote
+    votes = VoteStore.open(own)
+    vote_secret(own)  # made now, not by the first anonymous vote
     verdicts = VerdictLog(documents, settings.data / "verdict-log.json")
-    webhooks = build_webhooks(settings, documents, content.workflows)
+    webhooks = build_webhooks(own, documents, content.workflows)
     # Deliveries claimed by a process that died are due again at once; not on a database that
     # other machines' instances share, whose claims are theirs (they run out by themselves).
-    if alone and not settings.database_url:
+    if alone and not own.database_url:
         webhooks.store.release_claims()
     instances.join()
     maintenance = Maintenance(content.repo)
@@ -107,7 +114,7 @@ def build_services(settings: Settings) -> Services:
                      webhooks.on_committed, lambda _event: maintenance.note_commit()):
         content.listeners.subscribe(listener)
     vote_folder = VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds,
-                             leases=Leases.open(settings))
+                             leases=Leases.open(own))
     # Which votes main holds is read back through history to the newest fold (thousands of
     # commits, in a repository that never had one): found once by the index's filling thread,
     # not by the first public read on the event loop.
@@ -116,7 +123,7 @@ def build_services(settings: Settings) -> Services:
 
     index.filled.append(find_newest_fold)
     review = ReviewBranch(documents, content.pipeline)
-    tokens = TokenStore.open(settings)
+    tokens = TokenStore.open(own)
     schedules = Schedules(documents, content.pipeline, content.editor, content.workflows)
     releases = Releases(documents, content.pipeline, content.workflows)
     release_schedules = ReleaseSchedules(releases)
@@ -126,11 +133,13 @@ def build_services(settings: Settings) -> Services:
         comments=Comments(review), assignments=Assignments(review, content.workflows),
         schedules=schedules, releases=releases, release_schedules=release_schedules,
         scheduler=Scheduler(schedules, release_schedules, tokens.roles_of,
-                            leases=Leases.open(settings)),
+                            leases=Leases.open(own)),
         index=index,
-        sync=Sync(documents, signing_key(settings, "sync")),
+        # A replica checks the sync tokens of every instance: the key of the shared database.
+        sync=Sync(documents, signing_key(
+            settings, "sync", make=not (settings.read_only and settings.database_url))),
         tokens=tokens, webhooks=webhooks, verdicts=verdicts,
-        maintenance=maintenance, previews=Previews.open(settings), votes=votes,
+        maintenance=maintenance, previews=Previews.open(own), votes=votes,
         vote_folder=vote_folder,
         vote_limit=RateLimit(settings.vote_rate), bodies=body_cache(), instances=instances,
         recovery=PeriodicRecovery(documents),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import urlsafe
 from ..config import Settings
+from ..errors import StoreError
 from ..shared.database import Database
 
 _KEY_BYTES = 32
@@ -24,21 +25,31 @@ _lock = threading.Lock()
 _cache: dict[tuple[str, str], bytes] = {}
 
 
-def signing_key(settings: Settings, name: str) -> bytes:
-    """The key called ``name`` (``sync``, ``preview``, ``votes``), made on first use."""
+def signing_key(settings: Settings, name: str, *, make: bool = True) -> bytes:
+    """The key called ``name`` (``sync``, ``preview``, ``votes``), made on first use; with
+    ``make`` false (a read-only replica), only read, and StoreError if there is none yet."""
     where = (settings.database_url or str(settings.data), name)
     with _lock:
         key = _cache.get(where)
         if key is None:
-            key = _cache[where] = _stored(settings, name)
+            key = _cache[where] = _stored(settings, name, make=make)
         return key
 
 
-def _stored(settings: Settings, name: str) -> bytes:
+def _stored(settings: Settings, name: str, *, make: bool) -> bytes:
     database = Database.for_store(settings, "keys")
     try:
-        database.schema(_SCHEMA)
-        key = database.value("SELECT value FROM keys WHERE name = ?", name)
+        if make:
+            database.schema(_SCHEMA)
+        try:
+            key = database.value("SELECT value FROM keys WHERE name = ?", name)
+        except StoreError:
+            if make:
+                raise
+            key = None  # no table yet: no instance that writes has started
+        if key is None and not make:
+            raise StoreError(f"the database holds no {name} key yet: start an instance that "
+                             "writes (not --read-only) once first")
         if key is None:
             # Another instance may store one meanwhile: then theirs is kept, and read back.
             database.execute("INSERT INTO keys (name, value) VALUES (?, ?) "

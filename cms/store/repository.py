@@ -21,7 +21,7 @@ from gitdb.exc import BadObject
 from gitdb.util import mman
 from msgspec import Struct
 
-from ..errors import InvalidContent, NotFound, StoreError
+from ..errors import Forbidden, InvalidContent, NotFound, StoreError
 from ..lru import WeighedCache
 from .messages import Message, parse_message
 from .object_db import CompletePacks, ObjectDB
@@ -92,6 +92,8 @@ class Repository:
         self.refs = Refs(git_dir, durable=durable)
         # The remote every ref move goes to first, when instances share one (see upstream.py).
         self.upstream: Upstream | None = None
+        # A read-only replica's: no ref ever moves through it (fetches aside).
+        self.read_only = False
         self._writer = PackWriter(git_dir / "objects", durable=durable)
         self._db = ObjectDB(str(git_dir / "objects"))
         self._read_lock = threading.Lock()
@@ -293,6 +295,9 @@ class Repository:
     def move(self, moves: Sequence[Move], pack: bytes = EMPTY_PACK) -> None:
         """Move refs together or not at all (RefConflict). With an upstream, the moves (and
         ``pack``, the objects they need) are pushed first, and the clone follows."""
+        if self.read_only:
+            raise Forbidden("this instance is a read-only replica: write through an instance "
+                            "that writes")
         upstream = self.upstream
         if upstream is None:
             self.refs.transaction(moves)

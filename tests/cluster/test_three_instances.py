@@ -22,7 +22,6 @@ import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -39,18 +38,19 @@ from ..reliability.support import (
     Hook,
     Ledger,
     Server,
-    check_statuses,
-    check_writes_against_git,
     cms_env,
     free_port,
-    fsck,
     init_repository,
     refs,
     scaled,
     serving,
-    tracebacks,
 )
-from ..reliability.test_two_processes import template_and_seeded, verify_ok
+from ..reliability.test_two_processes import (
+    Pair,
+    final_checks,
+    stop_and_read_logs,
+    template_and_seeded,
+)
 from ..reliability.walker import Walker
 from .support import git_daemon
 
@@ -60,16 +60,6 @@ STEPS = 25  # per walker, times CMS_SOAK_SCALE
 SHARED_NEW = 2
 # The third instance is killed once the ledger holds this many writes, and restarted at once.
 KILL_AFTER = 40
-
-
-@dataclass
-class Trio:
-    upstream: Path
-    servers: list[Server]
-    auditor: Headers
-    receiver: Receiver
-    hook: Hook
-    people: list[dict[str, tuple[Headers, str]]]
 
 
 def tokens(database_url: str, walkers: int) -> tuple[list[dict[str, tuple[Headers, str]]],
@@ -93,7 +83,7 @@ def tokens(database_url: str, walkers: int) -> tuple[list[dict[str, tuple[Header
 
 
 @pytest.fixture
-def trio(tmp_path: Path, postgres_url: str) -> Iterator[Trio]:
+def trio(tmp_path: Path, postgres_url: str) -> Iterator[Pair]:
     upstream = tmp_path / "srv" / "site.git"
     subprocess.run(["git", "init", "-q", "--bare", str(upstream)], check=True)
     with git_daemon(tmp_path / "srv") as prefix:
@@ -107,14 +97,16 @@ def trio(tmp_path: Path, postgres_url: str) -> Iterator[Trio]:
                    for env, name in zip(envs, NAMES, strict=True)]
         receiver = Receiver()
         with running(receiver), serving(servers):
-            yield Trio(upstream=upstream, servers=servers, auditor=auditor, receiver=receiver,
+            # The upstream is the repository every check reads.
+            yield Pair(repo=upstream, data=tmp_path / "a" / "data", servers=servers,
+                       auditor=auditor, receiver=receiver,
                        hook=Hook(servers[0], admin, receiver), people=people)
 
 
-def converged(trio: Trio, findings: Findings) -> None:
+def converged(trio: Pair, findings: Findings) -> None:
     """Wait (bounded) until every clone holds exactly the upstream's refs, as its follower
     fetches them; then every instance must read the upstream's main."""
-    upstream = refs(trio.upstream)
+    upstream = refs(trio.repo)
     for server in trio.servers:
         clone = Path(server.env["CMS_REPO"])
         for _ in range(300):
@@ -134,7 +126,7 @@ def converged(trio: Trio, findings: Findings) -> None:
                          f"{upstream['refs/heads/main']}")
 
 
-def test_six_writers_on_three_instances_with_one_killed_lose_nothing(trio: Trio) -> None:
+def test_six_writers_on_three_instances_with_one_killed_lose_nothing(trio: Pair) -> None:
     rng = random.Random(SEED)
     ledger = Ledger()
     findings = Findings()
@@ -185,30 +177,15 @@ def test_six_writers_on_three_instances_with_one_killed_lose_nothing(trio: Trio)
         for walker in walkers:
             findings.problems += walker.problems
         calls = ledger.snapshot()
-        check_statuses(calls, findings)
-        counts = check_writes_against_git(trio.upstream, calls, findings)
-        if counts["publish_merges"] != counts["publish_acks"]:
-            findings.add(f"{counts['publish_merges']} publish merges on the upstream's main, "
-                         f"{counts['publish_acks']} publishes answered 200")
-        problems = fsck(trio.upstream)
-        if problems:
-            findings.add(f"git fsck --strict on the upstream: {problems}")
         converged(trio, findings)
-        verify_ok(trio, findings)  # type: ignore[arg-type]
-        trio.hook.drain(trio.upstream, trio.servers[0], findings)
-        if trio.hook.duplicates > victim.kills:
-            findings.add(f"{trio.hook.duplicates} events delivered twice, and only "
-                         f"{victim.kills} instance was killed")
+        counts = final_checks(trio, calls, findings, kills=victim.kills)
     finally:
         for client in http.values():
             client.close()
-    for server in trio.servers:
-        server.stop()
-    findings.problems += [f"traceback in a server log: {t}" for t in tracebacks(trio.servers)]
+    stop_and_read_logs(trio, findings)
     summary = (f"seed={SEED} writes={len(calls)} acked={sum(c.ack for c in calls)} "
                f"statuses={dict(Counter(c.status for c in calls))} {counts} "
-               f"events={len(trio.hook.expected)} deliveries={len(trio.receiver.received)} "
-               f"duplicates={trio.hook.duplicates}\n{ledger.summary()}")
+               f"\n{ledger.summary()}")
     print(summary)
     assert not findings.problems, f"{summary}\n{findings.report()}"
     assert victim.kills == 1, summary

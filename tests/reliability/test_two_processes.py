@@ -129,8 +129,10 @@ def verify_ok(pair: Pair, findings: Findings) -> None:
                          f"{answer.text[:2000]}")
 
 
-def final_checks(pair: Pair, calls: list[Call], findings: Findings) -> dict[str, int]:
-    """What holds after any run on the pair, whatever the interleaving."""
+def final_checks(pair: Pair, calls: list[Call], findings: Findings, *,
+                 kills: int = 0) -> dict[str, int]:
+    """What holds after any run on the pair (or more processes), whatever the interleaving;
+    ``kills`` processes were killed during it."""
     check_statuses(calls, findings)
     counts = check_writes_against_git(pair.repo, calls, findings)
     if counts["publish_merges"] != counts["publish_acks"]:
@@ -145,9 +147,12 @@ def final_checks(pair: Pair, calls: list[Call], findings: Findings) -> dict[str,
     counts["webhook_events"] = len(pair.hook.expected)
     counts["webhook_deliveries"] = len(pair.receiver.received)
     counts["webhook_duplicates"] = pair.hook.duplicates
-    if pair.hook.cut:
+    if pair.hook.cut and not kills:
         findings.add(f"{pair.hook.cut} webhook requests arrived cut short, and no process was "
                      "killed")
+    if pair.hook.duplicates > kills:
+        # Only a sender killed before it could record a delivery sends it a second time.
+        findings.add(f"{pair.hook.duplicates} events delivered twice, with {kills} kills")
     return counts
 
 
