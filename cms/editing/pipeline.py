@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from msgspec import Struct
 
-from ..errors import StoreError
+from ..errors import CmsError, StoreError
 from ..identity.actors import Person
 from ..store.layout import Layout
 from ..store.messages import format_message, parse_message
@@ -29,6 +29,8 @@ from .events import Committed, Listeners, now, trailers
 log = logging.getLogger("cms")
 
 RETRIES = 8
+# Refusals that a clone behind the upstream may give wrongly: not found, conflict, stale.
+_STALE_REFUSALS = (404, 409, 412)
 NEW_COMMIT = "{commit}"  # in a ref name, stands for the id of the commit being written
 
 
@@ -81,8 +83,17 @@ class CommitPipeline:
     def run(self, plan: Plan) -> Committed | None:
         """Commit what ``plan`` describes; None when the plan found nothing to write."""
         with self._lock:
+            fetched = False
             for _ in range(RETRIES):
-                change = plan()
+                try:
+                    change = plan()
+                except CmsError as exc:
+                    # Refused on what this clone holds, which may be behind the upstream (the
+                    # client read another instance's write): checked again on what is there.
+                    if exc.status in _STALE_REFUSALS and not fetched and self._caught_up():
+                        fetched = True
+                        continue
+                    raise
                 if change is None:
                     return None
                 at = now()
@@ -110,6 +121,17 @@ class CommitPipeline:
                 self.listeners.emit(event)
                 return event
         raise StoreError("the content repository kept changing during the write; try again")
+
+    def _caught_up(self) -> bool:
+        """Whether a fetch from the upstream (if there is one) brought anything new."""
+        if self.repo.upstream is None:
+            return False
+        before = self.repo.local_refs()
+        try:
+            self.repo.fetch()
+        except CmsError:
+            return False  # the refusal stands as it was found
+        return self.repo.local_refs() != before
 
     def _move(self, moves: tuple[RefMove, ...], commit: str, pack: bytes) -> list[str] | None:
         """Move every ref at once (on the upstream first, if there is one); the refs now

@@ -41,12 +41,9 @@ def _stored(settings: Settings, name: str, *, make: bool) -> bytes:
     try:
         if make:
             database.schema(_SCHEMA)
-        try:
-            key = database.value("SELECT value FROM keys WHERE name = ?", name)
-        except StoreError:
-            if make:
-                raise
-            key = None  # no table yet: no instance that writes has started
+        # No table yet: no instance that writes has started.
+        key = database.value("SELECT value FROM keys WHERE name = ?", name) \
+            if make or database.columns("keys") else None
         if key is None and not make:
             raise StoreError(f"the database holds no {name} key yet: start an instance that "
                              "writes (not --read-only) once first")

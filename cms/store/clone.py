@@ -10,7 +10,7 @@ from .upstream import TIMEOUT_SECONDS, Upstream
 
 def attach(repo: Repository, url: str, *, timeout: float = TIMEOUT_SECONDS) -> Upstream:
     """Make every ref move of ``repo`` go to ``url`` first."""
-    upstream = Upstream(repo.git_dir, url, timeout=timeout)
+    upstream = Upstream(repo.git_dir, url, timeout=timeout, durable=repo.refs.durable)
     repo.upstream = upstream
     return upstream
 

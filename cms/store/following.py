@@ -25,7 +25,7 @@ class Follower(Periodic):
         super().__init__(interval)
         self.repo = repo
         self._failing = False
-        # One fetch at a time: hook calls arriving together share the one under way.
+        # One fetch at a time: hook calls arriving together wait for each other.
         self._fetching = threading.Lock()
 
     def fetch(self) -> dict[str, str]:
@@ -38,7 +38,7 @@ class Follower(Periodic):
             self.fetch()
         except UpstreamUnavailable as exc:
             if not self._failing:  # once per outage, not twice a second
-                log.warning("cannot follow the upstream: %s", exc.message)
+                log.warning("cannot follow the upstream: %s", exc.detail or exc.message)
             self._failing = True
             return
         if self._failing:

@@ -39,7 +39,7 @@ from .objects import (
 )
 from .packs import PackWriter
 from .refs import Move, RefConflict, Refs
-from .upstream import Upstream, UpstreamUnavailable
+from .upstream import Upstream
 from .wire import EMPTY_PACK
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -311,43 +311,50 @@ class Repository:
                 pass  # a fetch brought the write already, or more: the upstream decides
         try:
             self.fetch()
-        except UpstreamUnavailable as exc:
+        except Exception as exc:
             # The write stands on the upstream: it is acknowledged whatever this fetch met,
             # and the follower brings the clone up to date.
             log.warning("a write stands on the upstream; the clone will follow: %s",
-                        exc.message)
+                        getattr(exc, "detail", "") or exc)
 
     def fetch(self) -> dict[str, str]:
         """Bring the refs to the upstream's (it must have one); the upstream's refs. When they
         agree already (the usual case when polling) nothing more is done; otherwise only the
-        objects missing here are asked for, and the refs move from where they were read."""
+        objects missing here are asked for, and then each ref moves from where it was read,
+        unless a write of this clone moved it meanwhile (to something newer)."""
         upstream = self.upstream
         assert upstream is not None
         theirs = upstream.refs()
-        with upstream.synchronised():
-            ours = self.local_refs()
-            if ours == theirs:
-                return theirs
-            if not ours or not upstream.spoken:
+        ours = self.local_refs()
+        if ours == theirs:
+            return theirs
+        if not ours or not upstream.spoken:
+            with upstream.synchronised():
                 upstream.fetch_with_git()
-                return theirs
+            return theirs
 
-            def choose(refs: dict[str, str]) -> tuple[list[str], list[str]]:
-                changed = [name for name, oid in refs.items() if ours.get(name) != oid]
-                wants = sorted({refs[name] for name in changed if not self.has_object(refs[name])})
-                # What the upstream need not send: the objects of the published branch and of
-                # the refs that moved, as this clone has them.
-                main = [oid for name, oid in ours.items()
-                        if name.startswith("refs/heads/") and not name.startswith(_REVIEW)]
-                haves = sorted({*main, *(ours[name] for name in changed if name in ours)})
-                return wants, haves[:_HAVES]
+        def choose(refs: dict[str, str]) -> tuple[list[str], list[str]]:
+            changed = [name for name, oid in refs.items() if ours.get(name) != oid]
+            wants = sorted({refs[name] for name in changed if not self.has_object(refs[name])})
+            # What the upstream need not send: the objects of the published branch and of
+            # the refs that moved, as this clone has them.
+            main = [oid for name, oid in ours.items()
+                    if name.startswith("refs/heads/") and not name.startswith(_REVIEW)]
+            haves = sorted({*main, *(ours[name] for name in changed if name in ours)})
+            return wants, haves[:_HAVES]
 
-            theirs = upstream.fetch_objects(choose)
-            moves = [Move(name, oid, ours.get(name)) for name, oid in theirs.items()
-                     if ours.get(name) != oid]
-            moves += [Move(name, None, oid) for name, oid in ours.items() if name not in theirs]
+        # The objects come outside the lock: a slow upstream must not hold up the local moves
+        # of writes that it has already taken.
+        theirs = upstream.fetch_objects(choose)
+        with upstream.synchronised():
+            now = self.local_refs()
+            # A ref that moved here since it was read was moved by a write this clone made
+            # meanwhile, which the upstream has taken: it is newer than what was read there.
+            moves = [Move(name, theirs.get(name), now.get(name))
+                     for name in {*theirs, *ours}
+                     if theirs.get(name) != ours.get(name) and now.get(name) == ours.get(name)]
             try:
-                self.refs.transaction(moves)
+                self.refs.transaction(sorted(moves, key=lambda move: move.name))
             except RefConflict:
                 # Another process on this clone moved a ref meanwhile (to what the upstream
                 # has, as every move here is): the next fetch sees where things stand.

@@ -35,23 +35,30 @@ _GIT_QUIET = ("-c", "gc.auto=0", "-c", "maintenance.auto=false")
 
 class UpstreamUnavailable(StoreError):
     code = "upstream_unavailable"
+    # For the log only: what happened, naming the upstream (never told to a client).
+    detail = ""
 
 
 def shown(url: str) -> str:
-    """The URL without a password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL without who connects (a user, a password, a token in the user's place), for
+    logs: ``https://***@host/path``, ``***@host:path``."""
+    if "://" in url:
+        parts = urlsplit(url)
+        if "@" not in parts.netloc:
+            return url
+        return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    head = url.split("/", 1)[0]
+    if "@" in head:  # scp-like: user[:password]@host:path
+        return "***@" + url[len(head.rpartition("@")[0]) + 1:]
+    return url
 
 
 class Upstream:
-    def __init__(self, git_dir: Path, url: str, *, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(self, git_dir: Path, url: str, *, timeout: float = TIMEOUT_SECONDS,
+                 durable: bool = True) -> None:
         self.url = url
+        # Fetched packs flushed before the refs that need them move (as the clone's own are).
+        self._indexing = ["-c", "core.fsync=pack,pack-metadata"] if durable else []
         self.shown = shown(url)
         self.git_dir = git_dir
         self.timeout = timeout
@@ -86,7 +93,8 @@ class Upstream:
             nonlocal indexer
             if indexer is None:
                 indexer = subprocess.Popen(
-                    ["git", "--git-dir", str(self.git_dir), "index-pack", "--stdin"],
+                    ["git", "--git-dir", str(self.git_dir), *self._indexing, "index-pack",
+                     "--stdin"],
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             assert indexer.stdin is not None
             indexer.stdin.write(data)
@@ -110,7 +118,13 @@ class Upstream:
             indexer.stdin.close()
         errors = indexer.stderr.read()
         indexer.stderr.close()
-        if indexer.wait(timeout=self.timeout * 6) != 0:
+        try:
+            status = indexer.wait(timeout=self.timeout * 6)
+        except subprocess.TimeoutExpired as exc:
+            indexer.kill()
+            indexer.wait()
+            raise self._unavailable("sent objects that took too long to store") from exc
+        if status != 0:
             said = _last_line(errors.decode("utf-8", "replace"))
             raise self._unavailable(f"sent objects that could not be stored ({said})")
 
@@ -138,10 +152,14 @@ class Upstream:
                 report = wire.push(wire.connect(self._where, "git-receive-pack", self.timeout),
                                    commands, pack)
                 if report.unpacked != "ok":
-                    raise self._unavailable(f"refused the objects ({report.unpacked})")
+                    raise self._unavailable(f"refused the objects ({report.unpacked})",
+                                            "refused the write; nothing was written")
                 refused = next(iter(report.refused.values()), None)
         except (wire.Unreachable, wire.Refused) as exc:
-            raise self._unavailable(f"cannot be reached ({exc}); nothing was written") from exc
+            error = self._unavailable(f"cannot be reached ({exc})",
+                                      "could not be reached; nothing was written")
+            log.warning("a write was refused: %s", error.detail)
+            raise error from exc
         except wire.Interrupted as exc:
             log.warning("the push to %s was cut short (%s); reading where it stands",
                         self.shown, exc)
@@ -153,28 +171,42 @@ class Upstream:
         for move in moves:
             if now.get(move.name) != move.expected:
                 raise RefConflict(move.name, move.expected, now.get(move.name))
-        raise self._unavailable(f"refused the write ({refused})")
+        raise self._unavailable(f"refused the write ({refused})",
+                                "refused the write; nothing was written")
 
     def _settle(self, moves: Sequence[Move], fetch: Callable[[], dict[str, str]],
                 stood: Callable[[str, str], bool]) -> None:
-        """Whether a push whose answer was lost took effect: returns if it did (then the refs
-        hold it, or have moved on from it), RefConflict if it did not."""
+        """Whether a push whose answer was lost took effect. Returns if it did (every ref it
+        moves holds its commit, or has moved on from it); RefConflict if it certainly did not
+        (every ref is still where the push expected it: all or nothing, it was not applied), so
+        that the write may run again; uncertain UpstreamUnavailable otherwise."""
         try:
             now = fetch()
         except UpstreamUnavailable as exc:
-            raise UpstreamUnavailable(
-                f"the upstream {self.shown} stopped answering during the write, which may "
-                "stand: read it again before retrying", uncertain=True) from exc
-        for move in moves:
-            if move.new == move.expected:
-                continue
+            raise self._uncertain() from exc
+        moving = [move for move in moves if move.new != move.expected]
+        if all(now.get(move.name) == move.expected for move in moving):
+            first = moving[0] if moving else moves[0]
+            raise RefConflict(first.name, first.expected, now.get(first.name))
+        for move in moving:
             actual = now.get(move.name)
-            if move.new is None and actual is None:
+            if move.new is None:
+                if actual is not None and actual != move.expected:
+                    continue  # deleted, then made again: the deletion stood
+                if actual is None:
+                    continue
+                raise self._uncertain()
+            if actual == move.new or (actual is not None and stood(move.new, actual)):
                 continue
-            if move.new is not None and actual is not None and (
-                    actual == move.new or stood(move.new, actual)):
-                continue
-            raise RefConflict(move.name, move.expected, actual)
+            # Moved on elsewhere (a review branch published and deleted, say): the commit may
+            # still be on the upstream, reachable from another ref.
+            if not any(stood(move.new, tip) for tip in now.values()):
+                raise self._uncertain()
+
+    def _uncertain(self) -> UpstreamUnavailable:
+        return UpstreamUnavailable(
+            "the upstream git remote stopped answering during the write, which may stand: "
+            "read it again before retrying", uncertain=True)
 
     def _push_with_git(self, moves: Sequence[Move]) -> str | None:
         """A push through the git command (https and other transports it knows): the reason
@@ -190,15 +222,23 @@ class Upstream:
                     return f"{name} moved"
         if not specs:
             return None
-        result = subprocess.run(
-            ["git", "--git-dir", str(self.git_dir), "push", "--atomic", "--porcelain",
-             "--quiet", *leases, self.url, *specs],
-            capture_output=True, text=True, check=False, timeout=self.timeout * 3)
+        try:
+            result = subprocess.run(
+                ["git", "--git-dir", str(self.git_dir), "push", "--atomic", "--porcelain",
+                 "--quiet", *leases, self.url, *specs],
+                capture_output=True, text=True, check=False, timeout=self.timeout * 3)
+        except subprocess.TimeoutExpired as exc:
+            raise wire.Interrupted("git push took too long") from exc
         if result.returncode == 0:
             return None
         if "[rejected]" in result.stdout or "[remote rejected]" in result.stdout:
             return "a ref moved"
-        raise wire.Unreachable(_last_line(result.stderr).replace(self.url, self.shown))
+        said = _last_line(result.stderr).replace(self.url, self.shown)
+        if "unable to access" in said or "Could not resolve" in said or \
+                "Connection refused" in said:
+            raise wire.Unreachable(said)
+        # Failing after it connected, git may have sent the whole push.
+        raise wire.Interrupted(said)
 
     # The clone
 
@@ -227,8 +267,12 @@ class Upstream:
             raise self._unavailable(f"could not be read ({said})")
         return result.stdout
 
-    def _unavailable(self, what: str) -> UpstreamUnavailable:
-        return UpstreamUnavailable(f"the upstream {self.shown} {what}")
+    def _unavailable(self, what: str, told: str = "could not be reached") -> UpstreamUnavailable:
+        """The error a client is told (``told``, without the upstream's address), carrying
+        what happened for the log."""
+        error = UpstreamUnavailable(f"the upstream git remote {told}")
+        error.detail = f"the upstream {self.shown} {what}"
+        return error
 
 
 def _parse_ls_remote(text: str) -> dict[str, str]:

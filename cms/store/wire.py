@@ -23,6 +23,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from typing import IO, Protocol
 from urllib.parse import unquote, urlsplit
@@ -35,6 +36,8 @@ FLUSH = b"0000"
 EMPTY_PACK = b"PACK" + struct.pack(">II", 2, 0)
 EMPTY_PACK += hashlib.sha1(EMPTY_PACK, usedforsecurity=False).digest()
 _MAX_ADVERTISEMENT = 64 * 1024 * 1024
+# A whole conversation may take this many timeouts (a fetch's pack, a push's, on a slow link).
+CONVERSATION_TIMEOUTS = 3
 
 
 class Unreachable(Exception):
@@ -178,24 +181,22 @@ def push(channel: Channel, commands: Sequence[Command], pack: bytes) -> Report:
         if missing:
             raise Refused(f"the upstream cannot take an all-or-nothing push (it lacks "
                           f"{', '.join(sorted(missing))}); use git 2.4 or later")
-        asked = " ".join(name for name in ("report-status", "atomic", "delete-refs", "quiet")
-                         if name in capabilities) + " agent=cms"
+        asked = _asked(capabilities, "report-status", "atomic", "delete-refs", "quiet")
         message = b"".join(
             pkt(f"{c.old} {c.new} {c.ref}".encode() + (b"\0" + asked.encode() if i == 0 else b""))
             for i, c in enumerate(commands)) + FLUSH
         if any(command.new != ZERO for command in commands):
             message += pack
+        # From the first byte sent, whatever goes wrong leaves the push's outcome unknown: the
+        # upstream may have taken all of it.
         try:
             channel.send(message)
-        except OSError as exc:
-            raise Interrupted(str(exc)) from exc
-        try:
             answer = lines.until_flush()
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, Refused) as exc:
             raise Interrupted(str(exc)) from exc
     finally:
         channel.close()
-    return _report(answer)
+    return _report(answer, [command.ref for command in commands])
 
 
 Choice = Callable[[dict[str, str]], tuple[list[str], list[str]]]
@@ -219,8 +220,7 @@ def fetch_pack(channel: Channel, choose: Choice, sink: Callable[[bytes], None]
             with contextlib.suppress(OSError):
                 channel.send(FLUSH)
             return refs
-        asked = " ".join(name for name in ("ofs-delta", "no-progress")
-                         if name in capabilities) + " agent=cms"
+        asked = _asked(capabilities, "ofs-delta", "no-progress")
         message = b"".join(pkt(f"want {oid}".encode() + (f" {asked}".encode() if i == 0 else b"")
                                + b"\n") for i, oid in enumerate(wants)) + FLUSH
         message += b"".join(pkt(f"have {oid}\n".encode()) for oid in haves) + pkt(b"done\n")
@@ -242,16 +242,29 @@ def fetch_pack(channel: Channel, choose: Choice, sink: Callable[[bytes], None]
         channel.close()
 
 
-def _report(lines: list[bytes]) -> Report:
+def _asked(capabilities: set[str], *wanted: str) -> str:
+    """The capabilities to ask for: only those the upstream offers."""
+    agent = " agent=cms" if any(name.startswith("agent=") for name in capabilities) else ""
+    return " ".join(name for name in wanted if name in capabilities) + agent
+
+
+def _report(lines: list[bytes], refs: list[str]) -> Report:
+    """The push's report, which must say something of every ref pushed: one it leaves out
+    makes the outcome unknown."""
     if not lines or not lines[0].startswith(b"unpack "):
         raise Interrupted("the upstream's answer is not a push report")
     unpacked = lines[0][7:].decode("utf-8", "replace").strip()
     refused: dict[str, str] = {}
+    reported: set[str] = set()
     for line in lines[1:]:
         text = line.decode("utf-8", "replace").rstrip("\n")
-        if text.startswith("ng "):
-            ref, _, reason = text[3:].partition(" ")
+        status, _, rest = text.partition(" ")
+        ref, _, reason = rest.partition(" ")
+        reported.add(ref)
+        if status == "ng":
             refused[ref] = reason
+    if unpacked == "ok" and not set(refs) <= reported:
+        raise Interrupted("the upstream's report leaves refs out")
     return Report(unpacked=unpacked, refused=refused)
 
 
@@ -302,21 +315,41 @@ def connect(where: Endpoint, service: str, timeout: float) -> Channel:
     raise Unreachable("this transport is left to the git command")
 
 
+def _deadline(timeout: float) -> float:
+    """When a whole conversation must be over: an upstream that answers a byte at a time
+    never lets a per-read timeout expire."""
+    return time.monotonic() + timeout * CONVERSATION_TIMEOUTS
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the upstream took too long to answer")
+    return left
+
+
 class _Socket:
     def __init__(self, where: Endpoint, service: str, timeout: float) -> None:
+        self._deadline = _deadline(timeout)
         try:
             self._socket = socket.create_connection((where.host, where.port or 9418),
                                                     timeout=timeout)
         except OSError as exc:
             raise Unreachable(exc.strerror or str(exc)) from exc
-        # The commands and the pack go in one write, and the answer is awaited at once.
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.send(pkt(f"{service} {where.path}\0host={where.host}\0".encode()))
+        try:
+            # The commands and the pack go in one write, and the answer is awaited at once.
+            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.send(pkt(f"{service} {where.path}\0host={where.host}\0".encode()))
+        except OSError as exc:
+            self._socket.close()
+            raise Unreachable(exc.strerror or str(exc)) from exc
 
     def send(self, data: bytes) -> None:
+        self._socket.settimeout(_left(self._deadline))
         self._socket.sendall(data)
 
     def receive(self) -> bytes:
+        self._socket.settimeout(_left(self._deadline))
         return self._socket.recv(65536)
 
     def close(self) -> None:
@@ -328,6 +361,7 @@ class _Process:
 
     def __init__(self, argv: list[str], timeout: float) -> None:
         self._timeout = timeout
+        self._deadline = _deadline(timeout)
         # Kept until close(): what the service said on failing is read from it.
         self._errors: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         env = {key: value for key, value in os.environ.items() if key != "GIT_PROTOCOL"}
@@ -348,15 +382,21 @@ class _Process:
     def receive(self) -> bytes:
         stdout = self._process.stdout
         assert stdout is not None
-        ready, _, _ = select.select([stdout], [], [], self._timeout)
+        ready, _, _ = select.select([stdout], [], [], min(self._timeout, _left(self._deadline)))
         if not ready:
             raise TimeoutError("the upstream did not answer in time")
         chunk = os.read(stdout.fileno(), 65536)
         if not chunk:
-            self._errors.seek(0)
-            said = self._errors.read(2000).decode("utf-8", "replace").strip()
-            if said:
-                raise Refused(said.splitlines()[-1])
+            # The end of the output: a failure if the service says so by its exit status (what
+            # it wrote to stderr may be a banner or a warning of ssh's).
+            try:
+                status = self._process.wait(timeout=self._timeout)
+            except subprocess.TimeoutExpired:
+                return chunk
+            if status != 0:
+                self._errors.seek(0)
+                said = self._errors.read(2000).decode("utf-8", "replace").strip()
+                raise Refused(said.splitlines()[-1] if said else f"it exited with {status}")
         return chunk
 
     def close(self) -> None:

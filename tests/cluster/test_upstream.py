@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -143,11 +144,96 @@ def test_the_git_command_carries_writes_where_the_protocol_is_not_spoken_here(
     fsck(bare)
 
 
-def test_a_password_in_the_upstream_url_is_never_shown(tmp_path: Path) -> None:
+def test_who_connects_to_the_upstream_is_never_shown() -> None:
     from cms.store.upstream import shown
 
     assert shown("https://cms:s3cret@git.example.com:8443/site.git") == \
-        "https://cms@git.example.com:8443/site.git"
-    assert "s3cret" not in shown("https://:s3cret@git.example.com/site.git")
+        "https://***@git.example.com:8443/site.git"
+    assert shown("https://ghp_t0ken@github.com/team/site.git") == \
+        "https://***@github.com/team/site.git"
+    assert shown("gituser:s3cret@git.example.com:/srv/site.git") == \
+        "***@git.example.com:/srv/site.git"
+    assert shown("git://127.0.0.1:9418/site.git") == "git://127.0.0.1:9418/site.git"
+    assert shown("/srv/git/site.git") == "/srv/git/site.git"
 
 
+def test_an_instance_behind_the_client_catches_up_before_refusing(cluster: Cluster) -> None:
+    """A client writes through a, then at once through b with the revision a answered: b has
+    not fetched it yet, and fetches rather than call it stale (or the draft missing)."""
+    a, b = cluster.instance("a"), cluster.instance("b")
+    published = a.documents.published(SLUG)
+    assert published is not None
+    first = a.editor.save(SLUG, msgspec.structs.replace(published.comparison, summary="On a"),
+                          EDITOR, published.revision)
+    second = b.editor.save(SLUG, msgspec.structs.replace(first.comparison, summary="On b"),
+                           EDITOR, first.revision)
+    assert upstream_refs(cluster.bare)[b.layout.branch(SLUG)] == second.commit
+    assert b.documents.repo.read_commit(second.commit).parents[0] == first.commit
+
+
+class LostAnswer:
+    """A receive-pack conversation whose answer never reaches the instance. With ``deliver``
+    the commands and the pack reach the upstream (which takes them); without, they are never
+    sent."""
+
+    def __init__(self, inner: Any, deliver: bool, said: str | None = None) -> None:
+        self.inner = inner
+        self.deliver = deliver
+        self.said = said  # what the transport complains of instead of the answer
+        self.sent = 0
+
+    def send(self, data: bytes) -> None:
+        self.sent += 1
+        if self.deliver:
+            self.inner.send(data)
+
+    def receive(self) -> bytes:
+        if self.sent == 0:
+            return bytes(self.inner.receive())  # the advertisement
+        while self.deliver and self.inner.receive():
+            pass  # the upstream's report, read to its end and dropped
+        if self.said is not None:
+            from cms.store import wire
+
+            raise wire.Refused(self.said)  # as ssh says "Connection closed" on stderr
+        return b""
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize(("deliver", "said"), [(True, None), (False, None),
+                                               (True, "Connection to host closed")],
+                         ids=["stood", "never-sent", "stood-then-transport-error"])
+def test_a_push_whose_answer_is_lost_is_written_once(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch, deliver: bool,
+        said: str | None) -> None:
+    from cms.store import wire
+
+    a = cluster.instance("a")
+    connect = wire.connect
+    lost: list[LostAnswer] = []
+
+    def once(where: Endpoint, service: str, timeout: float) -> Any:
+        channel = connect(where, service, timeout)
+        if service == "git-receive-pack" and not lost:
+            lost.append(LostAnswer(channel, deliver, said))
+            return lost[0]
+        return channel
+
+    monkeypatch.setattr(wire, "connect", once)
+    published = a.documents.published(SLUG)
+    assert published is not None
+    draft = a.editor.save(SLUG, msgspec.structs.replace(published.comparison, summary="Once"),
+                          EDITOR, published.revision)
+    assert lost, "the push went through the lossy conversation"
+    head = upstream_refs(cluster.bare)[a.layout.branch(SLUG)]
+    assert head == draft.commit
+    # One commit on the branch above main, whether the lost push stood or was sent again.
+    assert a.documents.repo.read_commit(head).parents == (published.commit,) or \
+        a.documents.repo.read_commit(head).parents[0] == published.commit
+    log = subprocess.run(["git", "--git-dir", str(cluster.bare), "rev-list", "--count",
+                          f"{published.commit}..{head}"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert log == "1"
+    fsck(cluster.bare)
