@@ -318,19 +318,18 @@ class Repository:
                         getattr(exc, "detail", "") or exc)
 
     def fetch(self) -> dict[str, str]:
-        """Bring the refs to the upstream's (it must have one); the upstream's refs. When they
-        agree already (the usual case when polling) nothing more is done; otherwise only the
-        objects missing here are asked for, and then each ref moves from where it was read,
-        unless a write of this clone moved it meanwhile (to something newer)."""
+        """Bring the refs to the upstream's (it must have one); the upstream's refs. One
+        conversation lists them and asks for the objects missing here, if any; then each ref
+        moves from where it was read, unless a write of this clone moved it meanwhile (to
+        something newer)."""
         upstream = self.upstream
         assert upstream is not None
-        theirs = upstream.refs()
         ours = self.local_refs()
-        if ours == theirs:
-            return theirs
         if not ours or not upstream.spoken:
-            with upstream.synchronised():
-                upstream.fetch_with_git()
+            theirs = upstream.refs()
+            if ours != theirs:
+                with upstream.synchronised():
+                    upstream.fetch_with_git()
             return theirs
 
         def choose(refs: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -346,6 +345,8 @@ class Repository:
         # The objects come outside the lock: a slow upstream must not hold up the local moves
         # of writes that it has already taken.
         theirs = upstream.fetch_objects(choose)
+        if theirs == ours:
+            return theirs  # the usual answer when polling: one short conversation, no git run
         with upstream.synchronised():
             now = self.local_refs()
             # A ref that moved here since it was read was moved by a write this clone made
