@@ -24,7 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except CmsError as exc:
         where = f"{exc.field}: " if exc.field else ""
-        print(f"cms: {where}{exc.message}", file=sys.stderr)
+        # What happened, for the operator (an upstream's address without who connects).
+        detail = getattr(exc, "detail", "")
+        print(f"cms: {where}{exc.message}" + (f" ({detail})" if detail else ""),
+              file=sys.stderr)
         return 1
     except OSError as exc:
         # A path the command was given that cannot be used (a file where a folder must be, no

@@ -145,6 +145,8 @@ class Editor:
             raise InvalidContent(f"`{action}` is not a transition of any workflow; the "
                                  f"transitions: {known}", field="action")
         found = self.documents.current(slug)
+        if found is None and self.pipeline.caught_up():
+            found = self.documents.current(slug)  # made through another instance just now
         if found is None:
             raise NotFound(f"no comparison with slug `{slug}`", field="slug")
         workflow = self.workflows.of(found.comparison.workflow)

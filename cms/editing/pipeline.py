@@ -90,7 +90,7 @@ class CommitPipeline:
                 except CmsError as exc:
                     # Refused on what this clone holds, which may be behind the upstream (the
                     # client read another instance's write): checked again on what is there.
-                    if exc.status in _STALE_REFUSALS and not fetched and self._caught_up():
+                    if exc.status in _STALE_REFUSALS and not fetched and self.caught_up():
                         fetched = True
                         continue
                     raise
@@ -122,8 +122,9 @@ class CommitPipeline:
                 return event
         raise StoreError("the content repository kept changing during the write; try again")
 
-    def _caught_up(self) -> bool:
-        """Whether a fetch from the upstream (if there is one) brought anything new."""
+    def caught_up(self) -> bool:
+        """Whether a fetch from the upstream (if there is one) brought anything new: what a
+        refusal found on this clone, which may be behind, is then looked at again."""
         if self.repo.upstream is None:
             return False
         before = self.repo.local_refs()

@@ -25,13 +25,25 @@ class Follower(Periodic):
         super().__init__(interval)
         self.repo = repo
         self._failing = False
-        # One fetch at a time: hook calls arriving together wait for each other.
+        # One fetch at a time. Calls that arrive while one runs (a forge calls every instance,
+        # and again for each push) share the next one: it starts after they arrived, so it
+        # sees what made them call.
         self._fetching = threading.Lock()
+        self._started = 0
+        self._last: tuple[int, dict[str, str]] = (0, {})
 
     def fetch(self) -> dict[str, str]:
-        """Fetch now; the upstream's refs (raises UpstreamUnavailable)."""
+        """Fetch now, or take a fetch that started since this call; the upstream's refs
+        (raises UpstreamUnavailable)."""
+        arrived = self._started
         with self._fetching:
-            return self.repo.fetch()
+            started, refs = self._last
+            if started > arrived:
+                return refs
+            self._started += 1
+            refs = self.repo.fetch()
+            self._last = (self._started, refs)
+            return refs
 
     def run_once(self) -> None:
         try:

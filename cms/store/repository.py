@@ -39,7 +39,7 @@ from .objects import (
 )
 from .packs import PackWriter
 from .refs import Move, RefConflict, Refs
-from .upstream import Upstream
+from .upstream import Upstream, UpstreamUnavailable
 from .wire import EMPTY_PACK
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -347,6 +347,8 @@ class Repository:
         theirs = upstream.fetch_objects(choose)
         if theirs == ours:
             return theirs  # the usual answer when polling: one short conversation, no git run
+        self._check_complete(sorted({oid for name, oid in theirs.items()
+                                     if ours.get(name) != oid}))
         with upstream.synchronised():
             now = self.local_refs()
             # A ref that moved here since it was read was moved by a write this clone made
@@ -361,6 +363,22 @@ class Repository:
                 # has, as every move here is): the next fetch sees where things stand.
                 log.info("a fetch found the clone moving under it; the next one catches up")
         return theirs
+
+    def _check_complete(self, tips: list[str]) -> None:
+        """Refuse to point refs at commits whose objects are not all here: an upstream that
+        sent something else than it advertised would leave refs that lead nowhere."""
+        result = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "rev-list", "--objects", "--quiet",
+             "--stdin", "--not", "--all"],
+            input="".join(f"{tip}\n" for tip in tips), capture_output=True, text=True,
+            check=False)
+        if result.returncode != 0:
+            assert self.upstream is not None
+            error = UpstreamUnavailable("the upstream git remote sent objects that do not "
+                                        "hold what its refs name")
+            error.detail = (f"the upstream {self.upstream.shown} advertised refs whose objects "
+                            f"it did not send: {result.stderr.strip()[:300]}")
+            raise error
 
     def local_refs(self) -> dict[str, str]:
         return self.refs.under("refs/")

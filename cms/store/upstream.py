@@ -81,7 +81,8 @@ class Upstream:
         """Mirror the upstream's refs into the clone with the git command (a first clone, and
         transports not spoken here). Under ``synchronised``."""
         self._git(*_GIT_QUIET, "fetch", "--quiet", "--prune", "--no-tags",
-                  "--no-write-fetch-head", self.url, "+refs/*:refs/*")
+                  "--no-write-fetch-head", self.url, "+refs/*:refs/*",
+                  seconds=self.timeout * wire.CONVERSATION_TIMEOUTS)
 
     def fetch_objects(self, choose: wire.Choice) -> dict[str, str]:
         """The upstream's refs, and the objects ``choose`` wants of them (and what they need
@@ -253,13 +254,13 @@ class Upstream:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _git(self, *args: str, here: bool = True) -> str:
+    def _git(self, *args: str, here: bool = True, seconds: float | None = None) -> str:
         """Run git on the clone (``here``), or on no repository (which may not exist yet)."""
         where = ["--git-dir", str(self.git_dir)] if here else []
         try:
             result = subprocess.run(["git", *where, *args],
                                     capture_output=True, text=True, check=False,
-                                    timeout=self.timeout * 6)
+                                    timeout=seconds or self.timeout * wire.CONVERSATION_TIMEOUTS)
         except subprocess.TimeoutExpired as exc:
             raise self._unavailable("did not answer in time") from exc
         if result.returncode != 0:

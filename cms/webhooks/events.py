@@ -16,7 +16,7 @@ from msgspec import Struct
 
 from ..editing.events import ACTION_TRAILER, AT_TRAILER, RELEASE_TRAILER, Committed, from_commit
 from ..editing.workflows import Workflows
-from ..errors import InvalidContent
+from ..errors import CmsError, InvalidContent
 from ..identity.actors import Person
 from ..reading.views import comparison_url
 from ..store.documents import Documents
@@ -247,7 +247,14 @@ class Recorder:
         repo = self.documents.repo
         if repo.upstream is None:
             return False
-        return not repo.has_object(cursor) or self.documents.is_ancestor(head, cursor)
+        if repo.has_object(cursor):
+            return self.documents.is_ancestor(head, cursor)
+        # Not fetched here yet, or gone from the upstream too (main rewritten there): only
+        # the latter lets this clone, when it holds all the upstream has, record from its head.
+        try:
+            return repo.upstream.refs() != repo.local_refs()
+        except CmsError:
+            return True
 
     def replay(self, endpoint_id: str, since: str) -> int:
         """Queue again, for one endpoint, every publication event after commit ``since``."""

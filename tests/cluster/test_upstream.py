@@ -237,3 +237,65 @@ def test_a_push_whose_answer_is_lost_is_written_once(
                          check=True).stdout.strip()
     assert log == "1"
     fsck(cluster.bare)
+
+
+def test_an_instance_behind_the_outbox_leaves_its_cursor_where_a_further_one_put_it(
+        cluster: Cluster) -> None:
+    """Instances share one outbox: one whose clone has not fetched a publication yet neither
+    takes main for rewritten nor sets the cursor back; once it has, it records nothing twice."""
+    from cms.webhooks.events import MAIN_CURSOR, Recorder
+    from cms.webhooks.store import WebhookStore
+
+    a, b = cluster.instance("a"), cluster.instance("b")
+    store = WebhookStore.open(load_settings({}, data=cluster.base / "shared-outbox"))
+    first = Recorder(a.documents, store, "http://cms.test", a.workflows)
+    second = Recorder(b.documents, store, "http://cms.test", b.workflows)
+    assert first.catch_up() == 0  # a new outbox starts at the present
+    draft = approved_draft(a, SLUG, "Published on a")
+    a.editor.transition(SLUG, "publish", PUBLISHER, draft.revision)
+    head = a.documents.main_head()
+    assert head is not None
+    first.catch_up()
+    assert store.cursor(MAIN_CURSOR) == head
+    assert b.documents.main_head() != head  # b is behind
+    assert second.catch_up() == 0
+    assert store.cursor(MAIN_CURSOR) == head
+    b.documents.repo.fetch()
+    assert second.catch_up() == 0
+    assert store.cursor(MAIN_CURSOR) == head
+    store.close()
+
+
+def test_a_transition_through_another_instance_right_after_a_create_finds_it(
+        cluster: Cluster) -> None:
+    a, b = cluster.instance("a"), cluster.instance("b")
+    published = a.documents.published(SLUG)
+    assert published is not None
+    fresh = msgspec.structs.replace(published.comparison, slug="fresh-one-vs-other",
+                                    title="Fresh one vs other")
+    created = a.editor.create(fresh, EDITOR)
+    submitted = b.editor.transition("fresh-one-vs-other", "submit", EDITOR, created.revision)
+    assert upstream_refs(cluster.bare)[b.layout.branch("fresh-one-vs-other")] == \
+        submitted.commit
+
+
+def test_refs_an_upstream_names_without_sending_their_objects_are_not_taken(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upstream that advertises a commit and sends something else: the clone keeps its refs
+    (which lead somewhere) and the fetch fails, rather than point main at nothing."""
+    from cms.store.upstream import Upstream
+
+    a = cluster.instance("a")
+    before = a.documents.repo.local_refs()
+    forged = "ab" * 20
+
+    def advertise_only(self: Upstream, choose: Any) -> dict[str, str]:
+        refs = dict(before, **{"refs/heads/main": forged})
+        choose(refs)
+        return refs
+
+    monkeypatch.setattr(Upstream, "fetch_objects", advertise_only)
+    with pytest.raises(UpstreamUnavailable, match="do not hold what its refs name"):
+        a.documents.repo.fetch()
+    assert a.documents.repo.local_refs() == before
+    fsck(a.documents.repo.git_dir)
