@@ -144,11 +144,9 @@ def _serve(args: argparse.Namespace) -> int:
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     host, port = listener.getsockname()[:2]
     command = sys.argv[0] if sys.argv[0].endswith("cms") else "cms"
-    print(
-        f"CMS serving http://{host}:{port} (OpenAPI at /schema); get a token with: "
-        f"{command} token create --name NAME --email EMAIL --role admin",
-        flush=True,
-    )
+    then = ("a read-only replica: published reads, sync and feeds" if settings.read_only else
+            f"get a token with: {command} token create --name NAME --email EMAIL --role admin")
+    print(f"CMS serving http://{host}:{port} (OpenAPI at /schema); {then}", flush=True)
     # Which proxies to believe is the app's decision (CMS_TRUSTED_PROXIES): uvicorn's own would
     # take X-Forwarded-For from any local peer.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 
 log = logging.getLogger("cms")
 
 
-class Periodic:
+class Periodic(ABC):
     """Calls ``run_once`` every ``interval`` seconds on a daemon thread named ``name``; a
     failure is logged, and the next round tries again."""
 
@@ -19,8 +20,9 @@ class Periodic:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @abstractmethod
     def run_once(self) -> None:
-        raise NotImplementedError
+        """One round of the upkeep."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)

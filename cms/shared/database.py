@@ -20,6 +20,7 @@ import sqlite3
 import sys
 import threading
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -269,19 +270,23 @@ def is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) or (psycopg is not None and isinstance(exc, psycopg.Error))
 
 
-class _Engine:
+class _Engine(ABC):
+    """What differs between the two engines: each one's connections, transactions and errors."""
+
     dialect: Dialect
     errors: tuple[type[BaseException], ...]
 
+    @abstractmethod
     def connect(self) -> Any:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def usable(self, connection: Any) -> bool:
         """Not dropped, and out of any transaction (rolled back if need be)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def begin(self, connection: Any, *, writing: bool) -> None:
-        raise NotImplementedError
+        ...
 
     def end(self, connection: Any, *, commit: bool) -> None:
         if commit:
@@ -293,17 +298,20 @@ class _Engine:
     def sql(self, text: str) -> str:
         return text
 
+    @abstractmethod
     def columns(self, session: Session, table: str) -> set[str]:
-        raise NotImplementedError
+        ...
 
-    def continue_ids(self, session: Session, table: str) -> None:
-        """After rows were copied in with their ids: new ones follow them."""
+    def continue_ids(self, session: Session, table: str) -> None:  # noqa: B027
+        """After rows were copied in with their ids: new ones follow them (nothing to do
+        where ids always follow the largest, as on SQLite)."""
 
     def is_file(self, path: Path) -> bool:
         return False
 
+    @abstractmethod
     def detail(self, exc: BaseException) -> str:
-        raise NotImplementedError
+        ...
 
 
 class _SQLite(_Engine):
