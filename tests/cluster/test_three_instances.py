@@ -27,9 +27,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cms.config import load_settings
-from cms.identity.tokens import TokenStore
-
 from ..receivers import Receiver, running
 from ..reliability.support import (
     SEED,
@@ -44,6 +41,7 @@ from ..reliability.support import (
     refs,
     scaled,
     serving,
+    token,
 )
 from ..reliability.test_two_processes import (
     Pair,
@@ -62,24 +60,16 @@ SHARED_NEW = 2
 KILL_AFTER = 40
 
 
-def tokens(database_url: str, walkers: int) -> tuple[list[dict[str, tuple[Headers, str]]],
-                                                     Headers, Headers]:
+def tokens(data: Path, database_url: str, walkers: int
+           ) -> tuple[list[dict[str, tuple[Headers, str]]], Headers, Headers]:
     """Tokens in the shared database: every instance takes them."""
-    store = TokenStore.open(load_settings({}, database_url=database_url))
-
-    def make(name: str, email: str, role: str) -> Headers:
-        _, secret = store.create(name, email, [role])
-        return {"Authorization": f"Bearer {secret}"}
-
-    try:
-        people = [{role: (make(f"{role.title()} Number{n}", f"{role}{n}@example.com", role),
-                          f"{role}{n}@example.com")
-                   for role in ("editor", "reviewer", "publisher", "auditor")}
-                  for n in range(walkers)]
-        return (people, make("Aud Auditor", "aud@example.com", "auditor"),
-                make("Ann Admin", "ann@example.com", "admin"))
-    finally:
-        store.close()
+    people = [{role: (token(data, f"{role.title()} Number{n}", f"{role}{n}@example.com", role,
+                            database_url=database_url), f"{role}{n}@example.com")
+               for role in ("editor", "reviewer", "publisher", "auditor")}
+              for n in range(walkers)]
+    return (people,
+            token(data, "Aud Auditor", "aud@example.com", "auditor", database_url=database_url),
+            token(data, "Ann Admin", "ann@example.com", "admin", database_url=database_url))
 
 
 @pytest.fixture
@@ -92,7 +82,7 @@ def trio(tmp_path: Path, postgres_url: str) -> Iterator[Pair]:
         envs = [cms_env(tmp_path / name / "content", tmp_path / name / "data", free_port(),
                         **shared) for name in NAMES]
         init_repository(envs[0])  # seeds the empty upstream; the others clone it on start
-        people, auditor, admin = tokens(postgres_url, WALKERS)
+        people, auditor, admin = tokens(tmp_path / "a" / "data", postgres_url, WALKERS)
         servers = [Server(env, tmp_path / f"server-{name}.log", name)
                    for env, name in zip(envs, NAMES, strict=True)]
         receiver = Receiver()

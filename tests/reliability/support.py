@@ -84,9 +84,10 @@ def init_repository(env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def token(data: Path, name: str, email: str, *roles: str) -> Headers:
-    """A real token, stored (as a hash) where every server of ``data`` reads tokens."""
-    store = TokenStore.open(load_settings({}, data=data))
+def token(data: Path, name: str, email: str, *roles: str, database_url: str = "") -> Headers:
+    """A real token, stored (as a hash) where every server of ``data`` reads tokens (or, with
+    ``database_url``, where every instance on that database does)."""
+    store = TokenStore.open(load_settings({}, data=data, database_url=database_url))
     try:
         _, secret = store.create(name, email, list(roles))
     finally:
