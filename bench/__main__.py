@@ -178,6 +178,9 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
         print(f"{'  ' + name + ', ms':46} {row['median_ms']:>10} {row['p95_ms']:>10}")
     added = cluster["push_adds_ms"]
     print(f"{'  the push adds, ms':46} {added['median']:>10} {added['p95']:>10}")
+    git = cluster["git_push"]
+    print(f"{'  baseline: git push of one commit, ms':46} {git['median_ms']:>10} "
+          f"{git['p95_ms']:>10} {cluster['push_adds_ratio_to_git_push']:>8}")
     rates = cluster["writes_per_second"]
     print(f"{'  writes/s: one instance, three':46} {rates['one_instance']:>10} "
           f"{rates['three_instances']:>10} {rates['ratio']:>8}")

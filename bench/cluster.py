@@ -66,12 +66,31 @@ def bench_cluster(workdir: Path, comparisons: int, rounds: int) -> dict[str, obj
         alone_row, pushed_row = summary(local), summary(pushed)
         report["write_without_upstream"] = alone_row
         report["write_with_push"] = pushed_row
-        report["push_adds_ms"] = {
-            "median": round(pushed_row["median_ms"] - alone_row["median_ms"], 3),
-            "p95": round(pushed_row["p95_ms"] - alone_row["p95_ms"], 3)}
+        adds = {"median": round(pushed_row["median_ms"] - alone_row["median_ms"], 3),
+                "p95": round(pushed_row["p95_ms"] - alone_row["p95_ms"], 3)}
+        report["push_adds_ms"] = adds
+        git_row = _git_push(url, base / "git-push", rounds)
+        report["git_push"] = git_row
+        report["push_adds_ratio_to_git_push"] = round(adds["median"] / git_row["median_ms"], 2)
         report["writes_per_second"] = _throughput(instances, slugs, rounds)
         report["visibility"] = _visibility(instances[0], instances[1], slugs, rounds)
     return report
+
+
+def _git_push(url: str, work: Path, rounds: int) -> dict[str, float]:
+    """The baseline for the push: git's own `git push` of a one-file commit to the same
+    upstream (to a ref of its own, out of the instances' way), from a clone that has the rest."""
+    subprocess.run(["git", "clone", "-q", url, str(work)], check=True)
+    files = sorted(work.rglob("*.md"))
+    samples = []
+    for number in range(rounds):
+        path = files[number % len(files)]
+        path.write_text(f"{path.read_text()}\n{number}\n")
+        subprocess.run(["git", "-C", str(work), "commit", "-qam", f"Edit {number}"], check=True)
+        samples.append(timed(lambda: subprocess.run(
+            ["git", "-C", str(work), "push", "-q", "origin", "HEAD:refs/heads/git-push"],
+            check=True)))
+    return summary(samples)
 
 
 def _throughput(instances: list[WriteSide], slugs: list[str],

@@ -25,7 +25,7 @@ _SHAPES = {"branch": "a branch name like `main` or `content/main` (not `HEAD`, n
                      "`cms/`, at most 100 characters)",
            "committer_name": "a name shown as written: no `<`, `>`, controls or invisible marks",
            "committer_email": "an address like `cms@example.com`",
-           "fetch_interval": "seconds between fetches, more than 0 and at most 3600",
+           "fetch_interval": "seconds between fetches, from 0.05 to 3600",
            "content_dir": "a relative folder like `content` or `site/data` (no empty, `.`, `..` "
                           "or hidden parts; at most 200 characters)"}
 
@@ -69,7 +69,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     # Serve the delivery API only (published reads, sync, feeds), following the upstream:
     # nothing is written to git or to the shared database.
     read_only: bool = False
-    fetch_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.5
+    fetch_interval: Annotated[float, Meta(ge=0.05, le=3600)] = 0.5
     git_hook_secret: str = ""
     # Where the state kept outside git lives (tokens, webhooks and their outbox, votes, preview
     # grants, signing keys, leases): a PostgreSQL URL that several instances share, or empty for

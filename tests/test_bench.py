@@ -37,6 +37,7 @@ def test_the_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     assert report["review"]["release_of_3_one_commit"]["n"] == 2
     cluster = report["cluster"]
     assert cluster["write_with_push"]["n"] == 2
+    assert cluster["git_push"]["n"] == 2
     assert cluster["writes_per_second"]["three_instances"] > 0
     assert cluster["visibility"]["push_hook"]["n"] == 2
     assert report["targets"] == []  # they are judged at 10,000 comparisons

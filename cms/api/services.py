@@ -113,8 +113,13 @@ def build_services(settings: Settings) -> Services:
     for listener in (votes.on_committed, index.on_committed, verdicts.on_committed,
                      webhooks.on_committed, lambda _event: maintenance.note_commit()):
         content.listeners.subscribe(listener)
+    upstream = documents.repo.upstream
+
+    def able() -> bool:  # an instance cut off from the upstream leaves the leased work
+        return upstream is None or not upstream.failing
+
     vote_folder = VoteFolder(documents, content.pipeline, votes, settings.vote_fold_seconds,
-                             leases=Leases.open(own))
+                             leases=Leases.open(own, able))
     # Which votes main holds is read back through history to the newest fold (thousands of
     # commits, in a repository that never had one): found once by the index's filling thread,
     # not by the first public read on the event loop.
@@ -133,7 +138,7 @@ def build_services(settings: Settings) -> Services:
         comments=Comments(review), assignments=Assignments(review, content.workflows),
         schedules=schedules, releases=releases, release_schedules=release_schedules,
         scheduler=Scheduler(schedules, release_schedules, tokens.roles_of,
-                            leases=Leases.open(own)),
+                            leases=Leases.open(own, able)),
         index=index,
         # A replica checks the sync tokens of every instance: the key of the shared database.
         sync=Sync(documents, signing_key(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
 
 from ..config import Settings
 from ..errors import StoreError
@@ -39,21 +40,29 @@ def instance_name(settings: Settings) -> str:
 
 
 class Leases:
-    def __init__(self, database: Database, holder: str) -> None:
+    def __init__(self, database: Database, holder: str,
+                 able: Callable[[], bool] = lambda: True) -> None:
         self._db = database
         self.holder = holder
+        # Whether this instance can do the leased work now (reach the upstream, say): when it
+        # cannot, it lets its leases go, so that another instance does the work meanwhile.
+        self.able = able
         database.schema(_SCHEMA)
 
     @classmethod
-    def open(cls, settings: Settings) -> Leases:
-        return cls(Database.for_store(settings, "leases"), instance_name(settings))
+    def open(cls, settings: Settings, able: Callable[[], bool] = lambda: True) -> Leases:
+        return cls(Database.for_store(settings, "leases"), instance_name(settings), able)
 
     def close(self) -> None:
         self._db.close()
 
     def take(self, name: str, seconds: float = LEASE_SECONDS, *, now: float | None = None) -> bool:
         """Hold (or keep holding) lease ``name`` for ``seconds`` from now; False while another
-        holder's lease runs."""
+        holder's lease runs, or while this instance is not able to do the work (it then lets
+        the lease go, if it held it)."""
+        if not self.able():
+            self.release(name)
+            return False
         now = time.time() if now is None else now
         with self._db.transaction() as session:
             if session.execute("UPDATE leases SET holder = ?, until = ? WHERE name = ? AND "

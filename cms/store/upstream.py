@@ -21,7 +21,6 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import StoreError
 from . import wire
@@ -30,6 +29,8 @@ from .refs import Move, RefConflict
 log = logging.getLogger("cms")
 
 TIMEOUT_SECONDS = 10.0
+# Sends of one push's commands, when answers are lost: the same commands each time.
+PUSH_ATTEMPTS = 3
 _GIT_QUIET = ("-c", "gc.auto=0", "-c", "maintenance.auto=false")
 
 
@@ -41,16 +42,15 @@ class UpstreamUnavailable(StoreError):
 
 def shown(url: str) -> str:
     """The URL without who connects (a user, a password, a token in the user's place), for
-    logs: ``https://***@host/path``, ``***@host:path``."""
-    if "://" in url:
-        parts = urlsplit(url)
-        if "@" not in parts.netloc:
-            return url
-        return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
-    head = url.split("/", 1)[0]
-    if "@" in head:  # scp-like: user[:password]@host:path
-        return "***@" + url[len(head.rpartition("@")[0]) + 1:]
-    return url
+    logs: ``https://***@host/path``, ``***@host:path``. Everything up to the last ``@`` goes,
+    since a secret typed unescaped may hold ``/``, ``?``, ``#`` or ``:`` itself; a path with an
+    ``@`` in it is shown short rather than a secret shown whole."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
 
 
 class Upstream:
@@ -65,6 +65,9 @@ class Upstream:
         self._where = wire.endpoint(url)
         self._lock = threading.Lock()
         self._lock_path = git_dir / "cms-upstream.lock"
+        # Whether the last conversation with the upstream failed: an instance that cannot
+        # write there leaves the work one instance does for all (leases) to the others.
+        self.failing = False
 
     # Reading
 
@@ -73,9 +76,11 @@ class Upstream:
         try:
             if self._where.kind == "other":
                 return _parse_ls_remote(self._git("ls-remote", "--refs", self.url, here=False))
-            return wire.list_refs(wire.connect(self._where, "git-upload-pack", self.timeout))
+            refs = wire.list_refs(wire.connect(self._where, "git-upload-pack", self.timeout))
         except (wire.Unreachable, wire.Refused) as exc:
             raise self._unavailable(f"cannot be read ({exc})") from exc
+        self.failing = False
+        return refs
 
     def fetch_with_git(self) -> None:
         """Mirror the upstream's refs into the clone with the git command (a first clone, and
@@ -110,6 +115,7 @@ class Upstream:
             raise self._unavailable(f"could not be fetched from ({exc})") from exc
         if indexer is not None:
             self._indexed(indexer)
+        self.failing = False
         return refs
 
     def _indexed(self, indexer: subprocess.Popen[bytes]) -> None:
@@ -141,70 +147,98 @@ class Upstream:
              stood: Callable[[str, str], bool]) -> None:
         """Make ``moves`` on the upstream, all or none. RefConflict when a ref is not where its
         move expects it (the clone is then fetched); UpstreamUnavailable when the upstream
-        cannot be reached or will not take the write. ``stood(new, now)`` says whether commit
-        ``new`` is part of what a ref is at ``now`` (an ancestor), for a push whose answer was
-        lost."""
+        cannot be reached or will not take the write (``uncertain`` when it may yet stand).
+        ``stood(new, now)`` says whether commit ``new`` is part of what a ref is at ``now``
+        (an ancestor), for a push whose answer was lost.
+
+        A push whose answer was lost while every ref still reads as it expected may not have
+        landed, or not yet: the upstream may still be unpacking it or running its hooks. Only
+        the same commands are sent again (never a write planned anew, which would land
+        twice): as each names the old values, whichever of the two comes second finds the
+        refs moved, and the write lands once."""
         commands = [wire.Command(old=move.expected or wire.ZERO, new=move.new or wire.ZERO,
                                  ref=move.name) for move in moves]
+        for attempt in range(PUSH_ATTEMPTS):
+            try:
+                refused = self._send(moves, commands, pack)
+            except UpstreamUnavailable:
+                if attempt:
+                    raise self._uncertain() from None  # the first may yet land
+                raise
+            except wire.Interrupted as exc:
+                log.warning("the push to %s was cut short (%s); reading where it stands",
+                            self.shown, exc)
+                try:
+                    standing = self._standing(moves, fetch(), stood)
+                except UpstreamUnavailable as lost:
+                    raise self._uncertain() from lost
+                if standing == "stood":
+                    return
+                if standing == "uncertain":
+                    raise self._uncertain() from exc
+                continue
+            if refused is None:
+                self.failing = False
+                return
+            now = fetch()
+            if attempt and self._standing(moves, now, stood) == "stood":
+                return  # an earlier try, whose answer was lost, landed after all
+            for move in moves:
+                if now.get(move.name) != move.expected:
+                    raise RefConflict(move.name, move.expected, now.get(move.name))
+            if attempt:
+                raise self._uncertain()  # refused while an earlier try may still be landing
+            error = self._unavailable(f"refused the write ({refused})",
+                                      "refused the write; nothing was written")
+            log.warning("a write was refused: %s", error.detail)
+            raise error
+        raise self._uncertain()
+
+    def _send(self, moves: Sequence[Move], commands: list[wire.Command],
+              pack: bytes) -> str | None:
+        """One push: why the upstream refused it, or None when it took it."""
         try:
             if self._where.kind == "other":
-                refused = self._push_with_git(moves)
-            else:
-                report = wire.push(wire.connect(self._where, "git-receive-pack", self.timeout),
-                                   commands, pack)
-                if report.unpacked != "ok":
-                    raise self._unavailable(f"refused the objects ({report.unpacked})",
-                                            "refused the write; nothing was written")
-                refused = next(iter(report.refused.values()), None)
+                return self._push_with_git(moves)
+            report = wire.push(wire.connect(self._where, "git-receive-pack", self.timeout),
+                               commands, pack)
         except (wire.Unreachable, wire.Refused) as exc:
             error = self._unavailable(f"cannot be reached ({exc})",
                                       "could not be reached; nothing was written")
             log.warning("a write was refused: %s", error.detail)
             raise error from exc
-        except wire.Interrupted as exc:
-            log.warning("the push to %s was cut short (%s); reading where it stands",
-                        self.shown, exc)
-            self._settle(moves, fetch, stood)
-            return
-        if refused is None:
-            return
-        now = fetch()
-        for move in moves:
-            if now.get(move.name) != move.expected:
-                raise RefConflict(move.name, move.expected, now.get(move.name))
-        raise self._unavailable(f"refused the write ({refused})",
-                                "refused the write; nothing was written")
+        if report.unpacked != "ok":
+            error = self._unavailable(f"refused the objects ({report.unpacked})",
+                                      "refused the write; nothing was written")
+            log.warning("a write was refused: %s", error.detail)
+            raise error
+        return next(iter(report.refused.values()), None)
 
-    def _settle(self, moves: Sequence[Move], fetch: Callable[[], dict[str, str]],
-                stood: Callable[[str, str], bool]) -> None:
-        """Whether a push whose answer was lost took effect. Returns if it did (every ref it
-        moves holds its commit, or has moved on from it); RefConflict if it certainly did not
-        (every ref is still where the push expected it: all or nothing, it was not applied), so
-        that the write may run again; uncertain UpstreamUnavailable otherwise."""
-        try:
-            now = fetch()
-        except UpstreamUnavailable as exc:
-            raise self._uncertain() from exc
+    @staticmethod
+    def _standing(moves: Sequence[Move], now: dict[str, str],
+                  stood: Callable[[str, str], bool]) -> str:
+        """Where a push whose answer was lost stands, read from the upstream's refs ``now``:
+        "stood" (every ref it moves holds its commit, or has moved on from it), "unchanged"
+        (every ref is where it expected: not landed, or not yet), or "uncertain"."""
         moving = [move for move in moves if move.new != move.expected]
         if all(now.get(move.name) == move.expected for move in moving):
-            first = moving[0] if moving else moves[0]
-            raise RefConflict(first.name, first.expected, now.get(first.name))
+            return "unchanged"
         for move in moving:
             actual = now.get(move.name)
             if move.new is None:
-                if actual is not None and actual != move.expected:
-                    continue  # deleted, then made again: the deletion stood
-                if actual is None:
-                    continue
-                raise self._uncertain()
+                if actual is None or actual != move.expected:
+                    continue  # deleted (and perhaps made again since): the deletion stood
+                return "uncertain"
             if actual == move.new or (actual is not None and stood(move.new, actual)):
                 continue
             # Moved on elsewhere (a review branch published and deleted, say): the commit may
             # still be on the upstream, reachable from another ref.
             if not any(stood(move.new, tip) for tip in now.values()):
-                raise self._uncertain()
+                return "uncertain"
+        return "stood"
 
     def _uncertain(self) -> UpstreamUnavailable:
+        self.failing = True
         return UpstreamUnavailable(
             "the upstream git remote stopped answering during the write, which may stand: "
             "read it again before retrying", uncertain=True)
@@ -271,6 +305,7 @@ class Upstream:
     def _unavailable(self, what: str, told: str = "could not be reached") -> UpstreamUnavailable:
         """The error a client is told (``told``, without the upstream's address), carrying
         what happened for the log."""
+        self.failing = True
         error = UpstreamUnavailable(f"the upstream git remote {told}")
         error.detail = f"the upstream {self.shown} {what}"
         return error

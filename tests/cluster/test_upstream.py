@@ -123,6 +123,9 @@ def test_an_unreachable_upstream_answers_unavailable_and_writes_nothing(tmp_path
     assert "nothing was written" in refused.value.message
     assert a.documents.repo.local_refs() == before_local
     assert upstream_refs(bare) == before
+    upstream = a.documents.repo.upstream
+    assert upstream is not None
+    assert upstream.failing  # so its leases go to instances that can write
 
 
 def test_the_git_command_carries_writes_where_the_protocol_is_not_spoken_here(
@@ -153,6 +156,8 @@ def test_who_connects_to_the_upstream_is_never_shown() -> None:
         "https://***@github.com/team/site.git"
     assert shown("gituser:s3cret@git.example.com:/srv/site.git") == \
         "***@git.example.com:/srv/site.git"
+    assert shown("https://cms:pa/ss?w#rd@git.example.com/site.git") == \
+        "https://***@git.example.com/site.git"
     assert shown("git://127.0.0.1:9418/site.git") == "git://127.0.0.1:9418/site.git"
     assert shown("/srv/git/site.git") == "/srv/git/site.git"
 
@@ -181,9 +186,14 @@ class LostAnswer:
         self.deliver = deliver
         self.said = said  # what the transport complains of instead of the answer
         self.sent = 0
+        self.first = b""  # the commands, as sent
+        self.everything = bytearray()  # the commands and the pack
 
     def send(self, data: bytes) -> None:
         self.sent += 1
+        if not self.first:
+            self.first = bytes(data)
+        self.everything += data
         if self.deliver:
             self.inner.send(data)
 
@@ -222,21 +232,88 @@ def test_a_push_whose_answer_is_lost_is_written_once(
         return channel
 
     monkeypatch.setattr(wire, "connect", once)
+    saved_once(cluster, a, "Once")
+    assert lost, "the push went through the lossy conversation"
+
+
+def saved_once(cluster: Cluster, a: WriteSide, summary: str) -> None:
+    """Save ``SLUG`` on ``a`` with ``summary``: its commit is on the upstream, one commit above
+    the published one, whatever became of the pushes on the way."""
     published = a.documents.published(SLUG)
     assert published is not None
-    draft = a.editor.save(SLUG, msgspec.structs.replace(published.comparison, summary="Once"),
+    draft = a.editor.save(SLUG, msgspec.structs.replace(published.comparison, summary=summary),
                           EDITOR, published.revision)
-    assert lost, "the push went through the lossy conversation"
     head = upstream_refs(cluster.bare)[a.layout.branch(SLUG)]
     assert head == draft.commit
-    # One commit on the branch above main, whether the lost push stood or was sent again.
-    assert a.documents.repo.read_commit(head).parents == (published.commit,) or \
-        a.documents.repo.read_commit(head).parents[0] == published.commit
-    log = subprocess.run(["git", "--git-dir", str(cluster.bare), "rev-list", "--count",
-                          f"{published.commit}..{head}"], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert log == "1"
+    count = subprocess.run(["git", "--git-dir", str(cluster.bare), "rev-list", "--count",
+                            f"{published.commit}..{head}"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert count == "1"
     fsck(cluster.bare)
+
+
+def test_an_upstream_that_drops_every_answer_is_uncertain_and_nothing_is_planned_again(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cms.store import wire
+    from cms.store.upstream import PUSH_ATTEMPTS, UpstreamUnavailable
+
+    a = cluster.instance("a")
+    before = upstream_refs(cluster.bare)
+    connect = wire.connect
+    dropped: list[LostAnswer] = []
+
+    def dropping(where: Endpoint, service: str, timeout: float) -> Any:
+        channel = connect(where, service, timeout)
+        if service == "git-receive-pack":
+            dropped.append(LostAnswer(channel, deliver=False))
+            return dropped[-1]
+        return channel
+
+    monkeypatch.setattr(wire, "connect", dropping)
+    published = a.documents.published(SLUG)
+    assert published is not None
+    with pytest.raises(UpstreamUnavailable) as raised:
+        a.editor.save(SLUG, msgspec.structs.replace(published.comparison, summary="Never"),
+                      EDITOR, published.revision)
+    # The same commands, sent again while nothing had landed; then the client is told the
+    # write may stand (the upstream might still be applying one of them).
+    assert len(dropped) == PUSH_ATTEMPTS
+    assert len({bytes(channel.first) for channel in dropped}) == 1
+    assert raised.value.code == "upstream_unavailable"
+    assert raised.value.details.get("uncertain") is True
+    assert upstream_refs(cluster.bare) == before
+    assert a.documents.repo.local_refs() == before
+    fsck(cluster.bare)
+
+
+def test_a_push_that_lands_after_its_answer_was_lost_is_written_once(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upstream takes the first push only after the instance gave up on its answer and
+    found the refs unchanged (it was still running its hooks): the write lands once, and the
+    client is told it stands."""
+    from cms.store import wire
+
+    a = cluster.instance("a")
+    connect = wire.connect
+    lost: list[LostAnswer] = []
+
+    def late(where: Endpoint, service: str, timeout: float) -> Any:
+        if service == "git-receive-pack" and len(lost) == 1:
+            # The first push reaches the upstream now, before the second is sent.
+            replay = connect(where, service, timeout)
+            replay.receive()
+            replay.send(bytes(lost[0].everything))
+            while replay.receive():
+                pass
+            replay.close()
+        channel = connect(where, service, timeout)
+        if service == "git-receive-pack" and not lost:
+            lost.append(LostAnswer(channel, deliver=False))
+            return lost[0]
+        return channel
+
+    monkeypatch.setattr(wire, "connect", late)
+    saved_once(cluster, a, "Late")
 
 
 def test_an_instance_behind_the_outbox_leaves_its_cursor_where_a_further_one_put_it(

@@ -30,6 +30,21 @@ def instances(settings: Settings, *holders: str) -> list[Leases]:
     return [Leases(Database.for_store(settings, "leases"), holder) for holder in holders]
 
 
+def test_a_holder_that_cannot_do_the_work_lets_the_lease_go(shared_settings: Settings) -> None:
+    cut_off = threading.Event()
+    one = Leases(Database.for_store(shared_settings, "leases"), "instance-a",
+                 able=lambda: not cut_off.is_set())
+    (two,) = instances(shared_settings, "instance-b")
+    now = time.time()
+    assert one.take("scheduler", 60, now=now)
+    cut_off.set()  # its upstream stopped answering: its next round gives the lease up
+    assert not one.take("scheduler", 60, now=now + 1)
+    assert two.take("scheduler", 60, now=now + 2)
+    cut_off.clear()
+    assert not one.take("scheduler", 60, now=now + 3)  # back, but the other holds it now
+    assert one.holder_of("scheduler", now=now + 3) == "instance-b"
+
+
 def test_one_holder_at_a_time_and_a_dead_holders_lease_passes_on(
         shared_settings: Settings) -> None:
     one, two = instances(shared_settings, "instance-a", "instance-b")
