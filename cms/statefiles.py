@@ -21,8 +21,15 @@ def private_file(path: Path) -> None:
     """Create ``path`` readable by its owner only, before anything writes secrets into it.
     SQLite gives its journal files the permissions of the database file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Never opened once it exists: closing any descriptor of a file drops every POSIX
+        # lock this process holds on it, SQLite's too, and another process would then take
+        # itself for the only one and reset the write-ahead log under this one's readers.
+        os.chmod(path, 0o600)
+        return
+    os.close(fd)
 
 
 def open_database(path: Path) -> sqlite3.Connection:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -105,6 +107,31 @@ def test_a_snapshot_sees_one_state_while_another_instance_commits(shared_setting
         assert database.value("SELECT COUNT(*) FROM items") == 1  # the same view, in this thread
     assert database.value("SELECT COUNT(*) FROM items") == 2
     other.close()
+
+
+def test_another_process_s_commits_are_read_after_this_one_opened_the_file_again(
+        settings: Settings) -> None:
+    """Two stores of one process on one SQLite file, the second opened after the first had
+    read; another process commits and exits. Opening the file must not drop the first's
+    locks (closing any descriptor of a file drops every POSIX lock the process holds on it),
+    or the exiting process takes itself for the last one and resets the log under it."""
+    first = Database.for_store(settings, "items")
+    first.schema(_SCHEMA)
+    first.execute("INSERT INTO items (name) VALUES ('before')")
+    assert first.value("SELECT name FROM items WHERE name = 'before'") == "before"
+    second = Database.for_store(settings, "counters")  # the same file
+    second.schema(_SCHEMA)
+    for name in ("after", "later"):  # each process the only other one while it lives
+        writer = ("from pathlib import Path; from cms.shared.database import Database; "
+                  "from cms.config import load_settings; "
+                  f"s = load_settings(data=Path({str(settings.data)!r})); "
+                  "Database.for_store(s, 'items').execute("
+                  f"\"INSERT INTO items (name) VALUES ('{name}')\")")
+        subprocess.run([sys.executable, "-c", writer], check=True, timeout=60)
+        assert first.value("SELECT name FROM items WHERE name = ?", name) == name
+    assert first.value("SELECT COUNT(*) FROM items") == 3
+    first.close()
+    second.close()
 
 
 def test_a_write_inside_a_snapshot_is_refused(database: Database) -> None:
