@@ -28,12 +28,12 @@ run: $(STAMP) ## create and seed the content repository if missing, then serve t
 	$(BIN)/cms serve
 
 # The system packages that tests start for real, from Debian's packages, when missing: PostgreSQL
-# (run by the tests themselves, unprivileged, in a temporary folder). git, with `git daemon`, is
-# there already.
-services: ## install what the tests start for real (PostgreSQL), when missing
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+# (run by the tests themselves, unprivileged, in a temporary folder) and Chromium (the browser
+# the reference site is checked in). git, with `git daemon`, is there already.
+services: ## install what the tests start for real (PostgreSQL, Chromium), when missing
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v chromium >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		 --no-install-recommends postgresql >/dev/null)
+		 --no-install-recommends postgresql chromium >/dev/null)
 
 test: $(STAMP) services ## run the whole test suite
 	$(BIN)/python -m pytest

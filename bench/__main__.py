@@ -33,6 +33,7 @@ from .common import RESULTS, seed_repository, some_slug
 from .features import bench_audit, bench_frontends, bench_webhooks
 from .reads import bench_reads, bench_wrk
 from .review import bench_review
+from .site import bench_site
 from .startup import bench_startup
 from .targets import TARGET_SIZE, check_targets
 
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="releases and scheduled publications measured")
     parser.add_argument("--cluster-rounds", type=int, default=50,
                         help="writes measured per figure with instances over one upstream")
+    parser.add_argument("--site-rounds", type=int, default=10,
+                        help="rebuilds of the reference site measured")
     parser.add_argument("--read-all", type=int, default=20_000,
                         help="comparisons read once each before measuring peak memory")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the report")
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         report["review"] = bench_review(workdir, features, args.review_rounds)
         progress(f"three instances over one upstream at {features} comparisons")
         report["cluster"] = bench_cluster(workdir, features, args.cluster_rounds)
+        progress(f"the reference site at {features} comparisons")
+        report["site"] = bench_site(workdir, features, args.site_rounds)
     report["targets"] = check_targets(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -181,6 +186,9 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
     git = cluster["git_push"]
     print(f"{'  baseline: git push of one commit, ms':46} {git['median_ms']:>10} "
           f"{git['p95_ms']:>10} {cluster['push_adds_ratio_to_git_push']:>8}")
+    server = cluster["upstream_receive_pack"]["receive_pack"]
+    print(f"{'  of which the upstream receive-pack (trace), ms':46} {server['median_ms']:>10} "
+          f"{server['p95_ms']:>10}")
     rates = cluster["writes_per_second"]
     print(f"{'  writes/s: one instance, three':46} {rates['one_instance']:>10} "
           f"{rates['three_instances']:>10} {rates['ratio']:>8}")
@@ -189,6 +197,14 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
         row = seen[name]
         print(f"{'  visible on another, ' + name + ', ms':46} {row['median_ms']:>10} "
               f"{row['p95_ms']:>10}")
+    site = report["site"]
+    assert isinstance(site, dict)
+    print(f"-- the reference site, {site['comparisons']} comparisons "
+          f"(full build {site['full_build_s']} s, {site['files']} files)")
+    for name in ("rebuild_nothing_new", "rebuild_one_changed"):
+        row = site[name]
+        print(f"{'  ' + name + ', ms':46} {row['median_ms']:>10} {row['p95_ms']:>10}")
+    print(f"{'  ratio, one changed / nothing new':46} {site['ratio']:>10}")
 
 
 if __name__ == "__main__":

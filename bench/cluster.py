@@ -74,7 +74,38 @@ def bench_cluster(workdir: Path, comparisons: int, rounds: int) -> dict[str, obj
         report["push_adds_ratio_to_git_push"] = round(adds["median"] / git_row["median_ms"], 2)
         report["writes_per_second"] = _throughput(instances, slugs, rounds)
         report["visibility"] = _visibility(instances[0], instances[1], slugs, rounds)
+    report["upstream_receive_pack"] = _server_side(base, seed.repo, slugs, rounds)
     return report
+
+
+def _server_side(base: Path, upstream: Path, slugs: list[str],
+                 rounds: int) -> dict[str, object]:
+    """What the upstream itself spends on each push: the `git receive-pack` that `git daemon`
+    runs for it, timed by git's own trace (its start to its exit), beside the whole save
+    measured here. The floor under what the push adds."""
+    trace = base / "receive-pack.trace"
+    with git_daemon(upstream.parent, env={"GIT_TRACE2_EVENT": str(trace)}) as prefix:
+        store = open_write_side(load_settings(
+            {}, repo=base / "traced" / "content", data=base / "traced" / "data",
+            upstream=f"{prefix}/{upstream.name}"))
+        saves = []
+        for number in range(rounds):
+            slug = slugs[number % len(slugs)]
+            saves.append(timed(lambda slug=slug, n=number: save(store, slug, n)))
+    receive_packs = _receive_pack_seconds(trace)
+    return {"save_traced": summary(saves), "receive_pack": summary(receive_packs)}
+
+
+def _receive_pack_seconds(trace: Path) -> list[float]:
+    started: set[str] = set()
+    spent: list[float] = []
+    for line in trace.read_text().splitlines():
+        event = msgspec.json.decode(line)
+        if event.get("event") == "start" and "receive-pack" in event.get("argv", [])[:2]:
+            started.add(event["sid"])
+        elif event.get("event") == "exit" and event.get("sid") in started:
+            spent.append(float(event["t_abs"]))
+    return spent
 
 
 def _git_push(url: str, work: Path, rounds: int) -> dict[str, float]:

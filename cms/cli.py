@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .config import Settings, load_settings
 from .errors import CmsError
 from .identity.actors import ROLES
+from .site.commands import add_commands as add_site_commands
 
 if TYPE_CHECKING:
     from .editing.workflow import Workflow
@@ -94,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a folder of comparison files")
     validate.add_argument("path", type=Path)
     validate.set_defaults(run=_validate)
+
+    add_site_commands(commands)
     return parser
 
 

@@ -24,7 +24,10 @@ ALLOWED: dict[str, set[str]] = {
     "webhooks": SERVICES | {"reading.views", "editing.workflows"},
     "api": {"content", "store", "identity", "shared", "editing", "reading", "audit", "votes",
             "webhooks"},
-    "cli": {"content", "store", "identity", "shared", "editing", "reading", "api"},
+    # The reference website: a frontend that reads the public API over HTTP, as any would; it
+    # renders Markdown with the CMS's own safe renderer and checks slugs with its pattern.
+    "site": {"content.render", "content.model"},
+    "cli": {"content", "store", "identity", "shared", "editing", "reading", "api", "site"},
 }
 
 

@@ -16,7 +16,7 @@ def test_the_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--sizes", "60", "--rounds", "2", "--requests", "3",
          "--wrk-seconds", "1", "--publishes", "2", "--audit-revisions", "4", "--votes", "20",
-         "--review-rounds", "2", "--cluster-rounds", "2",
+         "--review-rounds", "2", "--cluster-rounds", "2", "--site-rounds", "2",
          "--out", str(out)],
         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600, check=False,
     )
@@ -38,7 +38,12 @@ def test_the_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     cluster = report["cluster"]
     assert cluster["write_with_push"]["n"] == 2
     assert cluster["git_push"]["n"] == 2
+    assert cluster["upstream_receive_pack"]["receive_pack"]["n"] == 2
     assert cluster["writes_per_second"]["three_instances"] > 0
     assert cluster["visibility"]["push_hook"]["n"] == 2
+    site = report["site"]
+    assert site["files"] > 60
+    assert site["rebuild_one_changed"]["n"] == 2
+    assert 2 <= site["files_written_per_rebuild"] < site["files"]
     assert report["targets"] == []  # they are judged at 10,000 comparisons
     assert "-- 60 comparisons" in result.stdout

@@ -33,6 +33,7 @@ from .response_cache import PublicResponseCache
 from .schedule import list_schedule
 from .services import Services, ServicesDep, build_services
 from .strict_input import strict_input
+from .verdict_changes import PublishedVerdictsController
 from .webhooks import WebhooksController
 from .workflows import WorkflowsController
 
@@ -61,8 +62,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     # A read-only replica serves the delivery API, public and unauthenticated, and runs
     # nothing that writes (the outbox, the vote folder, recovery, the scheduler).
     replica = settings.read_only
-    delivery: list[Any] = [health, PublishedController, sync_published, feed_atom, feed_json,
-                           git_hook]
+    delivery: list[Any] = [health, PublishedController, PublishedVerdictsController,
+                           sync_published, feed_atom, feed_json, git_hook]
     writing: list[Any] = [
         VotesController, fold_votes, read_preview,
         ComparisonAuditController, RepositoryAuditController, DraftsController,

@@ -65,6 +65,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Operation("listComparisons", (304, 400), public=True, headers=_TAG),
     ("GET", "/api/comparisons/{slug}"):
         Operation("getComparison", (304, *_NAMED), public=True, headers=_TAG),
+    ("GET", "/api/comparisons/{slug}/verdict-changes"):
+        Operation("getPublishedVerdictChanges", (304, *_NAMED), public=True, headers=_TAG),
+    ("GET", "/api/verdict-changes"):
+        Operation("listPublishedVerdictChanges", (304, 400), public=True, headers=_TAG),
     ("POST", "/api/comparisons/{slug}/votes"):
         Operation("castVote", (*_BODY, 404, 429), public=True),
     ("POST", "/api/votes/fold"): Operation("foldVotes", _TOKEN),

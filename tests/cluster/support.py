@@ -99,15 +99,15 @@ def postgres() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
-    """`git daemon` on 127.0.0.1 serving the bare repositories under ``base``, pushes enabled;
-    the URL prefix to add a repository's name to."""
+def git_daemon(base: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`git daemon` on 127.0.0.1 serving the bare repositories under ``base``, pushes enabled
+    (with ``env`` added to its environment); the URL prefix to add a repository's name to."""
     port = free_port()
     daemon = subprocess.Popen(
         ["git", "daemon", "--reuseaddr", f"--base-path={base}", "--export-all",
          "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}", str(base)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"})
+        env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1", **(env or {})})
     try:
         _wait(lambda: _accepts(port), daemon, "git daemon")
         yield f"git://127.0.0.1:{port}"

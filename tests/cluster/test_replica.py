@@ -99,6 +99,7 @@ def test_a_replica_serves_what_the_writers_publish_and_writes_nothing(
             assert [answer.status_code in (404, 405) for answer in refused] == [True] * 3
             paths = set(reader.get("/schema/openapi.json").json()["paths"])
             assert paths == {"/health", "/api/comparisons", "/api/comparisons/{slug}",
+                             "/api/comparisons/{slug}/verdict-changes", "/api/verdict-changes",
                              "/api/sync", "/api/feed.atom", "/api/feed.json", "/api/hooks/git"}
 
 

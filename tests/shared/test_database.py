@@ -109,6 +109,16 @@ def test_a_snapshot_sees_one_state_while_another_instance_commits(shared_setting
     other.close()
 
 
+_WRITER = """
+import sys
+from pathlib import Path
+from cms.config import load_settings
+from cms.shared.database import Database
+settings = load_settings(data=Path(sys.argv[1]))
+Database.for_store(settings, "items").execute("INSERT INTO items (name) VALUES (?)", sys.argv[2])
+"""
+
+
 def test_another_process_s_commits_are_read_after_this_one_opened_the_file_again(
         settings: Settings) -> None:
     """Two stores of one process on one SQLite file, the second opened after the first had
@@ -122,12 +132,8 @@ def test_another_process_s_commits_are_read_after_this_one_opened_the_file_again
     second = Database.for_store(settings, "counters")  # the same file
     second.schema(_SCHEMA)
     for name in ("after", "later"):  # each process the only other one while it lives
-        writer = ("from pathlib import Path; from cms.shared.database import Database; "
-                  "from cms.config import load_settings; "
-                  f"s = load_settings(data=Path({str(settings.data)!r})); "
-                  "Database.for_store(s, 'items').execute("
-                  f"\"INSERT INTO items (name) VALUES ('{name}')\")")
-        subprocess.run([sys.executable, "-c", writer], check=True, timeout=60)
+        subprocess.run([sys.executable, "-c", _WRITER, str(settings.data), name], check=True,
+                       timeout=60)
         assert first.value("SELECT name FROM items WHERE name = ?", name) == name
     assert first.value("SELECT COUNT(*) FROM items") == 3
     first.close()

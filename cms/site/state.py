@@ -1,0 +1,103 @@
+"""What the builder keeps between builds, beside the site (never in it, so that the folder a
+web server serves holds the pages alone): the sync token it continues from, a card of each
+published comparison (what list pages and the feed show), and the list pages it wrote.
+
+A state that is missing, unreadable or from another API is no state: the next build is a full
+one, which writes only the files whose bytes differ, so starting over costs time, never pages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+from msgspec import Struct
+
+from .model import Comparison
+
+log = logging.getLogger("cms.site")
+
+_VERSION = 1
+
+
+class CardTool(Struct, frozen=True):
+    name: str
+    category: str
+    panel_ship_label: str
+    panel_verdict: str
+    community_label: str
+
+
+class Card(Struct, frozen=True):
+    slug: str
+    title: str
+    summary: str
+    published_at: datetime | None
+    approved_by: list[str]
+    tools: list[CardTool]
+    reviewers: dict[str, str]  # id -> name, for the page of verdict changes
+
+
+class SiteState(Struct):
+    version: int = _VERSION
+    api: str = ""
+    sync: str | None = None
+    cards: dict[str, Card] = msgspec.field(default_factory=dict)
+    # The list pages (index, categories, their further pages) of the last build, relative to
+    # the site: those the next build no longer makes are removed.
+    lists: list[str] = msgspec.field(default_factory=list)
+
+
+def card(comparison: Comparison) -> Card:
+    return Card(
+        slug=comparison.slug, title=comparison.title, summary=comparison.summary,
+        published_at=comparison.workflow.published_at,
+        approved_by=list(comparison.workflow.approved_by),
+        tools=[CardTool(name=tool.name, category=tool.category,
+                        panel_ship_label=tool.panel_ship_label, panel_verdict=tool.panel_verdict,
+                        community_label=tool.community_label) for tool in comparison.tools],
+        reviewers={reviewer.id: reviewer.name for reviewer in comparison.panel})
+
+
+def default_folder(out: Path) -> Path:
+    """``public/`` keeps its state in ``public.state/``."""
+    return out.parent / f"{out.name}.state"
+
+
+def load(folder: Path, api: str) -> SiteState:
+    try:
+        state = msgspec.json.decode((folder / "site.json").read_bytes(), type=SiteState)
+    except FileNotFoundError:
+        return SiteState(api=api)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("the site's state could not be read (%s): building in full", exc)
+        return SiteState(api=api)
+    if state.version != _VERSION or state.api != api:
+        return SiteState(api=api)
+    return state
+
+
+def save(folder: Path, state: SiteState) -> None:
+    write_atomically(folder / "site.json", msgspec.json.encode(state))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
+@contextlib.contextmanager
+def building(folder: Path) -> Iterator[None]:
+    """One build at a time on one site, whichever process runs it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "build.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

@@ -1,0 +1,65 @@
+"""The public record of verdict changes: what publications changed, by name only, for the
+comparisons now published."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import TestClient
+
+from ..conftest import HAIKU
+from ..helpers import Headers, act
+from ..site.test_build import flip_builder, republish
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+def test_a_comparison_s_record_names_who_without_addresses(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    assert client.get(f"/api/comparisons/{HAIKU}/verdict-changes").json()["items"] == []
+    republish(client, tokens, HAIKU, flip_builder)
+    answer = client.get(f"/api/comparisons/{HAIKU}/verdict-changes")
+    assert answer.status_code == 200
+    assert answer.headers["cache-control"].startswith("public")
+    items = answer.json()["items"]
+    kinds = {(item["kind"], item["reviewer"]) for item in items}
+    assert kinds == {("verdict", "builder"), ("panel_ship", None)}
+    verdict = next(item for item in items if item["kind"] == "verdict")
+    assert (verdict["before"], verdict["after"]) == ("ship", "skip")
+    assert verdict["published_by"] == "Paul Publisher"
+    assert verdict["approved_by"] == ["Rita Reviewer"]
+    assert "@" not in answer.text
+    again = client.get(f"/api/comparisons/{HAIKU}/verdict-changes",
+                       headers={"If-None-Match": answer.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_the_record_of_a_comparison_taken_down_is_not_public(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    republish(client, tokens, HAIKU, flip_builder)
+    assert len(client.get("/api/verdict-changes").json()["items"]) == 2
+    etag = client.get(f"/api/comparisons/{HAIKU}").headers["etag"]
+    act(client, HAIKU, "unpublish", tokens["publisher"], etag)
+    gone = client.get(f"/api/comparisons/{HAIKU}/verdict-changes")
+    assert gone.status_code == 404
+    assert gone.json()["field"] == "slug"
+    assert client.get("/api/verdict-changes").json()["items"] == []
+    audit = client.get("/api/audit/verdict-changes", headers=tokens["auditor"]).json()
+    assert len(audit["items"]) == 2  # the auditors' record keeps it
+
+
+def test_the_latest_changes_newest_first_and_bounded(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    republish(client, tokens, HAIKU, flip_builder)
+    republish(client, tokens, HAIKU, flip_builder)
+    items: list[dict[str, Any]] = client.get("/api/verdict-changes").json()["items"]
+    times = [item["time"] for item in items]
+    assert times == sorted(times, reverse=True)
+    newest = next(item for item in items if item["kind"] == "verdict")
+    assert newest["after"] == "ship"  # flipped back by the newest publication
+    assert len(client.get("/api/verdict-changes?limit=1").json()["items"]) == 1
+    for bad in ("0", "501", "many"):
+        refused = client.get(f"/api/verdict-changes?limit={bad}")
+        assert refused.status_code == 400
+        assert refused.json()["field"] == "limit"
+    assert client.get("/api/comparisons/Not_A_Slug/verdict-changes").status_code == 400

@@ -1,0 +1,170 @@
+"""The webhook receiver of `cms site watch`: signatures, redeliveries and bursts, over real HTTP
+on 127.0.0.1 (the rebuild itself is counted here; the whole loop is in test_loop.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+from cms.site.build import BuildResult
+from cms.site.watch import HandledIds, Refused, Verifier, Watcher, _Server
+from cms.webhooks.signing import new_secret, signed_headers
+
+BODY = b'{"type": "comparison.published", "data": {"slug": "a-b"}}'
+
+
+class Rebuilds:
+    """Counts rebuilds; each waits for ``gate`` when one is set, as a slow build would."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.gate: threading.Event | None = None
+        self.started = threading.Event()
+
+    def __call__(self) -> BuildResult:
+        self.started.set()
+        if self.gate is not None:
+            assert self.gate.wait(30)
+        self.count += 1
+        return BuildResult(written=[], removed=[], comparisons=0, full=False)
+
+
+class Running:
+    def __init__(self, tmp_path: Path, secret: str) -> None:
+        self.rebuilds = Rebuilds()
+        self.watcher = Watcher(self.rebuilds, settle=0.0)
+        self.handled = HandledIds(tmp_path / "webhook-ids.json")
+        self.server = _Server(("127.0.0.1", 0), Verifier([secret]), self.handled, self.watcher)
+        host, port = self.server.server_address[:2]
+        self.url = f"http://{host}:{port}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+
+    def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(self.url, content=body, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def secret() -> str:
+    return new_secret()
+
+
+@pytest.fixture
+def running(tmp_path: Path, secret: str) -> Iterator[Running]:
+    receiver = Running(tmp_path, secret)
+    receiver.watcher.start()
+    receiver.thread.start()
+    assert receiver.watcher.wait_built(1, 30)  # the start's own rebuild
+    try:
+        yield receiver
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+        receiver.watcher.stop()
+
+
+def signed(secret: str, message_id: str, body: bytes = BODY,
+           at: int | None = None) -> dict[str, str]:
+    return {**signed_headers([secret], message_id, at or int(time.time()), body),
+            "Content-Type": "application/json"}
+
+
+def test_a_signed_event_rebuilds_once_and_its_redelivery_not_again(
+        running: Running, secret: str) -> None:
+    first = running.post(BODY, signed(secret, "msg_1"))
+    assert first.status_code == 202
+    assert first.json() == {"status": "accepted", "webhook_id": "msg_1"}
+    assert running.watcher.wait_built(2, 30)
+    again = running.post(BODY, signed(secret, "msg_1"))  # a redelivery: a new timestamp
+    assert again.status_code == 200
+    assert again.json()["status"] == "duplicate"
+    assert running.watcher.requested == 2
+    assert running.rebuilds.count == 2
+
+
+@pytest.mark.parametrize("forgery", ["wrong-secret", "tampered-body", "old", "future",
+                                     "no-signature", "not-v1", "bad-timestamp"])
+def test_a_forged_or_stale_event_is_refused_and_nothing_is_rebuilt(
+        running: Running, secret: str, forgery: str) -> None:
+    body, headers = BODY, signed(secret, "msg_forged")
+    if forgery == "wrong-secret":
+        headers = signed(new_secret(), "msg_forged")
+    elif forgery == "tampered-body":
+        body = BODY.replace(b"a-b", b"c-d")
+    elif forgery == "old":
+        headers = signed(secret, "msg_forged", at=int(time.time()) - 600)
+    elif forgery == "future":
+        headers = signed(secret, "msg_forged", at=int(time.time()) + 600)
+    elif forgery == "no-signature":
+        del headers["webhook-signature"]
+    elif forgery == "not-v1":
+        headers["webhook-signature"] = headers["webhook-signature"].replace("v1,", "v2,")
+    else:
+        headers["webhook-timestamp"] = "12e3"
+    answer = running.post(body, headers)
+    assert answer.status_code == 401
+    assert "error" in answer.json()
+    assert running.watcher.requested == 1
+    # The id of a refused request is not kept: the real event with that id still counts.
+    assert running.post(BODY, signed(secret, "msg_forged")).status_code == 202
+
+
+def test_what_a_standard_webhooks_library_signs_is_accepted(running: Running,
+                                                            secret: str) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    signature = Webhook(secret).sign("msg_lib", now, BODY.decode())
+    headers = {"webhook-id": "msg_lib", "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": signature}
+    assert running.post(BODY, headers).status_code == 202
+
+
+def test_either_secret_of_a_rotation_is_accepted(tmp_path: Path) -> None:
+    old, new = new_secret(), new_secret()
+    verifier = Verifier([new])
+    both = signed_headers([old, new], "msg_rot", int(time.time()), BODY)
+    assert verifier.verify(both, BODY) == "msg_rot"
+    with pytest.raises(Refused):
+        verifier.verify(signed_headers([old], "msg_rot", int(time.time()), BODY), BODY)
+
+
+def test_an_oversized_or_unsized_body_is_refused(running: Running, secret: str) -> None:
+    big = b"x" * (1024 * 1024 + 1)
+    assert running.post(big, signed(secret, "msg_big", big)).status_code == 413
+    assert running.watcher.requested == 1
+
+
+def test_a_burst_during_a_rebuild_makes_one_more_rebuild(running: Running,
+                                                         secret: str) -> None:
+    running.rebuilds.gate = gate = threading.Event()
+    running.rebuilds.started.clear()
+    assert running.post(BODY, signed(secret, "msg_a")).status_code == 202
+    assert running.rebuilds.started.wait(30)  # the first rebuild is under way
+    for number in range(5):
+        assert running.post(BODY, signed(secret, f"msg_b{number}")).status_code == 202
+    gate.set()
+    assert running.watcher.wait_built(7, 30)
+    assert running.rebuilds.count == 3  # the start's, msg_a's, and one for the five
+
+
+def test_handled_ids_outlive_the_receiver(tmp_path: Path) -> None:
+    ids = HandledIds(tmp_path / "ids.json")
+    assert ids.first_time("msg_1")
+    assert not ids.first_time("msg_1")
+    assert not HandledIds(tmp_path / "ids.json").first_time("msg_1")
+    (tmp_path / "ids.json").write_text("[broken")
+    assert HandledIds(tmp_path / "ids.json").first_time("msg_1")  # unreadable: starts afresh
+
+
+def test_a_secret_that_is_not_one_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="whsec_"):
+        Verifier(["not-a-secret"])
+    with pytest.raises(ValueError, match="base64"):
+        Verifier(["whsec_***"])
