@@ -13,7 +13,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from msgspec import Struct
 
 from ..audit.verdicts import VerdictChange
-from ..errors import NotFound
+from ..errors import BadRequest, NotFound
 from .http import PUBLIC_CACHE, SlugPath, check_slug, etag, not_modified
 from .services import Services, ServicesDep
 
@@ -38,6 +38,8 @@ class PublishedVerdictChange(Struct, kw_only=True):
 class PublishedVerdictChanges(Struct, kw_only=True):
     items: list[PublishedVerdictChange]
     head: str | None
+    # The next (older) page of the latest changes, if there is one.
+    next_cursor: str | None = None
 
 
 def _public(change: VerdictChange) -> PublishedVerdictChange:
@@ -54,14 +56,15 @@ def _name(line: str) -> str:
     return line.split("<", 1)[0].strip()
 
 
-def _answer(services: Services, items: list[VerdictChange],
-            if_none_match: str | None) -> Response[Any]:
+def _answer(services: Services, newest_first: list[VerdictChange], if_none_match: str | None,
+            next_cursor: str | None = None) -> Response[Any]:
     head = services.verdicts.head
-    tag = etag(f"{head or 'empty'}-{len(items)}", weak=True)
+    tag = etag(f"{head or 'empty'}-{len(newest_first)}-{next_cursor}", weak=True)
     headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
     if not_modified(if_none_match, tag):
         return Response(content=None, status_code=304, headers=headers)
-    body = PublishedVerdictChanges(items=[_public(item) for item in reversed(items)], head=head)
+    body = PublishedVerdictChanges(items=[_public(item) for item in newest_first], head=head,
+                                   next_cursor=next_cursor)
     return Response(body, headers=headers)
 
 
@@ -78,22 +81,28 @@ class PublishedVerdictsController(Controller):
         services.index.refresh()
         if services.index.get(slug) is None:
             raise NotFound(f"no published comparison with slug `{slug}`", field="slug")
-        return _answer(services, services.verdicts.changes(slug=slug), if_none_match)
+        return _answer(services, services.verdicts.changes(slug=slug)[::-1], if_none_match)
 
     @get("/api/verdict-changes", sync_to_thread=True,
          summary="The latest verdict changes of the comparisons now published, newest first")
     def recent_verdict_changes(
         self, services: ServicesDep,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+        cursor: Annotated[str | None, QueryParameter(
+            description="`next_cursor` of the previous page", pattern=r"^[0-9]{1,12}\Z")] = None,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     ) -> Response[PublishedVerdictChanges]:
+        if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 12):
+            raise BadRequest("`cursor` is the `next_cursor` of a previous page", field="cursor")
         services.index.refresh()
         index = services.index
+        log = services.verdicts.changes()  # oldest first, and only ever added to
+        # A cursor is a place in the log, counted from its start: pages stay put while newer
+        # changes arrive.
+        place = len(log) if cursor is None else min(int(cursor), len(log))
         items: list[VerdictChange] = []
-        for change in reversed(services.verdicts.changes()):
-            if index.get(change.slug) is not None:
-                items.append(change)
-                if len(items) == limit:
-                    break
-        items.reverse()
-        return _answer(services, items, if_none_match)
+        while place > 0 and len(items) < limit:
+            place -= 1
+            if index.get(log[place].slug) is not None:
+                items.append(log[place])
+        return _answer(services, items, if_none_match, str(place) if place else None)

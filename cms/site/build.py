@@ -9,16 +9,18 @@ new, a build writes nothing (not even its state)."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from msgspec import Struct
 
+from ..content.model import SLUG_RE
 from . import pages
 from .feed import atom
-from .source import Source
-from .state import Card, SiteState, building, card, load, save, write_atomically
+from .source import ONE_BY_ONE, Source
+from .state import TEMPORARY, Card, SiteState, building, card, load, save, write_atomically
 
 log = logging.getLogger("cms.site")
 
@@ -50,6 +52,22 @@ class _Site:
         write_atomically(target, data)
         self.written.append(path)
 
+    def drop_comparison(self, slug: str) -> None:
+        """A comparison's folder, whole: its pages and anything else in it."""
+        if not re.match(SLUG_RE, slug):
+            return  # a folder the site never made
+        folder = (self.out / pages.comparison_path(slug)).parent
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.rglob("*"), reverse=True):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+                if not path.name.endswith(TEMPORARY):
+                    self.removed.append(str(path.relative_to(self.out)))
+        folder.rmdir()
+
     def drop(self, path: str) -> None:
         target = self.out / path
         try:
@@ -67,13 +85,15 @@ class _Site:
 
 
 def build(source: Source, out: Path, state_folder: Path, *, site_url: str = "") -> BuildResult:
-    with building(state_folder):
+    with building(state_folder, out):
         state = load(state_folder, source.api)
         synced = source.sync(state.sync)
         site = _Site(out)
         cards = {} if synced.full else dict(state.cards)
+        records = source.every_change() if len(synced.items) > ONE_BY_ONE else None
         for item in synced.items:
-            changes = source.verdict_changes(item.slug)
+            changes = (records.get(item.slug, []) if records is not None
+                       else source.verdict_changes(item.slug))
             site.put(pages.comparison_path(item.slug), pages.comparison_page(item, changes))
             site.put(pages.history_path(item.slug), pages.history_page(item, changes))
             cards[item.slug] = card(item)
@@ -83,8 +103,7 @@ def build(source: Source, out: Path, state_folder: Path, *, site_url: str = "") 
             gone |= (set(state.cards) | _folders(out / "comparisons")) - present
         for slug in sorted(gone):
             cards.pop(slug, None)
-            site.drop(pages.history_path(slug))
-            site.drop(pages.comparison_path(slug))
+            site.drop_comparison(slug)
         lists = state.lists
         if synced.items or gone or state.sync is None:
             ordered = sorted(cards.values(), key=_latest_first)

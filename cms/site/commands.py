@@ -48,10 +48,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _api(value: str) -> str | None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        _ = parts.port  # a port that is not one raises here
+    except ValueError:
         return None
     return value.rstrip("/")
+
+
+def _out_problem(out: Path, state: Path) -> str | None:
+    """Why the site cannot be written to ``out`` (with its state in ``state``), if it cannot."""
+    for folder, option in ((out, "--out"), (state, "--state")):
+        if folder.exists() and not folder.is_dir():
+            return f"{option}: {folder} is a file, not a folder"
+        parent = folder
+        while not parent.exists():
+            parent = parent.parent
+        if not os.access(parent, os.W_OK):
+            return f"{option}: {folder} cannot be written"
+    return None
 
 
 def _fail(message: str) -> int:
@@ -63,10 +80,13 @@ def _build(args: argparse.Namespace) -> int:
     api = _api(args.api)
     if api is None:
         return _fail("--api: give the CMS's http:// or https:// address")
+    state = args.state or default_folder(args.out)
+    problem = _out_problem(args.out, state)
+    if problem is not None:
+        return _fail(problem)
     source = Source(api)
     try:
-        result = build(source, args.out, args.state or default_folder(args.out),
-                       site_url=args.site_url)
+        result = build(source, args.out, state, site_url=args.site_url)
     except SourceError as exc:
         return _fail(str(exc))
     finally:
@@ -83,8 +103,15 @@ def _watch(args: argparse.Namespace) -> int:
     if api is None:
         return _fail("--api: give the CMS's http:// or https:// address")
     host, colon, port = args.listen.rpartition(":")
-    if not colon or not port.isdigit() or not host:
-        return _fail("--listen: give HOST:PORT, e.g. 127.0.0.1:8700")
+    if not colon or not (port.isascii() and port.isdigit()) or not host.strip("[]") or \
+            int(port) > 65535:
+        return _fail("--listen: give HOST:PORT, e.g. 127.0.0.1:8700 or [::1]:8700")
+    if not 0 <= args.settle <= 60:
+        return _fail("--settle: give 0 to 60 seconds")
+    state = args.state or default_folder(args.out)
+    problem = _out_problem(args.out, state)
+    if problem is not None:
+        return _fail(problem)
     secrets = list(args.secret)
     if os.environ.get(SECRET_VARIABLE):
         secrets += os.environ[SECRET_VARIABLE].split()
@@ -93,9 +120,9 @@ def _watch(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s - %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line a request: too many
     try:
-        receiver = Receiver(api=api, out=args.out, state_folder=args.state or
-                            default_folder(args.out), secrets=secrets, host=host.strip("[]"),
-                            port=int(port), site_url=args.site_url, settle=args.settle)
+        receiver = Receiver(api=api, out=args.out, state_folder=state, secrets=secrets,
+                            host=host.strip("[]"), port=int(port), site_url=args.site_url,
+                            settle=args.settle)
     except ValueError as exc:
         return _fail(f"--secret: {exc}")
     except OSError as exc:

@@ -6,14 +6,24 @@ for readers that want that."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _escape
+from xml.sax.saxutils import quoteattr
 
 from .pages import SITE_NAME, comparison_path
 from .state import Card
 
 LATEST = 30
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# What XML 1.0 may not hold at all, escaped or not (a title the CMS accepts may hold U+FFFE).
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def escape(text: str) -> str:
+    return _escape(_NOT_XML.sub("", text))
 
 
 def _stamp(moment: datetime | None) -> str:

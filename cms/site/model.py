@@ -78,3 +78,4 @@ class VerdictChange(Struct, frozen=True):
 
 class VerdictChanges(Struct, frozen=True):
     items: list[VerdictChange]
+    next_cursor: str | None = None

@@ -185,10 +185,13 @@ def _scorecard_row(reviewer: str, name: str, lens: str, tools: list[Tool]) -> st
 
 
 def _body(markdown: str) -> str:
-    """The body's headings sit below the section it is in (an h2): its own h2 become h3."""
-    return re.sub(r"<(/?)h([1-6])>",
+    """The body's headings sit below the section it is in (an h2): its own h2 become h3.
+    Code blocks and tables scroll sideways on a phone, so they take the keyboard's focus too
+    (or a keyboard could not scroll them)."""
+    html = re.sub(r"<(/?)h([1-6])>",
                   lambda found: f"<{found.group(1)}h{min(6, int(found.group(2)) + 1)}>",
                   render_markdown(markdown))
+    return html.replace("<pre>", '<pre tabindex="0">').replace("<table>", '<table tabindex="0">')
 
 
 # Verdict changes
@@ -200,13 +203,13 @@ def _change(change: VerdictChange, reviewers: dict[str, str], root: str, *,
     after = escape(_shown(change.after_label, change.after))
     if change.kind == "verdict":
         who = reviewers.get(change.reviewer or "", change.reviewer or "a reviewer")
-        what = (f"{escape(who)} on {escape(change.tool_name)}: "
+        what = (f"<bdi>{escape(who)}</bdi> on <bdi>{escape(change.tool_name)}</bdi>: "
                 f"<del>{before}</del> → <ins>{after}</ins>")
     else:
-        what = (f"Panel ship for {escape(change.tool_name)}: "
+        what = (f"Panel ship for <bdi>{escape(change.tool_name)}</bdi>: "
                 f"<del>{before}</del> → <ins>{after}</ins>")
-    title = (f' <a href="{_href(root, comparison_path(change.slug))}">{escape(change.title)}</a>'
-             if with_title else "")
+    title = (f' <a href="{_href(root, comparison_path(change.slug))}">'
+             f"<bdi>{escape(change.title)}</bdi></a>" if with_title else "")
     approved = f" Approved by {_names(change.approved_by)}." if change.approved_by else ""
     return f"<li><p>{_date(change.time)}{title}</p><p>{what}.{approved}</p></li>"
 

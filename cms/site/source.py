@@ -14,6 +14,9 @@ T = TypeVar("T")
 
 SYNC_PAGE = 1000
 RECENT_CHANGES = 100
+LOG_PAGE = 1000
+# More changed comparisons than this in one build: their records are read in one go.
+ONE_BY_ONE = 20
 
 
 class SourceError(Exception):
@@ -71,6 +74,19 @@ class Source:
     def recent_changes(self) -> list[VerdictChange]:
         response = self._get("/api/verdict-changes", {"limit": RECENT_CHANGES})
         return self._decode(response, VerdictChanges).items
+
+    def every_change(self) -> dict[str, list[VerdictChange]]:
+        """The whole public record, by comparison, newest first: a full build's one read of
+        it, rather than one request per comparison."""
+        by_slug: dict[str, list[VerdictChange]] = {}
+        params: dict[str, str | int] = {"limit": LOG_PAGE}
+        while True:
+            page = self._decode(self._get("/api/verdict-changes", params), VerdictChanges)
+            for change in page.items:
+                by_slug.setdefault(change.slug, []).append(change)
+            if page.next_cursor is None:
+                return by_slug
+            params = {"limit": LOG_PAGE, "cursor": page.next_cursor}
 
     def _get(self, path: str, params: dict[str, str | int]) -> httpx.Response:
         try:

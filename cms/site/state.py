@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 from msgspec import Struct
 
+from ..content.model import Slug
 from .model import Comparison
 
 log = logging.getLogger("cms.site")
@@ -35,7 +36,7 @@ class CardTool(Struct, frozen=True):
 
 
 class Card(Struct, frozen=True):
-    slug: str
+    slug: Slug  # checked when a state is read back, as it names a folder
     title: str
     summary: str
     published_at: datetime | None
@@ -87,17 +88,31 @@ def save(folder: Path, state: SiteState) -> None:
     write_atomically(folder / "site.json", msgspec.json.encode(state))
 
 
+TEMPORARY = ".cms-site.tmp"
+
+
 def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old bytes or the new, never part of them. One writer at a time per
+    path (the build lock, or the ids' lock); a temporary file a kill left behind is swept by
+    the next build."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp = path.with_name(f".{path.name}{TEMPORARY}")
     temp.write_bytes(data)
     os.replace(temp, path)
 
 
 @contextlib.contextmanager
-def building(folder: Path) -> Iterator[None]:
-    """One build at a time on one site, whichever process runs it."""
+def building(folder: Path, out: Path) -> Iterator[None]:
+    """One build at a time on one site, whichever process runs it. A build that a kill cut
+    short leaves its mark, and the next one sweeps the temporary files it may have left in
+    the site."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "build.lock", "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        mark = folder / "building"
+        if mark.exists() and out.is_dir():
+            for left in out.rglob(f"*{TEMPORARY}"):
+                left.unlink(missing_ok=True)
+        mark.touch()
         yield
+        mark.unlink()

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import hashlib
 import hmac
 import json
 import logging
+import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -38,6 +41,9 @@ log = logging.getLogger("cms.site")
 TOLERANCE_SECONDS = 5 * 60
 MAX_BODY = 1024 * 1024
 KEPT_IDS = 10_000
+MIN_KEY_BYTES = 16
+MAX_CONNECTIONS = 64  # answered at once; more wait for none of them
+REFUSAL_LOG_SECONDS = 10.0
 _ID_LIMIT = 200
 RETRY_SECONDS = (2.0, 5.0, 15.0, 60.0)
 
@@ -53,9 +59,13 @@ def _key(secret: str) -> bytes:
     if not secret.startswith("whsec_"):
         raise ValueError("a webhook secret starts with whsec_")
     try:
-        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
     except binascii.Error as exc:
         raise ValueError("a webhook secret is whsec_ followed by base64") from exc
+    if len(key) < MIN_KEY_BYTES:
+        # An empty or tiny key would let anyone sign: the CMS's own secrets are 32 bytes.
+        raise ValueError(f"a webhook secret holds at least {MIN_KEY_BYTES} bytes")
+    return key
 
 
 class Verifier:
@@ -79,7 +89,7 @@ class Verifier:
                                                    "webhook-signature are required")
         if len(message_id) > _ID_LIMIT or not message_id.isascii() or not message_id.isprintable():
             raise Refused(HTTPStatus.UNAUTHORIZED, "webhook-id is not a valid id")
-        if not stamp.isdigit() or len(stamp) > 12:
+        if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
             raise Refused(HTTPStatus.UNAUTHORIZED, "webhook-timestamp is not a number of seconds")
         if abs(self.clock() - int(stamp)) > self.tolerance:
             raise Refused(HTTPStatus.UNAUTHORIZED, "webhook-timestamp is too old or too new")
@@ -97,30 +107,42 @@ class Verifier:
 
 
 class HandledIds:
-    """The ids of the events handled, the latest ``KEPT_IDS``, kept on disk."""
+    """The ids of the events handled, the latest ``KEPT_IDS``, kept on disk. An id counts as
+    handled only once it is saved (a failed save answers 503, and the sender tries again);
+    watchers that share a site share the file, under a lock, each adding to what the other
+    saved."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._order: deque[str] = deque(maxlen=KEPT_IDS)
+        self._lock_path = path.with_name(f"{path.name}.lock")
+        self._order = self._read()
+
+    def _read(self) -> deque[str]:
+        order: deque[str] = deque(maxlen=KEPT_IDS)
         try:
-            self._order.extend(msgspec.json.decode(path.read_bytes(), type=list[str]))
+            order.extend(msgspec.json.decode(self.path.read_bytes(), type=list[str]))
         except FileNotFoundError:
             pass
         except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("the handled webhook ids could not be read (%s): starting afresh", exc)
-        self._seen = set(self._order)
+        return order
 
     def first_time(self, message_id: str) -> bool:
-        """Record ``message_id``; whether it is new."""
+        """Record ``message_id``; whether it is new. OSError when it could not be saved."""
         with self._lock:
-            if message_id in self._seen:
+            if message_id in self._order:
                 return False
-            if len(self._order) == self._order.maxlen:
-                self._seen.discard(self._order[0])
-            self._order.append(message_id)
-            self._seen.add(message_id)
-            write_atomically(self.path, msgspec.json.encode(list(self._order)))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._lock_path, "a+b") as turn:
+                fcntl.flock(turn, fcntl.LOCK_EX)
+                order = self._read()  # what another watcher of this site saved meanwhile
+                if message_id in order:
+                    self._order = order
+                    return False
+                order.append(message_id)
+                write_atomically(self.path, msgspec.json.encode(list(order)))
+            self._order = order
             return True
 
 
@@ -183,6 +205,10 @@ class Watcher:
                 result, error = None, str(exc)
                 failures += 1
                 log.warning("the site was not rebuilt (%s); trying again", exc)
+            except Exception as exc:  # the thread must live on: said in a line, tried again
+                result, error = None, f"{type(exc).__name__}: {exc}"
+                failures += 1
+                log.error("the site was not rebuilt (%s); trying again", error)
             with self._done:
                 self.builds += 1
                 if result is not None:
@@ -205,7 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._answer(HTTPStatus.LENGTH_REQUIRED, {"error": "Content-Length is required"})
             return
-        if length < 0 or length > MAX_BODY:
+        if length < 0:
+            self._answer(HTTPStatus.BAD_REQUEST, {"error": "Content-Length is negative"})
+            return
+        if length > MAX_BODY:
             self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                          {"error": f"the body is over {MAX_BODY} bytes"})
             return
@@ -214,10 +243,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             message_id = self.server.verifier.verify(headers, body)
         except Refused as refused:
-            log.warning("a webhook was refused: %s", refused.reason)
+            self.server.refusals.note(refused.reason)
             self._answer(refused.status, {"error": refused.reason})
             return
-        if not self.server.handled.first_time(message_id):
+        try:
+            new = self.server.handled.first_time(message_id)
+        except OSError as exc:
+            log.warning("a webhook could not be recorded (%s); the sender will try again", exc)
+            self._answer(HTTPStatus.SERVICE_UNAVAILABLE,
+                         {"error": "the event could not be recorded; send it again"})
+            return
+        if not new:
             self._answer(HTTPStatus.OK, {"status": "duplicate", "webhook_id": message_id})
             return
         self.server.watcher.request()
@@ -259,6 +295,25 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+class _Refusals:
+    """Refused requests, logged once in a while with their count: anyone can send them, and
+    the log must not be theirs to fill."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._last = 0.0
+
+    def note(self, reason: str) -> None:
+        with self._lock:
+            self._count += 1
+            now = time.monotonic()
+            if now - self._last < REFUSAL_LOG_SECONDS:
+                return
+            count, self._count, self._last = self._count, 0, now
+        log.warning("%d webhook request(s) refused; the latest: %s", count, reason)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -267,11 +322,30 @@ class _Server(ThreadingHTTPServer):
         self.verifier = verifier
         self.handled = handled
         self.watcher = watcher
+        self.refusals = _Refusals()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Slow clients each hold a thread: past MAX_CONNECTIONS, new ones are turned away.
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that went away mid-answer: nothing to tell, no traceback to print.
-        log.debug("a webhook connection from %s ended badly", client_address)
+        # Said in a line, never a traceback: a client gone mid-answer, or a failure of ours.
+        error = sys.exc_info()[1]
+        log.warning("a webhook connection from %s ended badly: %s", client_address[0],
+                    f"{type(error).__name__}: {error}")
 
 
 class Receiver:

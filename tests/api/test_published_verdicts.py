@@ -58,8 +58,29 @@ def test_the_latest_changes_newest_first_and_bounded(
     newest = next(item for item in items if item["kind"] == "verdict")
     assert newest["after"] == "ship"  # flipped back by the newest publication
     assert len(client.get("/api/verdict-changes?limit=1").json()["items"]) == 1
-    for bad in ("0", "501", "many"):
+    for bad in ("0", "1001", "many"):
         refused = client.get(f"/api/verdict-changes?limit={bad}")
         assert refused.status_code == 400
         assert refused.json()["field"] == "limit"
     assert client.get("/api/comparisons/Not_A_Slug/verdict-changes").status_code == 400
+
+
+def test_pages_of_the_record_cover_it_once_while_it_grows(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    republish(client, tokens, HAIKU, flip_builder)
+    republish(client, tokens, HAIKU, flip_builder)
+    whole = client.get("/api/verdict-changes?limit=1000").json()
+    assert whole["next_cursor"] is None
+    seen: list[dict[str, Any]] = []
+    answer = client.get("/api/verdict-changes?limit=1").json()
+    republish(client, tokens, HAIKU, flip_builder)  # newer changes do not move the pages
+    while True:
+        seen += answer["items"]
+        if answer["next_cursor"] is None:
+            break
+        answer = client.get(f"/api/verdict-changes?limit=1&cursor={answer['next_cursor']}").json()
+    assert seen == whole["items"]
+    for bad in ("-1", "x", "1" * 13):
+        refused = client.get(f"/api/verdict-changes?cursor={bad}")
+        assert refused.status_code == 400
+        assert refused.json()["field"] == "cursor"

@@ -22,6 +22,10 @@ from cms.site.build import build
 from cms.site.source import Source
 
 from ..conftest import HAIKU
+from ..helpers import Headers
+from .test_build import republish
+
+AWKWARD = "langgraph-vs-crewai"
 
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
@@ -43,8 +47,21 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+def awkward(document: dict[str, Any]) -> None:
+    """Content that strains a phone's width: a long unbroken word in a tool's name and its
+    category, a long line of code and a wide table in the body."""
+    document["tools"][1]["name"] = "Supercalifragilisticexpialidocious" * 2
+    document["tools"][1]["category"] = "Hyperparameteroptimisationplatforms"
+    document["body"] = ("## Setup\n\n```\n" + "client.configure(" + "option=True, " * 12 +
+                        ")\n```\n\n| " + " | ".join(f"column {n}" for n in range(14)) +
+                        " |\n|" + "---|" * 14 + "\n| " + " | ".join("value" for _ in range(14)) +
+                        " |\n")
+
+
 @pytest.fixture
-def site(client: TestClient, tmp_path: Path) -> Iterator[str]:  # type: ignore[type-arg]
+def site(client: TestClient, tmp_path: Path,  # type: ignore[type-arg]
+         tokens: dict[str, Headers]) -> Iterator[str]:
+    republish(client, tokens, AWKWARD, awkward)
     out = tmp_path / "public"
     build(Source("http://testserver.local", client=client), out, tmp_path / "public.state")
     server = ThreadingHTTPServer(("127.0.0.1", 0),
@@ -59,7 +76,7 @@ def site(client: TestClient, tmp_path: Path) -> Iterator[str]:  # type: ignore[t
 
 
 PAGES = ["", f"comparisons/{HAIKU}/", f"comparisons/{HAIKU}/verdicts.html", "verdicts.html",
-         "category/developer-tools/"]
+         "category/developer-tools/", f"comparisons/{AWKWARD}/"]
 
 
 def opened(browser: Browser, url: str, viewport: dict[str, int]) -> Page:

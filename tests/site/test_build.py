@@ -158,7 +158,8 @@ def test_a_publication_rewrites_its_pages_and_the_lists_only(
               and not path.startswith(f"comparisons/{HAIKU}/")}
     assert others == set()
     history = (site.out / pages.history_path(HAIKU)).read_text()
-    assert "The Builder on Claude Haiku Open Weights: <del>ship</del> → <ins>skip</ins>" in history
+    assert ("<bdi>The Builder</bdi> on <bdi>Claude Haiku Open Weights</bdi>: <del>ship</del> → "
+            "<ins>skip</ins>") in history
     recent = (site.out / "verdicts.html").read_text()
     assert f'href="comparisons/{HAIKU}/"' in recent
     assert "(2 verdict changes)" in site.page(HAIKU)  # the reviewer's, and the panel's share
@@ -210,3 +211,53 @@ def test_slugs_that_are_not_slugs_never_become_paths() -> None:
     hostile = {"items": [], "deleted": ["../../etc"], "next_sync": "t"}
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(msgspec.json.encode(hostile), type=SyncPage)
+
+
+def test_a_full_build_reads_the_record_in_one_go_and_makes_the_same_pages(
+        client: TestClient, tokens: dict[str, Headers], tmp_path: Path,  # type: ignore[type-arg]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cms.site import build as building
+
+    republish(client, tokens, HAIKU, flip_builder)
+    one_by_one = Site(client, tmp_path / "one-by-one")
+    one_by_one.build()
+    monkeypatch.setattr(building, "ONE_BY_ONE", 0)
+    asked: list[str] = []
+    every_change = Source.every_change
+    monkeypatch.setattr(Source, "every_change",
+                        lambda self: asked.append("all") or every_change(self))
+    at_once = Site(client, tmp_path / "at-once")
+    at_once.build()
+    assert asked == ["all"]
+    assert site_files(at_once.out) == site_files(one_by_one.out)
+
+
+def test_what_a_killed_build_left_is_swept_by_the_next(
+        site: Site, client: TestClient, tokens: dict[str, Headers]) -> None:  # type: ignore[type-arg]
+    site.build()
+    # As a kill mid-build leaves it: its mark, and half-written pages beside real ones.
+    (site.state / "building").touch()
+    folder = site.out / "comparisons" / HAIKU
+    (folder / ".index.html.cms-site.tmp").write_bytes(b"<!doctype html><p>half")
+    (site.out / ".verdicts.html.cms-site.tmp").write_bytes(b"")
+    etag = client.get(f"/api/comparisons/{HAIKU}").headers["etag"]
+    act(client, HAIKU, "unpublish", tokens["publisher"], etag)
+    site.build()
+    assert not folder.exists()  # the unpublished comparison's folder, whole
+    assert list(site.out.rglob("*.cms-site.tmp")) == []
+    assert not (site.state / "building").exists()
+
+
+def test_the_feed_stays_well_formed_whatever_a_title_holds(
+        site: Site, client: TestClient, tokens: dict[str, Headers]) -> None:  # type: ignore[type-arg]
+    from xml.etree import ElementTree
+
+    def odd(document: dict[str, Any]) -> None:
+        document["title"] = "Odd \ufffe title \uffff & <co>"
+
+    republish(client, tokens, HAIKU, odd)
+    site.build()
+    feed = ElementTree.fromstring((site.out / "feed.atom").read_bytes())  # noqa: S314 - our own file
+    titles = [entry.findtext("{http://www.w3.org/2005/Atom}title")
+              for entry in feed.iter("{http://www.w3.org/2005/Atom}entry")]
+    assert "Odd  title  & <co>" in titles

@@ -3,6 +3,7 @@ on 127.0.0.1 (the rebuild itself is counted here; the whole loop is in test_loop
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -168,3 +169,59 @@ def test_a_secret_that_is_not_one_is_refused_at_start() -> None:
         Verifier(["not-a-secret"])
     with pytest.raises(ValueError, match="base64"):
         Verifier(["whsec_***"])
+    for weak in ("whsec_", "whsec_AA=="):  # anyone could sign with an empty or tiny key
+        with pytest.raises(ValueError, match="at least 16 bytes"):
+            Verifier([weak])
+
+
+def test_a_timestamp_of_other_digits_is_refused(running: Running, secret: str) -> None:
+    headers = signed(secret, "msg_digits")
+    headers["webhook-timestamp"] = "\u00b9\u00b2\u00b3"  # digits to str.isdigit, not to int()
+    answer = httpx.post(running.url, content=BODY, timeout=30,
+                        headers={key: value.encode() for key, value in headers.items()})
+    assert answer.status_code == 401
+
+
+def test_an_event_that_cannot_be_recorded_is_refused_for_now_and_taken_later(
+        running: Running, secret: str, tmp_path: Path) -> None:
+    obstacle = tmp_path / ".webhook-ids.json.cms-site.tmp"
+    obstacle.mkdir()  # as a full disk would: the save fails
+    failed = running.post(BODY, signed(secret, "msg_kept"))
+    assert failed.status_code == 503
+    assert running.watcher.requested == 1
+    obstacle.rmdir()
+    assert running.post(BODY, signed(secret, "msg_kept")).status_code == 202
+    assert running.watcher.requested == 2
+
+
+def test_watchers_of_one_site_share_what_they_handled(tmp_path: Path) -> None:
+    one, two = HandledIds(tmp_path / "ids.json"), HandledIds(tmp_path / "ids.json")
+    assert one.first_time("msg_one")
+    assert two.first_time("msg_two")
+    assert not two.first_time("msg_one")
+    assert not HandledIds(tmp_path / "ids.json").first_time("msg_two")
+
+
+def test_a_negative_length_is_a_bad_request(running: Running, secret: str) -> None:
+    with socket.create_connection(("127.0.0.1", running.server.server_address[1]),
+                                  timeout=30) as client:
+        client.sendall(b"POST /hooks HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+        assert client.recv(100).startswith(b"HTTP/1.1 400")
+
+
+def test_connections_past_the_limit_are_turned_away(tmp_path: Path, secret: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from cms.site import watch
+
+    monkeypatch.setattr(watch, "MAX_CONNECTIONS", 1)
+    receiver = Running(tmp_path, secret)
+    receiver.thread.start()
+    port = receiver.server.server_address[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
+            idle.sendall(b"POST /hooks HTTP/1.1\r\n")  # and then nothing: it holds its thread
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as turned_away:
+                assert turned_away.recv(100) == b""  # closed at once
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
