@@ -1,5 +1,6 @@
 """Public routes: how the published verdicts of the comparisons now published changed, one
-publication at a time, for frontends to show a comparison's record. Who acted appears by name
+re-publication at a time, for frontends to show a comparison's record (a first publication
+sets verdicts rather than changing them, and is not listed). Who acted appears by name
 only (the audit routes, for auditors, carry addresses), and a comparison taken down takes its
 record with it."""
 
@@ -13,7 +14,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from msgspec import Struct
 
 from ..audit.verdicts import VerdictChange
-from ..errors import BadRequest, NotFound
+from ..errors import NotFound
 from .http import PUBLIC_CACHE, SlugPath, check_slug, etag, not_modified
 from .services import Services, ServicesDep
 
@@ -81,7 +82,8 @@ class PublishedVerdictsController(Controller):
         services.index.refresh()
         if services.index.get(slug) is None:
             raise NotFound(f"no published comparison with slug `{slug}`", field="slug")
-        return _answer(services, services.verdicts.changes(slug=slug)[::-1], if_none_match)
+        changes = [change for change in services.verdicts.changes(slug=slug) if not change.first]
+        return _answer(services, changes[::-1], if_none_match)
 
     @get("/api/verdict-changes", sync_to_thread=True,
          summary="The latest verdict changes of the comparisons now published, newest first")
@@ -92,8 +94,6 @@ class PublishedVerdictsController(Controller):
             description="`next_cursor` of the previous page", pattern=r"^[0-9]{1,12}\Z")] = None,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     ) -> Response[PublishedVerdictChanges]:
-        if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 12):
-            raise BadRequest("`cursor` is the `next_cursor` of a previous page", field="cursor")
         services.index.refresh()
         index = services.index
         log = services.verdicts.changes()  # oldest first, and only ever added to
@@ -103,6 +103,6 @@ class PublishedVerdictsController(Controller):
         items: list[VerdictChange] = []
         while place > 0 and len(items) < limit:
             place -= 1
-            if index.get(log[place].slug) is not None:
+            if not log[place].first and index.get(log[place].slug) is not None:
                 items.append(log[place])
         return _answer(services, items, if_none_match, str(place) if place else None)

@@ -22,7 +22,7 @@ from ..identity.actors import Person
 from ..store.documents import Documents
 from ..store.repository import Commit
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 class VerdictChange(Struct, frozen=True, kw_only=True):
@@ -40,6 +40,8 @@ class VerdictChange(Struct, frozen=True, kw_only=True):
     after: str | float | None
     before_label: str | None
     after_label: str | None
+    # The comparison's first publication: its verdicts appear rather than change.
+    first: bool = False
 
 
 class _Cache(Struct):
@@ -123,6 +125,7 @@ class VerdictLog:
                 reviewer=change.reviewer, kind=change.kind,
                 before=_scalar(change.before), after=_scalar(change.after),
                 before_label=change.before_label, after_label=change.after_label,
+                first=before is None,
             )
             for change in compare(before, after).verdict_changes
         ]

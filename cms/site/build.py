@@ -85,8 +85,8 @@ class _Site:
 
 
 def build(source: Source, out: Path, state_folder: Path, *, site_url: str = "") -> BuildResult:
-    with building(state_folder, out):
-        state = load(state_folder, source.api)
+    with building(state_folder, out) as interrupted:
+        state = SiteState(api=source.api) if interrupted else load(state_folder, source.api)
         synced = source.sync(state.sync)
         site = _Site(out)
         cards = {} if synced.full else dict(state.cards)
@@ -115,7 +115,7 @@ def build(source: Source, out: Path, state_folder: Path, *, site_url: str = "") 
             for path in sorted(known - set(lists)):
                 site.drop(path)
             site.put("verdicts.html", pages.recent_changes_page(source.recent_changes(), cards))
-            site.put(pages.FEED, atom(ordered, site_url))
+            site.put(pages.FEED, atom(ordered, source.api, site_url))
         site.put(pages.STYLESHEET, stylesheet())
         after = SiteState(api=source.api, sync=synced.next_sync, cards=cards, lists=lists)
         if after != state:
@@ -148,17 +148,21 @@ def _lists(site: _Site, ordered: list[Card]) -> list[str]:
                                   for tool in entry.tools}):
             by_category.setdefault(slug, []).append(entry)
             names.setdefault(slug, name)
-    categories = sorted(((slug, names[slug], len(found)) for slug, found in by_category.items()),
-                        key=lambda row: (row[1].casefold(), row[0]))
-    paths = _paged(site, ordered, heading=pages.SITE_NAME,
+    categories = sorted((pages.Category(slug=slug, name=names[slug], count=len(found))
+                         for slug, found in by_category.items()),
+                        key=lambda category: (category.name.casefold(), category.slug))
+    items = {entry.slug: pages.card_item(entry) for entry in ordered}
+    paths = _paged(site, [items[entry.slug] for entry in ordered], heading=pages.SITE_NAME,
                    intro="Two AI tools side by side: the panel's verdicts, the pricing, the "
                          "reviewers' split and the community's vote.",
                    categories=categories, current=None,
                    page_path=lambda n: "index.html" if n == 1 else f"page/{n}/index.html")
-    for slug, name, _ in categories:
-        paths += _paged(site, by_category[slug], heading=name,
-                        intro=f"Comparisons with a tool in {name}.", categories=categories,
-                        current=slug, page_path=_category_page(slug))
+    for category in categories:
+        paths += _paged(site, [items[entry.slug] for entry in by_category[category.slug]],
+                        heading=category.name, intro=f"Comparisons with a tool in "
+                                                     f"{category.name}.",
+                        categories=categories, current=category.slug,
+                        page_path=_category_page(category.slug))
     return paths
 
 
@@ -167,8 +171,8 @@ def _category_page(slug: str) -> Callable[[int], str]:
                       else f"category/{slug}/page/{n}/index.html")
 
 
-def _paged(site: _Site, cards: list[Card], *, heading: str, intro: str,
-           categories: list[tuple[str, str, int]], current: str | None,
+def _paged(site: _Site, cards: list[str], *, heading: str, intro: str,
+           categories: list[pages.Category], current: str | None,
            page_path: Callable[[int], str]) -> list[str]:
     count = max(1, -(-len(cards) // PER_PAGE))
     written = []

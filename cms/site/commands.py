@@ -35,6 +35,9 @@ def add_commands(commands: Any) -> None:
                             f"{SECRET_VARIABLE}, which a process list does not show")
     watch.add_argument("--settle", type=float, default=0.2, metavar="SECONDS",
                        help="how long a burst of events is gathered into one rebuild")
+    watch.add_argument("--refresh", type=float, default=300.0, metavar="SECONDS",
+                       help="rebuild this often when no event comes, for what no webhook "
+                            "announces (folds of community votes); 0: never")
     watch.set_defaults(run=_watch)
 
 
@@ -108,6 +111,8 @@ def _watch(args: argparse.Namespace) -> int:
         return _fail("--listen: give HOST:PORT, e.g. 127.0.0.1:8700 or [::1]:8700")
     if not 0 <= args.settle <= 60:
         return _fail("--settle: give 0 to 60 seconds")
+    if not (args.refresh == 0 or 1 <= args.refresh <= 86_400):
+        return _fail("--refresh: give 0 (never) or 1 to 86400 seconds")
     state = args.state or default_folder(args.out)
     problem = _out_problem(args.out, state)
     if problem is not None:
@@ -122,7 +127,7 @@ def _watch(args: argparse.Namespace) -> int:
     try:
         receiver = Receiver(api=api, out=args.out, state_folder=state, secrets=secrets,
                             host=host.strip("[]"), port=int(port), site_url=args.site_url,
-                            settle=args.settle)
+                            settle=args.settle, refresh=args.refresh or None)
     except ValueError as exc:
         return _fail(f"--secret: {exc}")
     except OSError as exc:

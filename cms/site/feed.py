@@ -6,6 +6,7 @@ for readers that want that."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape as _escape
@@ -30,9 +31,11 @@ def _stamp(moment: datetime | None) -> str:
     return (moment or _EPOCH).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def atom(cards: list[Card], site_url: str = "") -> bytes:
-    """``cards`` latest first."""
+def atom(cards: list[Card], origin: str, site_url: str = "") -> bytes:
+    """``cards`` latest first. The feed's and its entries' ids are this site's own (Atom wants
+    them unique across the world): made from its address, or else the API's (``origin``)."""
     base = site_url.rstrip("/") + "/" if site_url else ""
+    site = hashlib.sha256((site_url or origin).encode()).hexdigest()[:16]
     latest = cards[:LATEST]
     updated = _stamp(latest[0].published_at if latest else None)
     entries = []
@@ -42,7 +45,7 @@ def atom(cards: list[Card], site_url: str = "") -> bytes:
                           for tool in card.tools)
         entries.append(f"""<entry>
 <title>{escape(card.title)}</title>
-<id>urn:cms-site:comparison:{escape(card.slug)}:{_stamp(card.published_at)}</id>
+<id>urn:cms-site:{site}:{escape(card.slug)}:{_stamp(card.published_at)}</id>
 <link rel="alternate" type="text/html" href={quoteattr(link)}/>
 <updated>{_stamp(card.published_at)}</updated>
 <summary>{escape(card.summary)} ({escape(tools)})</summary>
@@ -51,7 +54,7 @@ def atom(cards: list[Card], site_url: str = "") -> bytes:
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom">
 <title>{escape(SITE_NAME)}</title>
-<id>urn:cms-site:feed</id>
+<id>urn:cms-site:{site}</id>
 <updated>{updated}</updated>
 <author><name>{escape(SITE_NAME)}</name></author>
 <link rel="alternate" type="text/html" href={quoteattr(base or "./")}/>{self_link}

@@ -25,7 +25,6 @@ class Review(Struct, frozen=True):
 
 
 class Tool(Struct, frozen=True):
-    id: str
     name: str
     category: str
     tagline: str
@@ -33,7 +32,6 @@ class Tool(Struct, frozen=True):
     entry_price: str
     reviews: list[Review]
     panel_ship_label: str
-    panel_verdict: str
     community_label: str
 
 
@@ -49,7 +47,6 @@ class Comparison(Struct, frozen=True):
     panel: list[Reviewer]
     tools: list[Tool]
     body: str
-    revision: str
     workflow: Workflow = msgspec.field(default_factory=Workflow)
 
 
@@ -72,7 +69,6 @@ class VerdictChange(Struct, frozen=True):
     after: str | float | None
     before_label: str | None
     after_label: str | None
-    published_by: str = ""
     approved_by: list[str] = msgspec.field(default_factory=list)
 
 

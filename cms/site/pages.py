@@ -8,10 +8,13 @@ the same content, so that an unchanged comparison makes the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from html import escape
+
+from msgspec import Struct
 
 from ..content.render import render_markdown
 from .model import Comparison, Tool, VerdictChange
@@ -22,8 +25,22 @@ STYLESHEET = "style.css"
 FEED = "feed.atom"
 
 
+class Category(Struct, frozen=True):
+    slug: str
+    name: str
+    count: int
+
+
 def category_slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-") or "other"
+    """A folder name for a category: its words, lower-cased and joined by hyphens; a name with
+    anything else in it ("C++", "Données") gets a short digest of itself too, so that two
+    names never share a folder."""
+    folded = name.casefold().strip()
+    words = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")
+    if re.fullmatch(r"[a-z0-9]+(?: [a-z0-9]+)*", folded):
+        return words
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:6]
+    return f"{words or 'category'}-{digest}"
 
 
 def comparison_path(slug: str) -> str:
@@ -252,21 +269,23 @@ def recent_changes_page(changes: list[VerdictChange], cards: dict[str, Card]) ->
 # Lists
 
 
-def list_page(*, cards: list[Card], heading: str, intro: str,
-              categories: list[tuple[str, str, int]], current_category: str | None,
-              number: int, pages: int, page_path: Callable[[int], str]) -> bytes:
-    """Page ``number`` of a list of comparisons, latest first, with the categories to filter
-    by; ``page_path(n)`` is where the list's page ``n`` is, relative to the site."""
+def list_page(*, cards: list[str], heading: str, intro: str, categories: list[Category],
+              current_category: str | None, number: int, pages: int,
+              page_path: Callable[[int], str]) -> bytes:
+    """Page ``number`` of a list of comparisons, latest first (``cards`` as ``card_item``
+    made them), with the categories to filter by; ``page_path(n)`` is where the list's page
+    ``n`` is, relative to the site."""
     path = page_path(number)
     root = root_of(path)
-    entries = "\n".join(_card(card, root) for card in cards) or \
-        "<li>Nothing published yet.</li>"
+    entries = "\n".join(cards).replace(_ROOT, root) or "<li>Nothing published yet.</li>"
     everything = ' aria-current="page"' if current_category is None else ""
     choices = [f'<li><a href="{_href(root, "index.html")}"{everything}>All</a></li>']
-    for slug, name, count in categories:
-        here = ' aria-current="page"' if slug == current_category else ""
-        choices.append(f'<li><a href="{_href(root, f"category/{slug}/index.html")}"{here}>'
-                       f"{escape(name)} <span class=\"count\">({count})</span></a></li>")
+    for category in categories:
+        here = ' aria-current="page"' if category.slug == current_category else ""
+        choices.append(
+            f'<li><a href="{_href(root, f"category/{category.slug}/index.html")}"{here}>'
+            f"<bdi>{escape(category.name)}</bdi> <span class=\"count\">({category.count})"
+            "</span></a></li>")
     pager = _pager(root, number, pages, page_path)
     body = f"""<h1>{escape(heading)}</h1>
 <p>{escape(intro)}</p>
@@ -288,15 +307,22 @@ def list_page(*, cards: list[Card], heading: str, intro: str,
                 body=body, current=path if current_category is None and number == 1 else "")
 
 
-def _card(card: Card, root: str) -> str:
+# Where a card's links start: each list page puts its own way to the top there. A card is made
+# once a build and shown on several pages at different depths.
+_ROOT = "\x00"
+
+
+def card_item(card: Card) -> str:
     tools = "".join(
-        f"<li>{escape(tool.name)} <span class=\"category\">({escape(tool.category)})</span>: "
+        f"<li><bdi>{escape(tool.name)}</bdi> <span class=\"category\">"
+        f"(<bdi>{escape(tool.category)}</bdi>)</span>: "
         f"panel ship {escape(tool.panel_ship_label)}, community "
         f"{escape(tool.community_label)}</li>" for tool in card.tools)
     published = f'<p class="meta">Published {_date(card.published_at)}</p>' \
         if card.published_at else ""
     return f"""<li class="card">
-<h3><a href="{_href(root, comparison_path(card.slug))}">{escape(card.title)}</a></h3>
+<h3><a href="{_ROOT}{comparison_path(card.slug).removesuffix("index.html")}">\
+{escape(card.title)}</a></h3>
 {published}
 <p>{escape(card.summary)}</p>
 <ul class="tool-lines">{tools}</ul>

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 
 import msgspec
@@ -24,14 +26,25 @@ from .model import Comparison
 
 log = logging.getLogger("cms.site")
 
-_VERSION = 1
+_VERSION = 2
+
+
+def _rendering() -> str:
+    """What makes the pages: a site built by other code is built again in full, so that every
+    page takes the new markup, not only the pages of comparisons that change."""
+    digest = hashlib.sha256()
+    for name in ("pages.py", "feed.py", "style.css"):
+        digest.update(resources.files(__package__).joinpath(name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+RENDERING = _rendering()
 
 
 class CardTool(Struct, frozen=True):
     name: str
     category: str
     panel_ship_label: str
-    panel_verdict: str
     community_label: str
 
 
@@ -40,7 +53,6 @@ class Card(Struct, frozen=True):
     title: str
     summary: str
     published_at: datetime | None
-    approved_by: list[str]
     tools: list[CardTool]
     reviewers: dict[str, str]  # id -> name, for the page of verdict changes
 
@@ -48,6 +60,7 @@ class Card(Struct, frozen=True):
 class SiteState(Struct):
     version: int = _VERSION
     api: str = ""
+    rendering: str = RENDERING
     sync: str | None = None
     cards: dict[str, Card] = msgspec.field(default_factory=dict)
     # The list pages (index, categories, their further pages) of the last build, relative to
@@ -59,9 +72,8 @@ def card(comparison: Comparison) -> Card:
     return Card(
         slug=comparison.slug, title=comparison.title, summary=comparison.summary,
         published_at=comparison.workflow.published_at,
-        approved_by=list(comparison.workflow.approved_by),
         tools=[CardTool(name=tool.name, category=tool.category,
-                        panel_ship_label=tool.panel_ship_label, panel_verdict=tool.panel_verdict,
+                        panel_ship_label=tool.panel_ship_label,
                         community_label=tool.community_label) for tool in comparison.tools],
         reviewers={reviewer.id: reviewer.name for reviewer in comparison.panel})
 
@@ -79,7 +91,7 @@ def load(folder: Path, api: str) -> SiteState:
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         log.warning("the site's state could not be read (%s): building in full", exc)
         return SiteState(api=api)
-    if state.version != _VERSION or state.api != api:
+    if state.version != _VERSION or state.api != api or state.rendering != RENDERING:
         return SiteState(api=api)
     return state
 
@@ -102,17 +114,19 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def building(folder: Path, out: Path) -> Iterator[None]:
-    """One build at a time on one site, whichever process runs it. A build that a kill cut
-    short leaves its mark, and the next one sweeps the temporary files it may have left in
-    the site."""
+def building(folder: Path, out: Path) -> Iterator[bool]:
+    """One build at a time on one site, whichever process runs it; whether the last one was
+    cut short. Such a build (killed, or stopped by an error) leaves its mark: the site may hold
+    pages its state does not know of, so the next build is a full one, and it sweeps the
+    temporary files that may be left."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "build.lock", "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         mark = folder / "building"
-        if mark.exists() and out.is_dir():
+        interrupted = mark.exists()
+        if interrupted and out.is_dir():
             for left in out.rglob(f"*{TEMPORARY}"):
                 left.unlink(missing_ok=True)
         mark.touch()
-        yield
+        yield interrupted
         mark.unlink()

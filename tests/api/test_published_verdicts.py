@@ -32,6 +32,11 @@ def test_a_comparison_s_record_names_who_without_addresses(
     again = client.get(f"/api/comparisons/{HAIKU}/verdict-changes",
                        headers={"If-None-Match": answer.headers["etag"]})
     assert again.status_code == 304
+    republish(client, tokens, HAIKU, flip_builder)
+    changed = client.get(f"/api/comparisons/{HAIKU}/verdict-changes",
+                         headers={"If-None-Match": answer.headers["etag"]})
+    assert changed.status_code == 200  # a record that grew is never answered 304
+    assert len(changed.json()["items"]) == 4
 
 
 def test_the_record_of_a_comparison_taken_down_is_not_public(
@@ -84,3 +89,22 @@ def test_pages_of_the_record_cover_it_once_while_it_grows(
         refused = client.get(f"/api/verdict-changes?cursor={bad}")
         assert refused.status_code == 400
         assert refused.json()["field"] == "cursor"
+
+
+def test_a_first_publication_sets_verdicts_and_is_no_change(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    document = client.get(f"/api/comparisons/{HAIKU}").json()
+    document.update(slug="brand-new-comparison", title="Brand New Comparison")
+    created = client.post("/api/drafts", json=document, headers=tokens["editor"])
+    assert created.status_code == 201, created.text
+    doc = act(client, "brand-new-comparison", "submit", tokens["editor"], created.headers["etag"])
+    doc = act(client, "brand-new-comparison", "approve", tokens["reviewer"],
+              f'"{doc["revision"]}"')
+    act(client, "brand-new-comparison", "publish", tokens["publisher"], f'"{doc["revision"]}"')
+    record = client.get("/api/comparisons/brand-new-comparison/verdict-changes").json()
+    assert record["items"] == []
+    assert client.get("/api/verdict-changes").json()["items"] == []
+    audit = client.get("/api/audit/verdict-changes?slug=brand-new-comparison",
+                       headers=tokens["auditor"]).json()["items"]
+    assert audit
+    assert all(item["first"] for item in audit)  # the auditors see them, marked

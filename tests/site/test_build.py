@@ -261,3 +261,86 @@ def test_the_feed_stays_well_formed_whatever_a_title_holds(
     titles = [entry.findtext("{http://www.w3.org/2005/Atom}title")
               for entry in feed.iter("{http://www.w3.org/2005/Atom}entry")]
     assert "Odd  title  & <co>" in titles
+
+
+def publish_new(client: TestClient, tokens: dict[str, Headers], slug: str) -> None:  # type: ignore[type-arg]
+    document = client.get(f"/api/comparisons/{HAIKU}").json()
+    document.update(slug=slug, title=f"New {slug}")
+    created = client.post("/api/drafts", json=document, headers=tokens["editor"])
+    assert created.status_code == 201, created.text
+    doc = act(client, slug, "submit", tokens["editor"], created.headers["etag"])
+    doc = act(client, slug, "approve", tokens["reviewer"], f'"{doc["revision"]}"')
+    act(client, slug, "publish", tokens["publisher"], f'"{doc["revision"]}"')
+
+
+def unpublish(client: TestClient, tokens: dict[str, Headers], slug: str) -> None:  # type: ignore[type-arg]
+    etag = client.get(f"/api/comparisons/{slug}").headers["etag"]
+    act(client, slug, "unpublish", tokens["publisher"], etag)
+
+
+def test_a_build_stopped_by_an_error_is_made_good_by_the_next(
+        site: Site, client: TestClient, tokens: dict[str, Headers],  # type: ignore[type-arg]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cms.site.source import SourceError
+
+    site.build()
+    publish_new(client, tokens, "briefly-published")
+
+    def unreachable(self: Source) -> list[Any]:
+        raise SourceError("the API could not be reached")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Source, "recent_changes", unreachable)
+        with pytest.raises(SourceError):
+            site.build()  # its pages were written, its state not saved
+    assert (site.out / pages.comparison_path("briefly-published")).exists()
+    unpublish(client, tokens, "briefly-published")  # the sync nets the two out
+    site.build()
+    assert not (site.out / "comparisons" / "briefly-published").exists()
+    assert "briefly-published" not in (site.out / "index.html").read_text()
+    assert site.build().written == []
+
+
+def test_list_pages_the_catalogue_no_longer_fills_are_removed(
+        site: Site, client: TestClient, tokens: dict[str, Headers],  # type: ignore[type-arg]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cms.site import build as building
+
+    monkeypatch.setattr(building, "PER_PAGE", 2)
+    site.build()
+    assert (site.out / "page" / "3" / "index.html").exists()
+    index = (site.out / "index.html").read_text()
+    assert 'rel="next" href="page/2/"' in index
+    for slug in client.get("/api/comparisons?limit=2").json()["items"]:
+        unpublish(client, tokens, slug["slug"])
+    result = site.build()
+    assert "page/3/index.html" in result.removed
+    assert not (site.out / "page" / "3").exists()
+    assert (site.out / "page" / "2" / "index.html").exists()
+
+
+def test_a_category_that_empties_leaves_the_site(
+        site: Site, client: TestClient, tokens: dict[str, Headers]) -> None:  # type: ignore[type-arg]
+    def moved(document: dict[str, Any]) -> None:
+        for tool in document["tools"]:
+            tool["category"] = "Brand New Category"
+
+    site.build()
+    before = {path.name for path in (site.out / "category").iterdir()}
+    republish(client, tokens, HAIKU, moved)
+    site.build()
+    after = {path.name for path in (site.out / "category").iterdir()}
+    assert after - before == {"brand-new-category"}
+    listed = (site.out / "category" / "brand-new-category" / "index.html").read_text()
+    assert f'href="../../comparisons/{HAIKU}/"' in listed
+    gone = before - after  # a category only this comparison had, if any
+    for name in gone:
+        assert name not in (site.out / "index.html").read_text()
+
+
+def test_category_folders_never_collide() -> None:
+    names = ["C", "C++", "C#", "Données", "Developer Tools", "developer tools!"]
+    slugs = [pages.category_slug(name) for name in names]
+    assert len(set(slugs)) == len(slugs)
+    assert pages.category_slug("Developer Tools") == "developer-tools"
+    assert all(re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", slug) for slug in slugs)

@@ -14,34 +14,45 @@ import pytest
 from standardwebhooks import Webhook
 
 from cms.site.build import BuildResult
-from cms.site.watch import HandledIds, Refused, Verifier, Watcher, _Server
+from cms.site.handled import HandledIds
+from cms.site.rebuilds import Rebuilder
+from cms.site.signatures import Refused, Verifier
+from cms.site.source import SourceError
+from cms.site.watch import _Server
 from cms.webhooks.signing import new_secret, signed_headers
 
 BODY = b'{"type": "comparison.published", "data": {"slug": "a-b"}}'
 
 
 class Rebuilds:
-    """Counts rebuilds; each waits for ``gate`` when one is set, as a slow build would."""
+    """Counts rebuilds; each waits for ``gate`` when one is set, as a slow build would; the
+    first ``failing`` of them fail as an unreachable API does."""
 
-    def __init__(self) -> None:
+    def __init__(self, failing: int = 0) -> None:
         self.count = 0
+        self.failing = failing
         self.gate: threading.Event | None = None
         self.started = threading.Event()
+        self.third = threading.Event()
 
     def __call__(self) -> BuildResult:
         self.started.set()
         if self.gate is not None:
             assert self.gate.wait(30)
         self.count += 1
+        if self.count >= 3:
+            self.third.set()
+        if self.count <= self.failing:
+            raise SourceError("the API at http://127.0.0.1:1 could not be reached")
         return BuildResult(written=[], removed=[], comparisons=0, full=False)
 
 
 class Running:
     def __init__(self, tmp_path: Path, secret: str) -> None:
         self.rebuilds = Rebuilds()
-        self.watcher = Watcher(self.rebuilds, settle=0.0)
+        self.rebuilder = Rebuilder(self.rebuilds, settle=0.0)
         self.handled = HandledIds(tmp_path / "webhook-ids.json")
-        self.server = _Server(("127.0.0.1", 0), Verifier([secret]), self.handled, self.watcher)
+        self.server = _Server(("127.0.0.1", 0), Verifier([secret]), self.handled, self.rebuilder)
         host, port = self.server.server_address[:2]
         self.url = f"http://{host}:{port}/hooks"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
@@ -59,15 +70,15 @@ def secret() -> str:
 @pytest.fixture
 def running(tmp_path: Path, secret: str) -> Iterator[Running]:
     receiver = Running(tmp_path, secret)
-    receiver.watcher.start()
+    receiver.rebuilder.start()
     receiver.thread.start()
-    assert receiver.watcher.wait_built(1, 30)  # the start's own rebuild
+    assert receiver.rebuilder.wait_built(1, 30)  # the start's own rebuild
     try:
         yield receiver
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()
-        receiver.watcher.stop()
+        receiver.rebuilder.stop()
 
 
 def signed(secret: str, message_id: str, body: bytes = BODY,
@@ -81,11 +92,11 @@ def test_a_signed_event_rebuilds_once_and_its_redelivery_not_again(
     first = running.post(BODY, signed(secret, "msg_1"))
     assert first.status_code == 202
     assert first.json() == {"status": "accepted", "webhook_id": "msg_1"}
-    assert running.watcher.wait_built(2, 30)
+    assert running.rebuilder.wait_built(2, 30)
     again = running.post(BODY, signed(secret, "msg_1"))  # a redelivery: a new timestamp
     assert again.status_code == 200
     assert again.json()["status"] == "duplicate"
-    assert running.watcher.requested == 2
+    assert running.rebuilder.requested == 2
     assert running.rebuilds.count == 2
 
 
@@ -111,7 +122,7 @@ def test_a_forged_or_stale_event_is_refused_and_nothing_is_rebuilt(
     answer = running.post(body, headers)
     assert answer.status_code == 401
     assert "error" in answer.json()
-    assert running.watcher.requested == 1
+    assert running.rebuilder.requested == 1
     # The id of a refused request is not kept: the real event with that id still counts.
     assert running.post(BODY, signed(secret, "msg_forged")).status_code == 202
 
@@ -139,7 +150,7 @@ def test_either_secret_of_a_rotation_is_accepted(tmp_path: Path) -> None:
 def test_an_oversized_or_unsized_body_is_refused(running: Running, secret: str) -> None:
     big = b"x" * (1024 * 1024 + 1)
     assert running.post(big, signed(secret, "msg_big", big)).status_code == 413
-    assert running.watcher.requested == 1
+    assert running.rebuilder.requested == 1
 
 
 def test_a_burst_during_a_rebuild_makes_one_more_rebuild(running: Running,
@@ -151,7 +162,7 @@ def test_a_burst_during_a_rebuild_makes_one_more_rebuild(running: Running,
     for number in range(5):
         assert running.post(BODY, signed(secret, f"msg_b{number}")).status_code == 202
     gate.set()
-    assert running.watcher.wait_built(7, 30)
+    assert running.rebuilder.wait_built(7, 30)
     assert running.rebuilds.count == 3  # the start's, msg_a's, and one for the five
 
 
@@ -188,10 +199,10 @@ def test_an_event_that_cannot_be_recorded_is_refused_for_now_and_taken_later(
     obstacle.mkdir()  # as a full disk would: the save fails
     failed = running.post(BODY, signed(secret, "msg_kept"))
     assert failed.status_code == 503
-    assert running.watcher.requested == 1
+    assert running.rebuilder.requested == 1
     obstacle.rmdir()
     assert running.post(BODY, signed(secret, "msg_kept")).status_code == 202
-    assert running.watcher.requested == 2
+    assert running.rebuilder.requested == 2
 
 
 def test_watchers_of_one_site_share_what_they_handled(tmp_path: Path) -> None:
@@ -225,3 +236,53 @@ def test_connections_past_the_limit_are_turned_away(tmp_path: Path, secret: str,
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()
+
+
+def test_a_failed_rebuild_is_tried_again_without_being_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cms.site import rebuilds
+
+    # The first retry comes after the first delay, the second after the second.
+    monkeypatch.setattr(rebuilds, "RETRY_SECONDS", (0.0, 0.0, 600.0))
+    failing = Rebuilds(failing=2)
+    rebuilder = Rebuilder(failing, settle=0.0)
+    rebuilder.start()
+    try:
+        assert rebuilder.wait_built(1, 30)  # the start's own request, on the third try
+        assert failing.count == 3
+        assert rebuilder.requested == 1
+        assert rebuilder.last_error is None
+    finally:
+        rebuilder.stop()
+
+
+def test_the_site_is_refreshed_when_nothing_asks() -> None:
+    counted = Rebuilds()
+    rebuilder = Rebuilder(counted, settle=0.0, refresh=0.001)
+    rebuilder.start()
+    try:
+        assert counted.third.wait(30)
+        assert rebuilder.requested == 1  # only the start asked
+    finally:
+        rebuilder.stop()
+
+
+def test_stopping_while_a_burst_gathers_starts_no_rebuild() -> None:
+    counted = Rebuilds()
+    rebuilder = Rebuilder(counted, settle=600.0)
+    rebuilder.start()  # its own request now waits out the settle time
+    rebuilder.stop()
+    assert counted.count == 0
+
+
+def test_a_body_refused_unread_closes_the_connection(running: Running) -> None:
+    smuggled = b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", running.server.server_address[1]),
+                                  timeout=30) as client:
+        client.sendall(b"POST /hooks HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n"
+                       + smuggled)
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert answer.count(b"HTTP/1.1") == 1  # the body was never read as a request
