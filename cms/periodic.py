@@ -10,13 +10,15 @@ log = logging.getLogger("cms")
 
 
 class Periodic(ABC):
-    """Calls ``run_once`` every ``interval`` seconds on a daemon thread named ``name``; a
-    failure is logged, and the next round tries again."""
+    """Calls ``run_once`` every ``interval`` seconds (the first time after ``first``) on a
+    daemon thread named ``name``; a failure is logged, and the next round tries again."""
 
     name = "upkeep"
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, first: float | None = None) -> None:
         self.interval = interval
+        # When the first round comes (the interval, unless said otherwise).
+        self.first = interval if first is None else first
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -34,7 +36,9 @@ class Periodic(ABC):
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        wait = self.first
+        while not self._stop.wait(wait):
+            wait = self.interval
             try:
                 self.run_once()
             except Exception:

@@ -27,7 +27,7 @@ from ..errors import CmsError
 from ..periodic import Periodic
 from .documents import Documents
 from .layout import BRANCH_PREFIX, DISCARDED_PREFIX, Layout
-from .refs import Move, RefConflict
+from .refs import ABANDONED_AFTER_SECONDS, Move, RefConflict
 from .repository import Repository
 
 log = logging.getLogger("cms")
@@ -143,7 +143,10 @@ class PeriodicRecovery(Periodic):
     name = "recovery"
 
     def __init__(self, documents: Documents, interval: float = RECOVERY_INTERVAL_SECONDS) -> None:
-        super().__init__(interval)
+        # The first round soon after start: a lock that the process this one replaces left
+        # just before it died was too young for start-up to call it abandoned, and nobody may
+        # ever write that ref again (a discard's archive names a commit of its own).
+        super().__init__(interval, first=min(interval, 2 * ABANDONED_AFTER_SECONDS))
         self.documents = documents
 
     def run_once(self) -> None:

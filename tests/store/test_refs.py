@@ -7,6 +7,7 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -393,6 +394,29 @@ def test_the_periodic_pass_removes_a_dead_writers_lock_nobody_meets(tmp_path: Pa
     PeriodicRecovery(Documents(repo, Layout(content_dir="content", main_branch="main"))).run_once()
     assert not lock.exists()
     assert gits.exists()
+
+
+def test_the_first_periodic_pass_comes_once_a_lock_left_at_start_up_is_old_enough(
+        tmp_path: Path) -> None:
+    """A server restarted at once after a kill meets the dead writer's lock while it is too
+    young to call abandoned; the first pass comes soon after, not a whole interval later."""
+    from cms.store.documents import Documents
+    from cms.store.layout import Layout
+    from cms.store.recovery import PeriodicRecovery
+    from cms.store.refs import ABANDONED_AFTER_SECONDS
+
+    repo, _ = repository(tmp_path)
+    recovery = PeriodicRecovery(Documents(repo, Layout(content_dir="content",
+                                                       main_branch="main")))
+    assert ABANDONED_AFTER_SECONDS < recovery.first < recovery.interval
+    passes = threading.Event()
+    recovery.run_once = passes.set  # type: ignore[method-assign]
+    recovery.first = 0.0
+    recovery.start()
+    try:
+        assert passes.wait(30)  # the first pass, without waiting out the interval (30 s)
+    finally:
+        recovery.stop()
 
 
 class Killed(BaseException):
