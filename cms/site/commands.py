@@ -1,4 +1,7 @@
-"""`cms site build` and `cms site watch`: the command line of the reference site."""
+"""`cms site build` and `cms site watch`: the command line of the reference site.
+
+The builder, its HTTP client and the receiver are imported when a site command runs, not when
+the `cms` command starts: every other command (`cms serve` among them) would pay for them."""
 
 from __future__ import annotations
 
@@ -12,10 +15,6 @@ import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-from .build import build
-from .source import Source, SourceError
-from .state import default_folder
 
 SECRET_VARIABLE = "CMS_SITE_SECRET"  # noqa: S105 - the name of a variable, not a secret
 
@@ -79,11 +78,20 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _state_folder(args: argparse.Namespace) -> Path:
+    """``--state``, or the folder beside ``--out``: ``public/`` keeps it in ``public.state/``."""
+    out: Path = args.out
+    return args.state or out.parent / f"{out.name}.state"
+
+
 def _build(args: argparse.Namespace) -> int:
+    from .build import build
+    from .source import Source, SourceError
+
     api = _api(args.api)
     if api is None:
         return _fail("--api: give the CMS's http:// or https:// address")
-    state = args.state or default_folder(args.out)
+    state = _state_folder(args)
     problem = _out_problem(args.out, state)
     if problem is not None:
         return _fail(problem)
@@ -113,7 +121,7 @@ def _watch(args: argparse.Namespace) -> int:
         return _fail("--settle: give 0 to 60 seconds")
     if not (args.refresh == 0 or 1 <= args.refresh <= 86_400):
         return _fail("--refresh: give 0 (never) or 1 to 86400 seconds")
-    state = args.state or default_folder(args.out)
+    state = _state_folder(args)
     problem = _out_problem(args.out, state)
     if problem is not None:
         return _fail(problem)

@@ -48,6 +48,7 @@ class Source:
         items: list[Comparison] = []
         deleted: list[str] = []
         params: dict[str, str | int] = {"limit": SYNC_PAGE}
+        seen: set[str] = set()
         if token:
             params["token"] = token
         while True:
@@ -57,11 +58,15 @@ class Source:
             page = self._decode(response, SyncPage)
             items += page.items
             deleted += page.deleted
+            if page.next_page in seen:
+                # An API that named a page again would be followed for ever.
+                raise SourceError(f"the API at {self.api} sent the same sync page again")
             if page.next_page is None:
                 if page.next_sync is None:
                     raise SourceError("the API ended a sync without a token to continue from")
                 return Synced(items=items, deleted=deleted, next_sync=page.next_sync,
                               full=not token)
+            seen.add(page.next_page)
             params = {"limit": SYNC_PAGE, "page": page.next_page}
 
     def verdict_changes(self, slug: str) -> list[VerdictChange]:
@@ -86,6 +91,11 @@ class Source:
                 by_slug.setdefault(change.slug, []).append(change)
             if page.next_cursor is None:
                 return by_slug
+            # Each page is older than the last: a cursor that does not go back is refused
+            # (an API that named the same place again would be followed for ever).
+            if not page.next_cursor.isdigit() or (
+                    "cursor" in params and int(page.next_cursor) >= int(params["cursor"])):
+                raise SourceError(f"the API at {self.api} sent a cursor that does not go back")
             params = {"limit": LOG_PAGE, "cursor": page.next_cursor}
 
     def _get(self, path: str, params: dict[str, str | int]) -> httpx.Response:

@@ -78,11 +78,6 @@ def card(comparison: Comparison) -> Card:
         reviewers={reviewer.id: reviewer.name for reviewer in comparison.panel})
 
 
-def default_folder(out: Path) -> Path:
-    """``public/`` keeps its state in ``public.state/``."""
-    return out.parent / f"{out.name}.state"
-
-
 def load(folder: Path, api: str) -> SiteState:
     try:
         state = msgspec.json.decode((folder / "site.json").read_bytes(), type=SiteState)
