@@ -33,6 +33,7 @@ from .common import RESULTS, seed_repository, some_slug
 from .features import bench_audit, bench_frontends, bench_webhooks
 from .reads import bench_reads, bench_wrk
 from .review import bench_review
+from .search import bench_search
 from .site import bench_site
 from .startup import bench_startup
 from .targets import TARGET_SIZE, check_targets
@@ -56,6 +57,8 @@ def bench_size(workdir: Path, size: int, args: argparse.Namespace) -> dict[str, 
     progress(f"{size} comparisons: reads")
     report["reads_sequential"] = bench_reads(settings, args.requests, args.read_all)
     report["reads_wrk"] = bench_wrk(settings, workdir / f"wrk-{size}", args.wrk_seconds)
+    progress(f"{size} comparisons: search, a different query on every request")
+    report["search_wrk"] = bench_search(settings, workdir / f"search-{size}", args.wrk_seconds)
     return report
 
 
@@ -85,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="writes measured per figure with instances over one upstream")
     parser.add_argument("--site-rounds", type=int, default=10,
                         help="rebuilds of the reference site measured")
-    parser.add_argument("--read-all", type=int, default=20_000,
-                        help="comparisons read once each before measuring peak memory")
+    parser.add_argument("--read-all", type=int, default=0,
+                        help="comparisons read once each before measuring peak memory "
+                             "(0: every one)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the report")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -149,9 +153,23 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
                       f"{ratio:>7}")
             print(f"{'  wrk raw ASGI same bytes, req/s (baseline)':46} "
                   f"{raw['requests_per_s']:>10} {raw['p50_ms']:>5}/{raw['p99_ms']:<5}")
-        for kind, row in section["startup"].items():
+        startup = section["startup"]
+        for kind in ("cold", "warm"):
+            row = startup[kind]
             print(f"{'  start-up ' + kind + ': first read / all indexed, s':46} "
-                  f"{row['first_read_s']:>10} {row['index_ready_s']:>10}")
+                  f"{row['first_read_s']:>10} {row['index_ready_s']:>10} "
+                  f"{startup[kind + '_ratio_to_git']:>8}")
+        print(f"{'  git reads every file once (baseline), s':46} "
+              f"{startup['git_reads_every_file_s']:>10}")
+        search = section["search_wrk"]
+        if "skipped" not in search:
+            row = search["distinct_queries"]
+            print(f"{'  wrk search, a new query each, req/s (p50/p99)':46} "
+                  f"{row['requests_per_s']:>10} {row['p50_ms']:>5}/{row['p99_ms']:<5} "
+                  f"{search['ratio_to_list_page']:>7}")
+            row = search["list_page"]
+            print(f"{'  wrk list page (baseline), req/s (p50/p99)':46} "
+                  f"{row['requests_per_s']:>10} {row['p50_ms']:>5}/{row['p99_ms']:<5}")
         every = section["reads_sequential"]["read_every_comparison"]
         print(f"{'  peak RSS cold start / after wrk, MB':46} "
               f"{section['startup']['cold']['peak_rss_mb']:>10} "

@@ -26,8 +26,12 @@ def test_the_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     assert size["comparisons"] == 60
     assert set(size["store_durable"]) == {"save", "submit", "approve", "publish"}
     assert size["git_cli_add_commit"]["n"] == 2
-    assert set(size["startup"]) == {"cold", "warm"}
+    assert {"cold", "warm", "git_reads_every_file_s"} <= set(size["startup"])
     assert size["startup"]["cold"]["first_read_s"] > 0
+    search = size["search_wrk"]
+    if "skipped" not in search:
+        assert search["distinct_queries"]["requests_per_s"] > 0
+        assert search["distinct_queries"]["failed"] == 0  # every query answered 200
     assert "read_one" in size["reads_sequential"]
     assert size["reads_sequential"]["read_every_comparison"]["comparisons"] == 60
     assert report["webhooks"]["requests_received"] == report["webhooks"]["events_expected"]

@@ -84,7 +84,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                      lambda: built.vote_folder.stop(),
                      lambda: built.webhooks.stop(), lambda: built.tokens.close(),
                      lambda: built.previews.close(),
-                     lambda: built.index.save(), lambda: built.index.close(),
+                     lambda: built.index.close(),
                      lambda: built.instances.close()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         # The response cache first: it answers repeated reads before anything else runs.

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta, Struct
 
@@ -46,7 +46,11 @@ class PublishedController(Controller):
     def list_comparisons(
         self, services: ServicesDep,
         q: Annotated[str | None, QueryParameter(
-            description="Words that must all appear in the title, tools, quotes or body",
+            description="Words that must all appear in the title, tools, summary, quotes or "
+                        "body; the last also matches longer words it begins (from three "
+                        "letters, unless followed by a space). Results come by relevance unless "
+                        "`sort` says otherwise: title and tools first, then summary, then the "
+                        "rest, newest first within each",
             max_length=200)] = None,
         tool: Annotated[str | None, QueryParameter(description="Tool id, or part of its name")] = None,
         category: Annotated[str | None, QueryParameter(description="Either tool's category")] = None,
@@ -54,7 +58,9 @@ class PublishedController(Controller):
             Literal["ship", "skip", "split"] | None,
             QueryParameter(description="Panel verdict of the matching tool (majority ship/skip)"),
         ] = None,
-        sort: FromQuery[SortKey] = "-published",
+        sort: Annotated[SortKey | None, QueryParameter(
+            description="Order of the list; by default `relevance` when `q` is given, else "
+                        "`-published`")] = None,
         cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page")
                           ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
@@ -79,10 +85,9 @@ class PublishedController(Controller):
                 break
             page = index.query(query)
             encoded = msgspec.json.encode(ComparisonList(
-                items=[summary_view(
-                    Entry(comparison=with_live_tallies(entry.comparison, pending)[0],
-                          blob=entry.blob), comparison_url(services, entry.slug))
-                    for entry in page.items],
+                items=[summary_view(item.card, item.blob, comparison_url(services, item.slug),
+                                    pending.of(item.slug))
+                       for item in page.items],
                 next_cursor=page.next_cursor,
                 total=page.total,
             ))

@@ -98,7 +98,7 @@ def build_services(settings: Settings) -> Services:
     elif documents.main_head() is None:
         raise NotFound(f"the upstream {upstream.shown} holds no content yet: run `cms init` "
                        "on one instance first", field="CMS_UPSTREAM")
-    index = PublishedIndex(documents, settings.data / "index.snapshot")
+    index = PublishedIndex(documents, settings.data)
     index.load()
     votes = VoteStore.open(own)
     vote_secret(own)  # made now, not by the first anonymous vote

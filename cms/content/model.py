@@ -150,7 +150,11 @@ def panel_ship(tool: Tool) -> Fraction:
 
 
 def panel_verdict(tool: Tool) -> Literal["ship", "skip", "split"]:
-    share = panel_ship(tool)
+    return verdict_of(panel_ship(tool))
+
+
+def verdict_of(share: Fraction) -> Literal["ship", "skip", "split"]:
+    """The panel's verdict for a share of ship verdicts: a majority either way, else split."""
     if share > Fraction(1, 2):
         return "ship"
     if share < Fraction(1, 2):

@@ -1,6 +1,6 @@
 """Decoding many comparisons at once, in worker processes.
 
-Parsing YAML is nearly all of the work of a start-up without an index snapshot (about half a
+Parsing YAML is nearly all of the work of a start-up without a catalogue (about half a
 millisecond a file), and one interpreter runs it on one core while also serving requests.
 Workers read the blobs from the repository themselves and send back each comparison as msgpack,
 which the server turns into a struct in a twentieth of the time. Whatever a worker cannot

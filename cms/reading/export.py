@@ -19,6 +19,7 @@ from msgspec import Struct
 
 from ..content.render import render_cached
 from ..store.documents import Documents
+from .card import card_of
 from .index import Entry
 from .sync import Sync
 from .views import ComparisonSummary, comparison_url, comparison_view, summary_view
@@ -57,7 +58,8 @@ def export(documents: Documents, sync: Sync, base: str, out: Path) -> ExportResu
         view = comparison_view(entry.comparison, revision=entry.blob, html=html, url=url)
         wanted[out / "comparisons" / f"{entry.slug}.json"] = _json(view)
         wanted[out / "comparisons" / f"{entry.slug}.html"] = html.encode("utf-8")
-    items = [summary_view(entry, comparison_url(base, entry.slug)) for entry in entries]
+    items = [summary_view(card_of(entry.comparison), entry.blob, comparison_url(base, entry.slug))
+             for entry in entries]
     wanted[out / "index.json"] = _json(ExportIndex(commit=head, items=items))
     wanted[out / "sync.json"] = _json(ExportSync(
         commit=head, next_sync=sync.token(head) if head else None))

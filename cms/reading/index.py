@@ -1,38 +1,48 @@
-"""The in-memory index of published comparisons that frontends read from.
+"""The published comparisons that frontends read: main's files by slug, and the catalogue that
+lists and search read.
 
-It is built once from the main branch's tree and then follows main incrementally: when main moves,
-only the files that differ between the old and the new tree are decoded again.
+Which file each slug has is read from main's tree at start (a fifth of a second at 100,000
+comparisons) and follows main by comparing trees. A whole comparison is decoded when it is
+asked for and kept in the documents' bounded cache; what lists need of every comparison is in
+the catalogue (an SQLite file), which catches up with main before any list is read. A
+catalogue left by the last run needs only what changed since; a new one is filled in the
+background after start, in worker processes when there is much to decode.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 from msgspec import Struct
 
-from .. import urlsafe
-from ..content.model import Comparison, Tool, panel_ship, panel_verdict
+from ..content.model import Comparison
 from ..content.render import render_cached
 from ..editing.events import Committed
-from ..errors import BadRequest, CmsError
+from ..errors import CmsError
 from ..store.documents import Documents
 from ..store.repository import changed_files
-from . import snapshot as snapshot_file
+from . import catalogue as catalogue_file
 from .bulk_decode import decode_many, worker_count
-from .snapshot import Snapshot
+from .card import Card
+from .catalogue import Catalogue, CatalogueError, Writer
+from .listing import SORT_KEYS, Listed, Page, Query, SortKey, page
+
+__all__ = ["SORT_KEYS", "Entry", "Listed", "Page", "PublishedIndex", "Query", "SortKey"]
 
 log = logging.getLogger("cms")
 
-SortKey = Literal["published", "-published", "title", "-title", "panel_ship", "-panel_ship"]
 RECHECK_SECONDS = 0.05
-SORT_KEYS: tuple[str, ...] = SortKey.__args__  # type: ignore[attr-defined]
+# Rows added in one transaction while filling: a crash keeps what was committed before it.
+_BATCH = 2000
 
 
 class Entry(Struct, frozen=True):
@@ -47,191 +57,84 @@ class Entry(Struct, frozen=True):
         return render_cached(self.blob, self.comparison.body)
 
 
-class Query(Struct, frozen=True, kw_only=True):
-    q: str | None = None
-    tool: str | None = None
-    category: str | None = None
-    verdict: Literal["ship", "skip", "split"] | None = None
-    sort: SortKey = "-published"
-    cursor: str | None = None
-    limit: int = 20
-
-
-class Page(Struct, frozen=True):
-    items: list[Entry]
-    next_cursor: str | None
-    total: int
-
-
 class PublishedIndex:
-    """Main's published comparisons by slug.
+    """Main's published comparisons by slug, and their catalogue.
 
-    Start-up reads only main's tree, so the first request is served at once; comparisons are
-    decoded when first asked for, and all of them by ``fill`` (in the background after
-    ``start``, or by the first query that needs every one). A blob id names its content for
-    ever, so a decoded comparison is kept by blob id, and the snapshot file keeps them across
-    restarts without ever going stale.
+    ``folder`` holds the catalogue file; without one, the catalogue lives in a temporary folder
+    for as long as the index.
     """
 
-    def __init__(self, documents: Documents, snapshot: Path | None = None) -> None:
+    def __init__(self, documents: Documents, folder: Path | None = None) -> None:
         self.documents = documents
-        self.snapshot = snapshot
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="cms-catalogue-"))
+            self._removal: Callable[[], object] = weakref.finalize(
+                self, shutil.rmtree, folder, ignore_errors=True)
+        else:
+            self._removal = lambda: None
+        self.folder = folder
         self.head: str | None = None
         self.tree: str | None = None
         self._checked_at = float("-inf")
-        # Slug -> blob in main's tree, and the sort orders made from it: swapped together, so a
-        # reader holding one view never mixes two trees.
-        self._view: tuple[dict[str, str], dict[str, list[Entry]]] = ({}, {})
-        self._entries: dict[str, Entry] = {}  # blob -> decoded; entries are added under the GIL
-        self._filled = False  # every blob of the current view is in _entries
-        self._unsaved = False  # some entry was decoded from git, not read from the snapshot
+        self._view: dict[str, str] = {}  # slug -> blob on main; replaced whole, never changed
         self._broken: set[str] = set()  # blobs on main that do not decode
-        self._snapshot: Snapshot | None = None
-        self._lock = threading.Lock()  # moves of main
-        self._fill_lock = threading.Lock()
-        self._save_lock = threading.Lock()
+        self._catalogue: Catalogue | None = None
+        self._complete = False  # the catalogue has a row for every file of its tree
+        self._filled = False  # the catalogue is complete for the view
+        self._closing = False
+        self._lock = threading.Lock()  # moves of the view
+        self._write_lock = threading.Lock()  # the catalogue's writer
         self._filler: threading.Thread | None = None
-        # Called once, in the thread that completed the fill, when every comparison is decoded.
+        # Called once, in the thread that completed the fill, when the catalogue first holds
+        # every comparison.
         self.filled: list[Callable[[], None]] = []
-        # A fill with at least this many files to parse spreads them over worker processes.
+        # A fill with at least this many files to decode spreads them over worker processes.
         self.parallel_from = 1000
         self.workers = worker_count()
 
     def load(self) -> None:
+        # An index snapshot of an older version is of no further use.
+        (self.folder / "index.snapshot").unlink(missing_ok=True)
+        self._catalogue = Catalogue.open(self.folder, self._fingerprint())
+        self._complete = self._catalogue.complete
         with self._lock:
-            if self.snapshot is not None:
-                self._snapshot = Snapshot.open(self.snapshot, self._fingerprint())
-            head = self.documents.main_head()
-            table = self._snapshot.table if self._snapshot is not None else None
-            if table is not None and table.tree is not None and head is not None:
-                try:
-                    self.documents.repo.read_tree(table.tree)
-                except CmsError:
-                    pass  # a snapshot of another repository: its records are still good
-                else:
-                    self._view, self.tree = (dict(table.slugs), {}), table.tree
-            added = self._follow(head)
-        self._decode(added)
+            self._follow(self.documents.main_head())
 
     def start(self) -> None:
-        """Decode everything in the background, so that the first query finds it done."""
+        """Bring the catalogue up to main in the background, so that the first list finds it
+        done."""
         self._filler = threading.Thread(target=self.fill, name="cms-index-fill", daemon=True)
         self._filler.start()
 
     def fill(self) -> None:
-        """Decode every comparison of main not decoded yet; save the snapshot if any was new."""
-        with self._fill_lock:
-            if self._filled:
-                return
-            while True:
-                blobs = self._view[0]
-                missing = [blob for blob in blobs.values() if not self._settled(blob)]
-                if not missing:
-                    with self._lock:
-                        if all(self._settled(blob) for blob in self._view[0].values()):
-                            self._filled = True
-                            break
-                    continue
-                yielded = time.monotonic()
-                for blob, comparison in self._decoding(missing):
-                    self._load_or_skip(blob, comparison)
-                    # Hand the interpreter to request threads every millisecond or so rather
-                    # than at its 5 ms switch interval: a request needs it back after each of
-                    # its I/O steps and would otherwise wait that long at every one.
-                    if time.monotonic() - yielded > 0.001:
-                        time.sleep(0)
-                        yielded = time.monotonic()
-            for listener in self.filled:
-                listener()
-        self.save()
-
-    def save(self) -> None:
-        """Write the snapshot if anything was decoded from git since it was read or written; a
-        cache, so failing to write it costs only the next start. A save already under way (the
-        background fill's) is waited for, so that shutting down never cuts one short."""
-        with self._save_lock:
-            self._save()
-
-    def _save(self) -> None:
-        if self.snapshot is None or not self._unsaved:
-            return
-        self._unsaved = False
-        with self._lock:
-            blobs, tree = self._view[0], self.tree
-            # A reader holding an older view can decode a blob just after main dropped it.
-            live = set(blobs.values())
-            for blob in [blob for blob in list(self._entries) if blob not in live]:
-                self._entries.pop(blob, None)
-        decoded = [(slug, blob, self._entries.get(blob)) for slug, blob in blobs.items()]
-        kept = [(slug, blob, entry.comparison) for slug, blob, entry in decoded if entry is not None]
-        # The tree is only worth keeping with every one of its comparisons.
-        whole = tree if len(kept) == len(blobs) else None
-        try:
-            snapshot_file.write(self.snapshot, self._fingerprint(), kept, whole)
-        except Exception:
-            log.exception("could not write the index snapshot; the next start decodes more")
-            self._unsaved = True
+        """Bring the catalogue up to main as it is now."""
+        self._catch_up(wait=True)
 
     def close(self) -> None:
-        snapshot, self._snapshot = self._snapshot, None
-        if snapshot is not None:
-            snapshot.close()
+        self._closing = True
+        with self._write_lock:
+            catalogue, self._catalogue = self._catalogue, None
+            if catalogue is not None:
+                catalogue.close()
+        self._removal()
 
     def _fingerprint(self) -> str:
-        return snapshot_file.fingerprint(self.documents.layout.path("x"))
+        """What the catalogue's rows depend on besides the blobs: their shape, the schema and
+        where files live."""
+        shape = msgspec.json.encode([msgspec.json.schema(Card), catalogue_file.SCHEMA_VERSION,
+                                     self.documents.layout.path("x")])
+        return hashlib.sha1(shape, usedforsecurity=False).hexdigest()
 
-    def _decoding(self, blobs: list[str]) -> Iterator[tuple[str, Comparison | None]]:
-        """The blobs, each with its comparison where worker processes decoded it: those in the
-        snapshot are read here, and the rest go to workers when there are enough of them to
-        repay starting the processes."""
-        snapshot = self._snapshot
-        elsewhere = [blob for blob in blobs if snapshot is None or blob not in snapshot]
-        if len(elsewhere) < self.parallel_from or self.workers < 2:
-            yield from ((blob, None) for blob in blobs)
-            return
-        yield from ((blob, None) for blob in blobs if snapshot is not None and blob in snapshot)
-        yield from decode_many(self.documents.repo.path, elsewhere, self.workers)
-
-    def _settled(self, blob: str) -> bool:
-        return blob in self._entries or blob in self._broken
-
-    def _load_or_skip(self, blob: str, decoded: Comparison | None = None) -> Entry | None:
-        """The entry, or None for a file on main that does not decode (written by hand, say):
-        it is reported once and left out rather than stopping every other comparison."""
-        try:
-            return self._load(blob, decoded)
-        except CmsError as exc:
-            if blob not in self._broken:
-                log.error("published file %s cannot be read and is not served: %s", blob, exc)
-                self._broken.add(blob)
-            return None
-
-    def _load(self, blob: str, decoded: Comparison | None = None) -> Entry:
-        """The entry for a blob: decoded before, read from the snapshot, or decoded now."""
-        entry = self._entries.get(blob)
-        if entry is not None:
-            return entry
-        from_git = decoded is not None
-        comparison = decoded if decoded is not None else self._from_snapshot(blob)
-        if comparison is None:
-            comparison = self.documents.decode_blob(blob)
-            from_git = True
-        if from_git:
-            self._unsaved = True  # so the snapshot has it next time
-        entry = Entry(comparison=comparison, blob=blob)
-        self._entries[blob] = entry
-        return entry
-
-    def _from_snapshot(self, blob: str) -> Comparison | None:
-        snapshot = self._snapshot
-        return None if snapshot is None else snapshot.read(blob)
+    # Following main
 
     def refresh(self, *, now: float | None = None) -> None:
         """Catch up with main if another process sharing the repository moved it.
 
         This process's own commits arrive through ``on_committed`` at once; looking at the
         ref for other writers' commits is done at most every ``RECHECK_SECONDS``, since a read
-        of the ref file on every request costs more than the rest of a cached read.
+        of the ref file on every request costs more than the rest of a cached read. Only the
+        view moves here (this may be the event loop); the catalogue follows before the next
+        list is read.
         """
         moment = time.monotonic() if now is None else now
         if moment - self._checked_at < RECHECK_SECONDS:
@@ -239,11 +142,8 @@ class PublishedIndex:
         self._checked_at = moment
         head = self.documents.main_head()
         if head != self.head and self._lock.acquire(blocking=False):
-            # Not waiting for the lock: this runs on the event loop too, and whoever holds it
-            # is moving the view to main already.
+            # Not waiting for the lock: whoever holds it is moving the view to main already.
             try:
-                # What main gained is decoded when first read, not here: this may be the event
-                # loop, and another process's fold may have changed hundreds of comparisons.
                 self._follow(self.documents.main_head())
             finally:
                 self._lock.release()
@@ -253,158 +153,186 @@ class PublishedIndex:
             return
         # Main as it is now, not the event's commit: another process may have moved it further.
         with self._lock:
-            added = self._follow(self.documents.main_head())
-        self._decode(added)
+            self._follow(self.documents.main_head())
+        if self._filled:  # else the fill under way takes the change in
+            self._catch_up(wait=False)
 
-    def _decode(self, blobs: list[str]) -> None:
-        """Decode what main gained, outside the lock that readers on the event loop try."""
-        for blob in blobs:
-            self._load_or_skip(blob)
-
-    def _follow(self, head: str | None) -> list[str]:
-        """Move the view to ``head``; the blobs it gained that are to be decoded now."""
+    def _follow(self, head: str | None) -> None:
+        """Move the view to ``head``."""
         if head == self.head:
-            return []
-        added: list[str] = []
+            return
         repo = self.documents.repo
         tree = repo.read_commit(head).tree if head else None
         changes = changed_files(repo, self.tree, tree, self.documents.layout.folder)
-        blobs = dict(self._view[0])
+        view = dict(self._view)
         stray = 0
         for path, blob in changes.items():
             slug = self.documents.layout.slug_at(path)
             if slug is None:
                 stray += 1  # not where a comparison's file lives: not one
                 continue
-            old = blobs.pop(slug, None)
+            old = view.pop(slug, None)
             if old is not None:
-                self._entries.pop(old, None)
+                self._broken.discard(old)
             if blob is not None:
-                blobs[slug] = blob
-                if self._filled:  # keep every entry decoded once they all are
-                    added.append(blob)
+                view[slug] = blob
         if stray and self.tree is None:
             log.warning("%d files under %s are not at %s/<shard>/<slug>.md and are not served; "
                         "a repository made by an older version needs re-creating", stray,
                         self.documents.layout.folder, self.documents.layout.folder)
         # Readers take a reference to the whole view, so swapping it is atomic for them.
-        self._view = (blobs, {})
+        self._view = view
         self.head, self.tree = head, tree
-        return added
+        self._filled = False
+
+    # The catalogue
+
+    def _catch_up(self, *, wait: bool) -> None:
+        """Bring the catalogue to the view's tree: rows of changed files out, rows of every
+        file it lacks in. Without ``wait``, leave it to whoever is at it already."""
+        if not self._write_lock.acquire(blocking=wait):
+            return
+        try:
+            newly = False
+            while not self._filled and not self._closing:
+                with self._lock:
+                    view, tree = self._view, self.tree
+                self._bring_to(view, tree)
+                with self._lock:
+                    if self.tree == tree:
+                        self._filled = newly = True
+        except (CmsError, CatalogueError) as exc:
+            log.error("the catalogue cannot follow main (%s); it is made anew", exc)
+            self._remake()
+            raise
+        finally:
+            self._write_lock.release()
+        if newly and self.filled:
+            listeners, self.filled = self.filled, []
+            for listener in listeners:
+                listener()
+
+    def _remake(self) -> None:
+        catalogue = self._require()
+        with catalogue.writing() as writer:
+            writer.clear()
+            writer.set_tree(None, complete=False)
+        self._complete = False
+
+    def _bring_to(self, view: dict[str, str], tree: str | None) -> None:
+        catalogue = self._require()
+        before = catalogue.tree
+        if before != tree:
+            try:
+                changes = changed_files(self.documents.repo, before, tree,
+                                        self.documents.layout.folder)
+            except CmsError:  # a tree this repository does not have: start from nothing
+                self._remake()
+                before, changes = None, {}
+            with catalogue.writing() as writer:
+                gained = []
+                for path, blob in changes.items():
+                    slug = self.documents.layout.slug_at(path)
+                    if slug is None:
+                        continue
+                    self._forget(writer, slug)
+                    if blob is not None:
+                        gained.append(slug)
+                writer.set_tree(tree, complete=False)
+            missing = gained if self._complete else [
+                slug for slug in view.keys() - catalogue.slugs().keys()]
+        else:
+            if self._complete:
+                return
+            missing = [slug for slug in view.keys() - catalogue.slugs().keys()]
+        self._add(catalogue, [(slug, view[slug]) for slug in missing if slug in view])
+        with catalogue.writing() as writer:
+            writer.set_tree(tree, complete=True)
+        self._complete = True
+
+    def _forget(self, writer: Writer, slug: str) -> None:
+        indexed = writer.indexed(slug)
+        if indexed is None:
+            return
+        old = None
+        if not writer.is_broken(slug):
+            old = self.documents.decode_blob(indexed)
+        writer.remove(slug, old)
+
+    def _add(self, catalogue: Catalogue, files: list[tuple[str, str]]) -> None:
+        """Decode and add files (slug, blob), a batch a transaction."""
+        slugs = {blob: slug for slug, blob in files}
+        decoded = self._decoding([blob for _slug, blob in files])
+        while not self._closing:
+            with catalogue.writing() as writer:
+                count = 0
+                yielded = time.monotonic()
+                for blob, comparison in decoded:
+                    self._add_one(writer, slugs[blob], blob, comparison)
+                    count += 1
+                    # Hand the interpreter to request threads every millisecond or so rather
+                    # than at its 5 ms switch interval.
+                    if time.monotonic() - yielded > 0.001:
+                        time.sleep(0)
+                        yielded = time.monotonic()
+                    if count == _BATCH or self._closing:
+                        break
+            if count < _BATCH:
+                return
+
+    def _add_one(self, writer: Writer, slug: str, blob: str, comparison: Comparison | None) -> None:
+        try:
+            if comparison is None:
+                comparison = self.documents.decode_blob(blob)
+        except CmsError as exc:
+            if blob not in self._broken:
+                log.error("published file %s cannot be read and is not served: %s", blob, exc)
+                self._broken.add(blob)
+            writer.add_broken(slug, blob)
+            return
+        writer.add(slug, blob, comparison)
+
+    def _decoding(self, blobs: list[str]) -> Iterator[tuple[str, Comparison | None]]:
+        """The blobs, with their comparisons where worker processes decoded them: they are
+        worth starting when there are many."""
+        if len(blobs) < self.parallel_from or self.workers < 2:
+            return ((blob, None) for blob in blobs)
+        return decode_many(self.documents.repo.path, blobs, self.workers)
+
+    def _require(self) -> Catalogue:
+        if self._catalogue is None:
+            raise CatalogueError("the index is closed")
+        return self._catalogue
 
     # Reading
 
     @property
     def ready(self) -> bool:
-        """Whether every comparison is decoded, so that a query will not wait."""
+        """Whether the catalogue holds main as it is, so that a list will not wait."""
         return self._filled
 
     def comparison(self, blob: str) -> Comparison:
-        """The comparison a blob holds; decoded once, whether it is on main or not."""
-        entry = self._entries.get(blob)
-        return entry.comparison if entry is not None else self.documents.decode_blob(blob)
+        """The comparison a blob holds, from the documents' cache or decoded now."""
+        return self.documents.decode_blob(blob)
 
     def get(self, slug: str) -> Entry | None:
         self.refresh()
-        blob = self._view[0].get(slug)
-        return None if blob is None else self._load_or_skip(blob)
+        blob = self._view.get(slug)
+        if blob is None or blob in self._broken:
+            return None
+        try:
+            return Entry(comparison=self.documents.decode_blob(blob), blob=blob)
+        except CmsError as exc:
+            if blob not in self._broken:
+                log.error("published file %s cannot be read and is not served: %s", blob, exc)
+                self._broken.add(blob)
+            return None
 
     def __len__(self) -> int:
-        return len(self._view[0])
+        return len(self._view)
 
     def query(self, query: Query) -> Page:
         self.refresh()
-        ordered = self._ordered(query.sort)
-        matches = [entry for entry in ordered if _matches(entry.comparison, query)]
-        start = 0
-        if query.cursor:
-            after = _decode_cursor(query.cursor, query.sort)
-            keyed = _sort_key(query.sort)
-            descending = query.sort.startswith("-")
-            for position, entry in enumerate(matches):
-                key = (keyed(entry), entry.slug)
-                if (key < after) if descending else (key > after):
-                    start = position
-                    break
-            else:
-                start = len(matches)
-        items = matches[start : start + query.limit]
-        more = start + query.limit < len(matches)
-        cursor = _encode_cursor(items[-1], query.sort) if more and items else None
-        return Page(items=items, next_cursor=cursor, total=len(matches))
-
-    def _ordered(self, sort: str) -> list[Entry]:
-        if not self._filled:
-            self.fill()
-        # Take the blobs and their sort cache together: if main moves while this sorts, the
-        # result is stored with the view it was made from, never with a newer one.
-        blobs, orders = self._view
-        cached = orders.get(sort)
-        if cached is None:
-            keyed = _sort_key(sort)
-            loaded = (self._load_or_skip(blob) for blob in blobs.values())
-            cached = sorted(
-                (entry for entry in loaded if entry is not None),
-                key=lambda entry: (keyed(entry), entry.slug),
-                reverse=sort.startswith("-"),
-            )
-            orders[sort] = cached
-        return cached
-
-
-def _matches(comparison: Comparison, query: Query) -> bool:
-    tools: Iterable[Tool] = comparison.tools
-    if query.tool:
-        needle = query.tool.casefold()
-        tools = [t for t in comparison.tools if t.id == needle or needle in t.name.casefold()]
-        if not tools:
-            return False
-    if query.category:
-        wanted = query.category.casefold()
-        if not any(tool.category.casefold() == wanted for tool in comparison.tools):
-            return False
-    if query.verdict and not any(panel_verdict(tool) == query.verdict for tool in tools):
-        return False
-    return not query.q or _mentions_all(comparison, query.q.casefold().split())
-
-
-def _mentions_all(comparison: Comparison, terms: list[str]) -> bool:
-    """Every term appears in the title, the summary, a tool, a quote or the body."""
-    texts = [comparison.title, comparison.summary, comparison.body]
-    for tool in comparison.tools:
-        texts += [tool.name, tool.tagline, tool.description, tool.category]
-        texts += [review.quote for review in tool.reviews]
-    haystack = "\n".join(texts).casefold()
-    return all(term in haystack for term in terms)
-
-
-def _sort_key(sort: str) -> Callable[[Entry], str | float]:
-    field = sort.lstrip("-")
-    if field == "title":
-        return lambda entry: entry.comparison.title.casefold()
-    if field == "panel_ship":
-        return lambda entry: float(max(panel_ship(tool) for tool in entry.comparison.tools))
-    return lambda entry: _published_key(entry.comparison.workflow.published_at)
-
-
-def _published_key(when: datetime | None) -> str:
-    return when.isoformat() if when else ""
-
-
-def _encode_cursor(entry: Entry, sort: str) -> str:
-    raw = msgspec.json.encode([sort, _sort_key(sort)(entry), entry.slug])
-    return urlsafe.encode(raw)
-
-
-def _decode_cursor(cursor: str, sort: str) -> tuple[str | float, str]:
-    try:
-        raw = urlsafe.decode(cursor)
-        cursor_sort, key, slug = msgspec.json.decode(raw, type=tuple[str, str | float, str])
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise BadRequest("the cursor is not one this API gave out", field="cursor") from exc
-    if cursor_sort != sort:
-        raise BadRequest("the cursor belongs to a different sort order", field="cursor")
-    numeric = sort.lstrip("-") == "panel_ship"
-    if isinstance(key, float | int) != numeric:
-        raise BadRequest("the cursor is not one this API gave out", field="cursor")
-    return key, slug
+        self._catch_up(wait=True)
+        with self._require().reading() as db:
+            return page(db, query)

@@ -7,6 +7,7 @@ tallies here, never stored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
@@ -23,8 +24,9 @@ from ..content.model import (
     panel_ship,
     panel_verdict,
     percent_label,
+    verdict_of,
 )
-from .index import Entry
+from .card import Card
 
 
 def comparison_url(base_url: str, slug: str) -> str:
@@ -120,18 +122,22 @@ def comparison_view(
     )
 
 
-def summary_view(entry: Entry, url: str) -> ComparisonSummary:
-    comparison = entry.comparison
+def summary_view(card: Card, blob: str, url: str,
+                 added: Mapping[str, tuple[int, int]] | None = None) -> ComparisonSummary:
+    """A list's entry for a card; ``added`` holds votes (tool id -> ship, skip) not in git yet."""
     tools = []
-    for tool in comparison.tools:
-        ship = panel_ship(tool)
+    for tool in card.tools:
+        ship, skip = (added or {}).get(tool.id, (0, 0))
+        community = Community(ship=tool.community_ship + ship, skip=tool.community_skip + skip)
+        panel = tool.panel_ship
         tools.append(ToolSummary(
             id=tool.id, name=tool.name, category=tool.category, tagline=tool.tagline,
-            entry_price=tool.entry_price, panel_ship=share(ship),
-            panel_ship_label=percent_label(ship), panel_verdict=panel_verdict(tool),
-            community_label=percent_label(community_share(tool)),
+            entry_price=tool.entry_price, panel_ship=share(panel),
+            panel_ship_label=percent_label(panel), panel_verdict=verdict_of(panel),
+            community_label=percent_label(
+                None if community.votes == 0 else Fraction(community.ship, community.votes)),
         ))
     return ComparisonSummary(
-        slug=comparison.slug, title=comparison.title, summary=comparison.summary, url=url,
-        revision=entry.blob, published_at=comparison.workflow.published_at, tools=tools,
+        slug=card.slug, title=card.title, summary=card.summary, url=url,
+        revision=blob, published_at=card.published_at, tools=tools,
     )

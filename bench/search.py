@@ -1,0 +1,71 @@
+"""Search under load: 32 connections, a different query on every request, so that no cache of
+responses can answer any of them; against the list page (one request line, answered from the
+response cache) on the same server in the same run."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+
+from cms.bundled import samples
+from cms.config import Settings
+
+from .common import cms_server
+from .reads import throughput_ratio, wrk_figures
+
+# Each wrk thread numbers its requests; thread `id` takes every other number, so the two never
+# send the same query. Request j pairs word j mod n with word (j div n) mod n (n * n distinct
+# pairs before any repeats), and every other pair ends in a word cut short, matched as a
+# beginning.
+_SCRIPT = """
+local words = {%(words)s}
+local counter = 0
+local threads = 0
+
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+
+function request()
+  counter = counter + 1
+  local j = counter * 2 + (id or 0)
+  local n = #words
+  local first = words[(j %% n) + 1]
+  local second = words[(math.floor(j / n) %% n) + 1]
+  if math.floor(j / 2) %% 2 == 1 then
+    second = string.sub(second, 1, math.max(3, #second - 2))
+  end
+  return wrk.format("GET", "/api/comparisons?limit=20&q=" .. first .. "+" .. second)
+end
+"""
+
+
+def vocabulary() -> list[str]:
+    """The distinct words of the sample comparisons that a URL carries as they are."""
+    text = " ".join(path.read_text() for path in sorted(samples().rglob("*.md"))).lower()
+    return sorted({word for word in re.findall(r"[a-z0-9]+", text) if len(word) >= 3})
+
+
+def bench_search(settings: Settings, workdir: Path, seconds: int) -> dict[str, object]:
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    words = vocabulary()
+    script = workdir / "search.lua"
+    workdir.mkdir(parents=True, exist_ok=True)
+    script.write_text(_SCRIPT % {"words": ", ".join(f'"{word}"' for word in words)})
+    report: dict[str, object] = {"vocabulary": len(words)}
+    with cms_server(settings) as (_, url):
+        listing = f"{url}/api/comparisons?category=developer%20tools&sort=title&limit=20"
+        assert httpx.get(listing, timeout=300).status_code == 200  # the catalogue is complete
+        report["list_page"] = wrk_figures(listing, seconds)
+        report["distinct_queries"] = wrk_figures(f"{url}/", seconds, script=script)
+        sample = httpx.get(f"{url}/api/comparisons", params={"q": f"{words[0]} {words[1]}"})
+        assert sample.status_code == 200
+    report["ratio_to_list_page"] = throughput_ratio(report, "distinct_queries", "list_page")
+    return report
+
+

@@ -1,0 +1,305 @@
+"""The catalogue: a card for every published comparison, with its sort keys, filter values and
+search index, in an SQLite file beside the server.
+
+It is what lists and search read, so a server's memory holds none of it beyond SQLite's page
+cache: a hundred thousand comparisons cost disk, not RAM. The file says which tree of main its
+rows were taken from, so a restart follows main from there by comparing trees and a warm start
+reads nothing else. It is a cache of what git holds: when it is damaged, made by other code or
+unreadable, it is made anew from git.
+
+Processes that share a data folder each take a file of their own (``catalogue-<n>.sqlite``,
+held by a lock on ``catalogue-<n>.lock``): each follows main at its own pace, and one process's
+rows must never be taken for another's view.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+
+from ..content.model import Comparison
+from .card import card_of, keys_of, row_number, search_text
+
+log = logging.getLogger("cms")
+
+SCHEMA_VERSION = 1
+_SLOTS = 64
+# The search index's three parts, each a table of its own: see card.SearchText.
+SEARCH_PARTS = ("head", "lead", "full")
+# SQLite's page cache for each connection, in KiB: the memory the catalogue costs a server.
+_CACHE_KIB = 4096
+_KEPT_READERS = 8
+
+_SCHEMA = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # `id` orders rows by publication (see card.row_number); search reads it from the top.
+    """CREATE TABLE comparisons (
+        id INTEGER PRIMARY KEY, slug TEXT NOT NULL UNIQUE, blob TEXT NOT NULL,
+        published TEXT NOT NULL, title TEXT NOT NULL, panel_ship REAL NOT NULL,
+        card BLOB NOT NULL)""",
+    "CREATE INDEX comparisons_by_published ON comparisons (published, slug)",
+    "CREATE INDEX comparisons_by_title ON comparisons (title, slug)",
+    "CREATE INDEX comparisons_by_panel_ship ON comparisons (panel_ship, slug)",
+    """CREATE TABLE tools (
+        comparison INTEGER NOT NULL, position INTEGER NOT NULL, id TEXT NOT NULL,
+        name TEXT NOT NULL, category TEXT NOT NULL, verdict TEXT NOT NULL,
+        PRIMARY KEY (comparison, position)) WITHOUT ROWID""",
+    "CREATE INDEX tools_by_category ON tools (category, comparison)",
+    "CREATE INDEX tools_by_id ON tools (id, comparison)",
+    # Files on main that do not decode: known, so that a restart does not try them again.
+    "CREATE TABLE broken (slug TEXT PRIMARY KEY, blob TEXT NOT NULL) WITHOUT ROWID",
+    # Contentless: the text is in git already. Positions are not kept (detail=none), since
+    # search asks only which comparisons hold every word, which keeps the index a fifth of the
+    # size and its updates cheap.
+    *(f"CREATE VIRTUAL TABLE search_{part} USING fts5(text, content='', detail=none)"
+      for part in SEARCH_PARTS),
+]
+
+
+class CatalogueError(Exception):
+    """The file cannot be used; it is made anew."""
+
+
+class _Slot:
+    """A catalogue slot held by this process: the lock goes with the descriptor, which is
+    closed by ``release`` or when the slot is dropped."""
+
+    def __init__(self, fd: int) -> None:
+        self.release = weakref.finalize(self, os.close, fd)
+
+
+class Catalogue:
+    """One process's catalogue file. Writes go through ``writing`` and are serialised by the
+    caller; reads take a connection of their own from a pool and may run in any thread."""
+
+    def __init__(self, path: Path, slot: _Slot, fingerprint: str) -> None:
+        self.path = path
+        self._slot = slot
+        self.fingerprint = fingerprint
+        self._writer = _connect(path)
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._kept = 0
+        self._kept_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def open(cls, folder: Path, fingerprint: str) -> Catalogue:
+        """The first free slot's catalogue: kept if it was made by this code for this
+        layout, else emptied."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for slot in range(_SLOTS):
+            fd = os.open(folder / f"catalogue-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            path = folder / f"catalogue-{slot}.sqlite"
+            return cls._opened(path, _Slot(fd), fingerprint)
+        raise CatalogueError(f"every one of {_SLOTS} catalogue slots in {folder} is in use")
+
+    @classmethod
+    def _opened(cls, path: Path, slot: _Slot, fingerprint: str) -> Catalogue:
+        catalogue = None
+        try:
+            catalogue = cls(path, slot, fingerprint)
+            if catalogue._meta("fingerprint") == fingerprint:
+                catalogue._writer.execute("PRAGMA quick_check(1)").fetchone()
+                return catalogue
+        except sqlite3.DatabaseError as exc:
+            log.warning("the catalogue %s cannot be read (%s); it is made anew", path.name, exc)
+        if catalogue is not None:
+            catalogue._close_connections()
+        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            stale.unlink(missing_ok=True)
+        catalogue = cls(path, slot, fingerprint)
+        catalogue._create()
+        return catalogue
+
+    def _create(self) -> None:
+        with self._transaction() as db:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            db.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (self.fingerprint,))
+
+    def _meta(self, key: str) -> str | None:
+        try:
+            row = self._writer.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # no such table: a new file
+            return None
+        return None if row is None else str(row[0])
+
+    # What the file holds
+
+    @property
+    def tree(self) -> str | None:
+        """The tree of main the rows were taken from; a row may be missing (not indexed yet),
+        never stale."""
+        return self._meta("tree") or None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every file of the tree has its row."""
+        return self._meta("complete") == "1"
+
+    def slugs(self) -> dict[str, str]:
+        """Every indexed file: slug -> blob, broken files included."""
+        rows = self._writer.execute("SELECT slug, blob FROM comparisons UNION ALL "
+                                    "SELECT slug, blob FROM broken").fetchall()
+        return {str(slug): str(blob) for slug, blob in rows}
+
+    def __len__(self) -> int:
+        return int(self._writer.execute("SELECT count(*) FROM comparisons").fetchone()[0])
+
+    # Writing
+
+    @contextmanager
+    def writing(self) -> Iterator[Writer]:
+        """One transaction of changes: all of them land, or none."""
+        with self._transaction() as db:
+            yield Writer(db)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._writer
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # Reading
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for this thread alone, inside one read transaction: every statement
+        sees the same state of the file."""
+        try:
+            db = self._readers.get_nowait()
+        except queue.Empty:
+            db = _connect(self.path)
+        else:
+            with self._kept_lock:
+                self._kept -= 1
+        try:
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
+        except BaseException:
+            db.close()
+            raise
+        with self._kept_lock:
+            keep = self._kept < _KEPT_READERS and not self._closed
+            if keep:
+                self._kept += 1
+        if keep:
+            self._readers.put(db)
+        else:
+            db.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._close_connections()
+        self._slot.release()
+
+    def _close_connections(self) -> None:
+        self._writer.close()
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                break
+
+
+class Writer:
+    """The changes of one transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def add(self, slug: str, blob: str, comparison: Comparison) -> None:
+        keys = keys_of(comparison)
+        card = msgspec.msgpack.encode(card_of(comparison))
+        number = row_number(slug, comparison.workflow.published_at)
+        while True:  # two slugs whose numbers meet: the later takes the next free one
+            try:
+                self._db.execute(
+                    "INSERT INTO comparisons VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (number, slug, blob, keys.published, keys.title, keys.panel_ship, card))
+                break
+            except sqlite3.IntegrityError:
+                if self._db.execute("SELECT 1 FROM comparisons WHERE slug = ?",
+                                    (slug,)).fetchone():
+                    raise
+                number += 1
+        self._db.executemany("INSERT INTO tools VALUES (?, ?, ?, ?, ?, ?)",
+                             [(number, position, *tool) for position, tool in
+                              enumerate(keys.tools)])
+        text = search_text(comparison)
+        for part in SEARCH_PARTS:
+            self._db.execute(f"INSERT INTO search_{part} (rowid, text) VALUES (?, ?)",
+                             (number, getattr(text, part)))
+
+    def add_broken(self, slug: str, blob: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO broken VALUES (?, ?)", (slug, blob))
+
+    def remove(self, slug: str, old: Comparison | None) -> None:
+        """Take a slug's row out; ``old`` is the comparison it was made from, whose words are
+        what the search index must be told to forget (it keeps no text of its own)."""
+        self._db.execute("DELETE FROM broken WHERE slug = ?", (slug,))
+        row = self._db.execute("SELECT id FROM comparisons WHERE slug = ?", (slug,)).fetchone()
+        if row is None:
+            return
+        if old is None:
+            raise CatalogueError(f"the indexed comparison {slug} cannot be read to remove it")
+        number = int(row[0])
+        text = search_text(old)
+        for part in SEARCH_PARTS:
+            self._db.execute(
+                f"INSERT INTO search_{part} (search_{part}, rowid, text) VALUES ('delete', ?, ?)",
+                (number, getattr(text, part)))
+        self._db.execute("DELETE FROM tools WHERE comparison = ?", (number,))
+        self._db.execute("DELETE FROM comparisons WHERE id = ?", (number,))
+
+    def indexed(self, slug: str) -> str | None:
+        """The blob a slug's row was made from, if it has one (broken files too)."""
+        row = self._db.execute("SELECT blob FROM comparisons WHERE slug = ? UNION ALL "
+                               "SELECT blob FROM broken WHERE slug = ?", (slug, slug)).fetchone()
+        return None if row is None else str(row[0])
+
+    def is_broken(self, slug: str) -> bool:
+        return self._db.execute("SELECT 1 FROM broken WHERE slug = ?", (slug,)).fetchone() is not None
+
+    def set_tree(self, tree: str | None, *, complete: bool) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                             [("tree", tree or ""), ("complete", "1" if complete else "0")])
+
+    def clear(self) -> None:
+        for table in ("comparisons", "tools", "broken"):
+            self._db.execute(f"DELETE FROM {table}")
+        for part in SEARCH_PARTS:
+            self._db.execute(f"INSERT INTO search_{part} (search_{part}) VALUES ('delete-all')")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    # A cache: a commit need only survive the process, not the machine.
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+    db.execute("PRAGMA busy_timeout=10000")
+    return db

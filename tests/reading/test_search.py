@@ -1,0 +1,131 @@
+"""Search over the catalogue: every word, the last one as a beginning, ranked by where the words
+are (title and tools, then summary, then the rest), newest first within each, with the list's
+filters and cursors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from cms.config import Settings
+from cms.content import codec
+from cms.content.model import Comparison
+from cms.editing.write_side import open_write_side
+from cms.errors import BadRequest
+from cms.reading.index import PublishedIndex, Query
+from cms.reading.listing import match_expression
+from cms.store.documents import Documents
+
+from ..conftest import HAIKU
+from .test_index import commit_on_main
+
+BASE = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def variant(base: Comparison, slug: str, *, days: int, title: str = "Plain title",
+            summary: str = "A plain summary.", body: str = "", category: str | None = None
+            ) -> Comparison:
+    tools = list(base.tools)
+    if category is not None:
+        tools[0] = msgspec.structs.replace(tools[0], category=category)
+    workflow = msgspec.structs.replace(base.workflow, published_at=BASE + timedelta(days=days))
+    return msgspec.structs.replace(base, slug=slug, title=title, summary=summary, body=body,
+                                   tools=tools, workflow=workflow)
+
+
+@pytest.fixture
+def index(settings: Settings, repo_path: Path) -> PublishedIndex:
+    documents = open_write_side(settings).documents
+    base = documents.decode_blob(
+        documents.repo.blob_at(documents.repo.read_commit(documents.main_head() or "").tree,
+                               documents.layout.path(HAIKU)) or "")
+    made = [
+        variant(base, "in-the-title", days=1, title="Zephyr against the rest"),
+        variant(base, "in-the-summary", days=3, summary="Where zephyr wins.",
+                category="Weather"),
+        variant(base, "in-the-body", days=5, body="Only the body says zephyr."),
+        variant(base, "a-longer-word", days=7, body="Zephyrs, plural."),
+        variant(base, "older-in-the-body", days=2, body="Zephyr, but earlier."),
+    ]
+    commit_on_main(documents, {documents.layout.path(c.slug): codec.encode(c).encode()
+                               for c in made})
+    index = PublishedIndex(documents, settings.data)
+    index.load()
+    return index
+
+
+def slugs(index: PublishedIndex, **query: object) -> list[str]:
+    return [item.slug for item in index.query(Query(limit=100, **query)).items]  # type: ignore[arg-type]
+
+
+def test_title_and_tools_rank_above_summary_above_the_rest_newest_first(
+        index: PublishedIndex) -> None:
+    assert slugs(index, q="zephyr") == [
+        "in-the-title", "in-the-summary", "a-longer-word", "in-the-body", "older-in-the-body"]
+    # A space after the last word: whole words only.
+    assert slugs(index, q="zephyr ") == [
+        "in-the-title", "in-the-summary", "in-the-body", "older-in-the-body"]
+    assert slugs(index, q="ZEPHYRS") == ["a-longer-word"]
+    assert index.query(Query(q="zephyr")).total == 5
+
+
+def test_every_word_must_be_there_in_any_part(index: PublishedIndex) -> None:
+    assert slugs(index, q="zephyrs plural") == ["a-longer-word"]
+    assert slugs(index, q="zephyr plural") == []  # only the last word may be a beginning
+    assert slugs(index, q="zephyr earlier") == ["older-in-the-body"]
+    assert slugs(index, q="zephyr nowhere-at-all") == []
+    # The tools' names are in the title part: a comparison of a tool comes before one that
+    # mentions it in passing.
+    assert slugs(index, q="zephyr claude")[0] == "in-the-title"
+
+
+def test_search_pages_with_cursors_in_rank_order(index: PublishedIndex) -> None:
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = index.query(Query(q="zephyr", limit=2, cursor=cursor))
+        assert page.total == 5
+        seen += [item.slug for item in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == slugs(index, q="zephyr")
+    with pytest.raises(BadRequest):
+        index.query(Query(q="zephyr", sort="title", cursor=index.query(
+            Query(q="zephyr", limit=1)).next_cursor))
+
+
+def test_search_with_filters_and_an_explicit_order(index: PublishedIndex) -> None:
+    assert slugs(index, q="zephyr", category="weather") == ["in-the-summary"]
+    assert slugs(index, q="zephyr", sort="title") == sorted(
+        slugs(index, q="zephyr"), key=lambda slug: index.get(slug).comparison.title.casefold()  # type: ignore[union-attr]
+        + slug)
+    assert slugs(index, q="zephyr", sort="-published") == [
+        "a-longer-word", "in-the-body", "in-the-summary", "older-in-the-body", "in-the-title"]
+
+
+def test_a_publication_is_searchable_and_an_unpublished_one_is_not(
+        settings: Settings, index: PublishedIndex) -> None:
+    documents: Documents = index.documents
+    index.fill()
+    base = index.get("in-the-body")
+    assert base is not None
+    changed = msgspec.structs.replace(base.comparison, body="Now it speaks of sirocco.")
+    commit_on_main(documents, {documents.layout.path("in-the-body"): codec.encode(changed).encode(),
+                               documents.layout.path("in-the-title"): None})
+    index.refresh(now=10**9)
+    assert slugs(index, q="zephyr") == ["in-the-summary", "a-longer-word", "older-in-the-body"]
+    assert slugs(index, q="sirocco") == ["in-the-body"]
+
+
+def test_what_is_typed_is_never_taken_as_query_syntax(index: PublishedIndex) -> None:
+    for typed in ['"', "zephyr OR claude", "NEAR(zephyr claude)", "zephyr*", "-zephyr", "^zephyr",
+                  "title:zephyr", "{title}: zephyr", "zephyr AND", "()", "\x00", "é́"]:
+        index.query(Query(q=typed))  # no error from the search index
+    assert slugs(index, q="zephyr OR nowhere") == []  # OR is a word to find, not an operator
+    assert match_expression("a b") == '"a" AND "b"'
+    assert match_expression("graph") == '"graph"*'
+    assert match_expression("→ ...") is None
