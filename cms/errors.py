@@ -87,3 +87,10 @@ class StoreError(CmsError):
 
     status = 503
     code = "store_unavailable"
+
+
+class CatalogueUnavailable(CmsError):
+    """The catalogue that lists and search read could not be used; it is being made anew."""
+
+    status = 503
+    code = "catalogue_unavailable"

@@ -88,7 +88,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                      lambda: built.instances.close()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         # The response cache first: it answers repeated reads before anything else runs.
-        middleware=[PublicResponseCache(built), JsonDepthLimit(), *authentication],
+        middleware=[JsonDepthLimit(), *authentication],
         exception_handlers={
             CmsError: handle_cms_error,
             ValidationException: handle_validation,
@@ -109,6 +109,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     app.asgi_handler = HeadAsGet(app.asgi_handler, {
         route.path_format: set(route.methods) for route in app.routes
         if isinstance(route, HTTPRoute)})
+    # The response cache answers before anything else runs, routing and the exception layer
+    # included: a repeated public read then costs what a bare ASGI app's answer does.
+    cache = PublicResponseCache(built)
+    app.state.response_cache = cache
+    app.asgi_handler = cache.wrapping(app.asgi_handler)
     return app
 
 

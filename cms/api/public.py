@@ -90,6 +90,7 @@ class PublishedController(Controller):
                        for item in page.items],
                 next_cursor=page.next_cursor,
                 total=page.total,
+                total_exact=page.total_exact,
             ))
             # Main moved while the page was made: its items may hold votes that ``pending``
             # adds again, so make it anew (a page made on a moving main is served, not kept).

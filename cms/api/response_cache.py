@@ -75,6 +75,13 @@ class PublicResponseCache(ASGIMiddleware):
         # Touched only on the event loop's thread, so it needs no lock.
         self._stored: OrderedDict[bytes, _Stored] = OrderedDict()
 
+    def wrapping(self, app: ASGIApp) -> ASGIApp:
+        """``app`` with this cache in front of it."""
+        async def cached(scope: Scope, receive: Receive, send: Send) -> None:
+            await self.handle(scope, receive, send, app)
+
+        return cached
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope["type"] != ScopeType.HTTP or scope["method"] != "GET":
             await next_app(scope, receive, send)

@@ -64,11 +64,18 @@ def _card_tool(tool: Tool) -> CardTool:
 
 def search_text(comparison: Comparison) -> SearchText:
     tools = comparison.tools
-    head = "\n".join([comparison.title, *(f"{t.name}\n{t.id}\n{t.category}" for t in tools)])
-    lead = "\n".join([head, comparison.summary, *(tool.tagline for tool in tools)])
+    head = [comparison.title, *(f"{t.name} {t.id} {t.category}" for t in tools)]
+    lead = [*head, comparison.summary, *(tool.tagline for tool in tools)]
     quotes = [review.quote for tool in tools for review in tool.reviews]
-    full = "\n".join([lead, *(tool.description for tool in tools), *quotes, comparison.body])
-    return SearchText(head=head, lead=lead, full=full)
+    full = [*lead, *(tool.description for tool in tools), *quotes, comparison.body]
+    return SearchText(head=_distinct(head), lead=_distinct(lead), full=_distinct(full))
+
+
+def _distinct(texts: list[str]) -> str:
+    """Each run of characters between spaces once: the index keeps which words a comparison
+    has, not how often or where, so this is the same index for half the work. Every space is
+    a separator to the index's tokenizer, so no word is cut or joined."""
+    return " ".join(dict.fromkeys(" ".join(texts).split()))
 
 
 class Keys(Struct, frozen=True):

@@ -32,13 +32,14 @@ from .card import card_of, keys_of, row_number, search_text
 
 log = logging.getLogger("cms")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SLOTS = 64
 # The search index's three parts, each a table of its own: see card.SearchText.
 SEARCH_PARTS = ("head", "lead", "full")
 # SQLite's page cache for each connection, in KiB: the memory the catalogue costs a server.
 _CACHE_KIB = 4096
 _KEPT_READERS = 8
+_BEGINNINGS = ", prefix='3 4 5 6'"
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -60,9 +61,11 @@ _SCHEMA = [
     "CREATE TABLE broken (slug TEXT PRIMARY KEY, blob TEXT NOT NULL) WITHOUT ROWID",
     # Contentless: the text is in git already. Positions are not kept (detail=none), since
     # search asks only which comparisons hold every word, which keeps the index a fifth of the
-    # size and its updates cheap.
-    *(f"CREATE VIRTUAL TABLE search_{part} USING fts5(text, content='', detail=none)"
-      for part in SEARCH_PARTS),
+    # size and its updates cheap. The short parts also index the beginnings of their words,
+    # so that a word being typed finds a title, a tool or a summary at once; in the long one,
+    # that would cost four times the building.
+    *(f"CREATE VIRTUAL TABLE search_{part} USING fts5(text, content='', detail=none"
+      f"{_BEGINNINGS if part != 'full' else ''})" for part in SEARCH_PARTS),
 ]
 
 
@@ -113,15 +116,14 @@ class Catalogue:
         catalogue = None
         try:
             catalogue = cls(path, slot, fingerprint)
+            # Damage past the first page shows when it is read, and the file is made anew then.
             if catalogue._meta("fingerprint") == fingerprint:
-                catalogue._writer.execute("PRAGMA quick_check(1)").fetchone()
                 return catalogue
         except sqlite3.DatabaseError as exc:
             log.warning("the catalogue %s cannot be read (%s); it is made anew", path.name, exc)
         if catalogue is not None:
             catalogue._close_connections()
-        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            stale.unlink(missing_ok=True)
+        _remove(path)
         catalogue = cls(path, slot, fingerprint)
         catalogue._create()
         return catalogue
@@ -216,6 +218,13 @@ class Catalogue:
         self._close_connections()
         self._slot.release()
 
+    def discard(self) -> None:
+        """Close the catalogue and remove its file, so that the slot opens an empty one."""
+        self._closed = True
+        self._close_connections()
+        _remove(self.path)
+        self._slot.release()
+
     def _close_connections(self) -> None:
         self._writer.close()
         while True:
@@ -293,6 +302,11 @@ class Writer:
             self._db.execute(f"DELETE FROM {table}")
         for part in SEARCH_PARTS:
             self._db.execute(f"INSERT INTO search_{part} (search_{part}) VALUES ('delete-all')")
+
+
+def _remove(path: Path) -> None:
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        path.with_name(name).unlink(missing_ok=True)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

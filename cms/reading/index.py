@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -27,7 +28,7 @@ from msgspec import Struct
 from ..content.model import Comparison
 from ..content.render import render_cached
 from ..editing.events import Committed
-from ..errors import CmsError
+from ..errors import CatalogueUnavailable, CmsError
 from ..store.documents import Documents
 from ..store.repository import changed_files
 from . import catalogue as catalogue_file
@@ -103,8 +104,15 @@ class PublishedIndex:
     def start(self) -> None:
         """Bring the catalogue up to main in the background, so that the first list finds it
         done."""
-        self._filler = threading.Thread(target=self.fill, name="cms-index-fill", daemon=True)
+        self._filler = threading.Thread(target=self._fill_in_background, name="cms-index-fill",
+                                        daemon=True)
         self._filler.start()
+
+    def _fill_in_background(self) -> None:
+        try:
+            self.fill()
+        except (sqlite3.DatabaseError, CmsError, CatalogueError) as exc:
+            log.error("the catalogue could not be filled (%s); the first list tries again", exc)
 
     def fill(self) -> None:
         """Bring the catalogue up to main as it is now."""
@@ -155,7 +163,11 @@ class PublishedIndex:
         with self._lock:
             self._follow(self.documents.main_head())
         if self._filled:  # else the fill under way takes the change in
-            self._catch_up(wait=False)
+            try:
+                self._catch_up(wait=False)
+            except (sqlite3.DatabaseError, CmsError, CatalogueError) as exc:
+                # The commit stands; the next list brings the catalogue up, or reports why not.
+                log.error("the catalogue did not take in main's move: %s", exc)
 
     def _follow(self, head: str | None) -> None:
         """Move the view to ``head``."""
@@ -333,6 +345,31 @@ class PublishedIndex:
 
     def query(self, query: Query) -> Page:
         self.refresh()
-        self._catch_up(wait=True)
-        with self._require().reading() as db:
-            return page(db, query)
+        for attempt in (1, 2):
+            try:
+                self._catch_up(wait=True)
+                with self._require().reading() as db:
+                    return page(db, query)
+            except sqlite3.DatabaseError as exc:
+                # A damaged file or a full disk: the catalogue is a cache, so start it again
+                # and try once more; a second failure is reported, not retried for ever.
+                if attempt == 2 or not self._renew(exc):
+                    raise CatalogueUnavailable(
+                        "lists and search are unavailable while their catalogue is made "
+                        "anew; try again shortly") from exc
+        raise AssertionError("unreachable")
+
+    def _renew(self, error: Exception) -> bool:
+        """Replace the catalogue file with an empty one; whether that worked."""
+        log.error("the catalogue cannot be used (%s); it is made anew", error)
+        with self._write_lock:
+            old, self._catalogue = self._catalogue, None
+            self._complete = self._filled = False
+            try:
+                if old is not None:
+                    old.discard()
+                self._catalogue = Catalogue.open(self.folder, self._fingerprint())
+            except (OSError, sqlite3.DatabaseError, CatalogueError) as exc:
+                log.error("a new catalogue cannot be made either (%s)", exc)
+                return False
+        return True

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Literal
+from collections.abc import Generator, Iterator
+from contextlib import closing
+from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct
@@ -19,7 +21,6 @@ from msgspec import Struct
 from .. import urlsafe
 from ..errors import BadRequest
 from .card import Card
-from .catalogue import SEARCH_PARTS
 
 SortKey = Literal["relevance", "published", "-published", "title", "-title", "panel_ship",
                   "-panel_ship"]
@@ -57,37 +58,46 @@ class Page(Struct, frozen=True):
     items: list[Listed]
     next_cursor: str | None
     total: int
+    total_exact: bool = True  # False: a search matched more than `total`
 
 
-def match_expression(q: str | None) -> str | None:
-    """The search index's query for what a reader typed: every word must appear. Words are
+class Words(Struct, frozen=True):
+    """The search index's queries for what a reader typed: every word must appear. Words are
     quoted, so nothing typed is taken as the index's query syntax."""
+
+    exact: str  # every word whole
+    begun: str  # the same, with the last word also as a beginning where that applies
+
+
+def match_words(q: str | None) -> Words | None:
     words = list(dict.fromkeys(_WORD.findall(q or "")))[:MAX_WORDS]
     if not words:
         return None
-    terms = [f'"{word}"' for word in words]
+    exact = " AND ".join(f'"{word}"' for word in words)
     assert q is not None
     if len(words[-1]) >= PREFIX_FROM and not q[-1].isspace():
-        terms[-1] += "*"
-    return " AND ".join(terms)
+        return Words(exact=exact, begun=f"{exact}*")
+    return Words(exact=exact, begun=exact)
 
 
 def page(db: sqlite3.Connection, query: Query) -> Page:
-    match = match_expression(query.q)
-    sort = query.sort or ("relevance" if match else "-published")
-    if sort == "relevance" and match is None:
+    words = match_words(query.q)
+    sort = query.sort or ("relevance" if words else "-published")
+    if sort == "relevance" and words is None:
         sort = "-published"
     where, params = _filters(query)
     try:
+        if words is None:
+            return _sorted(db, query, sort, where, params, _count(db, where, params), True)
+        total, exact = _count_matches(db, words, where, params)
         if sort == "relevance":
-            assert match is not None
-            return _by_relevance(db, query, match, where, params)
-        if match is not None:
-            where.append("c.id IN (SELECT rowid FROM search_full WHERE search_full MATCH ?)")
-            params.append(match)
-        return _sorted(db, query, sort, where, params)
+            return _by_relevance(db, query, words, where, params, total, exact)
+        where.append(f"c.id IN ({_MATCHES})")
+        params += [words.begun, words.exact]
+        return _sorted(db, query, sort, where, params, total, exact)
     except sqlite3.OperationalError as exc:
-        # Only the words can be at fault: the rest of the statement is ours.
+        if "fts5" not in str(exc):  # the file, not the words: for the index to deal with
+            raise
         raise BadRequest("the search words cannot be searched for; use letters and digits",
                          field="q") from exc
 
@@ -116,10 +126,9 @@ def _filters(query: Query) -> tuple[list[str], list[object]]:
 
 
 def _sorted(db: sqlite3.Connection, query: Query, sort: str, where: list[str],
-            params: list[object]) -> Page:
+            params: list[object], total: int, exact: bool) -> Page:
     column = _COLUMNS[sort.lstrip("-")]
     descending = sort.startswith("-")
-    total = _count(db, "FROM comparisons c", where, params)
     conditions, arguments = list(where), list(params)
     if query.cursor:
         key, slug = _decode_cursor(query.cursor, sort)
@@ -135,47 +144,104 @@ def _sorted(db: sqlite3.Connection, query: Query, sort: str, where: list[str],
     if len(rows) > query.limit:
         _blob, _card, key = rows[query.limit - 1]
         cursor = _encode_cursor([sort, key, items[-1].slug])
-    return Page(items=items, next_cursor=cursor, total=total)
+    return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
 
 
-def _by_relevance(db: sqlite3.Connection, query: Query, match: str, where: list[str],
-                  params: list[object]) -> Page:
-    total = _count(db, "FROM search_full s JOIN comparisons c ON c.id = s.rowid",
-                   ["search_full MATCH ?", *where], [match, *params])
-    start_part, below = 0, None
+# Every comparison the words match: the beginning of the last word in the title, tools, summary
+# and taglines, whole words anywhere.
+_MATCHES = ("SELECT rowid FROM search_lead WHERE search_lead MATCH ? "
+            "UNION SELECT rowid FROM search_full WHERE search_full MATCH ?")
+# Matches are counted up to this many: past it a count costs what the whole match list does,
+# and no reader pages that far.
+COUNTED = 1000
+# The parts walked in order; each shows what the one before it did not.
+_PARTS = (("head", "begun"), ("lead", "begun"), ("full", "exact"))
+
+
+def _count(db: sqlite3.Connection, where: list[str], params: list[object]) -> int:
+    return int(db.execute(f"SELECT count(*) FROM comparisons c{_where(where)}",
+                          params).fetchone()[0])
+
+
+def _count_matches(db: sqlite3.Connection, words: Words, where: list[str],
+                   params: list[object]) -> tuple[int, bool]:
+    """How many comparisons match, up to ``COUNTED``, and whether that is all of them. Both
+    lists come newest first, so SQLite merges them and stops at the limit."""
+    sides = []
+    arguments: list[object] = []
+    for part, expression in (("lead", words.begun), ("full", words.exact)):
+        sides.append(f"SELECT s.rowid FROM search_{part} s JOIN comparisons c ON c.id = s.rowid"
+                     f"{_where([f'search_{part} MATCH ?', *where])}")
+        arguments += [expression, *params]
+    found = int(db.execute(
+        f"SELECT count(*) FROM ({' UNION '.join(sides)} ORDER BY 1 DESC LIMIT ?)",
+        [*arguments, COUNTED + 1]).fetchone()[0])
+    return min(found, COUNTED), found <= COUNTED
+
+
+def _by_relevance(db: sqlite3.Connection, query: Query, words: Words, where: list[str],
+                  params: list[object], total: int, exact: bool) -> Page:
+    start, below = 0, None
     if query.cursor:
-        start_part, below = _decode_relevance_cursor(query.cursor)
+        start, below = _decode_relevance_cursor(query.cursor)
     found: list[tuple[int, int, str, bytes]] = []  # part, id, blob, card
     wanted = query.limit + 1
-    for part in range(start_part, len(SEARCH_PARTS)):
-        name = SEARCH_PARTS[part]
-        conditions = [f"search_{name} MATCH ?", *where]
-        arguments: list[object] = [match, *params]
-        if part > 0:  # found by an earlier part already
-            earlier = SEARCH_PARTS[part - 1]
-            conditions.append(f"NOT EXISTS (SELECT 1 FROM search_{earlier} e WHERE "
-                              f"search_{earlier} MATCH ? AND e.rowid = c.id)")
-            arguments.append(match)
-        if part == start_part and below is not None:
-            conditions.append("s.rowid < ?")
-            arguments.append(below)
-        rows = db.execute(
-            f"SELECT s.rowid, c.blob, c.card FROM search_{name} s JOIN comparisons c "
-            f"ON c.id = s.rowid{_where(conditions)} ORDER BY s.rowid DESC LIMIT ?",
-            [*arguments, wanted - len(found)]).fetchall()
-        found += [(part, number, blob, card) for number, blob, card in rows]
-        if len(found) >= wanted:
+    for number in range(start, len(_PARTS)):
+        part, kind = _PARTS[number]
+        limit = below if number == start else None
+        candidates = _walk(db, part, getattr(words, kind), where, params, limit, cards=True)
+        shown = _nothing()
+        if number > 0:  # what the part before showed: its words, none of the filters
+            earlier, earlier_kind = _PARTS[number - 1]
+            shown = _walk(db, earlier, getattr(words, earlier_kind), [], [], limit, cards=False)
+        with closing(candidates), closing(shown):
+            for row in _unshown(candidates, shown):
+                found.append((number, *row))
+                if len(found) == wanted:
+                    break
+        if len(found) == wanted:
             break
     items = [_listed(blob, card) for _part, _number, blob, card in found[: query.limit]]
     cursor = None
     if len(found) > query.limit:
-        part, number, _blob, _card = found[query.limit - 1]
-        cursor = _encode_cursor(["relevance", part, number])
-    return Page(items=items, next_cursor=cursor, total=total)
+        part_number, row_id, _blob, _card = found[query.limit - 1]
+        cursor = _encode_cursor(["relevance", part_number, row_id])
+    return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
 
 
-def _count(db: sqlite3.Connection, source: str, where: list[str], params: list[object]) -> int:
-    return int(db.execute(f"SELECT count(*) {source}{_where(where)}", params).fetchone()[0])
+def _walk(db: sqlite3.Connection, part: str, expression: str, where: list[str],
+          params: list[object], below: int | None, *, cards: bool
+          ) -> Generator[tuple[Any, ...], None, None]:
+    """A part's matches newest first, as (id,) or (id, blob, card), read a few at a time."""
+    conditions = [f"search_{part} MATCH ?", *where]
+    arguments = [expression, *params]
+    if below is not None:
+        conditions.append("s.rowid < ?")
+        arguments.append(below)
+    columns = "s.rowid, c.blob, c.card" if cards else "s.rowid"
+    joined = " JOIN comparisons c ON c.id = s.rowid" if cards or where else ""
+    rows = db.execute(f"SELECT {columns} FROM search_{part} s{joined}{_where(conditions)} "
+                      "ORDER BY s.rowid DESC", arguments)
+    try:
+        while chunk := rows.fetchmany(32):
+            yield from chunk
+    finally:
+        rows.close()
+
+
+def _nothing() -> Generator[tuple[Any, ...], None, None]:
+    yield from ()
+
+
+def _unshown(candidates: Iterator[tuple[Any, ...]], shown: Iterator[tuple[Any, ...]]
+             ) -> Iterator[tuple[Any, ...]]:
+    """The candidates that are not among ``shown``: both newest first, so one pass of each."""
+    seen = next(shown, None)
+    for row in candidates:
+        while seen is not None and seen[0] > row[0]:
+            seen = next(shown, None)
+        if seen is None or seen[0] != row[0]:
+            yield row
 
 
 def _where(conditions: list[str]) -> str:
@@ -183,7 +249,10 @@ def _where(conditions: list[str]) -> str:
 
 
 def _listed(blob: str, card: bytes) -> Listed:
-    return Listed(blob=blob, card=msgspec.msgpack.decode(card, type=Card))
+    try:
+        return Listed(blob=blob, card=msgspec.msgpack.decode(card, type=Card))
+    except (ValueError, TypeError) as exc:  # msgspec's errors are ValueErrors
+        raise sqlite3.DatabaseError(f"the card of {blob} is damaged") from exc
 
 
 def _encode_cursor(value: list[object]) -> str:
@@ -212,6 +281,6 @@ def _decode_relevance_cursor(cursor: str) -> tuple[int, int]:
         raise BadRequest("the cursor is not one this API gave out", field="cursor") from exc
     if sort != "relevance":
         raise BadRequest("the cursor belongs to a different sort order", field="cursor")
-    if not 0 <= part < len(SEARCH_PARTS) or not 0 <= number < 2**63:
+    if not 0 <= part < len(_PARTS) or not 0 <= number < 2**63:
         raise BadRequest("the cursor is not one this API gave out", field="cursor")
     return part, number

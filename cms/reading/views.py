@@ -94,7 +94,10 @@ class ComparisonSummary(Struct, kw_only=True):
 class ComparisonList(Struct, kw_only=True):
     items: list[ComparisonSummary]
     next_cursor: str | None
+    # Every match of a list; of a search, at most 1,000, with `total_exact` false when more
+    # matched (counting them all would cost what listing them all does).
     total: int
+    total_exact: bool = True
 
 
 def tool_view(tool: Tool) -> ToolView:

@@ -8,6 +8,7 @@ reaches it. Here a pack counts once its index is in place.
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,28 @@ from typing import Any
 from gitdb import GitDB
 from gitdb.db.pack import PackedDB
 from gitdb.pack import PackEntity
+from gitdb.util import mman
+
+# Packs are read through memory maps that gitdb keeps whole for as long as the process runs, so
+# every page a read touched would stay in the process's resident memory: reading each
+# comparison of a large repository once would keep the whole pack resident. After this many
+# bytes read, the pages are handed back (they stay in the kernel's cache; a later read of them
+# maps them again without touching the disk).
+RELEASE_AFTER_BYTES = 16 * 1024 * 1024
+
+
+def release_mapped_pages() -> None:
+    """Drop the pages of every mapped pack from this process's memory. The maps are read-only
+    views of files, so nothing is lost: the next access reads the page back from the cache."""
+    for regions in list(mman._fdict.values()):
+        for region in list(regions):
+            mapped = getattr(region, "_mf", None)
+            if mapped is None:
+                continue
+            try:
+                mapped.madvise(mmap.MADV_DONTNEED)
+            except (ValueError, OSError):  # closed meanwhile
+                continue
 
 
 class CompletePacks(PackedDB):  # type: ignore[misc]

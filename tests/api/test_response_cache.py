@@ -22,7 +22,7 @@ PAGE = "/api/comparisons?category=developer%20tools&sort=title&limit=2"
 
 
 def cache_of(client: Client) -> PublicResponseCache:
-    return next(m for m in client.app.middleware if isinstance(m, PublicResponseCache))
+    return client.app.state.response_cache
 
 
 def comparable(response: object) -> tuple[int, dict[str, str], bytes]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from cms.config import Settings, load_settings
 from cms.content.model import Comparison
@@ -278,3 +281,37 @@ def test_files_outside_the_layout_never_touch_a_comparison(settings: Settings,
     entry = index.get(HAIKU)
     assert entry is not None
     assert entry.comparison.slug == HAIKU
+
+
+def test_a_catalogue_damaged_inside_is_made_anew_when_read(settings: Settings,
+                                                          repo_path: Path) -> None:
+    first = PublishedIndex(store(settings), settings.data)
+    first.load()
+    first.fill()
+    expected = catalogued(first)
+    first.close()
+    path = settings.data / "catalogue-0.sqlite"
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 4 * page
+    data[page:] = bytes(range(256)) * ((len(data) - page) // 256) + b"\x00" * (len(data) % 256)
+    path.write_bytes(bytes(data))  # the first page, schema and all, still reads
+    again = PublishedIndex(store(settings), settings.data)
+    again.load()
+    assert catalogued(again) == expected
+    assert again.query(Query(q="haiku")).total == 1
+
+
+def test_a_damaged_card_renews_the_catalogue_and_the_list_is_right(
+        settings: Settings, repo_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    first = PublishedIndex(store(settings), settings.data)
+    first.load()
+    first.fill()
+    expected = catalogued(first)
+    first.close()
+    with sqlite3.connect(settings.data / "catalogue-0.sqlite") as db:
+        db.execute("UPDATE comparisons SET card = x'c1c1c1'")
+    again = PublishedIndex(store(settings), settings.data)
+    again.load()
+    assert catalogued(again) == expected
+    assert "it is made anew" in caplog.text
