@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +12,7 @@ import httpx
 import msgspec
 
 from cms.bundled import samples
-from cms.config import load_settings
+from cms.config import Settings, load_settings
 from cms.editing.seed import initialise
 from cms.editing.write_side import open_write_side
 from cms.identity.tokens import TokenStore
@@ -108,15 +109,9 @@ def bench_webhooks(workdir: Path, publishes: int) -> dict[str, object]:
     return report
 
 
-def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, object]:
-    """History of one comparison with many revisions; verdict changes over many comparisons."""
-    from litestar.testing import TestClient
-
-    from cms.api.app import create_app
-
-    settings = load_settings({}, repo=workdir / "audit.git", data=workdir / "audit-data",
-                             durable=False, webhook_worker=False)
-    seed_repository(settings, comparisons)
+def add_revisions(settings: Settings, revisions: int) -> str:
+    """Edit, submit, approve and publish one comparison until it has ``revisions`` more
+    commits, then pack as the server does in the background; the comparison's slug."""
     store = open_write_side(settings, repo=Repository(settings.repo, durable=False))
     slug = published_slugs(store.documents)[0]
     current = store.documents.published(slug)
@@ -136,8 +131,51 @@ def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, ob
             revision = store.editor.transition(slug, action, actor, revision).revision
     # Steady state: the server packs loose objects in the background as they pile up.
     Maintenance(store.repo).run(force=True)
-    auditor = {"Authorization": "Bearer " + TokenStore.open(settings).create(
+    return slug
+
+
+def auditor_token(settings: Settings) -> dict[str, str]:
+    return {"Authorization": "Bearer " + TokenStore.open(settings).create(
         "Aud", "aud@example.com", ["auditor"])[1]}
+
+
+def bench_history(settings: Settings, revisions: int, rounds: int = 7) -> dict[str, object]:
+    """One comparison's history after ``revisions`` more commits, through the API in process,
+    against `git log` of the comparison's file on main (the walk an auditor would run)."""
+    from litestar.testing import TestClient
+
+    from cms.api.app import create_app
+
+    slug = add_revisions(settings, revisions)
+    auditor = auditor_token(settings)
+    path = open_write_side(settings).documents.layout.path(slug)
+    git_log = ["git", f"--git-dir={settings.repo}", "log", "--format=%H", settings.branch,
+               "--", path]
+    baseline = [timed(lambda: subprocess.run(git_log, capture_output=True, check=True))
+                for _ in range(rounds)]
+    with TestClient(app=create_app(settings)) as client:
+        client.get("/api/comparisons?limit=1")  # waits until the catalogue is complete
+        url = f"/api/comparisons/{slug}/history?limit=1000"
+        answer = client.get(url, headers=auditor)
+        assert answer.status_code == 200, answer.text
+        entries = answer.json()["total"]
+        samples = [timed(lambda: client.get(url, headers=auditor)) for _ in range(rounds)]
+    ours, git = summary(samples), summary(baseline)
+    return {"revisions": revisions, "entries": entries, "history": ours, "git_log": git,
+            "ratio_to_git_log": round(ours["median_ms"] / git["median_ms"], 1)}
+
+
+def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, object]:
+    """History of one comparison with many revisions; verdict changes over many comparisons."""
+    from litestar.testing import TestClient
+
+    from cms.api.app import create_app
+
+    settings = load_settings({}, repo=workdir / "audit.git", data=workdir / "audit-data",
+                             durable=False, webhook_worker=False)
+    seed_repository(settings, comparisons)
+    slug = add_revisions(settings, revisions)
+    auditor = auditor_token(settings)
     report: dict[str, object] = {"comparisons": comparisons, "revisions": revisions}
     with TestClient(app=create_app(settings)) as client:
         client.get("/api/comparisons?limit=1")  # waits until the index is decoded

@@ -8,6 +8,7 @@ changing it: comments, assignments, schedules, releases.
 from __future__ import annotations
 
 import re
+from collections import deque
 from datetime import datetime
 
 from msgspec import Struct
@@ -63,15 +64,17 @@ def history(documents: Documents, slug: str,
     if not heads:
         return []
     repo = documents.repo
-    changed = repo.git("log", f"--format={_FORMAT}", "--date-order", *heads, "--",
-                       documents.layout.path(slug))
     # Notes: on the branches above, and pending schedules and releases not yet merged.
     pending = [head for ref, head in repo.refs.under(SCHEDULED_PREFIX + slug + "/").items()]
     pending += [head for ref, head in repo.refs.under(RELEASES_PREFIX).items()]
-    noted = repo.git("log", f"--format={_FORMAT}", "--date-order", "--extended-regexp",
-                     f"--grep=^Cms-Document: {re.escape(Layout.document(slug))}$",
-                     "--grep=^Cms-Action: (" + "|".join(NOTES) + ")$", "--all-match",
-                     *dict.fromkeys([*heads, *pending]))
+    # The two walks run side by side: each is a git process reading history on its own.
+    changed, noted = repo.git_together(
+        ["log", f"--format={_FORMAT}", "--date-order", *heads, "--",
+         documents.layout.path(slug)],
+        ["log", f"--format={_FORMAT}", "--date-order", "--extended-regexp",
+         f"--grep=^Cms-Document: {re.escape(Layout.document(slug))}$",
+         "--grep=^Cms-Action: (" + "|".join(NOTES) + ")$", "--all-match",
+         *dict.fromkeys([*heads, *pending])])
     entries: dict[str, HistoryEntry] = {}
     for record in changed.split(_RECORD):
         if record.strip():
@@ -105,15 +108,16 @@ def _newest_first(entries: list[HistoryEntry]) -> list[HistoryEntry]:
             for parent in entry.parents:
                 if parent in shas:
                     waiting[parent] += 1
-        ready = [entry for entry in group if waiting[entry.sha] == 0]
+        by_sha = {entry.sha: entry for entry in group}
+        ready = deque(entry for entry in group if waiting[entry.sha] == 0)
         while ready:
-            entry = ready.pop(0)
+            entry = ready.popleft()
             ordered.append(entry)
             for parent in entry.parents:
                 if parent in waiting:
                     waiting[parent] -= 1
                     if waiting[parent] == 0:
-                        ready.append(next(e for e in group if e.sha == parent))
+                        ready.append(by_sha[parent])
     return ordered
 
 
@@ -122,20 +126,30 @@ def publications(documents: Documents, slug: str) -> list[HistoryEntry]:
     return history(documents, slug, HistoryFilter(actions=frozenset({"publish", "seed"})))
 
 
+def _first(found: dict[str, list[str]], key: str) -> str | None:
+    values = found.get(key)
+    return values[0] if values else None
+
+
 def _entry(record: str) -> HistoryEntry:
     sha, parents, name, email, when, committer, body = record.strip("\n").split(_FIELD, 6)
     message = parse_message(body)
+    # The trailers' values by name in any case, gathered in one pass: a history has a
+    # thousand entries, and asking for each name again walked them all each time.
+    found: dict[str, list[str]] = {}
+    for key, value in message.trailers:
+        found.setdefault(key.lower(), []).append(value)
     return HistoryEntry(
         sha=sha,
         time=datetime.fromisoformat(when),
         actor=Person(name=name, email=email),
-        action=message.first("Cms-Action") or "import",
-        state=message.first("Cms-State"),
-        approvers=message.values("Approved-by"),
+        action=_first(found, "cms-action") or "import",
+        state=_first(found, "cms-state"),
+        approvers=list(found.get("approved-by", [])),
         comment=message.comment,
         subject=message.subject,
         parents=parents.split(),
         committer=committer,
-        details={key: message.values(key) for key, _ in message.trailers
+        details={key: list(found[key.lower()]) for key, _ in message.trailers
                  if key.lower() not in STANDARD_TRAILERS},
     )

@@ -454,6 +454,17 @@ class Repository:
 
     # Plain git, for what is rare or read in bulk
 
+    def git_together(self, *commands: list[str]) -> list[str]:
+        """The output of several read-only git commands, run at the same time."""
+        running = [subprocess.Popen(["git", "--git-dir", str(self.git_dir), *args],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for args in commands]
+        finished = [process.communicate() for process in running]  # every one waited for
+        for args, process, (_out, err) in zip(commands, running, finished, strict=True):
+            if process.returncode != 0:
+                raise StoreError(f"git {args[0]} failed: {err.strip()[:200]}")
+        return [out for out, _err in finished]
+
     def git(self, *args: str, input_text: str | None = None) -> str:
         result = subprocess.run(
             ["git", "--git-dir", str(self.git_dir), *args],

@@ -14,7 +14,7 @@ import pytest
 from cms.config import Settings
 from cms.content import codec
 from cms.editing.write_side import WriteSide, open_write_side
-from cms.errors import PreconditionFailed
+from cms.errors import PreconditionFailed, StoreError
 from cms.identity.actors import Actor
 from cms.store.layout import shard
 from cms.store.maintenance import Maintenance
@@ -353,3 +353,13 @@ def test_recovery_keeps_the_branch_of_a_publish_that_put_main_back(
     recovering.repo.refs.transaction = put_back_first  # type: ignore[method-assign]
     assert recover(recovering.documents) == []
     assert store.repo.refs.read(branch) == approved.commit
+
+
+def test_git_commands_run_together_each_answer_or_the_failure_is_told(
+        settings: Settings, repo_path: Path) -> None:
+    repo = Repository(repo_path)
+    main = git(repo_path, "rev-parse", "main").strip()
+    assert repo.git_together(["rev-parse", "main"], ["log", "-1", "--format=%H", "main"]) == [
+        f"{main}\n", f"{main}\n"]
+    with pytest.raises(StoreError, match="git log failed"):
+        repo.git_together(["rev-parse", "main"], ["log", "no-such-branch"])
