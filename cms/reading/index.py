@@ -1,16 +1,17 @@
-"""The published comparisons that frontends read: main's files by slug, and the catalogue that
-lists and search read.
+"""The published comparisons that frontends read: main's files, and the catalogue that lists and
+search read.
 
-Which file each slug has is read from main's tree at start (a fifth of a second at 100,000
-comparisons) and follows main by comparing trees. A whole comparison is decoded when it is
-asked for and kept in the documents' bounded cache; what lists need of every comparison is in
-the catalogue (an SQLite file), which catches up with main before any list is read. A
-catalogue left by the last run needs only what changed since; a new one is filled in the
-background after start, in worker processes when there is much to decode.
+Nothing of every comparison is held in memory. A comparison's file is found in main's tree when
+it is asked for (the trees are cached), decoded, and kept in the documents' bounded cache; what
+lists need of every comparison is in the catalogue (an SQLite file), which catches up with main
+before any list is read. A start reads main's commit and nothing else: a catalogue left by the
+last run needs only what changed since, and a new one is filled in the background, in worker
+processes when there is much to decode.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import logging
 import shutil
@@ -30,6 +31,7 @@ from ..content.render import render_cached
 from ..editing.events import Committed
 from ..errors import CatalogueUnavailable, CmsError
 from ..store.documents import Documents
+from ..store.objects import MODE_TREE
 from ..store.repository import changed_files
 from . import catalogue as catalogue_file
 from .bulk_decode import decode_many, worker_count
@@ -77,13 +79,14 @@ class PublishedIndex:
         self.head: str | None = None
         self.tree: str | None = None
         self._checked_at = float("-inf")
-        self._view: dict[str, str] = {}  # slug -> blob on main; replaced whole, never changed
         self._broken: set[str] = set()  # blobs on main that do not decode
+        self._misnamed: set[tuple[str, str]] = set()  # files whose slug is not their path's
+        self._counts: dict[bytes, int] = {}  # files in each folder of comparisons, by its id
         self._catalogue: Catalogue | None = None
         self._complete = False  # the catalogue has a row for every file of its tree
-        self._filled = False  # the catalogue is complete for the view
+        self._filled = False  # the catalogue is complete for main as followed
         self._closing = False
-        self._lock = threading.Lock()  # moves of the view
+        self._lock = threading.Lock()  # moves of main
         self._write_lock = threading.Lock()  # the catalogue's writer
         self._filler: threading.Thread | None = None
         # Called once, in the thread that completed the fill, when the catalogue first holds
@@ -141,7 +144,7 @@ class PublishedIndex:
         This process's own commits arrive through ``on_committed`` at once; looking at the
         ref for other writers' commits is done at most every ``RECHECK_SECONDS``, since a read
         of the ref file on every request costs more than the rest of a cached read. Only the
-        view moves here (this may be the event loop); the catalogue follows before the next
+        head moves here (this may be the event loop); the catalogue follows before the next
         list is read.
         """
         moment = time.monotonic() if now is None else now
@@ -150,7 +153,7 @@ class PublishedIndex:
         self._checked_at = moment
         head = self.documents.main_head()
         if head != self.head and self._lock.acquire(blocking=False):
-            # Not waiting for the lock: whoever holds it is moving the view to main already.
+            # Not waiting for the lock: whoever holds it is following main already.
             try:
                 self._follow(self.documents.main_head())
             finally:
@@ -170,37 +173,18 @@ class PublishedIndex:
                 log.error("the catalogue did not take in main's move: %s", exc)
 
     def _follow(self, head: str | None) -> None:
-        """Move the view to ``head``."""
+        """Move to ``head``: reads look in its tree from now on, lists once the catalogue has
+        caught up with it."""
         if head == self.head:
             return
-        repo = self.documents.repo
-        tree = repo.read_commit(head).tree if head else None
-        changes = changed_files(repo, self.tree, tree, self.documents.layout.folder)
-        view = dict(self._view)
-        stray = 0
-        for path, blob in changes.items():
-            slug = self.documents.layout.slug_at(path)
-            if slug is None:
-                stray += 1  # not where a comparison's file lives: not one
-                continue
-            old = view.pop(slug, None)
-            if old is not None:
-                self._broken.discard(old)
-            if blob is not None:
-                view[slug] = blob
-        if stray and self.tree is None:
-            log.warning("%d files under %s are not at %s/<shard>/<slug>.md and are not served; "
-                        "a repository made by an older version needs re-creating", stray,
-                        self.documents.layout.folder, self.documents.layout.folder)
-        # Readers take a reference to the whole view, so swapping it is atomic for them.
-        self._view = view
+        tree = self.documents.repo.read_commit(head).tree if head else None
         self.head, self.tree = head, tree
         self._filled = False
 
     # The catalogue
 
     def _catch_up(self, *, wait: bool) -> None:
-        """Bring the catalogue to the view's tree: rows of changed files out, rows of every
+        """Bring the catalogue to the tree followed: rows of changed files out, rows of every
         file it lacks in. Without ``wait``, leave it to whoever is at it already."""
         if not self._write_lock.acquire(blocking=wait):
             return
@@ -208,8 +192,8 @@ class PublishedIndex:
             newly = False
             while not self._filled and not self._closing:
                 with self._lock:
-                    view, tree = self._view, self.tree
-                self._bring_to(view, tree)
+                    tree = self.tree
+                self._bring_to(tree)
                 with self._lock:
                     if self.tree == tree:
                         self._filled = newly = True
@@ -231,36 +215,57 @@ class PublishedIndex:
             writer.set_tree(None, complete=False)
         self._complete = False
 
-    def _bring_to(self, view: dict[str, str], tree: str | None) -> None:
+    def _bring_to(self, tree: str | None) -> None:
         catalogue = self._require()
         before = catalogue.tree
-        if before != tree:
-            try:
-                changes = changed_files(self.documents.repo, before, tree,
-                                        self.documents.layout.folder)
-            except CmsError:  # a tree this repository does not have: start from nothing
-                self._remake()
-                before, changes = None, {}
+        if before == tree and self._complete:
+            return
+        try:
+            changes = changed_files(self.documents.repo, before, tree,
+                                    self.documents.layout.folder) if before != tree else {}
+        except CmsError:  # a tree this repository does not have: start from nothing
+            self._remake()
+            before, changes = None, {}
+        gained: list[tuple[str, str]] = []
+        if before is not None and changes:  # without a tree, the catalogue is empty
             with catalogue.writing() as writer:
-                gained = []
                 for path, blob in changes.items():
                     slug = self.documents.layout.slug_at(path)
                     if slug is None:
                         continue
                     self._forget(writer, slug)
                     if blob is not None:
-                        gained.append(slug)
+                        gained.append((slug, blob))
                 writer.set_tree(tree, complete=False)
-            missing = gained if self._complete else [
-                slug for slug in view.keys() - catalogue.slugs().keys()]
+        if self._complete and before is not None:
+            missing = gained
         else:
-            if self._complete:
-                return
-            missing = [slug for slug in view.keys() - catalogue.slugs().keys()]
-        self._add(catalogue, [(slug, view[slug]) for slug in missing if slug in view])
+            indexed = catalogue.slugs()
+            missing = [(slug, blob) for slug, blob in self._files(tree).items()
+                       if slug not in indexed]
+        self._add(catalogue, missing)
         with catalogue.writing() as writer:
             writer.set_tree(tree, complete=True)
         self._complete = True
+
+    def _files(self, tree: str | None) -> dict[str, str]:
+        """Every comparison's file in a tree: slug -> blob."""
+        if tree is None:
+            return {}
+        layout = self.documents.layout
+        files: dict[str, str] = {}
+        stray = 0
+        for path, blob in self.documents.repo.files(tree, layout.folder).items():
+            slug = layout.slug_at(path)
+            if slug is None:
+                stray += 1  # not where a comparison's file lives: not one
+            else:
+                files[slug] = blob
+        if stray:
+            log.warning("%d files under %s are not at %s/<shard>/<slug>.md and are not served; "
+                        "a repository made by an older version needs re-creating", stray,
+                        layout.folder, layout.folder)
+        return files
 
     def _forget(self, writer: Writer, slug: str) -> None:
         indexed = writer.indexed(slug)
@@ -273,14 +278,17 @@ class PublishedIndex:
 
     def _add(self, catalogue: Catalogue, files: list[tuple[str, str]]) -> None:
         """Decode and add files (slug, blob), a batch a transaction."""
-        slugs = {blob: slug for slug, blob in files}
-        decoded = self._decoding([blob for _slug, blob in files])
+        slugs: dict[str, list[str]] = {}
+        for slug, blob in files:  # two files may hold the same bytes (written by hand)
+            slugs.setdefault(blob, []).append(slug)
+        decoded = self._decoding(list(slugs))
         while not self._closing:
             with catalogue.writing() as writer:
                 count = 0
                 yielded = time.monotonic()
                 for blob, comparison in decoded:
-                    self._add_one(writer, slugs[blob], blob, comparison)
+                    for slug in slugs[blob]:
+                        self._add_one(writer, slug, blob, comparison)
                     count += 1
                     # Hand the interpreter to request threads every millisecond or so rather
                     # than at its 5 ms switch interval.
@@ -293,16 +301,34 @@ class PublishedIndex:
                 return
 
     def _add_one(self, writer: Writer, slug: str, blob: str, comparison: Comparison | None) -> None:
-        try:
-            if comparison is None:
-                comparison = self.documents.decode_blob(blob)
-        except CmsError as exc:
-            if blob not in self._broken:
-                log.error("published file %s cannot be read and is not served: %s", blob, exc)
-                self._broken.add(blob)
+        if comparison is None:
+            comparison = self._decode(slug, blob)
+        elif comparison.slug != slug:
+            comparison = self._decode(slug, blob)  # reports it
+        if comparison is None:
             writer.add_broken(slug, blob)
-            return
-        writer.add(slug, blob, comparison)
+        else:
+            writer.add(slug, blob, comparison)
+
+    def _decode(self, slug: str, blob: str) -> Comparison | None:
+        """The comparison in a published file, or None for one that is not to be served: it
+        does not decode (written by hand, say), or names another slug than its path does (a
+        copy of another's file would answer as that one). Each is reported once."""
+        if blob in self._broken:
+            return None
+        try:
+            comparison = self.documents.decode_blob(blob)
+        except CmsError as exc:
+            log.error("published file %s cannot be read and is not served: %s", blob, exc)
+            self._broken.add(blob)
+            return None
+        if comparison.slug == slug:
+            return comparison
+        if (slug, blob) not in self._misnamed:
+            log.error("published file %s is not served under `%s`: it says its slug is `%s`",
+                      blob, slug, comparison.slug)
+            self._misnamed.add((slug, blob))
+        return None
 
     def _decoding(self, blobs: list[str]) -> Iterator[tuple[str, Comparison | None]]:
         """The blobs, with their comparisons where worker processes decoded them: they are
@@ -329,19 +355,34 @@ class PublishedIndex:
 
     def get(self, slug: str) -> Entry | None:
         self.refresh()
-        blob = self._view.get(slug)
-        if blob is None or blob in self._broken:
+        tree = self.tree
+        if tree is None:
             return None
-        try:
-            return Entry(comparison=self.documents.decode_blob(blob), blob=blob)
-        except CmsError as exc:
-            if blob not in self._broken:
-                log.error("published file %s cannot be read and is not served: %s", blob, exc)
-                self._broken.add(blob)
+        blob = self.documents.repo.blob_at(tree, self.documents.layout.path(slug))
+        if blob is None:
             return None
+        comparison = self._decode(slug, blob)
+        return None if comparison is None else Entry(comparison=comparison, blob=blob)
 
     def __len__(self) -> int:
-        return len(self._view)
+        """How many files main has in the comparisons' folders, unreadable ones too. Each
+        folder is counted once for as long as it is unchanged (this runs on the event loop)."""
+        tree = self.tree
+        repo = self.documents.repo
+        folder = repo.subtree(tree, self.documents.layout.folder) if tree else None
+        if folder is None:
+            return 0
+        counts: dict[bytes, int] = {}
+        for mode, binsha in repo.read_tree(folder).values():
+            if mode != MODE_TREE:
+                continue
+            count = self._counts.get(binsha)
+            if count is None:
+                shard = repo.read_tree(binascii.hexlify(binsha).decode())
+                count = sum(1 for entry_mode, _ in shard.values() if entry_mode != MODE_TREE)
+            counts[binsha] = count
+        self._counts = counts
+        return sum(counts.values())
 
     def query(self, query: Query) -> Page:
         self.refresh()

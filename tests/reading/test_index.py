@@ -315,3 +315,25 @@ def test_a_damaged_card_renews_the_catalogue_and_the_list_is_right(
     again.load()
     assert catalogued(again) == expected
     assert "it is made anew" in caplog.text
+
+
+def test_a_file_naming_another_slug_than_its_path_is_left_out(settings: Settings,
+                                                              repo_path: Path) -> None:
+    documents = store(settings)
+    head = documents.main_head()
+    assert head is not None
+    blob = documents.repo.blob_at(documents.repo.read_commit(head).tree,
+                                  documents.layout.path(HAIKU))
+    assert blob is not None
+    # A copy of another comparison's file, by hand: both would answer as that comparison.
+    commit_on_main(documents, {documents.layout.path("a-copy-by-hand"):
+                               documents.repo.read_blob(blob)})
+    index = PublishedIndex(store(settings), settings.data)
+    index.load()
+    assert len(index) == SEEDED + 1
+    assert index.get("a-copy-by-hand") is None
+    assert index.get(HAIKU) is not None
+    page = index.query(Query(limit=100))
+    assert page.total == SEEDED
+    assert sorted(item.slug for item in page.items) == sorted(
+        item.card.slug for item in page.items)
