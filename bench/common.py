@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -71,6 +72,16 @@ def published_slugs(documents: Documents) -> list[str]:
 def some_slug(settings: Settings) -> str:
     """The first published slug."""
     return published_slugs(open_write_side(settings).documents)[0]
+
+
+def until_ready(get: Callable[[str], Any], deadline_s: float = 1800.0) -> None:
+    """Ask /health until the catalogue holds every comparison: lists answer 503 until then
+    once they have waited a few seconds. A benchmark's own loop, bounded in time."""
+    stop = time.monotonic() + deadline_s
+    while not get("/health").json()["index_ready"]:
+        if time.monotonic() > stop:
+            raise TimeoutError("the catalogue was not filled in time")
+        time.sleep(0.02)
 
 
 def timed(action: Callable[[], object]) -> float:

@@ -28,6 +28,7 @@ from .common import (
     seed_repository,
     summary,
     timed,
+    until_ready,
 )
 
 
@@ -154,7 +155,7 @@ def bench_history(settings: Settings, revisions: int, rounds: int = 7) -> dict[s
     baseline = [timed(lambda: subprocess.run(git_log, capture_output=True, check=True))
                 for _ in range(rounds)]
     with TestClient(app=create_app(settings)) as client:
-        client.get("/api/comparisons?limit=1")  # waits until the catalogue is complete
+        until_ready(client.get)
         url = f"/api/comparisons/{slug}/history?limit=1000"
         answer = client.get(url, headers=auditor)
         assert answer.status_code == 200, answer.text
@@ -178,7 +179,7 @@ def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, ob
     auditor = auditor_token(settings)
     report: dict[str, object] = {"comparisons": comparisons, "revisions": revisions}
     with TestClient(app=create_app(settings)) as client:
-        client.get("/api/comparisons?limit=1")  # waits until the index is decoded
+        until_ready(client.get)
         report["history_1000_ms"] = round(timed(lambda: client.get(
             f"/api/comparisons/{slug}/history?limit=1000", headers=auditor)) * 1000, 1)
         report["verdict_changes_first_ms"] = round(timed(lambda: client.get(
@@ -202,7 +203,7 @@ def bench_frontends(workdir: Path, comparisons: int, votes: int) -> dict[str, ob
     store = open_write_side(settings, repo=Repository(settings.repo))
     with cms_server(settings, CMS_VOTE_RATE="0", CMS_VOTE_FOLD_SECONDS="3600") as (_, url), \
             httpx.Client(base_url=url, timeout=120) as http:
-        http.get("/api/comparisons?limit=1")  # waits until the index is decoded
+        until_ready(http.get)
         pages = 0
         token = None
 

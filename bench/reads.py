@@ -13,7 +13,7 @@ import httpx
 
 from cms.config import Settings
 
-from .common import cms_server, summary, timed
+from .common import cms_server, summary, timed, until_ready
 from .startup import peak_rss_mb
 
 
@@ -24,6 +24,7 @@ def bench_reads(settings: Settings, requests: int, read_all: int) -> dict[str, o
     # The first list page waits until the index has decoded every comparison.
     with cms_server(settings) as (server, url), \
             httpx.Client(base_url=url, timeout=300) as http:
+        until_ready(http.get)
         slugs = [i["slug"] for i in http.get("/api/comparisons?limit=100").json()["items"]]
         one, listing = [], []
         for number in range(requests):
@@ -112,6 +113,7 @@ def bench_wrk(settings: Settings, workdir: Path, seconds: int) -> dict[str, obje
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
     report: dict[str, object] = {}
     with cms_server(settings) as (server, url):
+        until_ready(lambda path: httpx.get(f"{url}{path}", timeout=60))
         slug = httpx.get(f"{url}/api/comparisons?limit=1", timeout=300).json()["items"][0]["slug"]
         body = httpx.get(f"{url}/api/comparisons/{slug}").content
         page = f"{url}/api/comparisons?category=developer%20tools&sort=title&limit=20"

@@ -13,7 +13,7 @@ import httpx
 from cms.bundled import samples
 from cms.config import Settings
 
-from .common import cms_server
+from .common import cms_server, until_ready
 from .reads import throughput_ratio, wrk_figures
 
 # Each wrk thread numbers its requests; thread `id` takes every other number, so the two never
@@ -60,7 +60,8 @@ def bench_search(settings: Settings, workdir: Path, seconds: int) -> dict[str, o
     report: dict[str, object] = {"vocabulary": len(words)}
     with cms_server(settings) as (_, url):
         listing = f"{url}/api/comparisons?category=developer%20tools&sort=title&limit=20"
-        assert httpx.get(listing, timeout=300).status_code == 200  # the catalogue is complete
+        until_ready(lambda path: httpx.get(f"{url}{path}", timeout=60))
+        assert httpx.get(listing, timeout=300).status_code == 200
         report["list_page"] = wrk_figures(listing, seconds)
         report["distinct_queries"] = wrk_figures(f"{url}/", seconds, script=script)
         sample = httpx.get(f"{url}/api/comparisons", params={"q": f"{words[0]} {words[1]}"})

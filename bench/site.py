@@ -14,7 +14,15 @@ from cms.site.build import build
 from cms.site.source import Source
 from cms.store.repository import Repository
 
-from .common import PUBLISHER, cms_server, published_slugs, seed_repository, summary, timed
+from .common import (
+    PUBLISHER,
+    cms_server,
+    published_slugs,
+    seed_repository,
+    summary,
+    timed,
+    until_ready,
+)
 from .review import approved
 
 
@@ -27,7 +35,7 @@ def bench_site(workdir: Path, comparisons: int, rounds: int) -> dict[str, object
     out, state = workdir / "site" / "public", workdir / "site" / "public.state"
     report: dict[str, object] = {"comparisons": comparisons}
     with cms_server(settings) as (_, url):
-        httpx.get(f"{url}/api/comparisons?limit=1", timeout=120)  # the index is decoded
+        until_ready(lambda path: httpx.get(f"{url}{path}", timeout=60))
         source = Source(url, timeout=120)
         try:
             report["full_build_s"] = round(timed(lambda: build(source, out, state)), 2)

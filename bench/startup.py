@@ -12,7 +12,7 @@ import httpx
 
 from cms.config import Settings
 
-from .common import cms_server
+from .common import cms_server, until_ready
 
 _DEADLINE = 600.0
 
@@ -24,6 +24,7 @@ def _serve_once(settings: Settings, slug: str) -> dict[str, float]:
         # until start-up is done: no polling needed.
         assert http.get(f"/api/comparisons/{slug}").status_code == 200
         first = time.perf_counter() - started
+        until_ready(http.get)
         assert http.get("/api/comparisons?sort=title&limit=20").status_code == 200
         ready = time.perf_counter() - started
         return {"first_read_s": round(first, 2), "index_ready_s": round(ready, 2),

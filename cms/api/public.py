@@ -27,6 +27,9 @@ from .services import Services, ServicesDep
 
 # Tries at reading a comparison and main's commit together while main moves.
 _ATTEMPTS = 3
+# How long a list waits for the catalogue to be filled after start-up before answering 503:
+# each waiting list holds a worker thread, and a long wait by many would stall other routes.
+LIST_WAIT_SECONDS = 5.0
 
 
 def comparison_url(services: Services, slug: SlugPath) -> str:
@@ -83,7 +86,7 @@ class PublishedController(Controller):
             encoded = services.bodies.get(tag)
             if encoded is not None:
                 break
-            page = index.query(query)
+            page = index.query(query, wait=LIST_WAIT_SECONDS)
             encoded = msgspec.json.encode(ComparisonList(
                 items=[summary_view(item.card, item.blob, comparison_url(services, item.slug),
                                     pending.of(item.slug))

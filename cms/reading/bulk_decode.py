@@ -9,10 +9,12 @@ decode comes back as None, for the caller to decode itself and report in its own
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -26,6 +28,7 @@ from ..store.repository import Repository
 log = logging.getLogger("cms")
 
 CHUNK = 250
+_PR_SET_PDEATHSIG = 1
 _repositories: dict[str, Repository] = {}
 
 
@@ -41,7 +44,8 @@ def decode_many(repo: Path, blobs: list[str], workers: int) -> Iterator[tuple[st
     done: set[str] = set()
     waiting = iter(chunks)
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                 initializer=_die_with, initargs=(os.getpid(),)) as pool:
             running: set[Future[list[tuple[str, bytes | None]]]] = set()
             while True:
                 # Two chunks per worker keep them busy; more would pile up results in memory.
@@ -59,6 +63,18 @@ def decode_many(repo: Path, blobs: list[str], workers: int) -> Iterator[tuple[st
     for blob in blobs:
         if blob not in done:
             yield blob, None
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel end this worker when the server goes (Linux): a worker whose server was
+    killed would otherwise wait for ever to hand back a result nobody reads."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown is all there is
+        return
+    if os.getppid() != parent:  # the server went before the request was made
+        os._exit(1)
 
 
 def _from_msgpack(data: bytes) -> Comparison | None:

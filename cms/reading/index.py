@@ -164,8 +164,9 @@ class PublishedIndex:
             return
         # Main as it is now, not the event's commit: another process may have moved it further.
         with self._lock:
+            filled = self._filled
             self._follow(self.documents.main_head())
-        if self._filled:  # else the fill under way takes the change in
+        if filled:  # else the fill under way takes the change in
             try:
                 self._catch_up(wait=False)
             except (sqlite3.DatabaseError, CmsError, CatalogueError) as exc:
@@ -183,10 +184,16 @@ class PublishedIndex:
 
     # The catalogue
 
-    def _catch_up(self, *, wait: bool) -> None:
+    def _catch_up(self, *, wait: bool, timeout: float | None = None) -> None:
         """Bring the catalogue to the tree followed: rows of changed files out, rows of every
-        file it lacks in. Without ``wait``, leave it to whoever is at it already."""
-        if not self._write_lock.acquire(blocking=wait):
+        file it lacks in. Without ``wait``, leave it to whoever is at it already; with a
+        ``timeout``, wait that long for them and then report it unavailable."""
+        if not self._write_lock.acquire(blocking=wait,
+                                        timeout=-1 if timeout is None or not wait else timeout):
+            if wait:
+                raise CatalogueUnavailable(
+                    "lists and search are unavailable while the catalogue is filled after "
+                    "start-up; try again shortly (GET /health says index_ready)")
             return
         try:
             newly = False
@@ -195,11 +202,14 @@ class PublishedIndex:
                     tree = self.tree
                 self._bring_to(tree)
                 with self._lock:
-                    if self.tree == tree:
+                    if self.tree == tree and self._complete:
                         self._filled = newly = True
         except (CmsError, CatalogueError) as exc:
             log.error("the catalogue cannot follow main (%s); it is made anew", exc)
-            self._remake()
+            try:
+                self._remake()
+            except (CatalogueError, sqlite3.DatabaseError) as again:
+                log.error("the catalogue cannot be emptied either: %s", again)
             raise
         finally:
             self._write_lock.release()
@@ -226,6 +236,9 @@ class PublishedIndex:
         except CmsError:  # a tree this repository does not have: start from nothing
             self._remake()
             before, changes = None, {}
+        # Complete again only once every row is in: a failure or a stop part-way leaves it
+        # incomplete, and the next catch-up looks for every missing row.
+        was_complete, self._complete = self._complete, False
         gained: list[tuple[str, str]] = []
         if before is not None and changes:  # without a tree, the catalogue is empty
             with catalogue.writing() as writer:
@@ -237,13 +250,14 @@ class PublishedIndex:
                     if blob is not None:
                         gained.append((slug, blob))
                 writer.set_tree(tree, complete=False)
-        if self._complete and before is not None:
+        if was_complete and before is not None:
             missing = gained
         else:
             indexed = catalogue.slugs()
             missing = [(slug, blob) for slug, blob in self._files(tree).items()
                        if slug not in indexed]
-        self._add(catalogue, missing)
+        if not self._add(catalogue, missing):
+            return  # closing: the catalogue stays incomplete, and says so
         with catalogue.writing() as writer:
             writer.set_tree(tree, complete=True)
         self._complete = True
@@ -276,8 +290,9 @@ class PublishedIndex:
             old = self.documents.decode_blob(indexed)
         writer.remove(slug, old)
 
-    def _add(self, catalogue: Catalogue, files: list[tuple[str, str]]) -> None:
-        """Decode and add files (slug, blob), a batch a transaction."""
+    def _add(self, catalogue: Catalogue, files: list[tuple[str, str]]) -> bool:
+        """Decode and add files (slug, blob), a batch a transaction; whether all were added
+        (not when the index is closing)."""
         slugs: dict[str, list[str]] = {}
         for slug, blob in files:  # two files may hold the same bytes (written by hand)
             slugs.setdefault(blob, []).append(slug)
@@ -297,8 +312,9 @@ class PublishedIndex:
                         yielded = time.monotonic()
                     if count == _BATCH or self._closing:
                         break
-            if count < _BATCH:
-                return
+            if count < _BATCH and not self._closing:
+                return True
+        return False
 
     def _add_one(self, writer: Writer, slug: str, blob: str, comparison: Comparison | None) -> None:
         if comparison is None:
@@ -338,8 +354,15 @@ class PublishedIndex:
         return decode_many(self.documents.repo.path, blobs, self.workers)
 
     def _require(self) -> Catalogue:
+        """The catalogue, opened again if making it anew failed before."""
         if self._catalogue is None:
-            raise CatalogueError("the index is closed")
+            if self._closing:
+                raise CatalogueError("the index is closed")
+            try:
+                self._catalogue = Catalogue.open(self.folder, self._fingerprint())
+            except (OSError, sqlite3.DatabaseError) as exc:
+                raise CatalogueError(f"no catalogue can be opened: {exc}") from exc
+            self._complete = self._filled = False
         return self._catalogue
 
     # Reading
@@ -384,14 +407,16 @@ class PublishedIndex:
         self._counts = counts
         return sum(counts.values())
 
-    def query(self, query: Query) -> Page:
+    def query(self, query: Query, *, wait: float | None = None) -> Page:
+        """A page of the list; waits for the catalogue to catch up with main, ``wait`` seconds
+        at most (None: for as long as that takes)."""
         self.refresh()
         for attempt in (1, 2):
             try:
-                self._catch_up(wait=True)
+                self._catch_up(wait=True, timeout=wait)
                 with self._require().reading() as db:
                     return page(db, query)
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.DatabaseError, CatalogueError) as exc:
                 # A damaged file or a full disk: the catalogue is a cache, so start it again
                 # and try once more; a second failure is reported, not retried for ever.
                 if attempt == 2 or not self._renew(exc):

@@ -70,9 +70,13 @@ class Words(Struct, frozen=True):
 
 
 def match_words(q: str | None) -> Words | None:
-    words = list(dict.fromkeys(_WORD.findall(q or "")))[:MAX_WORDS]
-    if not words:
+    typed = _WORD.findall(q or "")
+    if not typed:
         return None
+    # The word typed last stays last, whatever came before it: it is the one being typed.
+    last = typed[-1]
+    before = [word for word in dict.fromkeys(typed) if word != last]
+    words = [*before[: MAX_WORDS - 1], last]
     exact = " AND ".join(f'"{word}"' for word in words)
     assert q is not None
     if len(words[-1]) >= PREFIX_FROM and not q[-1].isspace():

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import select
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from cms.config import Settings, load_settings
+from cms.content import codec
 from cms.content.model import Comparison
 from cms.editing.seed import initialise
 from cms.editing.write_side import open_write_side
+from cms.errors import CatalogueUnavailable
 from cms.identity.actors import Actor
 from cms.reading.bulk_decode import decode_many
 from cms.reading.card import Card
+from cms.reading.catalogue import Catalogue, Writer
 from cms.reading.index import PublishedIndex, Query
 from cms.store.documents import Documents
 from cms.store.repository import Signature
@@ -337,3 +345,133 @@ def test_a_file_naming_another_slug_than_its_path_is_left_out(settings: Settings
     assert page.total == SEEDED
     assert sorted(item.slug for item in page.items) == sorted(
         item.card.slug for item in page.items)
+
+
+def test_a_fill_stopped_by_closing_is_taken_up_by_the_next_start(settings: Settings,
+                                                                 repo_path: Path) -> None:
+    documents, decoded = counting_store(settings)
+    index = PublishedIndex(documents, settings.data)
+    index.load()
+    counted = documents.decode_blob
+
+    def closing(blob: str) -> Comparison:
+        if len(decoded) == 2:
+            index._closing = True  # what close() sets, seen by the fill between two rows
+        return counted(blob)
+
+    documents.decode_blob = closing  # type: ignore[method-assign]
+    index.fill()
+    assert not index.ready
+    index._closing = False
+    index.close()
+    again = PublishedIndex(store(settings), settings.data)
+    again.load()
+    assert again.query(Query(limit=100)).total == SEEDED
+
+
+def test_rows_a_failed_write_left_out_are_added_by_the_next_catch_up(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = PublishedIndex(store(settings), settings.data)
+    first.load()
+    first.fill()
+    first.close()
+    content = open_write_side(settings)
+    published = content.documents.published(HAIKU)
+    assert published is not None
+    changed = msgspec.structs.replace(published.comparison, title="Haiku, retitled")
+    commit_on_main(content.documents, {content.documents.layout.path(HAIKU):
+                                       codec.encode(changed).encode()})
+    index = PublishedIndex(store(settings), settings.data)
+    index.load()
+
+    def full(*_args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Writer, "add", full)
+        with pytest.raises(sqlite3.OperationalError):
+            index.fill()  # the background fill after start, on a full disk
+    page = index.query(Query(q="retitled"))
+    assert [item.slug for item in page.items] == [HAIKU]
+    assert index.query(Query(limit=100)).total == SEEDED
+
+
+def test_a_catalogue_that_cannot_be_made_anew_is_a_503_until_it_can(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = PublishedIndex(store(settings), settings.data)
+    index.load()
+    index.fill()
+    with sqlite3.connect(settings.data / "catalogue-0.sqlite") as db:
+        db.execute("UPDATE comparisons SET card = x'c1c1c1'")
+
+    def refused(*_args: object) -> Catalogue:
+        raise OSError(30, "Read-only file system")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Catalogue, "open", refused)
+        for _ in range(2):
+            with pytest.raises(CatalogueUnavailable):
+                index.query(Query(limit=100))
+    assert index.query(Query(limit=100)).total == SEEDED
+
+
+def test_a_list_waits_for_the_fill_only_as_long_as_it_is_told(settings: Settings,
+                                                              repo_path: Path) -> None:
+    index = PublishedIndex(store(settings), settings.data)
+    index.load()
+    with index._write_lock, pytest.raises(CatalogueUnavailable):  # a fill under way
+        index.query(Query(limit=1), wait=0.01)
+    assert index.query(Query(limit=1), wait=0.01).total == SEEDED
+
+
+def test_a_commit_of_this_process_reaches_the_catalogue_at_once(settings: Settings,
+                                                                repo_path: Path) -> None:
+    content = open_write_side(settings)
+    index = PublishedIndex(content.documents, settings.data)
+    index.load()
+    index.fill()
+    content.listeners.subscribe(index.on_committed)
+    published = content.documents.published(HAIKU)
+    assert published is not None
+    content.editor.transition(HAIKU, "unpublish", PUBLISHER, published.revision)
+    assert index.ready
+    assert index._require().tree == index.tree
+
+
+_KILLED_MID_DECODE = """
+import sys
+from pathlib import Path
+from cms.reading.bulk_decode import decode_many
+
+if __name__ == "__main__":
+    blobs = sys.argv[2:]
+    for _ in decode_many(Path(sys.argv[1]), blobs * 400, 2):
+        print("decoding", flush=True)
+        sys.stdin.readline()  # held here, workers busy, until the test kills this process
+"""
+
+
+def test_workers_end_with_a_server_killed_mid_decode(settings: Settings, repo_path: Path,
+                                                    tmp_path: Path) -> None:
+    blobs = [line.split()[2] for line in git(
+        repo_path, "ls-tree", "-r", "main", "content/comparisons").splitlines()]
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_MID_DECODE)
+    with subprocess.Popen([sys.executable, str(script), str(repo_path), *blobs],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as server:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "decoding\n"
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        workers = [int(pid) for pid in children
+                   if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(workers) == 2
+        watched = [os.pidfd_open(pid) for pid in workers]
+        server.kill()
+        server.wait()
+    try:
+        for fd in watched:  # readable once the process it names has ended
+            ready, _, _ = select.select([fd], [], [], 60)
+            assert ready == [fd]
+    finally:
+        for fd in watched:
+            os.close(fd)

@@ -151,3 +151,13 @@ def test_matches_are_counted_up_to_a_bound(index: PublishedIndex,
     unsearched = index.query(Query(limit=1))
     assert unsearched.total > 2
     assert unsearched.total_exact
+
+
+def test_the_word_typed_last_is_the_beginning_whatever_came_before() -> None:
+    assert match_words("qdr cloud qdr") == Words(exact='"cloud" AND "qdr"',
+                                                 begun='"cloud" AND "qdr"*')
+    many = " ".join(f"w{number}" for number in range(20)) + " last"
+    words = match_words(many)
+    assert words is not None
+    assert words.begun.endswith('"last"*')
+    assert words.exact.count('"') == 2 * listing.MAX_WORDS
