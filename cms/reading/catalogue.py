@@ -32,7 +32,10 @@ from .card import card_of, keys_of, row_number, search_text
 
 log = logging.getLogger("cms")
 
-SCHEMA_VERSION = 2
+# Names the schema and how rows are derived from a comparison (its card, keys and search
+# text): the search index keeps no text, so forgetting a comparison's words repeats how they
+# were derived, and any change to that derivation must make every catalogue anew.
+SCHEMA_VERSION = 3
 _SLOTS = 64
 # The search index's three parts, each a table of its own: see card.SearchText.
 SEARCH_PARTS = ("head", "lead", "full")

@@ -253,9 +253,17 @@ class PublishedIndex:
         if was_complete and before is not None:
             missing = gained
         else:
+            # Rows a stopped fill left may be of files main has changed or dropped since:
+            # each row is checked against the tree by its blob, not only by its slug.
             indexed = catalogue.slugs()
-            missing = [(slug, blob) for slug, blob in self._files(tree).items()
-                       if slug not in indexed]
+            files = self._files(tree)
+            with catalogue.writing() as writer:
+                for slug, blob in indexed.items():
+                    if files.get(slug) != blob:
+                        self._forget(writer, slug)
+                writer.set_tree(tree, complete=False)
+            missing = [(slug, blob) for slug, blob in files.items()
+                       if indexed.get(slug) != blob]
         if not self._add(catalogue, missing):
             return  # closing: the catalogue stays incomplete, and says so
         with catalogue.writing() as writer:
@@ -412,6 +420,7 @@ class PublishedIndex:
         at most (None: for as long as that takes)."""
         self.refresh()
         for attempt in (1, 2):
+            failed = self._catalogue
             try:
                 self._catch_up(wait=True, timeout=wait)
                 with self._require().reading() as db:
@@ -419,16 +428,19 @@ class PublishedIndex:
             except (sqlite3.DatabaseError, CatalogueError) as exc:
                 # A damaged file or a full disk: the catalogue is a cache, so start it again
                 # and try once more; a second failure is reported, not retried for ever.
-                if attempt == 2 or not self._renew(exc):
+                if attempt == 2 or not self._renew(exc, failed):
                     raise CatalogueUnavailable(
                         "lists and search are unavailable while their catalogue is made "
                         "anew; try again shortly") from exc
         raise AssertionError("unreachable")
 
-    def _renew(self, error: Exception) -> bool:
-        """Replace the catalogue file with an empty one; whether that worked."""
-        log.error("the catalogue cannot be used (%s); it is made anew", error)
+    def _renew(self, error: Exception, failed: Catalogue | None) -> bool:
+        """Replace the catalogue that failed with an empty one; whether there is one to use.
+        Requests that failed on the same file together make it anew once, not once each."""
         with self._write_lock:
+            if self._catalogue is not failed and self._catalogue is not None:
+                return True  # another request made it anew already
+            log.error("the catalogue cannot be used (%s); it is made anew", error)
             old, self._catalogue = self._catalogue, None
             self._complete = self._filled = False
             try:

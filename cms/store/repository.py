@@ -456,9 +456,17 @@ class Repository:
 
     def git_together(self, *commands: list[str]) -> list[str]:
         """The output of several read-only git commands, run at the same time."""
-        running = [subprocess.Popen(["git", "--git-dir", str(self.git_dir), *args],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                   for args in commands]
+        running: list[subprocess.Popen[str]] = []
+        try:
+            for args in commands:
+                running.append(subprocess.Popen(
+                    ["git", "--git-dir", str(self.git_dir), *args],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        except OSError as exc:
+            for process in running:
+                process.kill()
+                process.communicate()
+            raise StoreError(f"git could not be started: {exc.strerror}") from exc
         finished = [process.communicate() for process in running]  # every one waited for
         for args, process, (_out, err) in zip(commands, running, finished, strict=True):
             if process.returncode != 0:

@@ -475,3 +475,30 @@ def test_workers_end_with_a_server_killed_mid_decode(settings: Settings, repo_pa
     finally:
         for fd in watched:
             os.close(fd)
+
+
+def test_rows_a_stopped_first_fill_left_follow_main_by_blob(settings: Settings,
+                                                            repo_path: Path) -> None:
+    documents, decoded = counting_store(settings)
+    index = PublishedIndex(documents, settings.data)
+    index.load()
+    counted = documents.decode_blob
+
+    def closing(blob: str) -> Comparison:
+        if len(decoded) == 2:
+            index._closing = True
+        return counted(blob)
+
+    documents.decode_blob = closing  # type: ignore[method-assign]
+    index.fill()
+    left = index._require().slugs()
+    assert 0 < len(left) < SEEDED
+    index._closing = False
+    index.close()
+    gone = sorted(left)[0]
+    commit_on_main(store(settings), {store(settings).layout.path(gone): None})
+    again = PublishedIndex(store(settings), settings.data)
+    again.load()
+    page = again.query(Query(limit=100))
+    assert page.total == SEEDED - 1
+    assert gone not in {item.slug for item in page.items}
