@@ -347,8 +347,8 @@ def test_a_file_naming_another_slug_than_its_path_is_left_out(settings: Settings
         item.card.slug for item in page.items)
 
 
-def test_a_fill_stopped_by_closing_is_taken_up_by_the_next_start(settings: Settings,
-                                                                 repo_path: Path) -> None:
+def fill_stopped_part_way(settings: Settings) -> PublishedIndex:
+    """An index whose first fill was stopped by a shutdown after a few rows."""
     documents, decoded = counting_store(settings)
     index = PublishedIndex(documents, settings.data)
     index.load()
@@ -361,6 +361,12 @@ def test_a_fill_stopped_by_closing_is_taken_up_by_the_next_start(settings: Setti
 
     documents.decode_blob = closing  # type: ignore[method-assign]
     index.fill()
+    return index
+
+
+def test_a_fill_stopped_by_closing_is_taken_up_by_the_next_start(settings: Settings,
+                                                                 repo_path: Path) -> None:
+    index = fill_stopped_part_way(settings)
     assert not index.ready
     index._closing = False
     index.close()
@@ -479,18 +485,7 @@ def test_workers_end_with_a_server_killed_mid_decode(settings: Settings, repo_pa
 
 def test_rows_a_stopped_first_fill_left_follow_main_by_blob(settings: Settings,
                                                             repo_path: Path) -> None:
-    documents, decoded = counting_store(settings)
-    index = PublishedIndex(documents, settings.data)
-    index.load()
-    counted = documents.decode_blob
-
-    def closing(blob: str) -> Comparison:
-        if len(decoded) == 2:
-            index._closing = True
-        return counted(blob)
-
-    documents.decode_blob = closing  # type: ignore[method-assign]
-    index.fill()
+    index = fill_stopped_part_way(settings)
     left = index._require().slugs()
     assert 0 < len(left) < SEEDED
     index._closing = False
