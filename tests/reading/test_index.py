@@ -56,6 +56,17 @@ def catalogued(index: PublishedIndex) -> dict[str, tuple[str, Card]]:
     return {item.slug: (item.blob, item.card) for item in index.query(Query(limit=100)).items}
 
 
+def filled_and_closed(settings: Settings) -> dict[str, tuple[str, Card]]:
+    """Fill the catalogue in the data folder as a server that then stops would; what it
+    listed."""
+    first = PublishedIndex(store(settings), settings.data)
+    first.load()
+    first.fill()
+    listed = catalogued(first)
+    first.close()
+    return listed
+
+
 def test_start_up_decodes_nothing_until_asked(settings: Settings, repo_path: Path) -> None:
     documents, decoded = counting_store(settings)
     index = PublishedIndex(documents, settings.data)
@@ -74,11 +85,7 @@ def test_start_up_decodes_nothing_until_asked(settings: Settings, repo_path: Pat
 
 
 def test_a_restart_reads_the_catalogue_and_catches_up(settings: Settings, repo_path: Path) -> None:
-    first = PublishedIndex(store(settings), settings.data)
-    first.load()
-    first.fill()
-    expected = catalogued(first)
-    first.close()
+    expected = filled_and_closed(settings)
     # While no server runs, a comparison is unpublished.
     content = open_write_side(settings)
     published = content.documents.published(HAIKU)
@@ -293,11 +300,7 @@ def test_files_outside_the_layout_never_touch_a_comparison(settings: Settings,
 
 def test_a_catalogue_damaged_inside_is_made_anew_when_read(settings: Settings,
                                                           repo_path: Path) -> None:
-    first = PublishedIndex(store(settings), settings.data)
-    first.load()
-    first.fill()
-    expected = catalogued(first)
-    first.close()
+    expected = filled_and_closed(settings)
     path = settings.data / "catalogue-0.sqlite"
     data = bytearray(path.read_bytes())
     page = 4096
@@ -312,11 +315,7 @@ def test_a_catalogue_damaged_inside_is_made_anew_when_read(settings: Settings,
 
 def test_a_damaged_card_renews_the_catalogue_and_the_list_is_right(
         settings: Settings, repo_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    first = PublishedIndex(store(settings), settings.data)
-    first.load()
-    first.fill()
-    expected = catalogued(first)
-    first.close()
+    expected = filled_and_closed(settings)
     with sqlite3.connect(settings.data / "catalogue-0.sqlite") as db:
         db.execute("UPDATE comparisons SET card = x'c1c1c1'")
     again = PublishedIndex(store(settings), settings.data)
@@ -377,10 +376,7 @@ def test_a_fill_stopped_by_closing_is_taken_up_by_the_next_start(settings: Setti
 
 def test_rows_a_failed_write_left_out_are_added_by_the_next_catch_up(
         settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = PublishedIndex(store(settings), settings.data)
-    first.load()
-    first.fill()
-    first.close()
+    filled_and_closed(settings)
     content = open_write_side(settings)
     published = content.documents.published(HAIKU)
     assert published is not None
