@@ -5,7 +5,9 @@ in a temporary folder and measures:
 
 - state-change commits through the store (durable and not) against ``git add`` + ``git commit``
   of the same kind of change with the git CLI on a clone of the same repository;
-- start-up to the first served request, cold (no index snapshot) and warm, and peak memory;
+- start-up to the first served request: first (nothing to start from), cold (a new replica,
+  starting from the catalogue the first start shipped with the content) and warm, and peak
+  memory;
 - published reads over HTTP: a sequential client, and (with ``wrk`` installed) 32 connections
   against the CMS and against a raw ASGI app returning the same bytes on the same server.
 
@@ -157,17 +159,25 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
             print(f"{'  wrk raw ASGI same bytes, req/s (baseline)':46} "
                   f"{raw['requests_per_s']:>10} {raw['p50_ms']:>5}/{raw['p99_ms']:<5}")
         startup = section["startup"]
-        for kind in ("cold", "warm"):
+        for kind in ("first", "cold", "warm"):
             row = startup[kind]
             print(f"{'  start-up ' + kind + ': first read / all indexed, s':46} "
                   f"{row['first_read_s']:>10} {row['index_ready_s']:>10} "
                   f"{startup[kind + '_ratio_to_git']:>8}")
         print(f"{'  git reads every file once (baseline), s':46} "
               f"{startup['git_reads_every_file_s']:>10}")
+        print(f"{'  catalogue shipped after the first start, s':46} "
+              f"{startup['first']['shipped_after_s']:>10}")
+        print(f"{'  shipped copy / repository grew, MB':46} "
+              f"{startup['shipped']['copy_mb']:>10} {startup['shipped']['repository_grew_mb']:>10}")
         history = section["history"]
         print(f"{'  history of one, ' + str(history['entries']) + ' entries, ms':46} "
               f"{history['history']['median_ms']:>10} {history['history']['p95_ms']:>10} "
               f"{history['ratio_to_git_log']:>8}")
+        print(f"{'  the same, after one more draft each time, ms':46} "
+              f"{history['after_a_change']['median_ms']:>10} "
+              f"{history['after_a_change']['p95_ms']:>10} "
+              f"{round(history['after_a_change']['median_ms'] / history['git_log']['median_ms'], 1):>8}")
         print(f"{'  git log of its file (baseline), ms':46} "
               f"{history['git_log']['median_ms']:>10} {history['git_log']['p95_ms']:>10}")
         search = section["search_wrk"]

@@ -14,7 +14,7 @@ import msgspec
 from cms.bundled import samples
 from cms.config import Settings, load_settings
 from cms.editing.seed import initialise
-from cms.editing.write_side import open_write_side
+from cms.editing.write_side import WriteSide, open_write_side
 from cms.identity.tokens import TokenStore
 from cms.store.maintenance import Maintenance
 from cms.store.repository import Repository
@@ -118,21 +118,25 @@ def add_revisions(settings: Settings, revisions: int) -> str:
     current = store.documents.published(slug)
     assert current is not None
     revision = current.revision
-    verdicts = ("ship", "skip")
     for number in range(revisions // 4):
-        doc = store.documents.current(slug)
-        assert doc is not None
-        tools = list(doc.comparison.tools)
-        reviews = list(tools[0].reviews)
-        reviews[0] = msgspec.structs.replace(reviews[0], verdict=verdicts[number % 2])
-        tools[0] = msgspec.structs.replace(tools[0], reviews=reviews)
-        edited = msgspec.structs.replace(doc.comparison, tools=tools)
-        revision = store.editor.save(slug, edited, EDITOR, revision).revision
+        revision = save_edit(store, slug, revision, number)
         for action, actor in (("submit", EDITOR), ("approve", REVIEWER), ("publish", PUBLISHER)):
             revision = store.editor.transition(slug, action, actor, revision).revision
     # Steady state: the server packs loose objects in the background as they pile up.
     Maintenance(store.repo).run(force=True)
     return slug
+
+
+def save_edit(store: WriteSide, slug: str, revision: str, number: int) -> str:
+    """Save a draft of ``slug`` with its first verdict flipped by ``number``; its revision."""
+    doc = store.documents.current(slug)
+    assert doc is not None
+    tools = list(doc.comparison.tools)
+    reviews = list(tools[0].reviews)
+    reviews[0] = msgspec.structs.replace(reviews[0], verdict=("ship", "skip")[number % 2])
+    tools[0] = msgspec.structs.replace(tools[0], reviews=reviews)
+    edited = msgspec.structs.replace(doc.comparison, tools=tools)
+    return store.editor.save(slug, edited, EDITOR, revision).revision
 
 
 def auditor_token(settings: Settings) -> dict[str, str]:
@@ -161,9 +165,20 @@ def bench_history(settings: Settings, revisions: int, rounds: int = 7) -> dict[s
         assert answer.status_code == 200, answer.text
         entries = answer.json()["total"]
         samples = [timed(lambda: client.get(url, headers=auditor)) for _ in range(rounds)]
+        # After each, one more draft: the history is walked again (git's walk, with only the
+        # new commit parsed).
+        store = open_write_side(settings)
+        current = store.documents.current(slug)
+        assert current is not None
+        revision = current.revision
+        changed = []
+        for number in range(rounds):
+            revision = save_edit(store, slug, revision, number + 1)
+            changed.append(timed(lambda: client.get(url, headers=auditor)))
     ours, git = summary(samples), summary(baseline)
     return {"revisions": revisions, "entries": entries, "history": ours, "git_log": git,
-            "ratio_to_git_log": round(ours["median_ms"] / git["median_ms"], 1)}
+            "ratio_to_git_log": round(ours["median_ms"] / git["median_ms"], 1),
+            "after_a_change": summary(changed)}
 
 
 def bench_audit(workdir: Path, comparisons: int, revisions: int) -> dict[str, object]:

@@ -1,6 +1,13 @@
-"""Start-up, cold (no catalogue) and warm: to the first served read of a comparison, and to the
-first list page (which waits until the catalogue holds every comparison); peak memory. The
-baseline is git itself reading every comparison's file once, in one `git cat-file --batch`."""
+"""Start-up to the first served read of a comparison, and to the first list page (which waits
+until the catalogue holds every comparison); peak memory. Three starts:
+
+- first: nothing to start from (no catalogue here, none shipped with the content): every file is
+  decoded. The server then ships a copy of its catalogue with the content, and the time that
+  took and the copy's size are reported;
+- cold: a new replica, with no catalogue of its own, which starts from the shipped copy;
+- warm: a restart, with the catalogue the last run left.
+
+The baseline is git itself reading every comparison's file once, in one `git cat-file --batch`."""
 
 from __future__ import annotations
 
@@ -11,15 +18,20 @@ from pathlib import Path
 import httpx
 
 from cms.config import Settings
+from cms.reading.shipped import FILE_NAME
+from cms.store.layout import CATALOGUE_PREFIX
 
 from .common import cms_server, until_ready
 
 _DEADLINE = 600.0
 
 
-def _serve_once(settings: Settings, slug: str) -> dict[str, float]:
+def _serve_once(settings: Settings, slug: str, *, ship: bool = False) -> dict[str, float]:
     started = time.perf_counter()
-    with cms_server(settings) as (server, url), httpx.Client(base_url=url, timeout=_DEADLINE) as http:
+    # The first start ships its catalogue whatever the size; later ones add too little to.
+    environment = {"CMS_CATALOGUE_SHIP_FROM": "1" if ship else "0"}
+    with cms_server(settings, **environment) as (server, url), \
+            httpx.Client(base_url=url, timeout=_DEADLINE) as http:
         # The socket is bound before the app starts, so this request waits in the backlog
         # until start-up is done: no polling needed.
         assert http.get(f"/api/comparisons/{slug}").status_code == 200
@@ -27,8 +39,39 @@ def _serve_once(settings: Settings, slug: str) -> dict[str, float]:
         until_ready(http.get)
         assert http.get("/api/comparisons?sort=title&limit=20").status_code == 200
         ready = time.perf_counter() - started
-        return {"first_read_s": round(first, 2), "index_ready_s": round(ready, 2),
-                "peak_rss_mb": peak_rss_mb(server.pid)}
+        figures = {"first_read_s": round(first, 2), "index_ready_s": round(ready, 2)}
+        if ship:
+            until_shipped(settings)
+            figures["shipped_after_s"] = round(time.perf_counter() - started - ready, 2)
+        figures["peak_rss_mb"] = peak_rss_mb(server.pid)
+        return figures
+
+
+def shipped_copy(settings: Settings) -> str:
+    return subprocess.run(
+        ["git", f"--git-dir={settings.repo}", "for-each-ref", "--format=%(objectname)",
+         CATALOGUE_PREFIX], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def until_shipped(settings: Settings) -> None:
+    """Until the server's copy of its catalogue is in the repository (bounded in time)."""
+    deadline = time.monotonic() + _DEADLINE
+    while not shipped_copy(settings):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the catalogue was not shipped in time")
+        time.sleep(0.05)
+
+
+def copy_size_mb(settings: Settings) -> float:
+    size = subprocess.run(["git", f"--git-dir={settings.repo}", "cat-file", "-s",
+                           f"{shipped_copy(settings)}:{FILE_NAME}"],
+                          capture_output=True, text=True, check=True).stdout
+    return round(int(size) / 2**20, 1)
+
+
+def repository_mb(settings: Settings) -> float:
+    return round(sum(path.stat().st_size for path in settings.repo.rglob("*") if path.is_file())
+                 / 2**20, 1)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -55,11 +98,29 @@ def forget_catalogue(settings: Settings) -> None:
         path.unlink()
 
 
+def forget_shipped(settings: Settings) -> None:
+    copy = shipped_copy(settings)
+    if copy:
+        ref = subprocess.run(["git", f"--git-dir={settings.repo}", "for-each-ref",
+                              "--format=%(refname)", CATALOGUE_PREFIX],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run(["git", f"--git-dir={settings.repo}", "update-ref", "-d", ref],
+                       check=True)
+
+
 def bench_startup(settings: Settings, slug: str) -> dict[str, object]:
+    forget_catalogue(settings)
+    forget_shipped(settings)
+    before = repository_mb(settings)
+    first = _serve_once(settings, slug, ship=True)
+    copy = {"copy_mb": copy_size_mb(settings),
+            "repository_grew_mb": round(repository_mb(settings) - before, 1)}
     forget_catalogue(settings)
     cold = _serve_once(settings, slug)
     warm = _serve_once(settings, slug)
     baseline = git_reads_every_file_s(settings)
-    return {"cold": cold, "warm": warm, "git_reads_every_file_s": baseline,
+    return {"first": first, "cold": cold, "warm": warm, "shipped": copy,
+            "git_reads_every_file_s": baseline,
+            "first_ratio_to_git": round(first["index_ready_s"] / baseline, 1),
             "cold_ratio_to_git": round(cold["index_ready_s"] / baseline, 1),
             "warm_ratio_to_git": round(warm["index_ready_s"] / baseline, 2)}

@@ -75,6 +75,9 @@ class Settings(Struct, frozen=True, kw_only=True):
     # grants, signing keys, leases): a PostgreSQL URL that several instances share, or empty for
     # SQLite files under ``data`` (see cms/shared/database.py).
     database_url: str = ""
+    # Ship a copy of the catalogue with the content, for new replicas to start from, once this
+    # many comparisons were indexed since the last copy (0: never; see reading/shipped.py).
+    catalogue_ship_from: Annotated[int, Meta(ge=0)] = 5000
 
     @property
     def base_url(self) -> str:
@@ -107,6 +110,7 @@ _ENVIRONMENT = {
     "CMS_GIT_HOOK_SECRET": "git_hook_secret",
     "CMS_READ_ONLY": "read_only",
     "CMS_DATABASE_URL": "database_url",
+    "CMS_CATALOGUE_SHIP_FROM": "catalogue_ship_from",
 }
 _FLAGS = ("durable", "webhook_allow_private", "webhook_worker", "read_only")
 

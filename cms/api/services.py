@@ -99,6 +99,7 @@ def build_services(settings: Settings) -> Services:
         raise NotFound(f"the upstream {upstream.shown} holds no content yet: run `cms init` "
                        "on one instance first", field="CMS_UPSTREAM")
     index = PublishedIndex(documents, settings.data)
+    index.ship_from = settings.catalogue_ship_from or None
     index.load()
     votes = VoteStore.open(own)
     vote_secret(own)  # made now, not by the first anonymous vote

@@ -3,6 +3,11 @@
 Two walks make it: the commits that changed the comparison's file (whoever made them, the CMS or
 someone with plain git), and the CMS's commits that name it in a ``Cms-Document`` trailer without
 changing it: comments, assignments, schedules, releases.
+
+A history is a function of the commits its refs name, and each entry of its commit alone: it is
+kept, by slug, for as long as those refs stay where they were, and when they move the walks run
+again but only the commits not seen before are parsed. An auditor reading a history page by
+page, or again after a change, costs git's walk at most, not a thousand messages parsed again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from msgspec import Struct
 
 from ..editing.events import STANDARD_TRAILERS
 from ..identity.actors import Person
+from ..lru import WeighedCache
 from ..store.documents import Documents
 from ..store.layout import DISCARDED_PREFIX, RELEASES_PREFIX, SCHEDULED_PREFIX, Layout
 from ..store.messages import parse_message
@@ -24,6 +30,9 @@ NOTES = ("comment", "resolve", "assign", "schedule", "cancel_schedule", "release
 _FIELD = "\x1f"
 _RECORD = "\x1e"
 _FORMAT = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%B"]) + _RECORD
+# Histories kept, by what they weigh: an entry is about a kilobyte in memory.
+_KEPT_BYTES = 16 * 2**20
+_ENTRY_BYTES = 1024
 
 
 class HistoryEntry(Struct, frozen=True):
@@ -67,6 +76,27 @@ def history(documents: Documents, slug: str,
     # Notes: on the branches above, and pending schedules and releases not yet merged.
     pending = [head for ref, head in repo.refs.under(SCHEDULED_PREFIX + slug + "/").items()]
     pending += [head for ref, head in repo.refs.under(RELEASES_PREFIX).items()]
+    place = (str(repo.git_dir), documents.layout.path(slug))
+    refs_now = (*heads, "", *pending)
+    kept = _kept.get(place)
+    if kept is not None and kept[0] == refs_now:
+        found = kept[1]
+    else:
+        found = _walk(documents, slug, heads, pending, {} if kept is None else {
+            entry.sha: entry for entry in kept[1]})
+        _kept.put(place, (refs_now, found))
+    return [entry for entry in found if only is None or only.accepts(entry)]
+
+
+_kept: WeighedCache[tuple[str, str], tuple[tuple[str, ...], list[HistoryEntry]]] = WeighedCache(
+    _KEPT_BYTES, lambda _place, kept: _ENTRY_BYTES * (len(kept[1]) + 1))
+
+
+def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
+          known: dict[str, HistoryEntry]) -> list[HistoryEntry]:
+    """The history as git walks it now; entries of the commits in ``known`` are taken from
+    there rather than parsed again."""
+    repo = documents.repo
     # The two walks run side by side: each is a git process reading history on its own.
     changed, noted = repo.git_together(
         ["log", f"--format={_FORMAT}", "--date-order", *heads, "--",
@@ -78,18 +108,25 @@ def history(documents: Documents, slug: str,
     entries: dict[str, HistoryEntry] = {}
     for record in changed.split(_RECORD):
         if record.strip():
-            entry = _entry(record)
+            entry = known.get(_sha(record)) or _entry(record)
             entries.setdefault(entry.sha, entry)
     for record in noted.split(_RECORD):
         # Git's grep reads every line of a message, a comment's too: only the trailers count.
         if not record.strip():
             continue
+        seen = known.get(_sha(record))
+        if seen is not None:  # it was taken before, for this slug: it still is
+            entries.setdefault(seen.sha, seen)
+            continue
         entry = _entry(record)
         if entry.action in NOTES and Layout.document(slug) in parse_message(
                 record.strip("\n").split(_FIELD, 6)[-1]).values("Cms-Document"):
             entries.setdefault(entry.sha, entry)
-    return [entry for entry in _newest_first(list(entries.values()))
-            if only is None or only.accepts(entry)]
+    return _newest_first(list(entries.values()))
+
+
+def _sha(record: str) -> str:
+    return record.lstrip("\n").partition(_FIELD)[0]
 
 
 def _newest_first(entries: list[HistoryEntry]) -> list[HistoryEntry]:

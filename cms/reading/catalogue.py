@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,6 +43,9 @@ SEARCH_PARTS = ("head", "lead", "full")
 _CACHE_KIB = 4096
 _KEPT_READERS = 8
 _BEGINNINGS = ", prefix='3 4 5 6'"
+# Beside a slot's file, and only its holder's: a copy being shipped, and one being unpacked.
+SHIPPING = ".shipping"
+SHIPPED = ".shipped"
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -97,11 +100,14 @@ class Catalogue:
         self._kept = 0
         self._kept_lock = threading.Lock()
         self._closed = False
+        self._copying: sqlite3.Connection | None = None
 
     @classmethod
-    def open(cls, folder: Path, fingerprint: str) -> Catalogue:
+    def open(cls, folder: Path, fingerprint: str,
+             restore: Callable[[Path], bool] | None = None) -> Catalogue:
         """The first free slot's catalogue: kept if it was made by this code for this
-        layout, else emptied."""
+        layout, else replaced by what ``restore`` writes in its place (a shipped copy) when
+        that was made by this code too, else emptied."""
         folder.mkdir(parents=True, exist_ok=True)
         for slot in range(_SLOTS):
             fd = os.open(folder / f"catalogue-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -111,11 +117,33 @@ class Catalogue:
                 os.close(fd)
                 continue
             path = folder / f"catalogue-{slot}.sqlite"
-            return cls._opened(path, _Slot(fd), fingerprint)
+            return cls._opened(path, _Slot(fd), fingerprint, restore)
         raise CatalogueError(f"every one of {_SLOTS} catalogue slots in {folder} is in use")
 
     @classmethod
-    def _opened(cls, path: Path, slot: _Slot, fingerprint: str) -> Catalogue:
+    def _opened(cls, path: Path, slot: _Slot, fingerprint: str,
+                restore: Callable[[Path], bool] | None) -> Catalogue:
+        for leftover in (SHIPPING, SHIPPED):  # of a process that held the slot and died
+            path.with_name(path.name + leftover).unlink(missing_ok=True)
+        kept = cls._existing(path, slot, fingerprint)
+        if kept is not None:
+            return kept
+        _remove(path)
+        if restore is not None and restore(path):
+            kept = cls._existing(path, slot, fingerprint)
+            if kept is not None:
+                return kept
+            log.warning("the shipped catalogue was made by other code; it is filled from git")
+            _remove(path)
+        catalogue = cls(path, slot, fingerprint)
+        catalogue._create()
+        return catalogue
+
+    @classmethod
+    def _existing(cls, path: Path, slot: _Slot, fingerprint: str) -> Catalogue | None:
+        """The catalogue at ``path`` if it was made by this code, else None (closed)."""
+        if not path.exists():
+            return None
         catalogue = None
         try:
             catalogue = cls(path, slot, fingerprint)
@@ -126,10 +154,7 @@ class Catalogue:
             log.warning("the catalogue %s cannot be read (%s); it is made anew", path.name, exc)
         if catalogue is not None:
             catalogue._close_connections()
-        _remove(path)
-        catalogue = cls(path, slot, fingerprint)
-        catalogue._create()
-        return catalogue
+        return None
 
     def _create(self) -> None:
         with self._transaction() as db:
@@ -217,8 +242,30 @@ class Catalogue:
         else:
             db.close()
 
+    def copy_to(self, path: Path) -> tuple[str | None, bool]:
+        """Write a compact copy of the catalogue as it is now to ``path``; the tree it holds
+        and whether it is complete."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._copying = db
+        try:
+            if self._closed:
+                raise CatalogueError("the catalogue is closed")
+            db.execute("VACUUM INTO ?", (str(path),))  # one read transaction's rows, no log
+        finally:
+            self._copying = None
+            db.close()
+        copy = sqlite3.connect(path, isolation_level=None)
+        try:
+            meta = dict(copy.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            copy.close()
+        return meta.get("tree") or None, meta.get("complete") == "1"
+
     def close(self) -> None:
         self._closed = True
+        copying = self._copying
+        if copying is not None:  # a copy being shipped is given up
+            copying.interrupt()
         self._close_connections()
         self._slot.release()
 

@@ -34,6 +34,7 @@ from ..store.documents import Documents
 from ..store.objects import MODE_TREE
 from ..store.repository import changed_files
 from . import catalogue as catalogue_file
+from . import shipped
 from .bulk_decode import decode_many, worker_count
 from .card import Card
 from .catalogue import Catalogue, CatalogueError, Writer
@@ -95,11 +96,17 @@ class PublishedIndex:
         # A fill with at least this many files to decode spreads them over worker processes.
         self.parallel_from = 1000
         self.workers = worker_count()
+        # Ship a copy of the catalogue with the content once this many rows (and a fiftieth
+        # of all) were added since it was opened or last shipped; None: never.
+        self.ship_from: int | None = None
+        self._added = 0
+        self._shipping: threading.Thread | None = None
+        self.shipped: str | None = None  # the commit of the copy this process shipped last
 
     def load(self) -> None:
         # An index snapshot of an older version is of no further use.
         (self.folder / "index.snapshot").unlink(missing_ok=True)
-        self._catalogue = Catalogue.open(self.folder, self._fingerprint())
+        self._catalogue = Catalogue.open(self.folder, self._fingerprint(), self._restore)
         self._complete = self._catalogue.complete
         with self._lock:
             self._follow(self.documents.main_head())
@@ -127,6 +134,9 @@ class PublishedIndex:
             catalogue, self._catalogue = self._catalogue, None
             if catalogue is not None:
                 catalogue.close()
+        shipping = self._shipping
+        if shipping is not None:
+            shipping.join()  # its copy was interrupted; it may finish writing to git
         self._removal()
 
     def _fingerprint(self) -> str:
@@ -204,6 +214,7 @@ class PublishedIndex:
                 with self._lock:
                     if self.tree == tree and self._complete:
                         self._filled = newly = True
+            due = self._ship_due()
         except (CmsError, CatalogueError) as exc:
             log.error("the catalogue cannot follow main (%s); it is made anew", exc)
             try:
@@ -217,6 +228,11 @@ class PublishedIndex:
             listeners, self.filled = self.filled, []
             for listener in listeners:
                 listener()
+        if due:
+            self._shipping = threading.Thread(target=self._ship_in_background,
+                                              args=(self._catalogue,), name="cms-catalogue-ship",
+                                              daemon=True)
+            self._shipping.start()
 
     def _remake(self) -> None:
         catalogue = self._require()
@@ -320,6 +336,7 @@ class PublishedIndex:
                         yielded = time.monotonic()
                     if count == _BATCH or self._closing:
                         break
+            self._added += count
             if count < _BATCH and not self._closing:
                 return True
         return False
@@ -372,6 +389,48 @@ class PublishedIndex:
                 raise CatalogueError(f"no catalogue can be opened: {exc}") from exc
             self._complete = self._filled = False
         return self._catalogue
+
+    # The copy shipped with the content
+
+    def _restore(self, path: Path) -> bool:
+        """Put the copy shipped with the content at ``path``, when there is one for this code."""
+        repo = self.documents.repo
+        blob = shipped.shipped_blob(repo, self._fingerprint())
+        if blob is None or not shipped.unpack(repo, blob, path):
+            return False
+        log.info("the catalogue starts from the copy shipped with the content (%s)", blob[:12])
+        return True
+
+    def _ship_due(self) -> bool:
+        """Whether enough was added since the copy was taken or shipped that a new replica
+        would rather have a newer one (with the writer's lock held)."""
+        due = self.ship_from
+        if due is None or self._added < due or self._closing or self.documents.repo.read_only:
+            return False
+        if self._shipping is not None and self._shipping.is_alive():
+            return False
+        catalogue = self._catalogue
+        if catalogue is None or not self._filled or self._added * 50 < len(catalogue):
+            return False
+        self._added = 0
+        return True
+
+    def _ship_in_background(self, catalogue: Catalogue | None) -> None:
+        try:
+            self.ship(catalogue)
+        except (sqlite3.Error, OSError, CmsError, CatalogueError) as exc:
+            if not self._closing:
+                log.warning("the catalogue could not be shipped with the content: %s", exc)
+
+    def ship(self, catalogue: Catalogue | None = None) -> str | None:
+        """Ship a copy of the catalogue with the content now; its commit, or None when the
+        catalogue is not complete."""
+        commit = shipped.ship(self.documents.repo, catalogue or self._require(),
+                              self._fingerprint())
+        if commit is not None:
+            self.shipped = commit
+            log.info("the catalogue was shipped with the content (%s)", commit[:12])
+        return commit
 
     # Reading
 

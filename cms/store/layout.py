@@ -18,6 +18,8 @@ DISCARDED_PREFIX = "refs/cms/discarded/comparisons/"
 SCHEDULED_PREFIX = "refs/cms/scheduled/"
 RELEASES_PREFIX = "refs/cms/releases/"
 SCHEDULED_RELEASES_PREFIX = "refs/cms/scheduled-releases/"
+# Copies of the catalogue that new replicas start from (see reading/shipped.py).
+CATALOGUE_PREFIX = "refs/cms/catalogue/"
 # The workflow definitions in force, on main beside the content they govern.
 WORKFLOWS_FOLDER = ".cms/workflows"
 # Where a schedule acts: on the work in progress (a publication), or on what is live (a takedown).

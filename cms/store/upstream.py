@@ -275,6 +275,21 @@ class Upstream:
         # Failing after it connected, git may have sent the whole push.
         raise wire.Interrupted(said)
 
+    def push_ref_with_git(self, commit: str, name: str, *, seconds: float) -> None:
+        """Point the upstream's ``name`` at ``commit`` whatever it holds now, sending what it
+        lacks with git's own push (which streams it from the packs: for large objects, such as
+        a shipped catalogue, that a write's pack in memory would not suit)."""
+        try:
+            result = subprocess.run(
+                ["git", "--git-dir", str(self.git_dir), *_GIT_QUIET, "push", "--quiet",
+                 "--force", self.url, f"{commit}:{name}"],
+                capture_output=True, text=True, check=False, timeout=seconds)
+        except subprocess.TimeoutExpired as exc:
+            raise StoreError(f"the upstream {self.shown} took too long to take {name}") from exc
+        if result.returncode != 0:
+            said = _last_line(result.stderr).replace(self.url, self.shown)
+            raise StoreError(f"the upstream {self.shown} did not take {name}: {said}")
+
     # The clone
 
     @contextlib.contextmanager

@@ -286,3 +286,42 @@ def test_a_revert_retried_after_its_answer_was_lost_is_not_applied_twice(
         assert again.status_code == 200, again.text
         assert again.headers["etag"] == reverted.headers["etag"]
         assert git(repo_path, "rev-parse", branch).strip() == head
+
+
+def test_a_history_is_parsed_once_and_follows_its_refs(settings: Settings, repo_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked again with its refs where they were, a history parses nothing; after a change, only
+    the new commits are parsed, and it is what git walks."""
+    from cms.audit import history as history_module
+
+    side = open_write_side(settings)
+    parsed: list[str] = []
+    original = history_module._entry
+
+    def counting(record: str) -> history_module.HistoryEntry:
+        entry = original(record)
+        parsed.append(entry.sha)
+        return entry
+
+    monkeypatch.setattr(history_module, "_entry", counting)
+    first = history(side.documents, HAIKU)
+    assert sorted(parsed) == sorted(entry.sha for entry in first)
+    parsed.clear()
+    assert history(side.documents, HAIKU) == first
+    assert parsed == []
+    published = side.documents.published(HAIKU)
+    assert published is not None
+    draft = side.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
+    after = history(side.documents, HAIKU)
+    assert parsed == [draft.commit]
+    expected = git(repo_path, "log", "--format=%H", "--date-order", "main",
+                   f"cms/comparisons/{HAIKU}", "--", PATH).split()
+    assert [entry.sha for entry in after] == expected
+    # The draft is discarded: its commits are still history, under the discarded ref.
+    side.editor.discard(HAIKU, EDITOR, draft.revision)
+    kept = git(repo_path, "for-each-ref", "--format=%(refname)",
+               f"refs/cms/discarded/comparisons/{HAIKU}/").split()
+    expected = git(repo_path, "log", "--format=%H", "--date-order", "main", *kept, "--",
+                   PATH).split()
+    assert draft.commit in expected
+    assert [entry.sha for entry in history(side.documents, HAIKU)] == expected
