@@ -94,6 +94,8 @@ def page(db: sqlite3.Connection, query: Query) -> Page:
         if words is None:
             return _sorted(db, query, sort, where, params, _count(db, where, params), True)
         total, exact = _count_matches(db, words, where, params)
+        if total == 0:  # most mistyped queries: nothing to walk
+            return Page(items=[], next_cursor=None, total=0)
         if sort == "relevance":
             return _by_relevance(db, query, words, where, params, total, exact)
         where.append(f"c.id IN ({_MATCHES})")
@@ -173,8 +175,10 @@ def _count_matches(db: sqlite3.Connection, words: Words, where: list[str],
     lists come newest first, so SQLite merges them and stops at the limit."""
     sides = []
     arguments: list[object] = []
+    # Every row of the index has its comparison's row: they are joined only to filter.
+    joined = " JOIN comparisons c ON c.id = s.rowid" if where else ""
     for part, expression in (("lead", words.begun), ("full", words.exact)):
-        sides.append(f"SELECT s.rowid FROM search_{part} s JOIN comparisons c ON c.id = s.rowid"
+        sides.append(f"SELECT s.rowid FROM search_{part} s{joined}"
                      f"{_where([f'search_{part} MATCH ?', *where])}")
         arguments += [expression, *params]
     found = int(db.execute(
@@ -190,16 +194,24 @@ def _by_relevance(db: sqlite3.Connection, query: Query, words: Words, where: lis
         start, below = _decode_relevance_cursor(query.cursor)
     found: list[tuple[int, int, str, bytes]] = []  # part, id, blob, card
     wanted = query.limit + 1
+    # From the top, each part is walked whole before the next one (or the page is full): its
+    # matches are then known, and what the next part shows again is left out by them rather
+    # than by walking the part before once more. Past a cursor, it is walked.
+    seen: set[int] | None = set() if query.cursor is None else None
     for number in range(start, len(_PARTS)):
         part, kind = _PARTS[number]
         limit = below if number == start else None
         candidates = _walk(db, part, getattr(words, kind), where, params, limit, cards=True)
         shown = _nothing()
-        if number > 0:  # what the part before showed: its words, none of the filters
+        if number > 0 and seen is None:  # what the part before showed: its words, no filters
             earlier, earlier_kind = _PARTS[number - 1]
             shown = _walk(db, earlier, getattr(words, earlier_kind), [], [], limit, cards=False)
         with closing(candidates), closing(shown):
             for row in _unshown(candidates, shown):
+                if seen is not None:
+                    if row[0] in seen:
+                        continue
+                    seen.add(row[0])
                 found.append((number, *row))
                 if len(found) == wanted:
                     break

@@ -24,6 +24,10 @@ from gitdb.util import mman
 # bytes read, the pages are handed back (they stay in the kernel's cache; a later read of them
 # maps them again without touching the disk).
 RELEASE_AFTER_BYTES = 16 * 1024 * 1024
+# What one read maps besides its own bytes: the kernel maps the cached pages around each page
+# faulted in (64 KB by default), for the object and for each delta base it is built from. A
+# read of a small file thus costs its process far more resident memory than its size.
+MAPPED_PER_READ = 128 * 1024
 
 
 def release_mapped_pages() -> None:

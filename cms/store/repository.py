@@ -24,7 +24,13 @@ from msgspec import Struct
 from ..errors import Forbidden, InvalidContent, NotFound, StoreError
 from ..lru import WeighedCache
 from .messages import Message, parse_message
-from .object_db import RELEASE_AFTER_BYTES, CompletePacks, ObjectDB, release_mapped_pages
+from .object_db import (
+    MAPPED_PER_READ,
+    RELEASE_AFTER_BYTES,
+    CompletePacks,
+    ObjectDB,
+    release_mapped_pages,
+)
 from .objects import (
     BLOB,
     COMMIT,
@@ -97,7 +103,7 @@ class Repository:
         self._writer = PackWriter(git_dir / "objects", durable=durable)
         self._db = ObjectDB(str(git_dir / "objects"))
         self._read_lock = threading.Lock()
-        self._read_bytes = 0  # read from packs since their pages were last handed back
+        self._read_bytes = 0  # mapped by reads since the packs' pages were last handed back
         self._trees: WeighedCache[str, tuple[TreeEntries, int]] = WeighedCache(
             _TREE_BYTES, lambda oid, entry: 4 * entry[1] + 256)
         self._commits: WeighedCache[str, tuple[Commit, int]] = WeighedCache(
@@ -129,7 +135,7 @@ class Repository:
                 try:
                     stream = self._db.stream(binsha)
                     found = stream.type, stream.read()
-                    self._read_bytes += len(found[1])
+                    self._read_bytes += len(found[1]) + MAPPED_PER_READ
                     if self._read_bytes > RELEASE_AFTER_BYTES:
                         self._read_bytes = 0
                         release_mapped_pages()
