@@ -177,3 +177,23 @@ def test_head_through_a_real_server(server: Server) -> None:
         assert (head.status_code, head.content) == (200, b"")
         assert head.headers["content-length"] == got.headers["content-length"]
         assert http.get("/health").status_code == 200  # the connection is still good
+
+
+def test_the_server_does_not_load_pydantic(tmp_path: Path) -> None:
+    """Litestar loads its pydantic plugins whenever pydantic can be imported (it can here, beside
+    the development tools): a third of a second of every start, for types the API never uses.
+    A loaded pydantic shows as its compiled core among the server's mappings."""
+    import importlib.util
+
+    # Importable here, so that the check below can fail.
+    assert importlib.util.find_spec("pydantic_core") is not None
+
+    env = {**os.environ, "CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "var"),
+           "CMS_HOST": "127.0.0.1", "CMS_PORT": "0"}
+    subprocess.run([sys.executable, "-m", "cms", "init"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    with start(env) as (process, url), httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get(f"/api/comparisons/{HAIKU}").status_code == 200
+        assert http.get("/schema/openapi.json").status_code == 200
+        maps = Path(f"/proc/{process.pid}/maps").read_text()
+    assert "pydantic_core" not in maps
