@@ -103,11 +103,9 @@ class Catalogue:
         self._copying: sqlite3.Connection | None = None
 
     @classmethod
-    def open(cls, folder: Path, fingerprint: str,
-             restore: Callable[[Path], bool] | None = None) -> Catalogue:
+    def open(cls, folder: Path, fingerprint: str) -> Catalogue:
         """The first free slot's catalogue: kept if it was made by this code for this
-        layout, else replaced by what ``restore`` writes in its place (a shipped copy) when
-        that was made by this code too, else emptied."""
+        layout, else emptied."""
         folder.mkdir(parents=True, exist_ok=True)
         for slot in range(_SLOTS):
             fd = os.open(folder / f"catalogue-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -117,24 +115,17 @@ class Catalogue:
                 os.close(fd)
                 continue
             path = folder / f"catalogue-{slot}.sqlite"
-            return cls._opened(path, _Slot(fd), fingerprint, restore)
+            return cls._opened(path, _Slot(fd), fingerprint)
         raise CatalogueError(f"every one of {_SLOTS} catalogue slots in {folder} is in use")
 
     @classmethod
-    def _opened(cls, path: Path, slot: _Slot, fingerprint: str,
-                restore: Callable[[Path], bool] | None) -> Catalogue:
+    def _opened(cls, path: Path, slot: _Slot, fingerprint: str) -> Catalogue:
         for leftover in (SHIPPING, SHIPPED):  # of a process that held the slot and died
             path.with_name(path.name + leftover).unlink(missing_ok=True)
         kept = cls._existing(path, slot, fingerprint)
         if kept is not None:
             return kept
         _remove(path)
-        if restore is not None and restore(path):
-            kept = cls._existing(path, slot, fingerprint)
-            if kept is not None:
-                return kept
-            log.warning("the shipped catalogue was made by other code; it is filled from git")
-            _remove(path)
         catalogue = cls(path, slot, fingerprint)
         catalogue._create()
         return catalogue
@@ -241,6 +232,33 @@ class Catalogue:
             self._readers.put(db)
         else:
             db.close()
+
+    def restore_from(self, restore: Callable[[Path], bool]) -> bool:
+        """Replace this (empty) catalogue with what ``restore`` writes in its place, when that
+        was made by this code; whether it was. Nobody else may be using the file meanwhile."""
+        self._close_connections()
+        _remove(self.path)
+        try:
+            taken = restore(self.path)
+        except BaseException:
+            self._writer = _connect(self.path)
+            self._create()
+            raise
+        if taken:
+            try:
+                self._writer = _connect(self.path)
+                if self._meta("fingerprint") == self.fingerprint:
+                    return True
+                log.warning("the shipped catalogue was made by other code; it is filled "
+                            "from git")
+            except sqlite3.DatabaseError as exc:
+                log.warning("the shipped catalogue cannot be read (%s); it is filled from git",
+                            exc)
+            self._writer.close()
+            _remove(self.path)
+        self._writer = _connect(self.path)
+        self._create()
+        return False
 
     def copy_to(self, path: Path) -> tuple[str | None, bool]:
         """Write a compact copy of the catalogue as it is now to ``path``; the tree it holds

@@ -100,13 +100,14 @@ class PublishedIndex:
         # of all) were added since it was opened or last shipped; None: never.
         self.ship_from: int | None = None
         self._added = 0
+        self._shipped_tried = False  # a copy shipped with the content was looked for
         self._shipping: threading.Thread | None = None
         self.shipped: str | None = None  # the commit of the copy this process shipped last
 
     def load(self) -> None:
         # An index snapshot of an older version is of no further use.
         (self.folder / "index.snapshot").unlink(missing_ok=True)
-        self._catalogue = Catalogue.open(self.folder, self._fingerprint(), self._restore)
+        self._catalogue = Catalogue.open(self.folder, self._fingerprint())
         self._complete = self._catalogue.complete
         with self._lock:
             self._follow(self.documents.main_head())
@@ -243,6 +244,12 @@ class PublishedIndex:
 
     def _bring_to(self, tree: str | None) -> None:
         catalogue = self._require()
+        if catalogue.tree is None and not self._shipped_tried:
+            # An empty catalogue starts from the copy shipped with the content, if there is
+            # one, once: not again after a copy that failed was made anew.
+            self._shipped_tried = True
+            if catalogue.restore_from(self._restore):
+                self._complete = catalogue.complete
         before = catalogue.tree
         if before == tree and self._complete:
             return
