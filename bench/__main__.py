@@ -170,6 +170,8 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
               f"{startup['first']['shipped_after_s']:>10}")
         print(f"{'  shipped copy / repository grew, MB':46} "
               f"{startup['shipped']['copy_mb']:>10} {startup['shipped']['repository_grew_mb']:>10}")
+        print(f"{'  a new replica fetches: main / the copy, s':46} "
+              f"{startup['shipped']['clone_main_s']:>10} {startup['shipped']['fetch_copy_s']:>10}")
         history = section["history"]
         print(f"{'  history of one, ' + str(history['entries']) + ' entries, ms':46} "
               f"{history['history']['median_ms']:>10} {history['history']['p95_ms']:>10} "

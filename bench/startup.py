@@ -11,6 +11,7 @@ The baseline is git itself reading every comparison's file once, in one `git cat
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -108,13 +109,34 @@ def forget_shipped(settings: Settings) -> None:
                        check=True)
 
 
+def fetch_times(settings: Settings, workdir: Path) -> dict[str, float]:
+    """What a new replica fetches before it starts, over git's own transport (a local path
+    without hard links): the content (main), then the shipped copy, which replicas fetch on
+    their own."""
+    clone = workdir / "new-replica.git"
+    started = time.perf_counter()
+    subprocess.run(["git", "clone", "--quiet", "--bare", "--no-local", "--single-branch",
+                    "--branch", settings.branch, str(settings.repo), str(clone)], check=True)
+    cloned = time.perf_counter()
+    ref = subprocess.run(["git", f"--git-dir={settings.repo}", "for-each-ref",
+                          "--format=%(refname)", CATALOGUE_PREFIX],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["git", f"--git-dir={clone}", "fetch", "--quiet", "--no-tags",
+                    f"file://{settings.repo}", f"+{ref}:{ref}"], check=True)
+    fetched = time.perf_counter()
+    shutil.rmtree(clone)
+    return {"clone_main_s": round(cloned - started, 2),
+            "fetch_copy_s": round(fetched - cloned, 2)}
+
+
 def bench_startup(settings: Settings, slug: str) -> dict[str, object]:
     forget_catalogue(settings)
     forget_shipped(settings)
     before = repository_mb(settings)
     first = _serve_once(settings, slug, ship=True)
     copy = {"copy_mb": copy_size_mb(settings),
-            "repository_grew_mb": round(repository_mb(settings) - before, 1)}
+            "repository_grew_mb": round(repository_mb(settings) - before, 1),
+            **fetch_times(settings, settings.data.parent)}
     forget_catalogue(settings)
     cold = _serve_once(settings, slug)
     warm = _serve_once(settings, slug)

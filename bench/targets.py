@@ -31,8 +31,9 @@ def _large_targets(report: dict[str, Any]) -> list[dict[str, object]]:
         _row(f"{name} cold start to first read, s", startup["cold"]["first_read_s"], "<=", 0.5),
         _row(f"{name} warm start, all indexed, s", startup["warm"]["index_ready_s"], "<=", 1.5),
         _row(f"{name} cold start, all indexed, s", startup["cold"]["index_ready_s"], "<=", 10.0),
-        _row(f"{name} history of one, 1,000 revisions, ms", at["history"]["history"]["median_ms"],
-             "<=", 20.0),
+        # After a change, not repeated reads of an unchanged history (those are kept in memory).
+        _row(f"{name} history of one, 1,000 revisions, after a change, ms",
+             at["history"]["after_a_change"]["median_ms"], "<=", 20.0),
     ]
     if "skipped" not in wrk:
         rows.append(_row(f"{name} wrk read_one req/s / raw ASGI", wrk["ratio_requests"], ">=", 0.8))

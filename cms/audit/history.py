@@ -79,33 +79,48 @@ def history(documents: Documents, slug: str,
     place = (str(repo.git_dir), documents.layout.path(slug))
     refs_now = (*heads, "", *pending)
     kept = _kept.get(place)
-    if kept is not None and kept[0] == refs_now:
-        found = kept[1]
+    if kept is not None and kept.refs == refs_now:
+        found = kept.entries
     else:
-        found = _walk(documents, slug, heads, pending, {} if kept is None else {
-            entry.sha: entry for entry in kept[1]})
-        _kept.put(place, (refs_now, found))
+        kept = _walk(documents, slug, heads, pending, kept or _Kept((), [], frozenset()))
+        kept = _Kept(refs_now, kept.entries, kept.notes)
+        _kept.put(place, kept)
+        found = kept.entries
     return [entry for entry in found if only is None or only.accepts(entry)]
 
 
-_kept: WeighedCache[tuple[str, str], tuple[tuple[str, ...], list[HistoryEntry]]] = WeighedCache(
-    _KEPT_BYTES, lambda _place, kept: _ENTRY_BYTES * (len(kept[1]) + 1))
+class _Kept(Struct, frozen=True):
+    refs: tuple[str, ...]  # the commits the walks started from
+    entries: list[HistoryEntry]
+    notes: frozenset[str]  # the commits taken as notes naming the comparison
+
+
+def _weight(_place: tuple[str, str], kept: _Kept) -> int:
+    return sum(_ENTRY_BYTES + 2 * (len(entry.comment) + len(entry.subject))
+               for entry in kept.entries) + _ENTRY_BYTES
+
+
+_kept: WeighedCache[tuple[str, str], _Kept] = WeighedCache(_KEPT_BYTES, _weight)
 
 
 def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
-          known: dict[str, HistoryEntry]) -> list[HistoryEntry]:
-    """The history as git walks it now; entries of the commits in ``known`` are taken from
+          before: _Kept) -> _Kept:
+    """The history as git walks it now; entries of the commits walked before are taken from
     there rather than parsed again."""
+    known = {entry.sha: entry for entry in before.entries}
     repo = documents.repo
     # The two walks run side by side: each is a git process reading history on its own.
+    # Replacement objects (refs/replace/) would show another history than the commits hold.
     changed, noted = repo.git_together(
-        ["log", f"--format={_FORMAT}", "--date-order", *heads, "--",
+        ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order", *heads, "--",
          documents.layout.path(slug)],
-        ["log", f"--format={_FORMAT}", "--date-order", "--extended-regexp",
+        ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order",
+         "--extended-regexp",
          f"--grep=^Cms-Document: {re.escape(Layout.document(slug))}$",
          "--grep=^Cms-Action: (" + "|".join(NOTES) + ")$", "--all-match",
          *dict.fromkeys([*heads, *pending])])
     entries: dict[str, HistoryEntry] = {}
+    notes: set[str] = set()
     for record in changed.split(_RECORD):
         if record.strip():
             entry = known.get(_sha(record)) or _entry(record)
@@ -114,15 +129,17 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
         # Git's grep reads every line of a message, a comment's too: only the trailers count.
         if not record.strip():
             continue
-        seen = known.get(_sha(record))
-        if seen is not None:  # it was taken before, for this slug: it still is
-            entries.setdefault(seen.sha, seen)
+        sha = _sha(record)
+        if sha in before.notes:  # taken as a note naming this comparison before: it still is
+            notes.add(sha)
+            entries.setdefault(sha, known[sha])
             continue
-        entry = _entry(record)
+        entry = known.get(sha) or _entry(record)
         if entry.action in NOTES and Layout.document(slug) in parse_message(
                 record.strip("\n").split(_FIELD, 6)[-1]).values("Cms-Document"):
+            notes.add(sha)
             entries.setdefault(entry.sha, entry)
-    return _newest_first(list(entries.values()))
+    return _Kept((), _newest_first(list(entries.values())), frozenset(notes))
 
 
 def _sha(record: str) -> str:

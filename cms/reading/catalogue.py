@@ -120,7 +120,9 @@ class Catalogue:
 
     @classmethod
     def _opened(cls, path: Path, slot: _Slot, fingerprint: str) -> Catalogue:
-        for leftover in (SHIPPING, SHIPPED):  # of a process that held the slot and died
+        # Of a process that held the slot and died: a copy being shipped (and the journal
+        # SQLite keeps while writing it), one being unpacked.
+        for leftover in (SHIPPING, f"{SHIPPING}-journal", SHIPPED):
             path.with_name(path.name + leftover).unlink(missing_ok=True)
         kept = cls._existing(path, slot, fingerprint)
         if kept is not None:
@@ -247,9 +249,12 @@ class Catalogue:
         if taken:
             try:
                 self._writer = _connect(self.path)
-                if self._meta("fingerprint") == self.fingerprint:
+                # Made by this code, and holding this code's tables and nothing else (no
+                # trigger or view of whoever pushed it).
+                if self._meta("fingerprint") == self.fingerprint and \
+                        _schema_of(self._writer) == _expected_schema():
                     return True
-                log.warning("the shipped catalogue was made by other code; it is filled "
+                log.warning("the shipped catalogue is not one this code made; it is filled "
                             "from git")
             except sqlite3.DatabaseError as exc:
                 log.warning("the shipped catalogue cannot be read (%s); it is filled from git",
@@ -378,8 +383,32 @@ def _remove(path: Path) -> None:
         path.with_name(name).unlink(missing_ok=True)
 
 
+def _schema_of(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    return [(str(kind), str(name), str(sql)) for kind, name, sql in db.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")]
+
+
+_expected: list[list[tuple[str, str, str]]] = []
+
+
+def _expected_schema() -> list[tuple[str, str, str]]:
+    """What a catalogue made by this code holds in SQLite's own schema table."""
+    if not _expected:
+        db = sqlite3.connect(":memory:")
+        try:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            _expected.append(_schema_of(db))
+        finally:
+            db.close()
+    return _expected[0]
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    # Nothing in a file runs code of its own (a copy shipped with the content is a file
+    # someone else wrote).
+    db.execute("PRAGMA trusted_schema=OFF")
     db.execute("PRAGMA journal_mode=WAL")
     # A cache: a commit need only survive the process, not the machine.
     db.execute("PRAGMA synchronous=NORMAL")

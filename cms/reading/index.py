@@ -33,6 +33,7 @@ from ..errors import CatalogueUnavailable, CmsError
 from ..store.documents import Documents
 from ..store.objects import MODE_TREE
 from ..store.repository import changed_files
+from . import card as card_module
 from . import catalogue as catalogue_file
 from . import shipped
 from .bulk_decode import decode_many, worker_count
@@ -47,6 +48,9 @@ log = logging.getLogger("cms")
 RECHECK_SECONDS = 0.05
 # Rows added in one transaction while filling: a crash keeps what was committed before it.
 _BATCH = 2000
+# The largest shipped copy taken: a catalogue takes about 2.5 KB a comparison.
+_COPY_BYTES_FIXED = 64 * 2**20
+_COPY_BYTES_EACH = 16 * 2**10
 
 
 class Entry(Struct, frozen=True):
@@ -86,6 +90,7 @@ class PublishedIndex:
         self._catalogue: Catalogue | None = None
         self._complete = False  # the catalogue has a row for every file of its tree
         self._filled = False  # the catalogue is complete for main as followed
+        self._ready = False  # it was complete once, and lists have not waited since
         self._closing = False
         self._lock = threading.Lock()  # moves of main
         self._write_lock = threading.Lock()  # the catalogue's writer
@@ -101,6 +106,7 @@ class PublishedIndex:
         self.ship_from: int | None = None
         self._added = 0
         self._shipped_tried = False  # a copy shipped with the content was looked for
+        self._fingerprinted: str | None = None
         self._shipping: threading.Thread | None = None
         self.shipped: str | None = None  # the commit of the copy this process shipped last
 
@@ -120,10 +126,17 @@ class PublishedIndex:
         self._filler.start()
 
     def _fill_in_background(self) -> None:
-        try:
-            self.fill()
-        except (sqlite3.DatabaseError, CmsError, CatalogueError) as exc:
-            log.error("the catalogue could not be filled (%s); the first list tries again", exc)
+        # A second time after a failure: the catalogue was made anew meanwhile (from a
+        # damaged copy, say), and is then filled from git.
+        for attempt in (1, 2):
+            try:
+                self.fill()
+                return
+            except (sqlite3.DatabaseError, CmsError, CatalogueError) as exc:
+                if attempt == 2 or self._closing:
+                    log.error("the catalogue could not be filled (%s); the first list tries "
+                              "again", exc)
+                    return
 
     def fill(self) -> None:
         """Bring the catalogue up to main as it is now."""
@@ -135,17 +148,22 @@ class PublishedIndex:
             catalogue, self._catalogue = self._catalogue, None
             if catalogue is not None:
                 catalogue.close()
-        shipping = self._shipping
-        if shipping is not None:
-            shipping.join()  # its copy was interrupted; it may finish writing to git
+        # A copy being shipped was interrupted; what is left of its work (git writing objects
+        # nothing refers to yet) is not waited for.
         self._removal()
 
     def _fingerprint(self) -> str:
-        """What the catalogue's rows depend on besides the blobs: their shape, the schema and
-        where files live."""
-        shape = msgspec.json.encode([msgspec.json.schema(Card), catalogue_file.SCHEMA_VERSION,
-                                     self.documents.layout.path("x")])
-        return hashlib.sha1(shape, usedforsecurity=False).hexdigest()
+        """What the catalogue's rows depend on besides the blobs: their shape, the schema,
+        where files live, and the code that derives rows (a copy shipped by other code must
+        not be taken for this code's, and SCHEMA_VERSION is bumped by hand)."""
+        if self._fingerprinted is None:
+            sources = [Path(module.__file__ or "") for module in (card_module, catalogue_file)]
+            derivation = b"".join(path.read_bytes() for path in sources if path.is_file())
+            shape = msgspec.json.encode([msgspec.json.schema(Card), catalogue_file.SCHEMA_VERSION,
+                                         self.documents.layout.path("x")])
+            self._fingerprinted = hashlib.sha1(shape + derivation,
+                                               usedforsecurity=False).hexdigest()
+        return self._fingerprinted
 
     # Following main
 
@@ -214,14 +232,20 @@ class PublishedIndex:
                 self._bring_to(tree)
                 with self._lock:
                     if self.tree == tree and self._complete:
-                        self._filled = newly = True
-            due = self._ship_due()
+                        self._filled = newly = self._ready = True
+            to_ship = self._catalogue if self._ship_due() else None
         except (CmsError, CatalogueError) as exc:
             log.error("the catalogue cannot follow main (%s); it is made anew", exc)
             try:
                 self._remake()
             except (CatalogueError, sqlite3.DatabaseError) as again:
                 log.error("the catalogue cannot be emptied either: %s", again)
+            if isinstance(exc, CatalogueError):
+                raise
+            # What failed is the catalogue's to deal with (a list says 503), whatever it was.
+            raise CatalogueError(f"the catalogue is made anew: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # the file itself: a new one, from git
+            self._replace(exc)
             raise
         finally:
             self._write_lock.release()
@@ -229,9 +253,9 @@ class PublishedIndex:
             listeners, self.filled = self.filled, []
             for listener in listeners:
                 listener()
-        if due:
+        if to_ship is not None:
             self._shipping = threading.Thread(target=self._ship_in_background,
-                                              args=(self._catalogue,), name="cms-catalogue-ship",
+                                              args=(to_ship,), name="cms-catalogue-ship",
                                               daemon=True)
             self._shipping.start()
 
@@ -240,7 +264,7 @@ class PublishedIndex:
         with catalogue.writing() as writer:
             writer.clear()
             writer.set_tree(None, complete=False)
-        self._complete = False
+        self._complete = self._ready = False
 
     def _bring_to(self, tree: str | None) -> None:
         catalogue = self._require()
@@ -249,7 +273,16 @@ class PublishedIndex:
             # one, once: not again after a copy that failed was made anew.
             self._shipped_tried = True
             if catalogue.restore_from(self._restore):
-                self._complete = catalogue.complete
+                # Not taken on trust: every row is checked against main by its blob, as after
+                # a fill stopped part-way.
+                self._complete = False
+                copied = catalogue.tree
+                if copied is not None and self.documents.repo.subtree(
+                        copied, self.documents.layout.folder) is None and len(catalogue):
+                    # Rows said to be of a tree that has no comparisons: not to be trusted.
+                    log.warning("the shipped catalogue's tree holds no comparisons; it is "
+                                "filled from git")
+                    self._remake()
         before = catalogue.tree
         if before == tree and self._complete:
             return
@@ -394,16 +427,27 @@ class PublishedIndex:
                 self._catalogue = Catalogue.open(self.folder, self._fingerprint())
             except (OSError, sqlite3.DatabaseError) as exc:
                 raise CatalogueError(f"no catalogue can be opened: {exc}") from exc
-            self._complete = self._filled = False
+            self._complete = self._filled = self._ready = False
         return self._catalogue
 
     # The copy shipped with the content
 
     def _restore(self, path: Path) -> bool:
-        """Put the copy shipped with the content at ``path``, when there is one for this code."""
+        """Put the copy shipped with the content at ``path``, when there is one for this code
+        of a size a catalogue of main could have."""
         repo = self.documents.repo
-        blob = shipped.shipped_blob(repo, self._fingerprint())
-        if blob is None or not shipped.unpack(repo, blob, path):
+        shipped.fetch(repo, self._fingerprint())
+        found = shipped.shipped_blob(repo, self._fingerprint())
+        if found is None:
+            return False
+        blob, size = found
+        # Whoever can push a ref could push a small blob that inflates to fill the disk.
+        largest = _COPY_BYTES_FIXED + _COPY_BYTES_EACH * len(self)
+        if size > largest:
+            log.warning("the shipped catalogue %s is %d bytes, more than a catalogue of %d "
+                        "comparisons takes; it is not used", blob[:12], size, len(self))
+            return False
+        if not shipped.unpack(repo, blob, path):
             return False
         log.info("the catalogue starts from the copy shipped with the content (%s)", blob[:12])
         return True
@@ -422,7 +466,7 @@ class PublishedIndex:
         self._added = 0
         return True
 
-    def _ship_in_background(self, catalogue: Catalogue | None) -> None:
+    def _ship_in_background(self, catalogue: Catalogue) -> None:
         try:
             self.ship(catalogue)
         except (sqlite3.Error, OSError, CmsError, CatalogueError) as exc:
@@ -443,8 +487,9 @@ class PublishedIndex:
 
     @property
     def ready(self) -> bool:
-        """Whether the catalogue holds main as it is, so that a list will not wait."""
-        return self._filled
+        """Whether lists answer without waiting for a fill: the catalogue was filled once (a
+        move of main since is taken in by the next list, in the time its changes take)."""
+        return self._ready
 
     def comparison(self, blob: str) -> Comparison:
         """The comparison a blob holds, from the documents' cache or decoded now."""
@@ -506,14 +551,19 @@ class PublishedIndex:
         with self._write_lock:
             if self._catalogue is not failed and self._catalogue is not None:
                 return True  # another request made it anew already
-            log.error("the catalogue cannot be used (%s); it is made anew", error)
-            old, self._catalogue = self._catalogue, None
-            self._complete = self._filled = False
-            try:
-                if old is not None:
-                    old.discard()
-                self._catalogue = Catalogue.open(self.folder, self._fingerprint())
-            except (OSError, sqlite3.DatabaseError, CatalogueError) as exc:
-                log.error("a new catalogue cannot be made either (%s)", exc)
-                return False
+            return self._replace(error)
+
+    def _replace(self, error: Exception) -> bool:
+        """With the writer's lock held: the catalogue file cannot be used, so a new empty one
+        takes its place; whether there is one to use."""
+        log.error("the catalogue cannot be used (%s); it is made anew", error)
+        old, self._catalogue = self._catalogue, None
+        self._complete = self._filled = self._ready = False
+        try:
+            if old is not None:
+                old.discard()
+            self._catalogue = Catalogue.open(self.folder, self._fingerprint())
+        except (OSError, sqlite3.DatabaseError, CatalogueError) as exc:
+            log.error("a new catalogue cannot be made either (%s)", exc)
+            return False
         return True

@@ -94,7 +94,11 @@ def page(db: sqlite3.Connection, query: Query) -> Page:
         if words is None:
             return _sorted(db, query, sort, where, params, _count(db, where, params), True)
         total, exact = _count_matches(db, words, where, params)
-        if total == 0:  # most mistyped queries: nothing to walk
+        if total == 0:  # most mistyped queries: nothing to walk, but a cursor is still checked
+            if query.cursor and sort == "relevance":
+                _decode_relevance_cursor(query.cursor)
+            elif query.cursor:
+                _decode_cursor(query.cursor, sort)
             return Page(items=[], next_cursor=None, total=0)
         if sort == "relevance":
             return _by_relevance(db, query, words, where, params, total, exact)

@@ -1,17 +1,18 @@
 """The catalogue shipped with the content: a copy of a filled catalogue kept in the content
-repository, so that a new replica fetches it with the comparisons and starts from it.
+repository, so that a new replica fetches it beside the comparisons and starts from it.
 
 Filling a catalogue from nothing means decoding every published file (most of a start-up at a
 hundred thousand comparisons); copying one and bringing it from the tree it was made of to main
 costs a read of one blob and the changes since. The copy is a commit outside the branches,
 ``refs/cms/catalogue/<fingerprint>``, whose tree holds the SQLite file: the fingerprint names
 the code that made it (its schema and how rows are derived), so that a replica of another
-version never takes it. Only the newest copy is referred to; git's maintenance drops older ones.
+version never takes it. Only the newest copy is referred to (superseded ones are garbage for
+`git gc`). Clones do not mirror copies as they follow main; a starting replica fetches one.
 
-A copy is a cache like the catalogue itself: the file says which tree its rows were made from,
-and the replica that takes it brings it to main by comparing trees, as after a restart. Its
-bytes are checked by git (a blob is named by its hash); a copy that does not open, or was made
-by other code, is set aside and the catalogue is filled from git.
+A copy is a cache like the catalogue itself, and not taken on trust: it must say it was made
+by this code and hold exactly this code's tables, and the replica that takes it checks every
+row against main's tree by its blob before lists read it (see index.py). Anything else under
+the ref is set aside and the catalogue filled from git.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import CmsError, StoreError
 from ..store.layout import CATALOGUE_PREFIX
+from ..store.objects import MODE_TREE
 from ..store.refs import Move, RefConflict
 from ..store.repository import Repository
 from .catalogue import SHIPPED, SHIPPING, Catalogue
@@ -39,18 +41,37 @@ def ref_name(fingerprint: str) -> str:
     return f"{CATALOGUE_PREFIX}{fingerprint}"
 
 
-def shipped_blob(repo: Repository, fingerprint: str) -> str | None:
-    """The blob of the copy shipped for this code, if the repository has one."""
-    commit = repo.refs.read(ref_name(fingerprint))
-    if commit is None:
-        return None
+def fetch(repo: Repository, fingerprint: str) -> None:
+    """Bring the upstream's copy for this code into the clone, when there is an upstream: clones
+    do not mirror copies, which only a new replica wants."""
+    upstream = repo.upstream
+    if upstream is None:
+        return
     try:
-        entries = repo.read_tree(repo.read_commit(commit).tree)
-    except StoreError as exc:
-        log.warning("the shipped catalogue %s cannot be read (%s); it is not used", commit, exc)
+        upstream.fetch_ref_with_git(ref_name(fingerprint), seconds=_PUSH_SECONDS)
+    except StoreError as exc:  # none there (the usual case for a first replica), or unreachable
+        log.info("no shipped catalogue was fetched from the upstream: %s", exc)
+
+
+def shipped_blob(repo: Repository, fingerprint: str) -> tuple[str, int] | None:
+    """The blob of the copy shipped for this code and its size, if the repository has one
+    that reads as such (anything else under the ref is set aside)."""
+    try:
+        commit = repo.refs.read(ref_name(fingerprint))
+        if commit is None:
+            return None
+        entry = repo.read_tree(repo.read_commit(commit).tree).get(FILE_NAME.encode())
+        if entry is None or entry[0] == MODE_TREE:
+            raise StoreError(f"it holds no {FILE_NAME}")
+        blob = entry[1].hex()
+        kind, size = _header(repo, blob)
+        if kind != "blob":
+            raise StoreError(f"its {FILE_NAME} is not a file")
+    except (CmsError, OSError) as exc:  # whatever was pushed there: not used
+        log.warning("the shipped catalogue under %s cannot be read (%s); it is not used",
+                    ref_name(fingerprint), exc)
         return None
-    entry = entries.get(FILE_NAME.encode())
-    return None if entry is None else entry[1].hex()
+    return blob, size
 
 
 def unpack(repo: Repository, blob: str, path: Path) -> bool:
@@ -104,7 +125,25 @@ def ship(repo: Repository, catalogue: Catalogue, fingerprint: str) -> str | None
             break
         except RefConflict:
             continue
+    else:
+        raise StoreError(f"{name} kept moving while this copy was shipped; it was left as is")
+    # Copies made by other versions of the code are of no use to this one's replicas, and
+    # each holds hundreds of megabytes reachable.
+    for other, oid in repo.refs.under(CATALOGUE_PREFIX).items():
+        if other != name:
+            try:
+                repo.refs.delete(other, oid)
+            except RefConflict:
+                continue
     return commit
+
+
+def _header(repo: Repository, oid: str) -> tuple[str, int]:
+    """An object's type and size, without reading it."""
+    found = _git(repo, "cat-file", "--batch-check", stdin=f"{oid}\n").split()
+    if len(found) != 3 or found[1] == "missing":
+        raise StoreError(f"no object {oid}")
+    return found[1], int(found[2])
 
 
 def _never_deltified(repo: Repository) -> None:

@@ -45,7 +45,7 @@ from .objects import (
 )
 from .packs import PackWriter
 from .refs import Move, RefConflict, Refs
-from .upstream import Upstream, UpstreamUnavailable
+from .upstream import Upstream, UpstreamUnavailable, mirrored
 from .wire import EMPTY_PACK
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -393,7 +393,8 @@ class Repository:
             raise error
 
     def local_refs(self) -> dict[str, str]:
-        return self.refs.under("refs/")
+        """The refs that mirror the upstream's (see upstream.mirrored)."""
+        return mirrored(self.refs.under("refs/"))
 
     def has_object(self, oid: str) -> bool:
         try:

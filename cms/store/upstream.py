@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 from . import wire
+from .layout import CATALOGUE_PREFIX
 from .refs import Move, RefConflict
 
 log = logging.getLogger("cms")
@@ -72,22 +73,40 @@ class Upstream:
     # Reading
 
     def refs(self) -> dict[str, str]:
-        """Every ref the upstream has now (raises UpstreamUnavailable)."""
+        """Every ref the upstream has now that clones mirror (raises UpstreamUnavailable)."""
         try:
             if self._where.kind == "other":
-                return _parse_ls_remote(self._git("ls-remote", "--refs", self.url, here=False))
+                return mirrored(_parse_ls_remote(self._git("ls-remote", "--refs", self.url,
+                                                           here=False)))
             refs = wire.list_refs(wire.connect(self._where, "git-upload-pack", self.timeout))
         except (wire.Unreachable, wire.Refused) as exc:
             raise self._unavailable(f"cannot be read ({exc})") from exc
         self.failing = False
-        return refs
+        return mirrored(refs)
 
     def fetch_with_git(self) -> None:
         """Mirror the upstream's refs into the clone with the git command (a first clone, and
         transports not spoken here). Under ``synchronised``."""
         self._git(*_GIT_QUIET, "fetch", "--quiet", "--prune", "--no-tags",
                   "--no-write-fetch-head", self.url, "+refs/*:refs/*",
-                  seconds=self.timeout * wire.CONVERSATION_TIMEOUTS)
+                  f"^{CATALOGUE_PREFIX}*", seconds=self.timeout * wire.CONVERSATION_TIMEOUTS)
+
+    def fetch_ref_with_git(self, name: str, *, seconds: float) -> None:
+        """Bring one ref that clones do not mirror, and its objects, from the upstream (raises
+        StoreError)."""
+        self._one_ref(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.url,
+                       f"+{name}:{name}"], f"send {name}", seconds)
+
+    def _one_ref(self, command: list[str], what: str, seconds: float) -> None:
+        """A fetch or push of one ref with git's own command, which streams the objects."""
+        try:
+            result = subprocess.run(["git", "--git-dir", str(self.git_dir), *_GIT_QUIET, *command],
+                                    capture_output=True, text=True, check=False, timeout=seconds)
+        except subprocess.TimeoutExpired as exc:
+            raise StoreError(f"the upstream {self.shown} took too long to {what}") from exc
+        if result.returncode != 0:
+            said = _last_line(result.stderr).replace(self.url, self.shown)
+            raise StoreError(f"the upstream {self.shown} did not {what}: {said}")
 
     def fetch_objects(self, choose: wire.Choice) -> dict[str, str]:
         """The upstream's refs, and the objects ``choose`` wants of them (and what they need
@@ -106,8 +125,9 @@ class Upstream:
             indexer.stdin.write(data)
 
         try:
-            refs = wire.fetch_pack(wire.connect(self._where, "git-upload-pack", self.timeout),
-                                   choose, sink)
+            refs = mirrored(wire.fetch_pack(
+                wire.connect(self._where, "git-upload-pack", self.timeout),
+                lambda advertised: choose(mirrored(advertised)), sink))
         except (wire.Unreachable, wire.Refused) as exc:
             if indexer is not None:
                 indexer.kill()
@@ -279,16 +299,8 @@ class Upstream:
         """Point the upstream's ``name`` at ``commit`` whatever it holds now, sending what it
         lacks with git's own push (which streams it from the packs: for large objects, such as
         a shipped catalogue, that a write's pack in memory would not suit)."""
-        try:
-            result = subprocess.run(
-                ["git", "--git-dir", str(self.git_dir), *_GIT_QUIET, "push", "--quiet",
-                 "--force", self.url, f"{commit}:{name}"],
-                capture_output=True, text=True, check=False, timeout=seconds)
-        except subprocess.TimeoutExpired as exc:
-            raise StoreError(f"the upstream {self.shown} took too long to take {name}") from exc
-        if result.returncode != 0:
-            said = _last_line(result.stderr).replace(self.url, self.shown)
-            raise StoreError(f"the upstream {self.shown} did not take {name}: {said}")
+        self._one_ref(["push", "--quiet", "--force", self.url, f"{commit}:{name}"],
+                      f"take {name}", seconds)
 
     # The clone
 
@@ -324,6 +336,12 @@ class Upstream:
         error = UpstreamUnavailable(f"the upstream git remote {told}")
         error.detail = f"the upstream {self.shown} {what}"
         return error
+
+
+def mirrored(refs: dict[str, str]) -> dict[str, str]:
+    """The refs clones mirror: all but the shipped catalogue's, which are hundreds of
+    megabytes that only a new replica wants, fetched when it asks (see reading/shipped.py)."""
+    return {name: oid for name, oid in refs.items() if not name.startswith(CATALOGUE_PREFIX)}
 
 
 def _parse_ls_remote(text: str) -> dict[str, str]:

@@ -80,6 +80,12 @@ def test_the_last_word_is_also_a_beginning_in_titles_tools_and_summaries(
     assert "a-longer-word" not in slugs(index, q="zephyr")
 
 
+def test_a_bad_cursor_is_refused_when_nothing_matches_too(index: PublishedIndex) -> None:
+    for sort in (None, "title"):
+        with pytest.raises(BadRequest):
+            index.query(Query(q="nowhere-at-all", sort=sort, cursor="bm90IGEgY3Vyc29y"))  # type: ignore[arg-type]
+
+
 def test_every_word_must_be_there_in_any_part(index: PublishedIndex) -> None:
     assert slugs(index, q="zephyrs plural") == ["a-longer-word"]
     assert slugs(index, q="zephyr plural") == []  # only the last word may be a beginning
