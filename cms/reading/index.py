@@ -5,13 +5,15 @@ Nothing of every comparison is held in memory. A comparison's file is found in m
 it is asked for (the trees are cached), decoded, and kept in the documents' bounded cache; what
 lists need of every comparison is in the catalogue (an SQLite file), which catches up with main
 before any list is read. A start reads main's commit and nothing else: a catalogue left by the
-last run needs only what changed since, and a new one is filled in the background, in worker
-processes when there is much to decode.
+last run needs only what changed since, and a new one is filled in the background: from the
+copy shipped with the content when there is one (see shipped.py; its rows are checked against
+main by blob), else by decoding every file, in worker processes when there are many.
 """
 
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import logging
 import shutil
@@ -272,7 +274,10 @@ class PublishedIndex:
             # An empty catalogue starts from the copy shipped with the content, if there is
             # one, once: not again after a copy that failed was made anew.
             self._shipped_tried = True
-            if catalogue.restore_from(self._restore):
+            blob = self._shipped_copy()
+            # The empty file is replaced only when there is a copy to put in its place.
+            if blob is not None and catalogue.restore_from(
+                    functools.partial(shipped.unpack, self.documents.repo, blob)):
                 # Not taken on trust: every row is checked against main by its blob, as after
                 # a fill stopped part-way.
                 self._complete = False
@@ -432,25 +437,23 @@ class PublishedIndex:
 
     # The copy shipped with the content
 
-    def _restore(self, path: Path) -> bool:
-        """Put the copy shipped with the content at ``path``, when there is one for this code
-        of a size a catalogue of main could have."""
+    def _shipped_copy(self) -> str | None:
+        """The blob of the copy shipped with the content for this code, when there is one of
+        a size a catalogue of main could have."""
         repo = self.documents.repo
         shipped.fetch(repo, self._fingerprint())
         found = shipped.shipped_blob(repo, self._fingerprint())
         if found is None:
-            return False
+            return None
         blob, size = found
         # Whoever can push a ref could push a small blob that inflates to fill the disk.
-        largest = _COPY_BYTES_FIXED + _COPY_BYTES_EACH * len(self)
-        if size > largest:
+        comparisons = len(self)
+        if size > _COPY_BYTES_FIXED + _COPY_BYTES_EACH * comparisons:
             log.warning("the shipped catalogue %s is %d bytes, more than a catalogue of %d "
-                        "comparisons takes; it is not used", blob[:12], size, len(self))
-            return False
-        if not shipped.unpack(repo, blob, path):
-            return False
+                        "comparisons takes; it is not used", blob[:12], size, comparisons)
+            return None
         log.info("the catalogue starts from the copy shipped with the content (%s)", blob[:12])
-        return True
+        return blob
 
     def _ship_due(self) -> bool:
         """Whether enough was added since the copy was taken or shipped that a new replica
