@@ -5,9 +5,11 @@ someone with plain git), and the CMS's commits that name it in a ``Cms-Document`
 changing it: comments, assignments, schedules, releases.
 
 A history is a function of the commits its refs name, and each entry of its commit alone: it is
-kept, by slug, for as long as those refs stay where they were, and when they move the walks run
-again but only the commits not seen before are parsed. An auditor reading a history page by
-page, or again after a change, costs git's walk at most, not a thousand messages parsed again.
+kept, by slug, for as long as those refs stay where they were. When they only moved on by
+plain commits (a draft saved, a publication), only those commits are walked and added; when they
+moved otherwise, the walks run again but only the commits not seen before are parsed. An
+auditor reading a history page by page, or again after a change, costs a walk of what changed,
+not a thousand messages parsed again.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from datetime import datetime
 from msgspec import Struct
 
 from ..editing.events import STANDARD_TRAILERS
+from ..errors import CmsError
 from ..identity.actors import Person
 from ..lru import WeighedCache
 from ..store.documents import Documents
 from ..store.layout import DISCARDED_PREFIX, RELEASES_PREFIX, SCHEDULED_PREFIX, Layout
 from ..store.messages import parse_message
+from ..store.repository import Repository
 
 # The CMS's commits that concern a comparison without changing its file.
 NOTES = ("comment", "resolve", "assign", "schedule", "cancel_schedule", "release")
@@ -109,18 +113,28 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
     there rather than parsed again."""
     known = {entry.sha: entry for entry in before.entries}
     repo = documents.repo
+    starts = list(dict.fromkeys([*heads, *pending]))
+    # Where the refs only moved on by plain commits, only those are walked: the history of
+    # the rest is what was walked before (see ``_moved_on``).
+    old_heads, old_starts = _split(before.refs)
+    on_from = bool(before.refs) and _moved_on(repo, old_heads, heads) \
+        and _moved_on(repo, old_starts, starts)
+    since_heads, since_starts = (old_heads, old_starts) if on_from else ([], [])
     # The two walks run side by side: each is a git process reading history on its own.
     # Replacement objects (refs/replace/) would show another history than the commits hold.
     changed, noted = repo.git_together(
-        ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order", *heads, "--",
-         documents.layout.path(slug)],
+        ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order", *heads,
+         *_excluding(since_heads), "--", documents.layout.path(slug)],
         ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order",
          "--extended-regexp",
          f"--grep=^Cms-Document: {re.escape(Layout.document(slug))}$",
          "--grep=^Cms-Action: (" + "|".join(NOTES) + ")$", "--all-match",
-         *dict.fromkeys([*heads, *pending])])
+         *starts, *_excluding(since_starts)])
     entries: dict[str, HistoryEntry] = {}
     notes: set[str] = set()
+    if on_from:
+        entries.update((entry.sha, entry) for entry in before.entries)
+        notes.update(before.notes)
     for record in changed.split(_RECORD):
         if record.strip():
             entry = known.get(_sha(record)) or _entry(record)
@@ -140,6 +154,55 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
             notes.add(sha)
             entries.setdefault(entry.sha, entry)
     return _Kept((), _newest_first(list(entries.values())), frozenset(notes))
+
+
+# Commits a history follows from the refs it walked before to where they are now; past this
+# many, walking everything again costs no more.
+_MOVED_ON_MAX = 256
+
+
+def _split(refs: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The heads and every start of the walks, as ``history`` records them."""
+    if "" not in refs:
+        return list(refs), list(refs)
+    cut = refs.index("")
+    return list(refs[:cut]), list(dict.fromkeys([*refs[:cut], *refs[cut + 1:]]))
+
+
+def _excluding(commits: list[str]) -> list[str]:
+    return ["--not", *commits] if commits else []
+
+
+def _moved_on(repo: Repository, old: list[str], new: list[str]) -> bool:
+    """Whether a walk from ``new`` finds exactly what a walk from ``old`` found plus the
+    commits in between (else everything is walked again).
+
+    That holds when every commit in between has one parent and leads back to a commit of
+    ``old``, and every commit of ``old`` is still a start or the parent of one of them: then
+    git's walk reaches exactly the commits ``old`` did, and decides about each merge among
+    them as it did before (a path's history skips a merge's side that left the file as it
+    was, so a walk that began inside such a side would show more). A ref moved elsewhere or
+    gone, a merge, a new root: walked again."""
+    known = set(old)
+    walked: set[str] = set()
+    reached: set[str] = set()
+    waiting = [oid for oid in new if oid not in known]
+    while waiting:
+        oid = waiting.pop()
+        if oid in walked or oid in known:
+            reached.add(oid)
+            continue
+        if len(walked) == _MOVED_ON_MAX:
+            return False
+        try:
+            parents = repo.read_commit(oid).parents
+        except CmsError:
+            return False
+        if len(parents) != 1:
+            return False
+        walked.add(oid)
+        waiting.append(parents[0])
+    return known <= (set(new) | reached)
 
 
 def _sha(record: str) -> str:

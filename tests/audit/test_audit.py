@@ -325,3 +325,57 @@ def test_a_history_is_parsed_once_and_follows_its_refs(settings: Settings, repo_
                    PATH).split()
     assert draft.commit in expected
     assert [entry.sha for entry in history(side.documents, HAIKU)] == expected
+
+
+def test_a_history_walks_only_what_moved_on_unless_a_merge_would_show_more(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After plain commits on its refs, only those are walked; when a ref that began inside a
+    merged side is gone, the whole history is walked again, since git's walk of a path skips
+    a side that a merge left as it was and the history must be what a fresh walk shows."""
+    from cms.audit import history as history_module
+
+    side = open_write_side(settings)
+    walks: list[list[str]] = []
+    original = side.documents.repo.git_together
+
+    def recording(*commands: list[str]) -> list[str]:
+        walks.extend(commands)
+        return original(*commands)
+
+    monkeypatch.setattr(side.documents.repo, "git_together", recording)
+
+    def fresh() -> list[str]:
+        monkeypatch.setattr(history_module, "_kept", history_module.WeighedCache(
+            history_module._KEPT_BYTES, history_module._weight))
+        return [entry.sha for entry in history(side.documents, HAIKU)]
+
+    history(side.documents, HAIKU)
+    published = side.documents.published(HAIKU)
+    assert published is not None
+    draft = side.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
+    walks.clear()
+    after = [entry.sha for entry in history(side.documents, HAIKU)]
+    assert walks
+    assert all("--not" in walk for walk in walks)
+    assert draft.commit in after
+    assert after == git(repo_path, "log", "--format=%H", "--date-order", "main",
+                        f"cms/comparisons/{HAIKU}", "--", PATH).split()
+    # The draft merged with plain git so that main's file stays as it was: git's walk of the
+    # file from main alone no longer shows the draft's commit.
+    main = git(repo_path, "rev-parse", "main").strip()
+    tree = git(repo_path, "rev-parse", "main^{tree}").strip()
+    merge = git(repo_path, "commit-tree", tree, "-p", main, "-p", draft.commit,
+                "-m", "Merge without the draft's change").strip()
+    git(repo_path, "update-ref", "refs/heads/main", merge)
+    assert draft.commit in [entry.sha for entry in history(side.documents, HAIKU)]
+    onward = git(repo_path, "commit-tree", tree, "-p", merge, "-m", "Later").strip()
+    git(repo_path, "update-ref", "refs/heads/main", onward)
+    git(repo_path, "update-ref", "-d", f"refs/heads/cms/comparisons/{HAIKU}")
+    walks.clear()
+    now = [entry.sha for entry in history(side.documents, HAIKU)]
+    assert walks
+    assert not any("--not" in walk for walk in walks)
+    assert draft.commit not in now
+    assert now == git(repo_path, "log", "--format=%H", "--date-order", "main", "--",
+                      PATH).split()
+    assert now == fresh()
