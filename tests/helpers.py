@@ -87,3 +87,10 @@ def race(runs: list[Callable[[], T]]) -> list[T]:
     for thread in threads:
         thread.join(timeout=60)
     return results
+
+
+def comparable(response: object) -> tuple[int, dict[str, str], bytes]:
+    """A response's status, headers (but its date) and body, to compare two answers."""
+    headers = dict(response.headers)  # type: ignore[attr-defined]
+    headers.pop("date", None)
+    return response.status_code, headers, response.content  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from .comments import AssignmentController, CommentsController, my_reviews
 from .contract import registered_under_its_base, with_contract
 from .drafts import DraftsController
 from .errors import handle_cms_error, handle_http, handle_unexpected, handle_validation
+from .fast_lists import FastLists
 from .frontend import feed_atom, feed_json, read_preview, sync_published
 from .git_hook import git_hook
 from .head import HeadAsGet
@@ -113,7 +114,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     # included: a repeated public read then costs what a bare ASGI app's answer does.
     cache = PublicResponseCache(built)
     app.state.response_cache = cache
-    app.asgi_handler = cache.wrapping(app.asgi_handler)
+    # Behind it, lists and searches it has not kept are answered without the routing either.
+    lists = FastLists(built)
+    app.state.fast_lists = lists
+    app.asgi_handler = cache.wrapping(lists.wrapping(app.asgi_handler))
     return app
 
 

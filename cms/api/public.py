@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -71,38 +71,10 @@ class PublishedController(Controller):
     ) -> Response[Any]:
         query = Query(q=q, tool=tool, category=category, verdict=verdict, sort=sort, cursor=cursor,
                       limit=limit)
-        index = services.index
-        index.refresh()
-        fingerprint = hashlib.sha1(repr(query).encode(), usedforsecurity=False).hexdigest()[:16]
-        for attempt in range(1, _ATTEMPTS + 1):
-            head = index.head
-            pending = live_pending(services, head)
-            # The list shows live tallies: main's commit and exactly which votes are added to it.
-            tag = etag(f"{head or 'empty'}-{pending.through}-{pending.seen}-{fingerprint}",
-                       weak=True)
-            headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
-            if not_modified(if_none_match, tag):
-                return Response(content=None, status_code=304, headers=headers)
-            encoded = services.bodies.get(tag)
-            if encoded is not None:
-                break
-            page = index.query(query, wait=LIST_WAIT_SECONDS)
-            encoded = msgspec.json.encode(ComparisonList(
-                items=[summary_view(item.card, item.blob, comparison_url(services, item.slug),
-                                    pending.of(item.slug))
-                       for item in page.items],
-                next_cursor=page.next_cursor,
-                total=page.total,
-                total_exact=page.total_exact,
-            ))
-            # Main moved while the page was made: its items may hold votes that ``pending``
-            # adds again, so make it anew (a page made on a moving main is served, not kept).
-            if index.head == head:
-                services.bodies.put(tag, encoded)
-                break
-            if attempt == _ATTEMPTS:
-                headers["Cache-Control"] = "no-store"
-        return Response(content=encoded, headers=headers, media_type=MediaType.JSON)
+        answer = list_answer(services, query, if_none_match, wait=LIST_WAIT_SECONDS)
+        if answer.body is None:
+            return Response(content=None, status_code=304, headers=answer.headers)
+        return Response(content=answer.body, headers=answer.headers, media_type=MediaType.JSON)
 
     @get("/{slug:str}", sync_to_thread=False, summary="Read one published comparison",
          responses={200: ResponseSpec(views.ComparisonView, description="The comparison",
@@ -126,6 +98,48 @@ class PublishedController(Controller):
             body = msgspec.json.encode(view)
             services.bodies.put(tag, body)
         return Response(content=body, headers=headers, media_type=MediaType.JSON)
+
+
+class ListAnswer(NamedTuple):
+    headers: dict[str, str]
+    body: bytes | None  # None: not modified
+
+
+def list_answer(services: Services, query: Query, if_none_match: str | None, *,
+                wait: float) -> ListAnswer:
+    """A page of the list as the route answers it, for the route and for ``fast_lists``; waits
+    ``wait`` seconds at most for the catalogue (see ``PublishedIndex.query``)."""
+    index = services.index
+    index.refresh()
+    fingerprint = hashlib.sha1(repr(query).encode(), usedforsecurity=False).hexdigest()[:16]
+    for attempt in range(1, _ATTEMPTS + 1):
+        head = index.head
+        pending = live_pending(services, head)
+        # The list shows live tallies: main's commit and exactly which votes are added to it.
+        tag = etag(f"{head or 'empty'}-{pending.through}-{pending.seen}-{fingerprint}", weak=True)
+        headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
+        if not_modified(if_none_match, tag):
+            return ListAnswer(headers, None)
+        encoded = services.bodies.get(tag)
+        if encoded is not None:
+            break
+        page = index.query(query, wait=wait)
+        encoded = msgspec.json.encode(ComparisonList(
+            items=[summary_view(item.card, item.blob, comparison_url(services, item.slug),
+                                pending.of(item.slug))
+                   for item in page.items],
+            next_cursor=page.next_cursor,
+            total=page.total,
+            total_exact=page.total_exact,
+        ))
+        # Main moved while the page was made: its items may hold votes that ``pending`` adds
+        # again, so make it anew (a page made on a moving main is served, not kept).
+        if index.head == head:
+            services.bodies.put(tag, encoded)
+            break
+        if attempt == _ATTEMPTS:
+            headers["Cache-Control"] = "no-store"
+    return ListAnswer(headers, encoded)
 
 
 class VoteIn(Struct, forbid_unknown_fields=True):

@@ -50,6 +50,10 @@ log = logging.getLogger("cms")
 RECHECK_SECONDS = 0.05
 # Rows added in one transaction while filling: a crash keeps what was committed before it.
 _BATCH = 2000
+# Rows added since the search index's segments were last merged that make it worth merging
+# them again, and the pages merged in one step (each step holds the writer's lock).
+_COMPACT_FROM = 1000
+_COMPACT_PAGES = 128
 # The largest shipped copy taken: a catalogue takes about 2.5 KB a comparison.
 _COPY_BYTES_FIXED = 64 * 2**20
 _COPY_BYTES_EACH = 16 * 2**10
@@ -107,6 +111,11 @@ class PublishedIndex:
         # of all) were added since it was opened or last shipped; None: never.
         self.ship_from: int | None = None
         self._added = 0
+        # Merge the search index's segments once this many rows (and a twentieth of all) were
+        # added since the last merge; None: never.
+        self.compact_from: int | None = _COMPACT_FROM
+        self._to_compact = 0
+        self._compacting: threading.Thread | None = None
         self._shipped_tried = False  # a copy shipped with the content was looked for
         self._fingerprinted: str | None = None
         self._shipping: threading.Thread | None = None
@@ -219,6 +228,9 @@ class PublishedIndex:
         """Bring the catalogue to the tree followed: rows of changed files out, rows of every
         file it lacks in. Without ``wait``, leave it to whoever is at it already; with a
         ``timeout``, wait that long for them and then report it unavailable."""
+        if self._filled and not self._closing:
+            # Up to main as followed: nothing to take the writer's lock for (every list asks).
+            return
         if not self._write_lock.acquire(blocking=wait,
                                         timeout=-1 if timeout is None or not wait else timeout):
             if wait:
@@ -236,6 +248,7 @@ class PublishedIndex:
                     if self.tree == tree and self._complete:
                         self._filled = newly = self._ready = True
             to_ship = self._catalogue if self._ship_due() else None
+            to_compact = self._catalogue if self._compact_due() else None
         except (CmsError, CatalogueError) as exc:
             log.error("the catalogue cannot follow main (%s); it is made anew", exc)
             try:
@@ -255,11 +268,50 @@ class PublishedIndex:
             listeners, self.filled = self.filled, []
             for listener in listeners:
                 listener()
-        if to_ship is not None:
-            self._shipping = threading.Thread(target=self._ship_in_background,
-                                              args=(to_ship,), name="cms-catalogue-ship",
-                                              daemon=True)
-            self._shipping.start()
+        if to_compact is not None:
+            # A copy to ship is taken once the segments are merged: new replicas search it.
+            self._compacting = threading.Thread(
+                target=self._compact_in_background, args=(to_compact, to_ship),
+                name="cms-catalogue-compact", daemon=True)
+            self._compacting.start()
+        elif to_ship is not None:
+            self._start_shipping(to_ship)
+
+    def _start_shipping(self, catalogue: Catalogue) -> None:
+        self._shipping = threading.Thread(target=self._ship_in_background,
+                                          args=(catalogue,), name="cms-catalogue-ship",
+                                          daemon=True)
+        self._shipping.start()
+
+    def _compact_due(self) -> bool:
+        """Whether the search index took in enough rows since its segments were last merged
+        (with the writer's lock held)."""
+        due = self.compact_from
+        catalogue = self._catalogue
+        if due is None or catalogue is None or not self._filled or self._closing:
+            return False
+        if self._compacting is not None and self._compacting.is_alive():
+            return False
+        if self._to_compact < due or self._to_compact * 20 < len(catalogue):
+            return False
+        self._to_compact = 0
+        return True
+
+    def _compact_in_background(self, catalogue: Catalogue, to_ship: Catalogue | None) -> None:
+        """Merge the search index's segments a step at a time, letting catch-ups and lists
+        take the writer's lock in between; then ship, if that was due."""
+        try:
+            while not self._closing:
+                with self._write_lock:
+                    if self._catalogue is not catalogue or self._closing:
+                        return
+                    if not catalogue.compact_search(_COMPACT_PAGES):
+                        break
+        except sqlite3.Error as exc:
+            if not self._closing:  # a cache: searches are slower, not wrong
+                log.warning("the search index's segments could not be merged: %s", exc)
+        if to_ship is not None and not self._closing:
+            self._start_shipping(to_ship)
 
     def _remake(self) -> None:
         catalogue = self._require()
@@ -382,6 +434,7 @@ class PublishedIndex:
                     if count == _BATCH or self._closing:
                         break
             self._added += count
+            self._to_compact += count
             if count < _BATCH and not self._closing:
                 return True
         return False

@@ -14,7 +14,7 @@ from cms.identity.actors import Actor
 from cms.store.repository import Repository
 
 from ..conftest import HAIKU
-from ..helpers import Headers
+from ..helpers import Headers, comparable
 
 Client = TestClient  # type: ignore[type-arg]
 PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
@@ -23,12 +23,6 @@ PAGE = "/api/comparisons?category=developer%20tools&sort=title&limit=2"
 
 def cache_of(client: Client) -> PublicResponseCache:
     return client.app.state.response_cache
-
-
-def comparable(response: object) -> tuple[int, dict[str, str], bytes]:
-    headers = dict(response.headers)  # type: ignore[attr-defined]
-    headers.pop("date", None)
-    return response.status_code, headers, response.content  # type: ignore[attr-defined]
 
 
 def test_a_repeated_read_is_answered_from_the_cache_with_the_same_bytes(client: Client) -> None:

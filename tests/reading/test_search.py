@@ -167,3 +167,45 @@ def test_the_word_typed_last_is_the_beginning_whatever_came_before() -> None:
     assert words is not None
     assert words.begun.endswith('"last"*')
     assert words.exact.count('"') == 2 * listing.MAX_WORDS
+
+
+def segments(index: PublishedIndex) -> dict[str, int]:
+    """How many segments each part of the search index is in."""
+    with index._require().reading() as db:
+        return {part: db.execute(
+            f"SELECT count(DISTINCT segid) FROM search_{part}_idx"  # noqa: S608 - our tables
+        ).fetchone()[0] for part in ("head", "lead", "full")}
+
+
+def test_the_search_index_is_merged_into_one_segment_once_enough_was_added(
+        index: PublishedIndex) -> None:
+    """Each catch-up leaves segments of its own, which every search reads; once enough rows
+    came in they are merged, a step at a time in the background, and search finds the same."""
+    documents: Documents = index.documents
+    index.compact_from = None
+    index.fill()
+    base = index.get("in-the-body")
+    assert base is not None
+    for number in range(3):
+        changed = msgspec.structs.replace(base.comparison, slug=f"later-{number}", body=(
+            f"Zephyr again, the {number} time."), workflow=msgspec.structs.replace(
+                base.comparison.workflow, published_at=BASE + timedelta(days=10 + number)))
+        commit_on_main(documents, {documents.layout.path(changed.slug):
+                                   codec.encode(changed).encode()})
+        index.refresh(now=10.0**9 + number)
+        index.fill()
+    assert min(segments(index).values()) > 1
+    before = {typed: slugs(index, q=typed) for typed in ("zephyr", "zeph", "again zephyr",
+                                                         "zephyrs", "time")}
+    index.compact_from = 1
+    removed = msgspec.structs.replace(base.comparison, body="Sirocco now.")
+    commit_on_main(documents, {documents.layout.path("in-the-body"):
+                               codec.encode(removed).encode()})
+    index.refresh(now=10.0**9 + 5)
+    index.fill()
+    assert index._compacting is not None
+    index._compacting.join()
+    assert segments(index) == {"head": 1, "lead": 1, "full": 1}
+    before["zephyr"].remove("in-the-body")
+    assert {typed: slugs(index, q=typed) for typed in before} == before
+    assert slugs(index, q="sirocco") == ["in-the-body"]

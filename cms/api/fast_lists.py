@@ -1,0 +1,114 @@
+"""Lists and search for anonymous readers, answered before the framework's routing runs.
+
+A search with a new query every time is what no response cache absorbs, and in the framework a
+page of the list spent more on routing, parameters and injection than the catalogue spent
+finding it. A request here is one the list route would take exactly as it is: the route's own
+parameters, each once and valid as the route types it, and no token. It is answered by the
+same code as the route's (``public.list_answer``), in a worker thread, since a list reads
+SQLite; anything else, and anything that does not answer at once (the catalogue still being
+filled, a bad cursor, an error), goes on to the route, which answers it in its own terms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from urllib.parse import parse_qsl
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import CmsError
+from ..reading.catalogue import CatalogueError
+from ..reading.index import SORT_KEYS, Query
+from .public import ListAnswer, list_answer
+from .services import Services
+
+PATH = "/api/comparisons"
+# The route's parameters and how it types them (public.PublishedController.list_comparisons).
+_TEXT = ("q", "tool", "category", "cursor")
+_CHOICES = {"verdict": frozenset({"ship", "skip", "split"}), "sort": frozenset(SORT_KEYS)}
+_LIMIT = re.compile(r"[1-9][0-9]{0,2}")
+_Q_LENGTH = 200
+_ROUTED_HEADERS = frozenset({b"authorization", b"if-match"})
+
+
+def query_of(query_string: bytes) -> Query | None:
+    """The list query a query string asks for, when the route would take it as it is."""
+    # Parsed as the framework parses it, so that both read the same values.
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, separator="&")
+    given: dict[str, str] = {}
+    for name, value in pairs:
+        # Twice, empty or "null" (which the framework takes for absent): the route's to refuse
+        # or to read.
+        if name in given or not value or value == "null":
+            return None
+        if name in _TEXT:
+            if name == "q" and len(value) > _Q_LENGTH:
+                return None
+        elif name in _CHOICES:
+            if value not in _CHOICES[name]:
+                return None
+        elif name == "limit":
+            if not _LIMIT.fullmatch(value) or int(value) > 100:
+                return None
+        else:
+            return None  # not the route's: ignored there, but not guessed at here
+        given[name] = value
+    limit = int(given.pop("limit", "20"))
+    return Query(limit=limit, **given)  # type: ignore[arg-type]
+
+
+class FastLists:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.answered = 0
+
+    def wrapping(self, app: ASGIApp) -> ASGIApp:
+        async def fast(scope: Scope, receive: Receive, send: Send) -> None:
+            if not await self.answer(scope, send):
+                await app(scope, receive, send)
+
+        return fast
+
+    async def answer(self, scope: Scope, send: Send) -> bool:
+        """Answer the request if it is a list this layer takes; whether it did."""
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "GET" or \
+                scope["path"] != PATH or not self.services.index.ready:
+            return False
+        if_none_match: bytes | None = None
+        for name, value in scope["headers"]:
+            # A token is checked by the route; so are headers the route takes one of.
+            if name in _ROUTED_HEADERS or (name == b"if-none-match" and if_none_match is not None):
+                return False
+            if name == b"if-none-match":
+                if_none_match = value
+        query = query_of(scope["query_string"])
+        if query is None:
+            return False
+        tag = None if if_none_match is None else if_none_match.decode("latin-1")
+        try:
+            answer = await asyncio.get_running_loop().run_in_executor(
+                None, self._answer, query, tag)
+        except (CmsError, CatalogueError, OSError, ValueError):
+            return False  # the route answers it again, and says what went wrong
+        await _send(answer, send)
+        self.answered += 1
+        return True
+
+    def _answer(self, query: Query, if_none_match: str | None) -> ListAnswer:
+        # No wait: a catalogue that is not ready at once is the route's to wait for.
+        return list_answer(self.services, query, if_none_match, wait=0.0)
+
+
+async def _send(answer: ListAnswer, send: Send) -> None:
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+               for name, value in answer.headers.items()]
+    if answer.body is None:
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    headers += [(b"content-type", b"application/json"),
+                (b"content-length", str(len(answer.body)).encode("latin-1"))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body, "more_body": False})
