@@ -197,3 +197,30 @@ def test_the_server_does_not_load_pydantic(tmp_path: Path) -> None:
         assert http.get("/schema/openapi.json").status_code == 200
         maps = Path(f"/proc/{process.pid}/maps").read_text()
     assert "pydantic_core" not in maps
+
+
+def test_the_app_is_built_without_the_pydantic_and_attrs_plugins(tmp_path: Path) -> None:
+    """Both are importable here (development tools need them); the server's app is built
+    without either, and its OpenAPI document is still whole."""
+    import importlib.util
+
+    assert importlib.util.find_spec("attrs") is not None
+    assert importlib.util.find_spec("pydantic") is not None
+    program = (
+        "import sys\n"
+        "from cms.cli import without_unused_plugins\n"
+        "without_unused_plugins()\n"
+        "from litestar.testing import TestClient\n"
+        "from cms.api.app import create_app\n"
+        "from cms.config import load_settings\n"
+        "app = create_app(load_settings())\n"
+        "with TestClient(app) as client:\n"
+        "    assert client.get('/schema/openapi.json').status_code == 200\n"
+        "print(sorted(name for name in ('attrs', 'pydantic', 'litestar.plugins.attrs',\n"
+        "      'litestar.plugins.pydantic') if sys.modules.get(name) is not None))\n")
+    env = {**os.environ, "CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "var")}
+    subprocess.run([sys.executable, "-m", "cms", "init"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    loaded = subprocess.run([sys.executable, "-c", program], env=env, check=True,
+                            capture_output=True, text=True, timeout=120).stdout
+    assert loaded.strip() == "[]"

@@ -75,8 +75,10 @@ def recover(documents: Documents, depth: int = 1000) -> list[str]:
     done: list[str] = []
     try:
         main = documents.main_head()
-        merged = _recently_merged(documents, main, depth)
         branches = repo.refs.under(BRANCH_PREFIX)
+        # Main's publications are walked only when there is a branch to look for among them:
+        # a start with none (the usual one) reads no history.
+        merged = _recently_merged(documents, main, depth) if branches else set()
     except (CmsError, OSError, ValueError) as exc:
         # Whatever the repository holds, a server must start: the next pass tries again.
         log.warning("recovery could not read the refs: %s", exc)

@@ -16,7 +16,7 @@ from cms.content import codec
 from cms.editing.write_side import WriteSide, open_write_side
 from cms.errors import PreconditionFailed, StoreError
 from cms.identity.actors import Actor
-from cms.store.layout import shard
+from cms.store.layout import BRANCH_PREFIX, shard
 from cms.store.maintenance import Maintenance
 from cms.store.objects import BLOB
 from cms.store.recovery import recover
@@ -189,6 +189,30 @@ def test_recovery_finishes_an_interrupted_publish(settings: Settings, repo_path:
     assert recover(documents(settings).documents) == [
         f"removed the branch of {HAIKU}, already published"]
     assert store.repo.refs.read(branch) is None
+
+
+def test_recovery_reads_main_s_history_only_when_there_is_a_branch(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start with no branch (the usual one) walks none of main's publications."""
+    store = documents(settings)
+    approved = approved_draft(store, HAIKU)
+    store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    walked: list[int] = []
+    recovering = documents(settings).documents
+    original = recovering.publication_log
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        walked.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(recovering, "publication_log", counting)
+    assert store.repo.refs.under(BRANCH_PREFIX) == {}
+    assert recover(recovering) == []
+    assert walked == []
+    # With a branch left by a crash between a publication's two moves, it is walked.
+    store.repo.refs.update(store.layout.branch(HAIKU), approved.commit, None)
+    assert recover(recovering) == [f"removed the branch of {HAIKU}, already published"]
+    assert walked == [1]
 
 
 def test_recovery_finishes_an_interrupted_unpublish(settings: Settings, repo_path: Path) -> None:
