@@ -18,8 +18,6 @@ from urllib.parse import parse_qsl
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import CmsError
-from ..reading.catalogue import CatalogueError
 from ..reading.index import SORT_KEYS, Query
 from .public import ListAnswer, list_answer
 from .services import Services
@@ -90,8 +88,10 @@ class FastLists:
         try:
             answer = await asyncio.get_running_loop().run_in_executor(
                 None, self._answer, query, tag)
-        except (CmsError, CatalogueError, OSError, ValueError):
-            return False  # the route answers it again, and says what went wrong
+        except Exception:
+            # Whatever it was, the route answers it again and says what went wrong in its own
+            # terms (a 400 naming the field, a 503).
+            return False
         await _send(answer, send)
         self.answered += 1
         return True

@@ -196,7 +196,7 @@ def _moved_on(repo: Repository, old: list[str], new: list[str]) -> bool:
             return False
         try:
             parents = repo.read_commit(oid).parents
-        except CmsError:
+        except (CmsError, OSError, ValueError):  # unreadable: a walk of everything says more
             return False
         if len(parents) != 1:
             return False

@@ -94,3 +94,23 @@ def test_the_query_read_from_a_query_string() -> None:
     for refused in (b"limit=100&limit=100", b"limit=1e1", b"limit=-1", b"verdict=", b"x=1",
                     b"sort=null", b"limit=1000"):
         assert query_of(refused) is None, refused
+
+
+def test_a_list_that_fails_here_is_answered_by_the_route(client: Client,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever goes wrong in this layer (here, SQLite refusing a closed connection), the
+    request goes on to the route, which answers it: never a bare error from the server."""
+    import sqlite3
+
+    ready(client)
+    lists = fast(client)
+
+    def failing(self: FastLists, query: Query, if_none_match: str | None) -> object:
+        raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+
+    monkeypatch.setattr(FastLists, "_answer", failing)
+    before = lists.answered
+    answered = client.get("/api/comparisons?q=claude")
+    assert answered.status_code == 200
+    assert answered.json()["total"] >= 1
+    assert lists.answered == before
