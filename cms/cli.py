@@ -125,7 +125,8 @@ def without_unused_plugins() -> None:
     whenever those can be imported (they can, beside some development tools), which costs a
     third of a second of every start (pydantic) and a sixteenth (attrs) for nothing the server
     uses: here they cannot be imported."""
-    for unused in ("pydantic", "attrs"):
+    # attrs comes as two packages, `attr` (the costly one, imported first) and `attrs`.
+    for unused in ("pydantic", "attr", "attrs"):
         if unused not in sys.modules:
             sys.modules[unused] = None  # type: ignore[assignment]
 

@@ -216,7 +216,7 @@ def test_the_app_is_built_without_the_pydantic_and_attrs_plugins(tmp_path: Path)
         "app = create_app(load_settings())\n"
         "with TestClient(app) as client:\n"
         "    assert client.get('/schema/openapi.json').status_code == 200\n"
-        "print(sorted(name for name in ('attrs', 'pydantic', 'litestar.plugins.attrs',\n"
+        "print(sorted(name for name in ('attr', 'attrs', 'pydantic', 'litestar.plugins.attrs',\n"
         "      'litestar.plugins.pydantic') if sys.modules.get(name) is not None))\n")
     env = {**os.environ, "CMS_REPO": str(tmp_path / "content"), "CMS_DATA": str(tmp_path / "var")}
     subprocess.run([sys.executable, "-m", "cms", "init"], env=env, check=True,

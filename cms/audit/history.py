@@ -6,8 +6,9 @@ changing it: comments, assignments, schedules, releases.
 
 A history is a function of the commits its refs name, and each entry of its commit alone: it is
 kept, by slug, for as long as those refs stay where they were. When they only moved on by
-plain commits (a draft saved, a publication), only those commits are walked and added; when they
-moved otherwise, the walks run again but only the commits not seen before are parsed. An
+commits of one parent (a draft saved, submitted or approved, a vote fold), only those commits
+are walked and added; when they moved otherwise (a publication is a merge, and drops the
+branch), the walks run again but only the commits not seen before are parsed. An
 auditor reading a history page by page, or again after a change, costs a walk of what changed,
 not a thousand messages parsed again.
 """
@@ -117,9 +118,9 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
     # Where the refs only moved on by plain commits, only those are walked: the history of
     # the rest is what was walked before (see ``_moved_on``).
     old_heads, old_starts = _split(before.refs)
-    on_from = bool(before.refs) and _moved_on(repo, old_heads, heads) \
+    moved_on = bool(before.refs) and _moved_on(repo, old_heads, heads) \
         and _moved_on(repo, old_starts, starts)
-    since_heads, since_starts = (old_heads, old_starts) if on_from else ([], [])
+    since_heads, since_starts = (old_heads, old_starts) if moved_on else ([], [])
     # The two walks run side by side: each is a git process reading history on its own.
     # Replacement objects (refs/replace/) would show another history than the commits hold.
     changed, noted = repo.git_together(
@@ -132,7 +133,7 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
          *starts, *_excluding(since_starts)])
     entries: dict[str, HistoryEntry] = {}
     notes: set[str] = set()
-    if on_from:
+    if moved_on:
         entries.update((entry.sha, entry) for entry in before.entries)
         notes.update(before.notes)
     for record in changed.split(_RECORD):
@@ -157,7 +158,7 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
 
 
 # Commits a history follows from the refs it walked before to where they are now; past this
-# many, walking everything again costs no more.
+# many, everything is walked again (parsing is still saved for the commits seen before).
 _MOVED_ON_MAX = 256
 
 

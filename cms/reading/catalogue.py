@@ -204,9 +204,15 @@ class Catalogue:
                 db.execute("ROLLBACK")
             raise
 
+    def search_segments(self) -> int:
+        """The most segments any part of the search index is in."""
+        return max(int(self._writer.execute(
+            f"SELECT count(DISTINCT segid) FROM search_{part}_idx").fetchone()[0])
+            for part in SEARCH_PARTS)
+
     def compact_search(self, pages: int) -> bool:
         """Merge the search index's segments by about ``pages`` pages of each part, in one
-        transaction; whether any were left to merge.
+        transaction; whether this step merged any (none: they are one already).
 
         Every batch of rows added leaves segments of its own, and a search reads each word's
         list in every segment: at 100,000 comparisons filled in batches, a query that matches

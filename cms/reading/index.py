@@ -54,6 +54,9 @@ _BATCH = 2000
 # them again, and the pages merged in one step (each step holds the writer's lock).
 _COMPACT_FROM = 1000
 _COMPACT_PAGES = 128
+# A search index in more segments than this when first found filled is merged: FTS5's own
+# merging of the small segments that publications leave keeps about this many.
+_SEGMENTS_KEPT = 8
 # The largest shipped copy taken: a catalogue takes about 2.5 KB a comparison.
 _COPY_BYTES_FIXED = 64 * 2**20
 _COPY_BYTES_EACH = 16 * 2**10
@@ -115,6 +118,7 @@ class PublishedIndex:
         # added since the last merge; None: never.
         self.compact_from: int | None = _COMPACT_FROM
         self._to_compact = 0
+        self._segments_looked = False  # the index's segments were counted once filled
         self._compacting: threading.Thread | None = None
         self._shipped_tried = False  # a copy shipped with the content was looked for
         self._fingerprinted: str | None = None
@@ -219,8 +223,10 @@ class PublishedIndex:
         if head == self.head:
             return
         tree = self.documents.repo.read_commit(head).tree if head else None
-        self.head, self.tree = head, tree
+        # Not filled before the new head shows: a list that reads the new head must not find
+        # the catalogue said to be up to date (it reads no lock; see ``_catch_up``).
         self._filled = False
+        self.head, self.tree = head, tree
 
     # The catalogue
 
@@ -284,18 +290,21 @@ class PublishedIndex:
         self._shipping.start()
 
     def _compact_due(self) -> bool:
-        """Whether the search index took in enough rows since its segments were last merged
-        (with the writer's lock held)."""
+        """Whether the search index took in enough rows since its segments were last merged,
+        or, the first time this process finds it filled, is in more segments than it takes
+        (a merge that a stop or a full disk cut short); with the writer's lock held."""
         due = self.compact_from
         catalogue = self._catalogue
         if due is None or catalogue is None or not self._filled or self._closing:
             return False
         if self._compacting is not None and self._compacting.is_alive():
             return False
-        if self._to_compact < due or self._to_compact * 20 < len(catalogue):
-            return False
-        self._to_compact = 0
-        return True
+        looked, self._segments_looked = self._segments_looked, True
+        if self._to_compact >= due and self._to_compact * 20 >= len(catalogue):
+            self._to_compact = 0
+            return True
+        return not looked and len(catalogue) >= due and \
+            catalogue.search_segments() > _SEGMENTS_KEPT
 
     def _compact_in_background(self, catalogue: Catalogue, to_ship: Catalogue | None) -> None:
         """Merge the search index's segments a step at a time, letting catch-ups and lists
@@ -307,7 +316,11 @@ class PublishedIndex:
                         return
                     if not catalogue.compact_search(_COMPACT_PAGES):
                         break
-        except sqlite3.Error as exc:
+                if not self._filled:
+                    # A commit of this process found the lock taken by a step and left the
+                    # catch-up to whoever held it: this thread.
+                    self._catch_up(wait=False)
+        except (sqlite3.DatabaseError, CmsError, CatalogueError) as exc:
             if not self._closing:  # a cache: searches are slower, not wrong
                 log.warning("the search index's segments could not be merged: %s", exc)
         if to_ship is not None and not self._closing:

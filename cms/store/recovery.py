@@ -77,7 +77,7 @@ def recover(documents: Documents, depth: int = 1000) -> list[str]:
         main = documents.main_head()
         branches = repo.refs.under(BRANCH_PREFIX)
         # Main's publications are walked only when there is a branch to look for among them:
-        # a start with none (the usual one) reads no history.
+        # a start with no draft open reads no history.
         merged = _recently_merged(documents, main, depth) if branches else set()
     except (CmsError, OSError, ValueError) as exc:
         # Whatever the repository holds, a server must start: the next pass tries again.

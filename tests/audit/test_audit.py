@@ -379,3 +379,45 @@ def test_a_history_walks_only_what_moved_on_unless_a_merge_would_show_more(
     assert now == git(repo_path, "log", "--format=%H", "--date-order", "main", "--",
                       PATH).split()
     assert now == fresh()
+
+
+def test_a_merge_that_takes_the_other_side_s_file_walks_everything_again(
+        settings: Settings, repo_path: Path) -> None:
+    """Main moves on by a merge whose file is the side's version: git's walk of the file then
+    skips main's own change, so the kept history (which holds it) is not added to but walked
+    again, and is what a fresh walk shows."""
+    from cms.audit import history as history_module
+
+    side = open_write_side(settings)
+    main = git(repo_path, "rev-parse", "main").strip()
+    blob = git(repo_path, "rev-parse", f"main:{PATH}").strip()
+    text = git(repo_path, "cat-file", "blob", blob)
+
+    def commit_with(content: str, parents: list[str], message: str) -> str:
+        changed = subprocess.run(["git", "--git-dir", str(repo_path), "hash-object", "-w",
+                                  "--stdin"], input=content, capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        index = {**os.environ, "GIT_INDEX_FILE": str(repo_path / "test-index")}
+        subprocess.run(["git", "--git-dir", str(repo_path), "read-tree", parents[0]], env=index,
+                       check=True)
+        subprocess.run(["git", "--git-dir", str(repo_path), "update-index", "--cacheinfo",
+                        f"100644,{changed},{PATH}"], env=index, check=True)
+        tree = subprocess.run(["git", "--git-dir", str(repo_path), "write-tree"], env=index,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        (repo_path / "test-index").unlink()
+        arguments = [argument for parent in parents for argument in ("-p", parent)]
+        return git(repo_path, "commit-tree", tree, *arguments, "-m", message).strip()
+
+    on_main = commit_with(text + "\nMain's line.\n", [main], "Main changes it")
+    git(repo_path, "update-ref", "refs/heads/main", on_main)
+    assert on_main in [entry.sha for entry in history(side.documents, HAIKU)]
+    aside = commit_with(text + "\nThe side's line.\n", [main], "A side changes it")
+    merge = commit_with(text + "\nThe side's line.\n", [on_main, aside], "Merge, the side's way")
+    git(repo_path, "update-ref", "refs/heads/main", merge)
+    kept = [entry.sha for entry in history(side.documents, HAIKU)]
+    assert kept == git(repo_path, "log", "--format=%H", "--date-order", "main", "--",
+                       PATH).split()
+    assert on_main not in kept
+    history_module._kept.put((str(side.documents.repo.git_dir), PATH),
+                             history_module._Kept((), [], frozenset()))
+    assert [entry.sha for entry in history(side.documents, HAIKU)] == kept

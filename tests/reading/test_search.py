@@ -204,8 +204,42 @@ def test_the_search_index_is_merged_into_one_segment_once_enough_was_added(
     index.refresh(now=10.0**9 + 5)
     index.fill()
     assert index._compacting is not None
-    index._compacting.join()
+    index._compacting.join(timeout=60)
+    assert not index._compacting.is_alive()
     assert segments(index) == {"head": 1, "lead": 1, "full": 1}
     before["zephyr"].remove("in-the-body")
     assert {typed: slugs(index, q=typed) for typed in before} == before
     assert slugs(index, q="sirocco") == ["in-the-body"]
+
+
+def test_a_search_index_left_in_many_segments_is_merged_at_the_next_start(
+        settings: Settings, index: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge cut short (a stop, a full disk) is not waited on until as many rows come in
+    again: the next start finds the index in more segments than it keeps, and merges it."""
+    from cms.reading import index as index_module
+
+    documents: Documents = index.documents
+    index.compact_from = None
+    index.fill()
+    base = index.get("in-the-body")
+    assert base is not None
+    for wind in ("sirocco", "khamsin", "chinook"):
+        changed = msgspec.structs.replace(base.comparison, body=f"Now the {wind} blows.")
+        commit_on_main(documents, {documents.layout.path("in-the-body"):
+                                   codec.encode(changed).encode()})
+        index.refresh(now=10.0**9 + len(wind))
+        index.fill()
+    assert max(segments(index).values()) > 2
+    assert index._compacting is None
+    index.close()
+    monkeypatch.setattr(index_module, "_SEGMENTS_KEPT", 2)
+    again = PublishedIndex(documents, settings.data)
+    again.compact_from = 3
+    again.load()
+    again.fill()
+    assert again._compacting is not None
+    again._compacting.join(timeout=60)
+    assert not again._compacting.is_alive()
+    assert segments(again) == {"head": 1, "lead": 1, "full": 1}
+    assert slugs(again, q="chinook") == ["in-the-body"]
+    assert slugs(again, q="khamsin") == []
