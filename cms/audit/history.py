@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime
 
 from msgspec import Struct
@@ -154,6 +155,13 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
                 record.strip("\n").split(_FIELD, 6)[-1]).values("Cms-Document"):
             notes.add(sha)
             entries.setdefault(entry.sha, entry)
+    new_seconds = {entry.time for sha, entry in entries.items() if sha not in known}
+    if moved_on and _unordered_seconds(
+            [entry for entry in entries.values() if entry.time in new_seconds]):
+        # A new commit shares its second with one it is not a parent or child of: their
+        # order is the order git walked them in, which a walk of the new commits alone does
+        # not know. Walked again as a whole, as a new process would.
+        return _walk(documents, slug, heads, pending, _Kept((), before.entries, before.notes))
     return _Kept((), _newest_first(list(entries.values())), frozenset(notes))
 
 
@@ -210,6 +218,16 @@ def _sha(record: str) -> str:
     return record.lstrip("\n").partition(_FIELD)[0]
 
 
+def _unordered_seconds(entries: Iterable[HistoryEntry]) -> set[datetime]:
+    """The seconds in which ``_newest_first`` orders some commits by the order they came in
+    (neither is a parent of the other) rather than by their parents."""
+    by_time: dict[datetime, list[HistoryEntry]] = {}
+    for entry in entries:
+        by_time.setdefault(entry.time, []).append(entry)
+    return {time for time, group in by_time.items()
+            if len(group) > 1 and len(_children_first(group, ambiguous=True)) != len(group)}
+
+
 def _newest_first(entries: list[HistoryEntry]) -> list[HistoryEntry]:
     """By time, and within one second (commit times have whole seconds) children before their
     parents, as git lists them."""
@@ -218,24 +236,34 @@ def _newest_first(entries: list[HistoryEntry]) -> list[HistoryEntry]:
     for entry in entries:
         by_time.setdefault(entry.time, []).append(entry)
     for time in sorted(by_time, reverse=True):
-        group = by_time[time]
-        shas = {entry.sha for entry in group}
-        # How many of the group name each commit as a parent: those come after them.
-        waiting = {entry.sha: 0 for entry in group}
-        for entry in group:
-            for parent in entry.parents:
-                if parent in shas:
-                    waiting[parent] += 1
-        by_sha = {entry.sha: entry for entry in group}
-        ready = deque(entry for entry in group if waiting[entry.sha] == 0)
-        while ready:
-            entry = ready.popleft()
-            ordered.append(entry)
-            for parent in entry.parents:
-                if parent in waiting:
-                    waiting[parent] -= 1
-                    if waiting[parent] == 0:
-                        ready.append(by_sha[parent])
+        ordered += _children_first(by_time[time])
+    return ordered
+
+
+def _children_first(group: list[HistoryEntry], *, ambiguous: bool = False
+                    ) -> list[HistoryEntry]:
+    """The commits of one second, each before its parents, else in the order they came in.
+    With ``ambiguous``, stop short (a shorter list) where that order is all there is."""
+    shas = {entry.sha for entry in group}
+    # How many of the group name each commit as a parent: those come after them.
+    waiting = {entry.sha: 0 for entry in group}
+    for entry in group:
+        for parent in entry.parents:
+            if parent in shas:
+                waiting[parent] += 1
+    by_sha = {entry.sha: entry for entry in group}
+    ready = deque(entry for entry in group if waiting[entry.sha] == 0)
+    ordered: list[HistoryEntry] = []
+    while ready:
+        if ambiguous and len(ready) > 1:
+            break
+        entry = ready.popleft()
+        ordered.append(entry)
+        for parent in entry.parents:
+            if parent in waiting:
+                waiting[parent] -= 1
+                if waiting[parent] == 0:
+                    ready.append(by_sha[parent])
     return ordered
 
 

@@ -381,6 +381,29 @@ def test_a_history_walks_only_what_moved_on_unless_a_merge_would_show_more(
     assert now == fresh()
 
 
+def commit_changing(repo_path: Path, content: str, parents: list[str], message: str,
+                    when: str | None = None) -> str:
+    """A commit made with plain git whose comparison file holds ``content``, on the tree of
+    its first parent; at ``when`` (author and committer) if given."""
+    changed = subprocess.run(["git", "--git-dir", str(repo_path), "hash-object", "-w", "--stdin"],
+                             input=content, capture_output=True, text=True,
+                             check=True).stdout.strip()
+    env = {**os.environ, "GIT_INDEX_FILE": str(repo_path / "test-index")}
+    if when is not None:
+        env.update(GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)
+    subprocess.run(["git", "--git-dir", str(repo_path), "read-tree", parents[0]], env=env,
+                   check=True)
+    subprocess.run(["git", "--git-dir", str(repo_path), "update-index", "--cacheinfo",
+                    f"100644,{changed},{PATH}"], env=env, check=True)
+    tree = subprocess.run(["git", "--git-dir", str(repo_path), "write-tree"], env=env,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (repo_path / "test-index").unlink()
+    arguments = [argument for parent in parents for argument in ("-p", parent)]
+    return subprocess.run(["git", "--git-dir", str(repo_path), "commit-tree", tree, *arguments,
+                           "-m", message], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def test_a_merge_that_takes_the_other_side_s_file_walks_everything_again(
         settings: Settings, repo_path: Path) -> None:
     """Main moves on by a merge whose file is the side's version: git's walk of the file then
@@ -393,26 +416,12 @@ def test_a_merge_that_takes_the_other_side_s_file_walks_everything_again(
     blob = git(repo_path, "rev-parse", f"main:{PATH}").strip()
     text = git(repo_path, "cat-file", "blob", blob)
 
-    def commit_with(content: str, parents: list[str], message: str) -> str:
-        changed = subprocess.run(["git", "--git-dir", str(repo_path), "hash-object", "-w",
-                                  "--stdin"], input=content, capture_output=True, text=True,
-                                 check=True).stdout.strip()
-        index = {**os.environ, "GIT_INDEX_FILE": str(repo_path / "test-index")}
-        subprocess.run(["git", "--git-dir", str(repo_path), "read-tree", parents[0]], env=index,
-                       check=True)
-        subprocess.run(["git", "--git-dir", str(repo_path), "update-index", "--cacheinfo",
-                        f"100644,{changed},{PATH}"], env=index, check=True)
-        tree = subprocess.run(["git", "--git-dir", str(repo_path), "write-tree"], env=index,
-                              capture_output=True, text=True, check=True).stdout.strip()
-        (repo_path / "test-index").unlink()
-        arguments = [argument for parent in parents for argument in ("-p", parent)]
-        return git(repo_path, "commit-tree", tree, *arguments, "-m", message).strip()
-
-    on_main = commit_with(text + "\nMain's line.\n", [main], "Main changes it")
+    on_main = commit_changing(repo_path, text + "\nMain's line.\n", [main], "Main changes it")
     git(repo_path, "update-ref", "refs/heads/main", on_main)
     assert on_main in [entry.sha for entry in history(side.documents, HAIKU)]
-    aside = commit_with(text + "\nThe side's line.\n", [main], "A side changes it")
-    merge = commit_with(text + "\nThe side's line.\n", [on_main, aside], "Merge, the side's way")
+    aside = commit_changing(repo_path, text + "\nThe side's line.\n", [main], "A side changes it")
+    merge = commit_changing(repo_path, text + "\nThe side's line.\n", [on_main, aside],
+                            "Merge, the side's way")
     git(repo_path, "update-ref", "refs/heads/main", merge)
     kept = [entry.sha for entry in history(side.documents, HAIKU)]
     assert kept == git(repo_path, "log", "--format=%H", "--date-order", "main", "--",
@@ -421,3 +430,28 @@ def test_a_merge_that_takes_the_other_side_s_file_walks_everything_again(
     history_module._kept.put((str(side.documents.repo.git_dir), PATH),
                              history_module._Kept((), [], frozenset()))
     assert [entry.sha for entry in history(side.documents, HAIKU)] == kept
+
+
+
+def test_commits_of_one_second_come_in_the_order_a_fresh_walk_gives(
+        settings: Settings, repo_path: Path) -> None:
+    """Two commits of the same second, neither the other's parent, are in the order git walks
+    them: a history that took one of them in before must not put it first for that reason."""
+    from cms.audit import history as history_module
+
+    side = open_write_side(settings)
+    main = git(repo_path, "rev-parse", "main").strip()
+    text = git(repo_path, "cat-file", "blob", f"main:{PATH}")
+    when = "2030-01-01T12:00:00+00:00"
+    history(side.documents, HAIKU)
+    on_branch = commit_changing(repo_path, text + "\nA draft.\n", [main], "A draft", when)
+    git(repo_path, "update-ref", f"refs/heads/cms/comparisons/{HAIKU}", on_branch)
+    assert history(side.documents, HAIKU)[0].sha == on_branch
+    on_main = commit_changing(repo_path, text + "\nOn main.\n", [main], "On main", when)
+    git(repo_path, "update-ref", "refs/heads/main", on_main)
+    kept = [entry.sha for entry in history(side.documents, HAIKU)]
+    history_module._kept.put((str(side.documents.repo.git_dir), PATH),
+                             history_module._Kept((), [], frozenset()))
+    fresh = [entry.sha for entry in history(side.documents, HAIKU)]
+    assert kept == fresh
+    assert set(kept[:2]) == {on_branch, on_main}
