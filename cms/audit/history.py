@@ -89,7 +89,7 @@ def history(documents: Documents, slug: str,
         found = kept.entries
     else:
         kept = _walk(documents, slug, heads, pending, kept or _Kept((), [], frozenset()))
-        kept = _Kept(refs_now, kept.entries, kept.notes)
+        kept = _Kept(refs_now, kept.entries, kept.notes, kept.by_parents)
         _kept.put(place, kept)
         found = kept.entries
     return [entry for entry in found if only is None or only.accepts(entry)]
@@ -99,6 +99,9 @@ class _Kept(Struct, frozen=True):
     refs: tuple[str, ...]  # the commits the walks started from
     entries: list[HistoryEntry]
     notes: frozenset[str]  # the commits taken as notes naming the comparison
+    # Every second's commits are ordered by their parents alone, none by the order git
+    # walked them in: only then is a walk of new commits added to it what a fresh walk gives.
+    by_parents: bool = False
 
 
 def _weight(_place: tuple[str, str], kept: _Kept) -> int:
@@ -119,8 +122,8 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
     # Where the refs only moved on by plain commits, only those are walked: the history of
     # the rest is what was walked before (see ``_moved_on``).
     old_heads, old_starts = _split(before.refs)
-    moved_on = bool(before.refs) and _moved_on(repo, old_heads, heads) \
-        and _moved_on(repo, old_starts, starts)
+    moved_on = bool(before.refs) and before.by_parents and \
+        _moved_on(repo, old_heads, heads) and _moved_on(repo, old_starts, starts)
     since_heads, since_starts = (old_heads, old_starts) if moved_on else ([], [])
     # The two walks run side by side: each is a git process reading history on its own.
     # Replacement objects (refs/replace/) would show another history than the commits hold.
@@ -155,14 +158,20 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
                 record.strip("\n").split(_FIELD, 6)[-1]).values("Cms-Document"):
             notes.add(sha)
             entries.setdefault(entry.sha, entry)
-    new_seconds = {entry.time for sha, entry in entries.items() if sha not in known}
-    if moved_on and _unordered_seconds(
-            [entry for entry in entries.values() if entry.time in new_seconds]):
-        # A new commit shares its second with one it is not a parent or child of: their
-        # order is the order git walked them in, which a walk of the new commits alone does
-        # not know. Walked again as a whole, as a new process would.
-        return _walk(documents, slug, heads, pending, _Kept((), before.entries, before.notes))
-    return _Kept((), _newest_first(list(entries.values())), frozenset(notes))
+    if moved_on:
+        new_seconds = {entry.time for sha, entry in entries.items() if sha not in known}
+        if _unordered_seconds([entry for entry in entries.values()
+                               if entry.time in new_seconds]):
+            # A new commit shares its second with one it is not a parent or child of: their
+            # order is the order git walked them in, which a walk of the new commits alone
+            # does not know. Walked again as a whole, as a new process would.
+            return _walk(documents, slug, heads, pending,
+                         _Kept((), before.entries, before.notes))
+        by_parents = True  # the seconds walked before were, and the new ones are
+    else:
+        # Where git's order of the seconds walked before would change with new starts.
+        by_parents = not _unordered_seconds(entries.values())
+    return _Kept((), _newest_first(list(entries.values())), frozenset(notes), by_parents)
 
 
 # Commits a history follows from the refs it walked before to where they are now; past this

@@ -455,3 +455,31 @@ def test_commits_of_one_second_come_in_the_order_a_fresh_walk_gives(
     fresh = [entry.sha for entry in history(side.documents, HAIKU)]
     assert kept == fresh
     assert set(kept[:2]) == {on_branch, on_main}
+
+
+def test_a_history_with_commits_of_one_second_in_walk_order_is_walked_again_whole(
+        settings: Settings, repo_path: Path) -> None:
+    """Main and a draft each moved in one second, neither commit the other's parent: their
+    order is the order git walks them in, which changes when main moves on (git then meets
+    main's commit later). So such a history is walked whole again, and stays a fresh walk's."""
+    from cms.audit import history as history_module
+
+    side = open_write_side(settings)
+    main = git(repo_path, "rev-parse", "main").strip()
+    text = git(repo_path, "cat-file", "blob", f"main:{PATH}")
+    same = "2030-01-01T12:00:00+00:00"
+    on_main = commit_changing(repo_path, text + "\\nOn main.\\n", [main], "On main", same)
+    on_branch = commit_changing(repo_path, text + "\\nA draft.\\n", [main], "A draft", same)
+    git(repo_path, "update-ref", "refs/heads/main", on_main)
+    git(repo_path, "update-ref", f"refs/heads/cms/comparisons/{HAIKU}", on_branch)
+    before = [entry.sha for entry in history(side.documents, HAIKU)]
+    assert set(before[:2]) == {on_main, on_branch}
+    later = commit_changing(repo_path, text + "\\nLater on main.\\n", [on_main], "Later",
+                            "2030-01-01T12:00:05+00:00")
+    git(repo_path, "update-ref", "refs/heads/main", later)
+    kept = [entry.sha for entry in history(side.documents, HAIKU)]
+    history_module._kept.put((str(side.documents.repo.git_dir), PATH),
+                             history_module._Kept((), [], frozenset()))
+    assert kept == [entry.sha for entry in history(side.documents, HAIKU)]
+    assert kept == git(repo_path, "log", "--format=%H", "--date-order", "main",
+                       f"cms/comparisons/{HAIKU}", "--", PATH).split()
