@@ -61,7 +61,10 @@ def query_of(query_string: bytes) -> Query | None:
             return None  # not the route's: ignored there, but not guessed at here
         given[name] = value
     typed: dict[str, str | int] = {**given, "limit": int(given.get("limit", "20"))}
-    return msgspec.convert(typed, Query)
+    try:
+        return msgspec.convert(typed, Query)
+    except msgspec.ValidationError:  # checked above; the route's to refuse, should it come
+        return None
 
 
 class FastLists:
