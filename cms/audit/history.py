@@ -122,7 +122,7 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
     # Where the refs only moved on by plain commits, only those are walked: the history of
     # the rest is what was walked before (see ``_moved_on``).
     old_heads, old_starts = _split(before.refs)
-    moved_on = bool(before.refs) and before.by_parents and \
+    moved_on = bool(before.refs) and before.by_parents and not _grafted(repo) and \
         _moved_on(repo, old_heads, heads) and _moved_on(repo, old_starts, starts)
     since_heads, since_starts = (old_heads, old_starts) if moved_on else ([], [])
     # The two walks run side by side: each is a git process reading history on its own.
@@ -185,6 +185,12 @@ def _split(refs: tuple[str, ...]) -> tuple[list[str], list[str]]:
         return list(refs), list(refs)
     cut = refs.index("")
     return list(refs[:cut]), list(dict.fromkeys([*refs[:cut], *refs[cut + 1:]]))
+
+
+def _grafted(repo: Repository) -> bool:
+    """Whether git reads other parents than the commits hold (grafts, a shallow clone):
+    ``_moved_on`` reads the commits themselves, so only a whole walk is git's."""
+    return (repo.git_dir / "info" / "grafts").exists() or (repo.git_dir / "shallow").exists()
 
 
 def _excluding(commits: list[str]) -> list[str]:

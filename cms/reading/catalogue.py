@@ -39,6 +39,8 @@ SCHEMA_VERSION = 3
 _SLOTS = 64
 # The search index's three parts, each a table of its own: see card.SearchText.
 SEARCH_PARTS = ("head", "lead", "full")
+# The segments of one level of the search index that are merged as soon as they are there.
+_SEGMENTS_A_LEVEL = 4
 # SQLite's page cache for each connection, in KiB: the memory the catalogue costs a server.
 _CACHE_KIB = 4096
 _KEPT_READERS = 8
@@ -153,6 +155,13 @@ class Catalogue:
         with self._transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
+            for part in SEARCH_PARTS:
+                # Every publication leaves two small segments (its old words out, its new ones
+                # in), and FTS5 merges a level's segments at once only when there are 16 of
+                # them: searches slowed down threefold between merges. Merged at four, a level
+                # never holds more than three (a fraction of a millisecond a merge).
+                db.execute(f"INSERT INTO search_{part} (search_{part}, rank) "
+                           f"VALUES ('crisismerge', {_SEGMENTS_A_LEVEL})")
             db.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (self.fingerprint,))
 
     def _meta(self, key: str) -> str | None:

@@ -483,3 +483,32 @@ def test_a_history_with_commits_of_one_second_in_walk_order_is_walked_again_whol
     assert kept == [entry.sha for entry in history(side.documents, HAIKU)]
     assert kept == git(repo_path, "log", "--format=%H", "--date-order", "main",
                        f"cms/comparisons/{HAIKU}", "--", PATH).split()
+
+
+
+@pytest.mark.parametrize("graft", ["info/grafts", "shallow"])
+def test_a_history_of_a_grafted_or_shallow_repository_is_walked_whole(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch, graft: str) -> None:
+    """Git then walks other parents than the commits hold, which only git's own walk knows."""
+    side = open_write_side(settings)
+    walks: list[list[str]] = []
+    original = side.documents.repo.git_together
+
+    def recording(*commands: list[str]) -> list[str]:
+        walks.extend(commands)
+        return original(*commands)
+
+    monkeypatch.setattr(side.documents.repo, "git_together", recording)
+    main = git(repo_path, "rev-parse", "main").strip()
+    history(side.documents, HAIKU)
+    (repo_path / graft).parent.mkdir(exist_ok=True)
+    (repo_path / graft).write_text(f"{main}\n")
+    published = side.documents.published(HAIKU)
+    assert published is not None
+    side.editor.save(HAIKU, published.comparison, EDITOR, published.revision)
+    walks.clear()
+    after = [entry.sha for entry in history(side.documents, HAIKU)]
+    assert walks
+    assert not any("--not" in walk for walk in walks)
+    assert after == git(repo_path, "log", "--format=%H", "--date-order", "main",
+                        f"cms/comparisons/{HAIKU}", "--", PATH).split()

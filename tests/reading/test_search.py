@@ -243,3 +243,23 @@ def test_a_search_index_left_in_many_segments_is_merged_at_the_next_start(
     assert segments(again) == {"head": 1, "lead": 1, "full": 1}
     assert slugs(again, q="chinook") == ["in-the-body"]
     assert slugs(again, q="khamsin") == []
+
+
+def test_publications_one_at_a_time_leave_few_search_segments(index: PublishedIndex) -> None:
+    """Each publication leaves two small segments; merged four to a level as they come, the
+    index stays in a handful rather than piling up to sixteen before FTS5 merges them."""
+    documents: Documents = index.documents
+    index.compact_from = None
+    index.fill()
+    base = index.get("in-the-body")
+    assert base is not None
+    seen = []
+    for number in range(12):
+        changed = msgspec.structs.replace(base.comparison, body=f"Zephyr, draft {number}.")
+        commit_on_main(documents, {documents.layout.path("in-the-body"):
+                                   codec.encode(changed).encode()})
+        index.refresh(now=10.0**9 + number)
+        index.fill()
+        seen.append(max(segments(index).values()))
+    assert max(seen) <= 6, seen
+    assert slugs(index, q="draft 11") == ["in-the-body"]
