@@ -9,9 +9,11 @@ due while no server ran is carried out when the server starts, before it serves.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from datetime import UTC, datetime
 
+from ..errors import CmsError
 from ..shared.leases import LEASE_SECONDS, Leases
 from .release_schedules import ReleaseSchedules
 from .schedules import RolesOf, Schedules
@@ -20,6 +22,10 @@ log = logging.getLogger("cms")
 
 POLL_SECONDS = 5.0
 LEASE = "scheduler"
+
+
+# What a round meets when the disk or the database is not there for it, not a fault of its own.
+_UNAVAILABLE = (CmsError, OSError, sqlite3.Error)
 
 
 class Scheduler:
@@ -47,6 +53,9 @@ class Scheduler:
             made += self.schedules.run_due(self.roles_of)
             if self.releases is not None:
                 made += self.releases.run_due(self.roles_of)
+        except _UNAVAILABLE as exc:
+            # A full disk, a database that is down: said in a line every round, not a trace.
+            log.error("carrying out schedules failed (%s); they are tried again", exc)
         except Exception:
             log.exception("carrying out schedules failed; they are tried again")
         return made
@@ -76,6 +85,9 @@ class Scheduler:
             times = [schedule.at for schedule in self.schedules.pending()[:1]]
             if self.releases is not None:
                 times += [schedule.at for schedule in self.releases.pending()[:1]]
+        except _UNAVAILABLE as exc:
+            log.error("reading the schedules failed (%s); they are read again", exc)
+            return self.poll
         except Exception:
             log.exception("reading the schedules failed; they are read again")
             return self.poll

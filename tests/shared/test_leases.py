@@ -141,3 +141,24 @@ def test_only_the_instance_holding_the_lease_runs_the_schedules(
     here.run_due()
     assert rounds == ["here", "other"]
     other_leases.close()
+
+
+
+def test_a_round_that_meets_a_full_disk_says_so_in_a_line(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Every round fails while the disk is full: one line each, not a traceback each time."""
+    from cms.errors import StoreError
+
+    scheduler = client.app.state.services.scheduler
+
+    def full(roles_of: object) -> list[str]:
+        raise StoreError("git could not write: No space left on device")
+
+    monkeypatch.setattr(scheduler.schedules, "run_due", full)
+    with caplog.at_level("ERROR", logger="cms"):
+        assert scheduler.run_due() == []
+    failed = [record for record in caplog.records if "schedules failed" in record.getMessage()]
+    assert failed
+    assert all(record.exc_info is None for record in failed)
+    assert "No space left" in failed[0].getMessage()
