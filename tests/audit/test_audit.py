@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from cms.audit.history import history
 from cms.config import Settings
 from cms.content import codec
-from cms.editing.write_side import open_write_side
+from cms.editing.write_side import WriteSide, open_write_side
 from cms.identity.actors import Actor
 from cms.identity.tokens import TokenStore
 from cms.store.layout import shard
@@ -327,14 +327,8 @@ def test_a_history_is_parsed_once_and_follows_its_refs(settings: Settings, repo_
     assert [entry.sha for entry in history(side.documents, HAIKU)] == expected
 
 
-def test_a_history_walks_only_what_moved_on_unless_a_merge_would_show_more(
-        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """After plain commits on its refs, only those are walked; when a ref that began inside a
-    merged side is gone, the whole history is walked again, since git's walk of a path skips
-    a side that a merge left as it was and the history must be what a fresh walk shows."""
-    from cms.audit import history as history_module
-
-    side = open_write_side(settings)
+def recorded_walks(side: WriteSide, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The git commands the history's walks run from now on, as they run."""
     walks: list[list[str]] = []
     original = side.documents.repo.git_together
 
@@ -343,6 +337,18 @@ def test_a_history_walks_only_what_moved_on_unless_a_merge_would_show_more(
         return original(*commands)
 
     monkeypatch.setattr(side.documents.repo, "git_together", recording)
+    return walks
+
+
+def test_a_history_walks_only_what_moved_on_unless_a_merge_would_show_more(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After plain commits on its refs, only those are walked; when a ref that began inside a
+    merged side is gone, the whole history is walked again, since git's walk of a path skips
+    a side that a merge left as it was and the history must be what a fresh walk shows."""
+    from cms.audit import history as history_module
+
+    side = open_write_side(settings)
+    walks = recorded_walks(side, monkeypatch)
 
     def fresh() -> list[str]:
         monkeypatch.setattr(history_module, "_kept", history_module.WeighedCache(
@@ -491,14 +497,7 @@ def test_a_history_of_a_grafted_or_shallow_repository_is_walked_whole(
         settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch, graft: str) -> None:
     """Git then walks other parents than the commits hold, which only git's own walk knows."""
     side = open_write_side(settings)
-    walks: list[list[str]] = []
-    original = side.documents.repo.git_together
-
-    def recording(*commands: list[str]) -> list[str]:
-        walks.extend(commands)
-        return original(*commands)
-
-    monkeypatch.setattr(side.documents.repo, "git_together", recording)
+    walks = recorded_walks(side, monkeypatch)
     main = git(repo_path, "rev-parse", "main").strip()
     history(side.documents, HAIKU)
     (repo_path / graft).parent.mkdir(exist_ok=True)
