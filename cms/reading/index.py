@@ -54,8 +54,9 @@ _BATCH = 2000
 # them again, and the pages merged in one step (each step holds the writer's lock).
 _COMPACT_FROM = 1000
 _COMPACT_PAGES = 128
-# A search index in more segments than this when first found filled is merged: FTS5's own
-# merging of the small segments that publications leave keeps about this many.
+# A search index in more segments than this when first found filled is merged: the small
+# segments publications leave are merged four to a level as they come (see the catalogue's
+# crisismerge), so a few levels of at most three each stay below it.
 _SEGMENTS_KEPT = 8
 # The largest shipped copy taken: a catalogue takes about 2.5 KB a comparison.
 _COPY_BYTES_FIXED = 64 * 2**20
