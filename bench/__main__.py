@@ -191,6 +191,7 @@ def print_table(report: dict[str, object], sizes: list[int]) -> None:
             row = search["list_page"]
             print(f"{'  wrk list page (baseline), req/s (p50/p99)':46} "
                   f"{row['requests_per_s']:>10} {row['p50_ms']:>5}/{row['p99_ms']:<5}")
+            print(f"{'  search bitmaps ready after start, s':46} {search['search_ready_s']:>10}")
         every = section["reads_sequential"]["read_every_comparison"]
         print(f"{'  peak RSS cold start / after wrk, MB':46} "
               f"{section['startup']['cold']['peak_rss_mb']:>10} "

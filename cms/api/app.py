@@ -45,13 +45,16 @@ class Health(Struct):
     head: str | None
     # False while comparisons are still being decoded after start-up; list queries wait for it.
     index_ready: bool
+    # False while the bitmaps of common search words are made after a start (seconds at
+    # 100,000 comparisons); searches are answered meanwhile, more slowly.
+    search_ready: bool
 
 
 @get("/health", sync_to_thread=False, tags=["health"], media_type=MediaType.JSON)
 def health(services: ServicesDep) -> Health:
     services.index.refresh()
     return Health(status="ok", published=len(services.index), head=services.index.head,
-                  index_ready=services.index.ready)
+                  index_ready=services.index.ready, search_ready=services.index.search_ready)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Litestar:

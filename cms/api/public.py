@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from fractions import Fraction
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, overload
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -16,8 +16,9 @@ from msgspec import Meta, Struct
 from ..content.model import Community, Comparison, Tool, percent_label
 from ..errors import InvalidContent, NotFound
 from ..reading import views
+from ..reading.card import Card
 from ..reading.index import Entry, Query, SortKey
-from ..reading.views import ComparisonList, comparison_view, summary_view
+from ..reading.views import ComparisonList, EncodedList, comparison_view, summary_view
 from ..votes.limits import client_key, vote_secret
 from ..votes.proxies import trusted_proxies
 from ..votes.store import Counts, Pending
@@ -105,10 +106,22 @@ class ListAnswer(NamedTuple):
     body: bytes | None  # None: not modified
 
 
+@overload
 def list_answer(services: Services, query: Query, if_none_match: str | None, *,
-                wait: float) -> ListAnswer:
+                wait: float, quick: Literal[False] = False) -> ListAnswer: ...
+
+
+@overload
+def list_answer(services: Services, query: Query, if_none_match: str | None, *,
+                wait: float, quick: bool) -> ListAnswer | None: ...
+
+
+def list_answer(services: Services, query: Query, if_none_match: str | None, *,
+                wait: float, quick: bool = False) -> ListAnswer | None:
     """A page of the list as the route answers it, for the route and for ``fast_lists``; waits
-    ``wait`` seconds at most for the catalogue (see ``PublishedIndex.query``)."""
+    ``wait`` seconds at most for the catalogue (see ``PublishedIndex.query``). With ``quick``,
+    only when the page is made without waiting or SQL search (for the event loop): else
+    None."""
     index = services.index
     index.refresh()
     fingerprint = hashlib.sha1(repr(query).encode(), usedforsecurity=False).hexdigest()[:16]
@@ -123,10 +136,11 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
         encoded = services.bodies.get(tag)
         if encoded is not None:
             break
-        page = index.query(query, wait=wait)
-        encoded = msgspec.json.encode(ComparisonList(
-            items=[summary_view(item.card, item.blob, comparison_url(services, item.slug),
-                                pending.of(item.slug))
+        page = index.quick_query(query) if quick else index.query(query, wait=wait)
+        if page is None:
+            return None
+        encoded = msgspec.json.encode(EncodedList(
+            items=[_summary(services, item.card, item.blob, pending.of(item.slug))
                    for item in page.items],
             next_cursor=page.next_cursor,
             total=page.total,
@@ -140,6 +154,17 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
         if attempt == _ATTEMPTS:
             headers["Cache-Control"] = "no-store"
     return ListAnswer(headers, encoded)
+
+
+def _summary(services: Services, card: Card, blob: str, added: dict[str, Counts]) -> msgspec.Raw:
+    """A list's entry, encoded once for as long as its file and its votes stay as they are."""
+    key = (blob, card.slug, tuple(sorted(added.items())))
+    encoded = services.summaries.get(key)
+    if encoded is None:
+        encoded = msgspec.json.encode(summary_view(
+            card, blob, comparison_url(services, card.slug), added))
+        services.summaries.put(key, encoded)
+    return msgspec.Raw(encoded)
 
 
 class VoteIn(Struct, forbid_unknown_fields=True):

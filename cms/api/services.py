@@ -7,7 +7,7 @@ maintenance, in that order, before the editor's request returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 from litestar.di import NamedDependency
@@ -72,6 +72,9 @@ class Services:
     recovery: PeriodicRecovery
     # Fetches what other instances wrote; None without an upstream.
     follower: Follower | None
+    # A list's entries, encoded, by what they are made from (see ``public.list_answer``).
+    summaries: WeighedCache[tuple[object, ...], bytes] = field(default_factory=lambda: WeighedCache(
+        8 * 1024 * 1024, lambda key, body: len(body) + 200))
 
 
 def build_services(settings: Settings) -> Services:

@@ -42,6 +42,7 @@ from .bulk_decode import decode_many, worker_count
 from .card import Card
 from .catalogue import Catalogue, CatalogueError, Writer
 from .listing import SORT_KEYS, Listed, Page, Query, SortKey, page
+from .search_bits import BuildCancelled
 
 __all__ = ["SORT_KEYS", "Entry", "Listed", "Page", "PublishedIndex", "Query", "SortKey"]
 
@@ -125,6 +126,9 @@ class PublishedIndex:
         self._fingerprinted: str | None = None
         self._shipping: threading.Thread | None = None
         self.shipped: str | None = None  # the commit of the copy this process shipped last
+        # Words held by at least this many comparisons get a bitmap in memory; None: none do.
+        self.bits_from: int | None = 256
+        self._bits_thread: threading.Thread | None = None
 
     def load(self) -> None:
         # An index snapshot of an older version is of no further use.
@@ -160,9 +164,14 @@ class PublishedIndex:
 
     def close(self) -> None:
         self._closing = True
+        building = self._bits_thread
+        if building is not None and self._catalogue is not None:
+            self._catalogue.bits.cancel()
+            building.join()
         with self._write_lock:
             catalogue, self._catalogue = self._catalogue, None
             if catalogue is not None:
+                catalogue.save_bits()  # what the next start would otherwise make again
                 catalogue.close()
         # A copy being shipped was interrupted; what is left of its work (git writing objects
         # nothing refers to yet) is not waited for.
@@ -275,6 +284,7 @@ class PublishedIndex:
             listeners, self.filled = self.filled, []
             for listener in listeners:
                 listener()
+        self._bits_due(self._catalogue)
         if to_compact is not None:
             # A copy to ship is taken once the segments are merged: new replicas search it.
             self._compacting = threading.Thread(
@@ -561,6 +571,17 @@ class PublishedIndex:
         move of main since is taken in by the next list, in the time its changes take)."""
         return self._ready
 
+    @property
+    def search_ready(self) -> bool:
+        """Whether searches of common words are answered from bitmaps (or need none: words
+        held by ``bits_from`` comparisons or more are the ones that have them)."""
+        catalogue = self._catalogue
+        if catalogue is None or not self._ready:
+            return False
+        return self.bits_from is None or catalogue.bits.state() is not None or \
+            (not catalogue.bits.building and self._bits_thread is not None
+             and not self._bits_thread.is_alive())
+
     def comparison(self, blob: str) -> Comparison:
         """The comparison a blob holds, from the documents' cache or decoded now."""
         return self.documents.decode_blob(blob)
@@ -604,8 +625,11 @@ class PublishedIndex:
             failed = self._catalogue
             try:
                 self._catch_up(wait=True, timeout=wait)
-                with self._require().reading() as db:
-                    return page(db, query)
+                catalogue = self._require()
+                with catalogue.reading() as db:
+                    found = page(db, query, catalogue.bits)
+                    assert found is not None
+                    return found
             except (sqlite3.DatabaseError, CatalogueError) as exc:
                 # A damaged file or a full disk: the catalogue is a cache, so start it again
                 # and try once more; a second failure is reported, not retried for ever.
@@ -614,6 +638,54 @@ class PublishedIndex:
                         "lists and search are unavailable while their catalogue is made "
                         "anew; try again shortly") from exc
         raise AssertionError("unreachable")
+
+    def quick_query(self, query: Query) -> Page | None:
+        """A page of the list when the common words' bitmaps answer it without waiting for
+        anything (for the event loop); None otherwise, and the query is for ``query``."""
+        self.refresh()
+        catalogue = self._catalogue
+        if not self._filled or catalogue is None:
+            return None
+        try:
+            with catalogue.reading() as db:
+                return page(db, query, catalogue.bits, only_bits=True)
+        except (sqlite3.DatabaseError, CatalogueError):
+            return None  # ``query`` deals with it
+
+    def _build_bits(self, catalogue: Catalogue) -> None:
+        compacting = self._compacting
+        if compacting is not None:
+            compacting.join()  # the merged index is the quicker to read
+        try:
+            if not catalogue.load_bits():
+                catalogue.build_bits()
+                catalogue.save_bits()
+        except BuildCancelled:
+            pass
+        except (OSError, sqlite3.DatabaseError, CatalogueError) as exc:
+            if not self._closing:  # SQL answers every search meanwhile
+                log.warning("the search bitmaps could not be made: %s", exc)
+
+    def _bits_due(self, catalogue: Catalogue | None) -> None:
+        """Make the bitmaps in the background when there are none and the catalogue is filled
+        (after start-up, or after a change they could not follow)."""
+        if catalogue is None or self.bits_from is None or not self._filled or self._closing:
+            return
+        if catalogue.bits.state() is not None or catalogue.bits.building:
+            return
+        if self._bits_thread is not None and self._bits_thread.is_alive():
+            return
+        catalogue.bits.dense_from = self.bits_from
+        self._bits_thread = threading.Thread(target=self._build_bits, args=(catalogue,),
+                                             name="cms-search-bits", daemon=True)
+        self._bits_thread.start()
+
+    def search_bits_settled(self) -> Catalogue | None:
+        """Wait until a build of the search bitmaps under way is done; the catalogue."""
+        thread = self._bits_thread
+        if thread is not None:
+            thread.join()
+        return self._catalogue
 
     def _renew(self, error: Exception, failed: Catalogue | None) -> bool:
         """Replace the catalogue that failed with an empty one; whether there is one to use.

@@ -9,6 +9,7 @@ any, and a common word matches most of a large catalogue.
 
 from __future__ import annotations
 
+import bisect
 import re
 import sqlite3
 from collections.abc import Generator, Iterator
@@ -21,6 +22,7 @@ from msgspec import Struct
 from .. import urlsafe
 from ..errors import BadRequest
 from .card import Card
+from .search_bits import BLOCK, SearchBits, count, generation_of, walk
 
 SortKey = Literal["relevance", "published", "-published", "title", "-title", "panel_ship",
                   "-panel_ship"]
@@ -69,7 +71,8 @@ class Words(Struct, frozen=True):
     begun: str  # the same, with the last word also as a beginning where that applies
 
 
-def match_words(q: str | None) -> Words | None:
+def typed_words(q: str | None) -> tuple[list[str], bool] | None:
+    """The words searched for, as typed, and whether the last is also a beginning."""
     typed = _WORD.findall(q or "")
     if not typed:
         return None
@@ -77,14 +80,30 @@ def match_words(q: str | None) -> Words | None:
     last = typed[-1]
     before = [word for word in dict.fromkeys(typed) if word != last]
     words = [*before[: MAX_WORDS - 1], last]
-    exact = " AND ".join(f'"{word}"' for word in words)
     assert q is not None
-    if len(words[-1]) >= PREFIX_FROM and not q[-1].isspace():
-        return Words(exact=exact, begun=f"{exact}*")
-    return Words(exact=exact, begun=exact)
+    return words, len(words[-1]) >= PREFIX_FROM and not q[-1].isspace()
 
 
-def page(db: sqlite3.Connection, query: Query) -> Page:
+def match_words(q: str | None) -> Words | None:
+    found = typed_words(q)
+    if found is None:
+        return None
+    words, begun = found
+    exact = " AND ".join(f'"{word}"' for word in words)
+    return Words(exact=exact, begun=f"{exact}*" if begun else exact)
+
+
+def page(db: sqlite3.Connection, query: Query, bits: SearchBits | None = None, *,
+         only_bits: bool = False) -> Page | None:
+    """A page of the list; from the common words' bitmaps when they can answer it (None, with
+    ``only_bits``, when they cannot)."""
+    if bits is not None and query.q and not (query.tool or query.category or query.verdict) \
+            and query.sort in (None, "relevance"):
+        found = _from_bits(db, bits, query)
+        if found is not None or only_bits:
+            return found
+    elif only_bits:
+        return None
     words = match_words(query.q)
     sort = query.sort or ("relevance" if words else "-published")
     if sort == "relevance" and words is None:
@@ -225,6 +244,61 @@ def _by_relevance(db: sqlite3.Connection, query: Query, words: Words, where: lis
     cursor = None
     if len(found) > query.limit:
         part_number, row_id, _blob, _card = found[query.limit - 1]
+        cursor = _encode_cursor(["relevance", part_number, row_id])
+    return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
+
+
+def _from_bits(db: sqlite3.Connection, bits: SearchBits, query: Query) -> Page | None:
+    """``_count_matches`` and ``_by_relevance`` for a search with no filters, from bitmaps: the
+    same rows in the same order, or None when a word is not in them."""
+    typed = typed_words(query.q)
+    state = bits.state()
+    if typed is None or state is None:
+        return None
+    words, begun = typed
+    words = [word.lower() for word in words]
+    if not all(word.isascii() for word in words):
+        return None
+    parts = [bits.matches(state, number, words, begun and kind == "begun")
+             for number, (_part, kind) in enumerate(_PARTS)]
+    if generation_of(db) != state.generation:
+        return None  # the bitmaps are of other rows than this transaction reads
+    matched = [found.lists for found in parts if found is not None]
+    if len(matched) != len(parts):
+        return None
+    blocks = -(-len(state.ids) // BLOCK)
+    counted = count([matched[1], matched[2]], blocks, COUNTED)
+    total, exact = min(counted, COUNTED), counted <= COUNTED
+    start, below = 0, None
+    if query.cursor:
+        start, below = _decode_relevance_cursor(query.cursor)
+    if total == 0:
+        return Page(items=[], next_cursor=None, total=0)
+    wanted = query.limit + 1
+    found: list[tuple[int, int]] = []  # part, id
+    for number in range(start, len(_PARTS)):
+        # Past a cursor, a part leaves out what the part before it matched; from the top, what
+        # every part before it did (they were shown whole).
+        without = (matched[number - 1 : number] if query.cursor else matched[:number])
+        limit = len(state.ids)
+        if number == start and below is not None:
+            limit = bisect.bisect_left(state.ids, below)
+        for position in walk(matched[number], without, limit):
+            found.append((number, state.ids[position]))
+            if len(found) == wanted:
+                break
+        if len(found) == wanted:
+            break
+    shown = found[: query.limit]
+    rows = {int(number): (blob, card) for number, blob, card in db.execute(
+        f"SELECT id, blob, card FROM comparisons WHERE id IN ({','.join('?' * len(shown))})",
+        [number for _part, number in shown])} if shown else {}
+    if len(rows) != len(shown):
+        return None
+    items = [_listed(*rows[number]) for _part, number in shown]
+    cursor = None
+    if len(found) > query.limit:
+        part_number, row_id = found[query.limit - 1]
         cursor = _encode_cursor(["relevance", part_number, row_id])
     return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
 

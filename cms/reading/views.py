@@ -12,6 +12,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
+import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from ..content.model import (
@@ -96,6 +97,15 @@ class ComparisonList(Struct, kw_only=True):
     next_cursor: str | None
     # Every match of a list; of a search, at most 1,000, with `total_exact` false when more
     # matched (counting them all would cost what listing them all does).
+    total: int
+    total_exact: bool = True
+
+
+class EncodedList(Struct, kw_only=True):
+    """A ``ComparisonList`` whose entries are encoded already: the same bytes, for less work."""
+
+    items: list[msgspec.Raw]
+    next_cursor: str | None
     total: int
     total_exact: bool = True
 

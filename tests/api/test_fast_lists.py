@@ -150,3 +150,25 @@ def test_what_this_layer_takes_is_what_the_document_says_the_list_takes(client: 
         taken[name] = {"type": "string", "enum": sorted(choices)}
     taken["limit"] = {"type": "integer", "minimum": 1.0, "maximum": float(fast_lists._LIMIT_MAX)}
     assert documented == taken
+
+
+def test_a_search_the_bitmaps_answer_is_answered_on_the_event_loop_as_the_route_would(
+        client: Client) -> None:
+    services = client.app.state.services
+    services.index.bits_from = 1  # every word gets a bitmap
+    ready(client)
+    assert services.index.search_bits_settled().bits.state() is not None
+    assert client.get("/health").json()["search_ready"]
+    lists = fast(client)
+    for asked in ("q=claude", "q=lang", "q=langgraph%20crewai&limit=1", "q=the+agent&limit=2"):
+        routed = client.get(f"/api/comparisons?{asked}&also=1")
+        services.bodies.clear()
+        services.summaries.clear()
+        before = lists.quick
+        answered = client.get(f"/api/comparisons?{asked}")
+        assert lists.quick == before + 1, asked
+        assert comparable(answered) == comparable(routed), asked
+    # A filter is SQL's, in a thread.
+    before = lists.quick
+    assert client.get("/api/comparisons?q=lang&category=developer%20tools").status_code == 200
+    assert lists.quick == before

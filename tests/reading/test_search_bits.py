@@ -1,0 +1,198 @@
+"""The common words' bitmaps answer a search exactly as SQL does: the same rows, order, counts
+and cursors, while publications come and go, across a restart, and not when they cannot."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from cms.config import Settings
+from cms.content import codec
+from cms.reading import listing
+from cms.reading.catalogue import Catalogue
+from cms.reading.index import PublishedIndex, Query
+from cms.reading.search_bits import generation_of
+from cms.store.documents import Documents
+
+from .test_index import commit_on_main, store
+from .test_search import index, variant
+
+__all__ = ["index"]  # the fixture, for pytest
+
+
+def settled(index: PublishedIndex) -> Catalogue:
+    catalogue = index.search_bits_settled()
+    assert catalogue is not None
+    return catalogue
+
+
+@pytest.fixture
+def bits(index: PublishedIndex) -> Iterator[PublishedIndex]:
+    """The search fixture's catalogue with a bitmap for every word."""
+    index.bits_from = 1
+    index.fill()
+    assert settled(index).bits.state() is not None
+    yield index
+    index.close()
+
+
+def vocabulary(index: PublishedIndex) -> list[str]:
+    words: set[str] = set()
+    for item in index.query(Query(limit=100)).items:
+        entry = index.get(item.slug)
+        assert entry is not None
+        words |= set(re.findall(r"[a-z0-9]+", codec.encode(entry.comparison).lower()))
+    return sorted(words)
+
+
+def queries(words: list[str]) -> Iterator[Query]:
+    """Single words, beginnings, pairs and a word followed by a space, in a few page sizes."""
+    for number, word in enumerate(words):
+        other = words[(number * 7 + 3) % len(words)]
+        for q in (word, word[:3], word[:4], f"{other} {word}", f"{word} {other[:5]}",
+                  f"{word} ", f"{word.upper()} {other}"):
+            yield Query(q=q, limit=1 + number % 3)
+
+
+def agree(index: PublishedIndex, query: Query) -> bool:
+    """Both answers to a query, and every page after it, are the same; whether the bitmaps
+    answered the first."""
+    catalogue = index.search_bits_settled()
+    assert catalogue is not None
+    answered = None
+    while True:
+        with catalogue.reading() as db:
+            fast = listing.page(db, query, catalogue.bits, only_bits=True)
+            slow = listing.page(db, query)
+        assert slow is not None
+        if fast is not None:
+            assert fast == slow, query
+        if answered is None:
+            answered = fast is not None
+        if slow.next_cursor is None:
+            return answered
+        query = msgspec.structs.replace(query, cursor=slow.next_cursor)
+
+
+def test_every_search_of_the_bitmaps_is_what_sql_answers(bits: PublishedIndex) -> None:
+    words = vocabulary(bits)
+    assert len(words) > 100
+    asked = list(queries(words))
+    answered = [agree(bits, query) for query in asked]
+    # Every word has a bitmap here: only words outside plain ASCII go to SQL.
+    assert all(answered)
+    assert any(bits.query(query).total > 1 for query in asked)
+
+
+def test_the_bitmaps_follow_publications_changes_and_removals(bits: PublishedIndex) -> None:
+    documents: Documents = bits.documents
+    base = bits.get("in-the-body")
+    assert base is not None
+    newest = variant(base.comparison, "newest-zephyr", days=1000, title="Zephyr once more",
+                     body="A tramontane and a zephyr.")
+    commit_on_main(documents, {documents.layout.path(newest.slug):
+                               codec.encode(newest).encode()})
+    builds = settled(bits).bits.builds
+    bits.refresh(now=10**9)
+    assert [item.slug for item in bits.query(Query(q="tramontane")).items] == ["newest-zephyr"]
+    changed = msgspec.structs.replace(base.comparison, body="Now it speaks of sirocco.")
+    commit_on_main(documents, {documents.layout.path("in-the-body"):
+                               codec.encode(changed).encode(),
+                               documents.layout.path("in-the-title"): None})
+    bits.refresh(now=2 * 10**9)
+    bits.fill()
+    catalogue = settled(bits)
+    assert catalogue.bits.builds == builds  # followed, not made anew
+    state = catalogue.bits.state()
+    assert state is not None
+    with catalogue.reading() as db:
+        assert state.generation == generation_of(db)
+    for q in ("zephyr", "zeph", "against", "zephyr plain"):
+        assert agree(bits, Query(q=q))
+    # Words no comparison held when the bitmaps were made are rare to them until the next
+    # build, however many comparisons take them up: SQL answers those.
+    for q in ("sirocco", "tramontane zephyr", "speaks"):
+        assert not agree(bits, Query(q=q))
+    assert [item.slug for item in bits.query(Query(q="sirocco")).items] == ["in-the-body"]
+    assert "in-the-title" not in [item.slug for item in bits.query(Query(q="zephyr")).items]
+    for query in queries(vocabulary(bits)):
+        agree(bits, query)
+
+
+def test_an_older_publication_makes_the_bitmaps_anew(bits: PublishedIndex) -> None:
+    documents: Documents = bits.documents
+    base = bits.get("in-the-body")
+    assert base is not None
+    builds = settled(bits).bits.builds
+    older = variant(base.comparison, "oldest-zephyr", days=-30, body="An ancient zephyr.")
+    commit_on_main(documents, {documents.layout.path(older.slug): codec.encode(older).encode()})
+    bits.refresh(now=10**9)
+    # Positions are in row order: a row older than the newest cannot be put in place, and
+    # SQL answers until the bitmaps are made again.
+    assert bits.query(Query(q="zephyr ancient")).items[0].slug == "oldest-zephyr"
+    catalogue = settled(bits)
+    assert catalogue.bits.builds == builds + 1
+    assert agree(bits, Query(q="zephyr ancient"))
+    assert agree(bits, Query(q="zephyr", limit=2))
+
+
+def test_the_bitmaps_are_kept_for_the_next_start_while_they_are_of_its_rows(
+        settings: Settings, bits: PublishedIndex) -> None:
+    expected = bits.query(Query(q="zephyr", limit=2))
+    bits.close()
+    again = PublishedIndex(store(settings), settings.data)
+    again.bits_from = 1
+    again.load()
+    again.fill()
+    catalogue = settled(again)
+    assert catalogue.bits.builds == 0  # taken from the file
+    assert catalogue.bits.state() is not None
+    assert again.query(Query(q="zephyr", limit=2)) == expected
+    assert agree(again, Query(q="zephyr", limit=2))
+    # Rows the saved bitmaps do not know of: made anew rather than taken.
+    base = again.get("in-the-body")
+    assert base is not None
+    newer = variant(base.comparison, "newer-zephyr", days=1000, body="A newer zephyr.")
+    again.close()
+    documents = store(settings)
+    commit_on_main(documents, {documents.layout.path(newer.slug): codec.encode(newer).encode()})
+    third = PublishedIndex(documents, settings.data)
+    third.bits_from = 1
+    third.load()
+    third.fill()
+    assert settled(third).bits.builds == 1
+    assert agree(third, Query(q="newer zephyr"))
+    assert third.query(Query(q="zephyr newer")).items[0].slug == "newer-zephyr"
+    third.close()
+
+
+def test_a_rare_word_is_left_to_sql(index: PublishedIndex) -> None:
+    index.bits_from = 2  # "earlier" is in one comparison only
+    index.fill()
+    catalogue = settled(index)
+    with catalogue.reading() as db:
+        assert listing.page(db, Query(q="zephyr earlier"), catalogue.bits, only_bits=True) is None
+        assert listing.page(db, Query(q="plain "), catalogue.bits, only_bits=True) is not None
+        # A beginning that a rare word shares is left to SQL as well.
+        assert listing.page(db, Query(q="zephyr earl"), catalogue.bits, only_bits=True) is None
+    assert [item.slug for item in index.query(Query(q="zephyr earlier")).items] == [
+        "older-in-the-body"]
+    assert index.quick_query(Query(q="zephyr earlier")) is None
+    assert index.quick_query(Query(q="zephyr", category="weather")) is None  # filters: SQL
+    index.close()
+
+
+def test_a_catalogue_without_bitmaps_says_search_is_ready_only_once_they_are_made(
+        settings: Settings, repo_path: Path) -> None:
+    index = PublishedIndex(store(settings), settings.data)
+    index.bits_from = 1
+    index.load()
+    assert not index.search_ready
+    index.fill()
+    settled(index)
+    assert index.search_ready
+    index.close()
