@@ -30,7 +30,7 @@ import msgspec
 
 from ..content.model import Comparison
 from .card import card_of, keys_of, row_number, search_text
-from .search_bits import Change, SearchBits, generation_of
+from .search_bits import Change, SearchBits, generation_of, stamp_of
 
 log = logging.getLogger("cms")
 
@@ -215,13 +215,14 @@ class Catalogue:
             # Every transaction is numbered, so that a reader knows whether the bitmaps in
             # memory are of the rows it reads.
             generation = generation_of(db) + 1
+            stamp = f"{generation} {secrets.token_hex(8)}"
             writer = Writer(db)
             yield writer
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (stamp,))
         if writer.cleared:
             self.bits.drop()
         else:
-            self.bits.apply(generation, writer.changes)
+            self.bits.apply(generation, stamp, writer.changes)
 
     def build_bits(self) -> None:
         """Make the common words' bitmaps from the rows as they are (seconds at 100,000
@@ -242,10 +243,10 @@ class Catalogue:
         db = _connect(self.path)
         try:
             identity = _identity_of(db)
-            generation = generation_of(db)
+            stamp = stamp_of(db)
         finally:
             db.close()
-        return identity is not None and self.bits.load(self.bits_path, identity, generation)
+        return identity is not None and self.bits.load(self.bits_path, identity, stamp)
 
     def save_bits(self) -> None:
         """Keep the bitmaps beside the file for the next start (a cache: a failure is only

@@ -41,7 +41,7 @@ from . import shipped
 from .bulk_decode import decode_many, worker_count
 from .card import Card
 from .catalogue import Catalogue, CatalogueError, Writer
-from .listing import SORT_KEYS, Listed, Page, Query, SortKey, page
+from .listing import SORT_KEYS, Listed, Page, Query, SortKey, kept_page, page
 from .search_bits import BuildCancelled
 
 __all__ = ["SORT_KEYS", "Entry", "Listed", "Page", "PublishedIndex", "Query", "SortKey"]
@@ -578,9 +578,7 @@ class PublishedIndex:
         catalogue = self._catalogue
         if catalogue is None or not self._ready:
             return False
-        return self.bits_from is None or catalogue.bits.state() is not None or \
-            (not catalogue.bits.building and self._bits_thread is not None
-             and not self._bits_thread.is_alive())
+        return self.bits_from is None or catalogue.bits.state() is not None
 
     def comparison(self, blob: str) -> Comparison:
         """The comparison a blob holds, from the documents' cache or decoded now."""
@@ -646,6 +644,11 @@ class PublishedIndex:
         catalogue = self._catalogue
         if not self._filled or catalogue is None:
             return None
+        # Filled: every transaction of the catalogue for main as followed is in, and the
+        # bitmaps followed each one (or there are none), so rows kept for them are current.
+        found = kept_page(catalogue.bits, query)
+        if found is not None:
+            return found
         try:
             with catalogue.reading() as db:
                 return page(db, query, catalogue.bits, only_bits=True)
@@ -657,9 +660,14 @@ class PublishedIndex:
         if compacting is not None:
             compacting.join()  # the merged index is the quicker to read
         try:
-            if not catalogue.load_bits():
+            if catalogue.load_bits():
+                return
+            # A row older than the newest that came in during a build leaves none: again.
+            for _attempt in range(3):
                 catalogue.build_bits()
-                catalogue.save_bits()
+                if catalogue.bits.state() is not None or self._closing:
+                    break
+            catalogue.save_bits()
         except BuildCancelled:
             pass
         except (OSError, sqlite3.DatabaseError, CatalogueError) as exc:

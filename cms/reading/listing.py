@@ -14,7 +14,7 @@ import re
 import sqlite3
 from collections.abc import Generator, Iterator
 from contextlib import closing
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 from msgspec import Struct
@@ -22,7 +22,7 @@ from msgspec import Struct
 from .. import urlsafe
 from ..errors import BadRequest
 from .card import Card
-from .search_bits import BLOCK, SearchBits, count, generation_of, walk
+from .search_bits import BLOCK, ROWS_KEPT, SearchBits, count, generation_of, walk
 
 SortKey = Literal["relevance", "published", "-published", "title", "-title", "panel_ship",
                   "-panel_ship"]
@@ -248,9 +248,11 @@ def _by_relevance(db: sqlite3.Connection, query: Query, words: Words, where: lis
     return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
 
 
-def _from_bits(db: sqlite3.Connection, bits: SearchBits, query: Query) -> Page | None:
+def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, query: Query) -> Page | None:
     """``_count_matches`` and ``_by_relevance`` for a search with no filters, from bitmaps: the
-    same rows in the same order, or None when a word is not in them."""
+    same rows in the same order, or None when a word is not in them. Without ``db``, only
+    when every row shown was read before for the same transaction: the caller knows the
+    bitmaps are of the catalogue's last one."""
     typed = typed_words(query.q)
     state = bits.state()
     if typed is None or state is None:
@@ -261,7 +263,7 @@ def _from_bits(db: sqlite3.Connection, bits: SearchBits, query: Query) -> Page |
         return None
     parts = [bits.matches(state, number, words, begun and kind == "begun")
              for number, (_part, kind) in enumerate(_PARTS)]
-    if generation_of(db) != state.generation:
+    if db is not None and generation_of(db) != state.generation:
         return None  # the bitmaps are of other rows than this transaction reads
     matched = [found.lists for found in parts if found is not None]
     if len(matched) != len(parts):
@@ -289,18 +291,37 @@ def _from_bits(db: sqlite3.Connection, bits: SearchBits, query: Query) -> Page |
                 break
         if len(found) == wanted:
             break
-    shown = found[: query.limit]
-    rows = {int(number): (blob, card) for number, blob, card in db.execute(
-        f"SELECT id, blob, card FROM comparisons WHERE id IN ({','.join('?' * len(shown))})",
-        [number for _part, number in shown])} if shown else {}
-    if len(rows) != len(shown):
-        return None
-    items = [_listed(*rows[number]) for _part, number in shown]
+    shown = [number for _part, number in found[: query.limit]]
+    kept = cast(dict[int, Listed], state.rows)
+    missing = [number for number in shown if number not in kept]
+    if missing:
+        if db is None:
+            return None
+        read = {int(number): _listed(blob, card) for number, blob, card in db.execute(
+            f"SELECT id, blob, card FROM comparisons WHERE id IN ({','.join('?' * len(missing))})",
+            missing)}
+        if len(read) != len(missing):
+            return None
+        if len(kept) + len(read) > ROWS_KEPT:
+            kept.clear()
+        kept.update(read)
+        items = [kept.get(number) or read[number] for number in shown]
+    else:
+        items = [kept[number] for number in shown]
     cursor = None
     if len(found) > query.limit:
         part_number, row_id = found[query.limit - 1]
         cursor = _encode_cursor(["relevance", part_number, row_id])
     return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
+
+
+def kept_page(bits: SearchBits, query: Query) -> Page | None:
+    """A search the bitmaps answer with rows read before, without the catalogue; None when it
+    needs the catalogue. Only for a caller that knows the bitmaps are of its last transaction."""
+    if not query.q or query.tool or query.category or query.verdict or \
+            query.sort not in (None, "relevance"):
+        return None
+    return _from_bits(None, bits, query)
 
 
 def _walk(db: sqlite3.Connection, part: str, expression: str, where: list[str],

@@ -44,6 +44,8 @@ _BEGINNING_KEPT = 12
 _BEGINNING_FROM = 3
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _MEMO_ENTRIES = 4096
+_DIGEST = 32
+ROWS_KEPT = 4096
 _ONE = ord("1")
 
 Blocks = tuple[int, ...]
@@ -62,10 +64,14 @@ class Change(NamedTuple):
 
 class _State(NamedTuple):
     generation: int  # the catalogue transaction these bitmaps reflect
+    stamp: str  # and that transaction's stamp (see ``stamp_of``)
     ids: list[int]  # the row id at each position, ascending; never changed once in a state
     alive: Blocks  # positions that hold a row now
     words: tuple[dict[str, Blocks], ...]  # by part: word -> its rows
     memo: dict[tuple[int, str], Blocks | None]  # beginnings, by part, once combined
+    # Rows read for searches at this transaction, by id, for the next searches: what a list
+    # shows of them (``listing.Listed``), which this module does not need to know.
+    rows: dict[int, object]
 
 
 class Lookup(NamedTuple):
@@ -80,7 +86,7 @@ class SearchBits:
         self._state: _State | None = None
         self._lock = threading.Lock()  # the writer's side: applying, building
         self._building = False
-        self._pending: list[tuple[int, list[Change]]] = []
+        self._pending: list[tuple[int, str, list[Change]]] = []
         self._where: dict[int, int] = {}  # row id -> position (the writer's alone)
         self._scrub: set[int] = set()  # positions whose row went: their bits are stale
         # Hashes of the words (and of their beginnings) too rare for a bitmap, sorted; they
@@ -182,9 +188,9 @@ class SearchBits:
             self._where, self._scrub = where, scrub
             self._rare, self._rare_beginnings = rare, beginnings
             state: _State | None = built
-            for generation, changes in self._pending:
+            for generation, stamp, changes in self._pending:
                 if state is not None and generation > state.generation:
-                    state = self._applied(state, generation, changes)
+                    state = self._applied(state, generation, stamp, changes)
             self._state = state
             self._pending.clear()
             self._building = False
@@ -193,6 +199,7 @@ class SearchBits:
     def _made(self, db: sqlite3.Connection) -> tuple[
             _State, dict[int, int], set[int], tuple[array[int], ...],
             tuple[array[int], ...]]:
+        stamp = stamp_of(db)
         generation = generation_of(db)
         ids = [int(row) for (row,) in db.execute("SELECT id FROM comparisons ORDER BY id")]
         where = {row: position for position, row in enumerate(ids)}
@@ -218,27 +225,28 @@ class SearchBits:
             rare.append(array("q", sorted(rare_hashes)))
             beginnings.append(array("q", sorted(_beginnings_of_hashes(
                 db, part, self.dense_from))))
-        state = _State(generation, ids, alive, tuple(words), {})
+        state = _State(generation, stamp, ids, alive, tuple(words), {}, {})
         return state, where, set(), tuple(rare), tuple(beginnings)
 
-    def apply(self, generation: int, changes: list[Change]) -> None:
+    def apply(self, generation: int, stamp: str, changes: list[Change]) -> None:
         """Follow a committed transaction of the catalogue's writer."""
         with self._lock:
             if self._building:
-                self._pending.append((generation, changes))
+                self._pending.append((generation, stamp, changes))
                 return
             state = self._state
             if state is None:
                 return
             try:
-                self._state = self._applied(state, generation, changes)
+                self._state = self._applied(state, generation, stamp, changes)
             except (sqlite3.Error, MemoryError) as exc:
                 # The catalogue's transaction is in: only the bitmaps are behind, and SQL
                 # answers until they are made again.
                 log.warning("the search bitmaps cannot follow the catalogue: %s", exc)
                 self._state = None
 
-    def _applied(self, state: _State, generation: int, changes: list[Change]) -> _State | None:
+    def _applied(self, state: _State, generation: int, stamp: str,
+                 changes: list[Change]) -> _State | None:
         """The state after a transaction; None when it cannot follow (a row older than the
         newest came in: positions are in id order), so that SQL answers until a new build."""
         if state.generation != generation - 1:
@@ -279,7 +287,7 @@ class SearchBits:
                             part[word] = _with(having, position, True)
                         else:
                             self._note_rare(number, word)
-        return _State(generation, ids, tuple(alive), tuple(words), {})
+        return _State(generation, stamp, ids, tuple(alive), tuple(words), {}, {})
 
     def _note_rare(self, part: int, word: str) -> None:
         _insert(self._rare[part], _hash(word))
@@ -315,7 +323,7 @@ class SearchBits:
             if state is None:
                 return False
             saved = _Saved(
-                catalogue=catalogue, generation=state.generation, dense_from=self.dense_from,
+                catalogue=catalogue, stamp=state.stamp, dense_from=self.dense_from,
                 ids=array("q", state.ids).tobytes(), alive=_bytes_of(state.alive),
                 words=[{word: _bytes_of(blocks) for word, blocks in part.items()}
                        for part in state.words],
@@ -323,31 +331,37 @@ class SearchBits:
                 rare_beginnings=[values.tobytes() for values in self._rare_beginnings],
                 scrub=sorted(self._scrub))
         temporary = path.with_name(path.name + ".new")
+        payload = msgspec.msgpack.encode(saved)
         with temporary.open("wb") as file:
-            file.write(msgspec.msgpack.encode(saved))
+            file.write(hashlib.blake2b(payload, digest_size=_DIGEST).digest())
+            file.write(payload)
             file.flush()
             os.fsync(file.fileno())
         temporary.replace(path)
         return True
 
-    def load(self, path: Path, catalogue: str, generation: int) -> bool:
-        """Take the bitmaps saved at ``path`` if they are of this catalogue at ``generation``
-        and of the same ``dense_from``; whether they were."""
+    def load(self, path: Path, catalogue: str, stamp: str) -> bool:
+        """Take the bitmaps saved at ``path`` if they are whole and of this catalogue at the
+        transaction ``stamp`` names, made with the same ``dense_from``; whether they were."""
         try:
-            saved = msgspec.msgpack.decode(path.read_bytes(), type=_Saved)
-        except (OSError, msgspec.DecodeError):
+            raw = path.read_bytes()
+            digest, payload = raw[:_DIGEST], raw[_DIGEST:]
+            if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != digest:
+                return False  # damaged, or cut short
+            saved = msgspec.msgpack.decode(payload, type=_Saved)
+            if (saved.catalogue, saved.stamp, saved.dense_from) != \
+                    (catalogue, stamp, self.dense_from) or len(saved.words) != len(_PARTS):
+                return False
+            ids = _hashes_from(saved.ids)
+            count = len(ids)
+            state = _State(generation_from(stamp), stamp, ids.tolist(),
+                           _blocks_from(saved.alive, count),
+                           tuple({word: _blocks_from(raw, count) for word, raw in part.items()}
+                                 for part in saved.words), {}, {})
+            rare = tuple(_hashes_from(raw) for raw in saved.rare)
+            beginnings = tuple(_hashes_from(raw) for raw in saved.rare_beginnings)
+        except (OSError, ValueError, msgspec.DecodeError):
             return False
-        if (saved.catalogue, saved.generation, saved.dense_from) != \
-                (catalogue, generation, self.dense_from) or len(saved.words) != len(_PARTS):
-            return False
-        ids = array("q")
-        ids.frombytes(saved.ids)
-        count = len(ids)
-        state = _State(generation, ids.tolist(), _blocks_from(saved.alive, count),
-                       tuple({word: _blocks_from(raw, count) for word, raw in part.items()}
-                             for part in saved.words), {})
-        rare = tuple(_hashes_from(raw) for raw in saved.rare)
-        beginnings = tuple(_hashes_from(raw) for raw in saved.rare_beginnings)
         with self._lock:
             if self._building or self._state is not None:
                 return False
@@ -366,8 +380,8 @@ class SearchBits:
 
 
 class _Saved(msgspec.Struct, array_like=True):
-    catalogue: str  # the catalogue file's own id (see ``identity_of``)
-    generation: int
+    catalogue: str  # the catalogue file's own id (its meta table's identity)
+    stamp: str
     dense_from: int
     ids: bytes
     alive: bytes
@@ -377,9 +391,19 @@ class _Saved(msgspec.Struct, array_like=True):
     scrub: list[int]
 
 
-def generation_of(db: sqlite3.Connection) -> int:
+def stamp_of(db: sqlite3.Connection) -> str:
+    """The catalogue's last transaction: its number, and a random part that no other
+    transaction shares (after a crash that lost commits, the same number may come again)."""
     row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-    return int(row[0]) if row is not None else 0
+    return str(row[0]) if row is not None else "0"
+
+
+def generation_of(db: sqlite3.Connection) -> int:
+    return generation_from(stamp_of(db))
+
+
+def generation_from(stamp: str) -> int:
+    return int(stamp.split(" ", 1)[0])
 
 
 def walk(lists: list[Blocks], without: list[list[Blocks]], below: int) -> Iterator[int]:

@@ -3,7 +3,9 @@ and cursors, while publications come and go, across a restart, and not when they
 
 from __future__ import annotations
 
+import hashlib
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,4 +197,84 @@ def test_a_catalogue_without_bitmaps_says_search_is_ready_only_once_they_are_mad
     index.fill()
     settled(index)
     assert index.search_ready
+    index.close()
+
+
+def saved_bits(settings: Settings, bits: PublishedIndex) -> Path:
+    expected = bits.query(Query(q="zephyr", limit=2))
+    bits.close()
+    path = settings.data / "catalogue-0.sqlite.bits"
+    assert path.is_file()
+    assert expected.items
+    return path
+
+
+def reopened(settings: Settings) -> tuple[PublishedIndex, Catalogue]:
+    index = PublishedIndex(store(settings), settings.data)
+    index.bits_from = 1
+    index.load()
+    index.fill()
+    return index, settled(index)
+
+
+def test_bitmaps_saved_at_a_transaction_number_that_came_again_are_not_taken(
+        settings: Settings, bits: PublishedIndex) -> None:
+    saved_bits(settings, bits)
+    # After a crash that lost the catalogue's last commits, other commits can bring it to the
+    # same number: the transaction's random part tells them apart.
+    catalogue_file = settings.data / "catalogue-0.sqlite"
+    db = sqlite3.connect(catalogue_file)
+    number = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+    db.execute("UPDATE meta SET value = ? WHERE key = 'generation'",
+               (number.split()[0] + " another",))
+    db.commit()
+    db.close()
+    again, catalogue = reopened(settings)
+    assert catalogue.bits.builds == 1
+    assert agree(again, Query(q="zephyr", limit=2))
+    again.close()
+
+
+@pytest.mark.parametrize("damage", ["flipped", "cut short", "odd length"])
+def test_damaged_bitmaps_are_made_anew_not_taken(settings: Settings, bits: PublishedIndex,
+                                                  damage: str) -> None:
+    path = saved_bits(settings, bits)
+    raw = bytearray(path.read_bytes())
+    if damage == "flipped":
+        raw[len(raw) // 2] ^= 0x10
+    elif damage == "cut short":
+        del raw[len(raw) // 3:]
+    else:  # whole, with a digest that fits, but not something this code wrote
+        payload = msgspec.msgpack.decode(bytes(raw[32:]))
+        payload[3] += b"\x01"  # the row ids, no longer whole numbers of eight bytes
+        body = msgspec.msgpack.encode(payload)
+        raw = bytearray(hashlib.blake2b(body, digest_size=32).digest() + body)
+    path.write_bytes(bytes(raw))
+    again, catalogue = reopened(settings)
+    assert catalogue.bits.builds == 1
+    assert catalogue.bits.state() is not None
+    assert agree(again, Query(q="zephyr", limit=2))
+    again.close()
+
+
+def test_a_build_that_could_not_follow_is_made_again_and_search_waits_for_it(
+        index: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    index.bits_from = 1
+    made: list[int] = []
+
+    def build_once_lost(self: Catalogue) -> None:
+        original(self)
+        made.append(1)
+        if len(made) == 1:  # as when a row older than the newest came in meanwhile
+            self.bits.drop()
+
+    original = Catalogue.build_bits
+    monkeypatch.setattr(Catalogue, "build_bits", build_once_lost)
+    index.fill()
+    catalogue = settled(index)
+    assert len(made) == 2
+    assert catalogue.bits.state() is not None
+    assert index.search_ready
+    catalogue.bits.drop()
+    assert not index.search_ready  # SQL answers: slower, and /health says so
     index.close()
