@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Litestar, MediaType, get
 from litestar.datastructures import State
@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from ..config import Settings
 from ..errors import CmsError
@@ -45,9 +45,10 @@ class Health(Struct):
     head: str | None
     # False while comparisons are still being decoded after start-up; list queries wait for it.
     index_ready: bool
-    # False while the bitmaps of common search words are made after a start (seconds at
-    # 100,000 comparisons); searches are answered meanwhile, more slowly.
-    search_ready: bool
+    search_ready: Annotated[bool, Meta(description=(
+        "False while the bitmaps of words many comparisons hold are taken in or made after a "
+        "start (seconds at 100,000 comparisons); searches are answered meanwhile, more "
+        "slowly"))]
 
 
 @get("/health", sync_to_thread=False, tags=["health"], media_type=MediaType.JSON)

@@ -74,6 +74,7 @@ class FastLists:
         self.answered = 0  # lists answered here
         self.routed = 0  # lists taken here that went on to the route after all
         self.quick = 0  # of those answered, how many on the event loop (from the bitmaps)
+        self.quick_failed = 0
 
     def wrapping(self, app: ASGIApp) -> ASGIApp:
         async def fast(scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,9 +104,11 @@ class FastLists:
             answer = list_answer(self.services, query, tag, wait=0.0, quick=True)
         except (CmsError, CatalogueError):
             answer = None  # the thread's attempt meets it again, and tells the route
-        except Exception as exc:
+        except Exception:
             answer = None
-            log.warning("a quick list failed with %s: %s", type(exc).__name__, exc)
+            self.quick_failed += 1
+            if self.quick_failed == 1:  # a fault of this layer: once in the log, not per request
+                log.warning("a quick list failed; lists go to a thread", exc_info=True)
         if answer is not None:
             await _send(answer, send)
             self.answered += 1

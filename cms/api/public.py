@@ -127,7 +127,14 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
     fingerprint = hashlib.sha1(repr(query).encode(), usedforsecurity=False).hexdigest()[:16]
     for attempt in range(1, _ATTEMPTS + 1):
         head = index.head
-        pending = live_pending(services, head)
+        if quick:
+            # No walk of git on the event loop: a head not seen yet is the thread's.
+            known = services.vote_folder.live.pending_known(head)
+            if known is None:
+                return None
+            pending = known
+        else:
+            pending = live_pending(services, head)
         # The list shows live tallies: main's commit and exactly which votes are added to it.
         tag = etag(f"{head or 'empty'}-{pending.through}-{pending.seen}-{fingerprint}", weak=True)
         headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}

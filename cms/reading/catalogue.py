@@ -110,6 +110,8 @@ class Catalogue:
         # The common words' bitmaps, made once the catalogue is filled (``build_bits``) and
         # following every transaction of the writer from then on.
         self.bits = SearchBits()
+        # The stamp of the last transaction committed (see ``search_bits.stamp_of``).
+        self.committed = stamp_of(self._writer) if self._has_meta() else "0"
 
     @classmethod
     def open(cls, folder: Path, fingerprint: str) -> Catalogue:
@@ -176,6 +178,10 @@ class Catalogue:
             db.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (self.fingerprint,))
             # Names this file among every catalogue made, for what is saved beside it.
             db.execute("INSERT INTO meta VALUES ('identity', ?)", (secrets.token_hex(16),))
+        self.committed = "0"
+
+    def _has_meta(self) -> bool:
+        return self._meta("fingerprint") is not None
 
     def _meta(self, key: str) -> str | None:
         try:
@@ -219,6 +225,7 @@ class Catalogue:
             writer = Writer(db)
             yield writer
             db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (stamp,))
+        self.committed = stamp
         if writer.cleared:
             self.bits.drop()
         else:
@@ -243,10 +250,10 @@ class Catalogue:
         db = _connect(self.path)
         try:
             identity = _identity_of(db)
-            stamp = stamp_of(db)
+            return identity is not None and self.bits.load(
+                self.bits_path, identity, lambda: stamp_of(db))
         finally:
             db.close()
-        return identity is not None and self.bits.load(self.bits_path, identity, stamp)
 
     def save_bits(self) -> None:
         """Keep the bitmaps beside the file for the next start (a cache: a failure is only
@@ -261,7 +268,7 @@ class Catalogue:
                 db.close()
             if identity is not None:
                 self.bits.save(self.bits_path, identity)
-        except (OSError, sqlite3.DatabaseError) as exc:
+        except Exception as exc:  # a cache: nothing that fails here may keep a close from ending
             log.warning("the search bitmaps could not be saved: %s", exc)
 
     @contextmanager
@@ -350,6 +357,7 @@ class Catalogue:
                 # trigger or view of whoever pushed it).
                 if self._meta("fingerprint") == self.fingerprint and \
                         _schema_of(self._writer) == _expected_schema():
+                    self.committed = stamp_of(self._writer)
                     return True
                 log.warning("the shipped catalogue is not one this code made; it is filled "
                             "from git")
@@ -437,7 +445,7 @@ class Writer:
         for part in SEARCH_PARTS:
             self._db.execute(f"INSERT INTO search_{part} (rowid, text) VALUES (?, ?)",
                              (number, getattr(text, part)))
-        self.changes.append(Change(number, (text.head, text.lead, text.full)))
+        self.changes.append(Change(number, texts=(text.head, text.lead, text.full)))
 
     def add_broken(self, slug: str, blob: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO broken VALUES (?, ?)", (slug, blob))
@@ -459,7 +467,7 @@ class Writer:
                 (number, getattr(text, part)))
         self._db.execute("DELETE FROM tools WHERE comparison = ?", (number,))
         self._db.execute("DELETE FROM comparisons WHERE id = ?", (number,))
-        self.changes.append(Change(number, None))
+        self.changes.append(Change(number, old=(text.head, text.lead, text.full)))
 
     def indexed(self, slug: str) -> str | None:
         """The blob a slug's row was made from, if it has one (broken files too)."""

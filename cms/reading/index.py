@@ -638,22 +638,17 @@ class PublishedIndex:
         raise AssertionError("unreachable")
 
     def quick_query(self, query: Query) -> Page | None:
-        """A page of the list when the common words' bitmaps answer it without waiting for
-        anything (for the event loop); None otherwise, and the query is for ``query``."""
+        """A page of the list when the common words' bitmaps and the rows kept with them
+        answer it, without reading the catalogue or waiting for anything (this is the event
+        loop); None otherwise, and the query is for ``query``, which keeps the rows it reads
+        for the next time."""
         self.refresh()
         catalogue = self._catalogue
         if not self._filled or catalogue is None:
             return None
         # Filled: every transaction of the catalogue for main as followed is in, and the
         # bitmaps followed each one (or there are none), so rows kept for them are current.
-        found = kept_page(catalogue.bits, query)
-        if found is not None:
-            return found
-        try:
-            with catalogue.reading() as db:
-                return page(db, query, catalogue.bits, only_bits=True)
-        except (sqlite3.DatabaseError, CatalogueError):
-            return None  # ``query`` deals with it
+        return kept_page(catalogue.bits, query, catalogue.committed)
 
     def _build_bits(self, catalogue: Catalogue) -> None:
         compacting = self._compacting

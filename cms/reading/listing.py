@@ -22,7 +22,8 @@ from msgspec import Struct
 from .. import urlsafe
 from ..errors import BadRequest
 from .card import Card
-from .search_bits import BLOCK, ROWS_KEPT, SearchBits, count, generation_of, walk
+from .search_bits import BLOCK, ROWS_KEPT, SearchBits, count, stamp_of, walk
+from .search_bits import State as _BitsState
 
 SortKey = Literal["relevance", "published", "-published", "title", "-title", "panel_ship",
                   "-panel_ship"]
@@ -99,7 +100,7 @@ def page(db: sqlite3.Connection, query: Query, bits: SearchBits | None = None, *
     ``only_bits``, when they cannot)."""
     if bits is not None and query.q and not (query.tool or query.category or query.verdict) \
             and query.sort in (None, "relevance"):
-        found = _from_bits(db, bits, query)
+        found = _from_bits(db, bits, bits.state(), query)
         if found is not None or only_bits:
             return found
     elif only_bits:
@@ -248,13 +249,13 @@ def _by_relevance(db: sqlite3.Connection, query: Query, words: Words, where: lis
     return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
 
 
-def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, query: Query) -> Page | None:
+def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsState | None,
+               query: Query) -> Page | None:
     """``_count_matches`` and ``_by_relevance`` for a search with no filters, from bitmaps: the
     same rows in the same order, or None when a word is not in them. Without ``db``, only
     when every row shown was read before for the same transaction: the caller knows the
     bitmaps are of the catalogue's last one."""
     typed = typed_words(query.q)
-    state = bits.state()
     if typed is None or state is None:
         return None
     words, begun = typed
@@ -263,9 +264,9 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, query: Query) ->
         return None
     parts = [bits.matches(state, number, words, begun and kind == "begun")
              for number, (_part, kind) in enumerate(_PARTS)]
-    if db is not None and generation_of(db) != state.generation:
+    if db is not None and stamp_of(db) != state.stamp:
         return None  # the bitmaps are of other rows than this transaction reads
-    matched = [found.lists for found in parts if found is not None]
+    matched = [found for found in parts if found is not None]
     if len(matched) != len(parts):
         return None
     blocks = -(-len(state.ids) // BLOCK)
@@ -293,7 +294,9 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, query: Query) ->
             break
     shown = [number for _part, number in found[: query.limit]]
     kept = cast(dict[int, Listed], state.rows)
-    missing = [number for number in shown if number not in kept]
+    # Other threads add rows and empty the dict meanwhile: each row is looked up once.
+    found_rows = {number: kept.get(number) for number in shown}
+    missing = [number for number, row in found_rows.items() if row is None]
     if missing:
         if db is None:
             return None
@@ -305,9 +308,8 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, query: Query) ->
         if len(kept) + len(read) > ROWS_KEPT:
             kept.clear()
         kept.update(read)
-        items = [kept.get(number) or read[number] for number in shown]
-    else:
-        items = [kept[number] for number in shown]
+        found_rows.update(read)
+    items = [row for row in found_rows.values() if row is not None]
     cursor = None
     if len(found) > query.limit:
         part_number, row_id = found[query.limit - 1]
@@ -315,13 +317,15 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, query: Query) ->
     return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
 
 
-def kept_page(bits: SearchBits, query: Query) -> Page | None:
+def kept_page(bits: SearchBits, query: Query, committed: str) -> Page | None:
     """A search the bitmaps answer with rows read before, without the catalogue; None when it
-    needs the catalogue. Only for a caller that knows the bitmaps are of its last transaction."""
-    if not query.q or query.tool or query.category or query.verdict or \
-            query.sort not in (None, "relevance"):
+    needs the catalogue, or when the bitmaps are not of ``committed``, the stamp of the
+    catalogue's last transaction."""
+    state = bits.state()
+    if state is None or state.stamp != committed or not query.q or query.tool or \
+            query.category or query.verdict or query.sort not in (None, "relevance"):
         return None
-    return _from_bits(None, bits, query)
+    return _from_bits(None, bits, state, query)
 
 
 def _walk(db: sqlite3.Connection, part: str, expression: str, where: list[str],

@@ -27,7 +27,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +44,9 @@ _BEGINNING_KEPT = 12
 _BEGINNING_FROM = 3
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _MEMO_ENTRIES = 4096
+# Rows older than the newest that one transaction may bring in place (each moves every bitmap's
+# rows above it up by one: milliseconds at 100,000 rows); more are made anew.
+_OLDER_FOLLOWED = 16
 _DIGEST = 32
 ROWS_KEPT = 4096
 _ONE = ord("1")
@@ -56,53 +59,57 @@ class BuildCancelled(Exception):
 
 
 class Change(NamedTuple):
-    """A row of the catalogue added (with its search text by part) or removed (``texts`` None)."""
+    """A row of the catalogue added (``texts``, its search text by part) or removed (``old``,
+    the text it was indexed with)."""
 
     row: int
-    texts: tuple[str, str, str] | None
+    texts: tuple[str, str, str] | None = None
+    old: tuple[str, str, str] | None = None
 
 
-class _State(NamedTuple):
+class _Vocabulary(NamedTuple):
+    """What a build found of the words themselves; fixed until the next build."""
+
+    common: tuple[list[str], ...]  # by part: the words with a bitmap, sorted
+    # By part: hashes of the words too rare for a bitmap, and of their beginnings, sorted.
+    rare: tuple[array[int], ...]
+    rare_beginnings: tuple[array[int], ...]
+    # Rare words that came in since, in sets (a check and an addition are each one step, so a
+    # reader on another thread never sees half of one).
+    new_rare: tuple[set[int], ...]
+    new_rare_beginnings: tuple[set[int], ...]
+
+
+class State(NamedTuple):
     generation: int  # the catalogue transaction these bitmaps reflect
     stamp: str  # and that transaction's stamp (see ``stamp_of``)
     ids: list[int]  # the row id at each position, ascending; never changed once in a state
     alive: Blocks  # positions that hold a row now
     words: tuple[dict[str, Blocks], ...]  # by part: word -> its rows
+    vocabulary: _Vocabulary
     memo: dict[tuple[int, str], Blocks | None]  # beginnings, by part, once combined
     # Rows read for searches at this transaction, by id, for the next searches: what a list
     # shows of them (``listing.Listed``), which this module does not need to know.
     rows: dict[int, object]
 
 
-class Lookup(NamedTuple):
-    """What a search needs of one part, or None from ``matches`` when SQL must answer it."""
-
-    lists: list[Blocks]
+_MISSING: Blocks = (-1,)  # not a value a memo holds
 
 
 class SearchBits:
     def __init__(self, dense_from: int = 256) -> None:
         self.dense_from = dense_from
-        self._state: _State | None = None
-        self._lock = threading.Lock()  # the writer's side: applying, building
+        self._state: State | None = None
+        self._lock = threading.Lock()  # the writer's side: applying, building, loading
         self._building = False
+        self._epoch = 0  # moves on ``drop``: a build begun before it is not installed
         self._pending: list[tuple[int, str, list[Change]]] = []
         self._where: dict[int, int] = {}  # row id -> position (the writer's alone)
-        self._scrub: set[int] = set()  # positions whose row went: their bits are stale
-        # Hashes of the words (and of their beginnings) too rare for a bitmap, sorted; they
-        # only grow, so a reader that sees a newer one is sent to SQL once too often at worst.
-        self._rare: tuple[array[int], ...] = tuple(array("q") for _ in _PARTS)
-        self._rare_beginnings: tuple[array[int], ...] = tuple(array("q") for _ in _PARTS)
         self._tokenizer: sqlite3.Connection | None = None
         self._cancelled = False
         self.builds = 0
 
     # State
-
-    @property
-    def generation(self) -> int | None:
-        state = self._state
-        return None if state is None else state.generation
 
     @property
     def building(self) -> bool:
@@ -117,61 +124,41 @@ class SearchBits:
         with self._lock:
             self._state = None
             self._pending.clear()
+            self._epoch += 1
 
     # Reading
 
-    def state(self) -> _State | None:
+    def state(self) -> State | None:
         return self._state
 
-    def matches(self, state: _State, part: int, words: list[str], begun: bool) -> Lookup | None:
+    def matches(self, state: State, part: int, words: list[str],
+                begun: bool) -> list[Blocks] | None:
         """The bitmaps whose blocks, and-ed, give the rows of a part that hold every word (the
-        last as a beginning when ``begun``); an empty list of lists means none does. None: a
-        word is rare (or not a plain word), and SQL answers."""
+        last as a beginning when ``begun``); an empty list means none does. None: a word is
+        rare (or not a plain word), and SQL answers."""
         lists: list[Blocks] = [state.alive]
         for number, word in enumerate(words):
             if not _ASCII_WORD.fullmatch(word):
                 return None
             if begun and number == len(words) - 1:
-                found = self._beginning(state, part, word)
+                found = _beginning(state, part, word)
             else:
-                found = self._word(state, part, word)
+                found = _word(state, part, word)
             if found is None:
                 return None
             if not found:
-                return Lookup([])
+                return []
             lists.append(found)
-        return Lookup(lists)
-
-    def _word(self, state: _State, part: int, word: str) -> Blocks | None:
-        blocks = state.words[part].get(word)
-        if blocks is not None:
-            return blocks
-        return None if _has(self._rare[part], _hash(word)) else ()
-
-    def _beginning(self, state: _State, part: int, start: str) -> Blocks | None:
-        key = (part, start)
-        if key in state.memo:
-            return state.memo[key]
-        if _has(self._rare_beginnings[part], _hash(start[:_BEGINNING_KEPT])):
-            found: Blocks | None = None
-        else:
-            found = _union(blocks for word, blocks in state.words[part].items()
-                           if word.startswith(start))
-        if len(state.memo) >= _MEMO_ENTRIES:
-            state.memo.clear()
-        state.memo[key] = found
-        return found
+        return lists
 
     # Building and following the catalogue
 
     def build(self, db: sqlite3.Connection) -> None:
         """Make the bitmaps from the catalogue as ``db`` reads it, in a read transaction of its
         own; the writer's transactions meanwhile are applied after."""
-        with self._lock:
-            if self._building:
-                return
-            self._building = True
-            self._pending.clear()
+        epoch = self._begin()
+        if epoch is None:
+            return
         try:
             db.execute("BEGIN")
             try:
@@ -179,28 +166,59 @@ class SearchBits:
             finally:
                 db.execute("COMMIT")
         except BaseException:
-            with self._lock:
-                self._building = False
-                self._pending.clear()
+            self._end(None, {}, epoch)
             raise
-        with self._lock:
-            built, where, scrub, rare, beginnings = made
-            self._where, self._scrub = where, scrub
-            self._rare, self._rare_beginnings = rare, beginnings
-            state: _State | None = built
-            for generation, stamp, changes in self._pending:
-                if state is not None and generation > state.generation:
-                    state = self._applied(state, generation, stamp, changes)
-            self._state = state
-            self._pending.clear()
-            self._building = False
-            self.builds += 1
+        self._end(*made, epoch)
+        self.builds += 1
 
-    def _made(self, db: sqlite3.Connection) -> tuple[
-            _State, dict[int, int], set[int], tuple[array[int], ...],
-            tuple[array[int], ...]]:
+    def load(self, path: Path, catalogue: str, stamp: Callable[[], str]) -> bool:
+        """Take the bitmaps saved at ``path`` if they are whole and of this catalogue at its
+        transaction now (``stamp`` reads it), made with the same ``dense_from``; whether they
+        were. Transactions committed meanwhile are applied after, as for a build."""
+        epoch = self._begin()
+        if epoch is None:
+            return False
+        loaded: State | None = None
+        where: dict[int, int] = {}
+        try:
+            # Read once this is marked as under way: a later transaction waits in ``_pending``.
+            now = stamp()
+            loaded, where = _loaded(path, catalogue, now, self.dense_from)
+        finally:
+            installed = self._end(loaded, where, epoch)
+        return installed
+
+    def _begin(self) -> int | None:
+        with self._lock:
+            if self._building or self._state is not None:
+                return None
+            self._building = True
+            self._pending.clear()
+            return self._epoch
+
+    def _end(self, made: State | None, where: dict[int, int], epoch: int) -> bool:
+        """Install what a build or a load made, after the transactions that came meanwhile;
+        whether it was (not after a ``drop``)."""
+        with self._lock:
+            self._building = False
+            pending, self._pending = self._pending, []
+            if made is None or epoch != self._epoch:
+                return False
+            self._where = where
+            state: State | None = made
+            try:
+                for generation, stamp, changes in pending:
+                    if state is not None and generation > state.generation:
+                        state = self._applied(state, generation, stamp, changes)
+            except (sqlite3.Error, MemoryError) as exc:
+                log.warning("the search bitmaps cannot follow the catalogue: %s", exc)
+                state = None
+            self._state = state
+            # None when what came meanwhile could not be followed: the caller makes them anew.
+            return state is not None
+
+    def _made(self, db: sqlite3.Connection) -> tuple[State, dict[int, int]]:
         stamp = stamp_of(db)
-        generation = generation_of(db)
         ids = [int(row) for (row,) in db.execute("SELECT id FROM comparisons ORDER BY id")]
         where = {row: position for position, row in enumerate(ids)}
         count = len(ids)
@@ -213,6 +231,7 @@ class SearchBits:
                        f"USING fts5vocab(main, search_{part}, row)")
             dense: dict[str, Blocks] = {}
             rare_hashes: set[int] = set()
+            rare_starts: set[int] = set()
             for word, held in db.execute(f"SELECT term, doc FROM temp.vocabulary_{part}"):
                 if held >= self.dense_from:
                     if self._cancelled:
@@ -221,12 +240,14 @@ class SearchBits:
                     time.sleep(0)  # requests first: this is seconds of work
                 else:
                     rare_hashes.add(_hash(word))
+                    rare_starts.update(map(_hash, _beginnings(word)))
             words.append(dense)
             rare.append(array("q", sorted(rare_hashes)))
-            beginnings.append(array("q", sorted(_beginnings_of_hashes(
-                db, part, self.dense_from))))
-        state = _State(generation, stamp, ids, alive, tuple(words), {}, {})
-        return state, where, set(), tuple(rare), tuple(beginnings)
+            beginnings.append(array("q", sorted(rare_starts)))
+        vocabulary = _vocabulary(tuple(sorted(part) for part in words), tuple(rare),
+                                 tuple(beginnings))
+        return State(generation_from(stamp), stamp, ids, alive, tuple(words), vocabulary,
+                      {}, {}), where
 
     def apply(self, generation: int, stamp: str, changes: list[Change]) -> None:
         """Follow a committed transaction of the catalogue's writer."""
@@ -245,39 +266,53 @@ class SearchBits:
                 log.warning("the search bitmaps cannot follow the catalogue: %s", exc)
                 self._state = None
 
-    def _applied(self, state: _State, generation: int, stamp: str,
-                 changes: list[Change]) -> _State | None:
-        """The state after a transaction; None when it cannot follow (a row older than the
-        newest came in: positions are in id order), so that SQL answers until a new build."""
+    def _applied(self, state: State, generation: int, stamp: str,
+                 changes: list[Change]) -> State | None:
+        """The state after a transaction; None when it cannot follow (a transaction missed,
+        or many rows older than the newest), so that SQL answers until a new build."""
         if state.generation != generation - 1:
             return None
-        ids = state.ids
+        removed = [change for change in changes if change.old is not None]
+        added = sorted((change for change in changes if change.texts is not None),
+                       key=lambda change: change.row)
+        older = [change for change in added
+                 if change.row not in self._where and state.ids and change.row < state.ids[-1]]
+        if len(older) > _OLDER_FOLLOWED:
+            return None
+        if not removed and not added:
+            return state._replace(generation=generation, stamp=stamp)
         alive = list(state.alive)
         words = [dict(part) for part in state.words]
-        added = [change for change in changes if change.texts is not None]
-        for change in changes:
-            if change.texts is None:
-                position = self._where.get(change.row)
-                if position is not None:
-                    _set(alive, position, False)
-                    self._scrub.add(position)
+        ids = state.ids
+        for change, held in zip(removed, self._terms([c.old for c in removed if c.old]),
+                                strict=True):
+            position = self._where.get(change.row)
+            if position is None:
+                continue
+            _set(alive, position, False)
+            for number, part_words in enumerate(held):
+                part = words[number]
+                for word in part_words:
+                    having = part.get(word)
+                    if having is not None:
+                        part[word] = _with(having, position, False)
         if added:
             ids = list(ids)
-            terms = self._terms([change.texts for change in added if change.texts])
-            for change, held in zip(added, terms, strict=True):
+            vocabulary = state.vocabulary
+            for change, held in zip(added, self._terms([c.texts for c in added if c.texts]),
+                                    strict=True):
                 position = self._where.get(change.row)
                 if position is None:
-                    if ids and change.row < ids[-1]:
-                        return None
-                    position = len(ids)
-                    ids.append(change.row)
+                    position = bisect.bisect_left(ids, change.row)
+                    if position < len(ids):  # older than the newest: the rows above move up
+                        alive = list(_inserted(tuple(alive), position))
+                        for part in words:
+                            for word, blocks in part.items():
+                                part[word] = _inserted(blocks, position)
+                        for row in ids[position:]:
+                            self._where[row] += 1
+                    ids.insert(position, change.row)
                     self._where[change.row] = position
-                elif position in self._scrub:
-                    for part in words:
-                        for word, blocks in part.items():
-                            if _get(blocks, position):
-                                part[word] = _with(blocks, position, False)
-                    self._scrub.discard(position)
                 _set(alive, position, True)
                 for number, part_words in enumerate(held):
                     part = words[number]
@@ -285,17 +320,17 @@ class SearchBits:
                         having = part.get(word)
                         if having is not None:
                             part[word] = _with(having, position, True)
-                        else:
-                            self._note_rare(number, word)
-        return _State(generation, stamp, ids, tuple(alive), tuple(words), {}, {})
-
-    def _note_rare(self, part: int, word: str) -> None:
-        _insert(self._rare[part], _hash(word))
-        for end in range(_BEGINNING_FROM, min(len(word), _BEGINNING_KEPT) + 1):
-            _insert(self._rare_beginnings[part], _hash(word[:end]))
+                        elif not _known_rare(vocabulary, number, word):
+                            vocabulary.new_rare[number].add(_hash(word))
+                            vocabulary.new_rare_beginnings[number].update(
+                                map(_hash, _beginnings(word)))
+        return State(generation, stamp, ids, tuple(alive), tuple(words), state.vocabulary,
+                      {}, {})
 
     def _terms(self, texts: list[tuple[str, str, str]]) -> list[tuple[set[str], ...]]:
         """The words the search index makes of each text, by its own tokenizer."""
+        if not texts:
+            return []
         db = self._tokenizer
         if db is None:
             db = self._tokenizer = sqlite3.connect(":memory:", isolation_level=None,
@@ -318,62 +353,37 @@ class SearchBits:
     def save(self, path: Path, catalogue: str) -> bool:
         """Write the bitmaps beside the catalogue, so that the next start need not make them
         again; whether there were any to write."""
-        with self._lock:
-            state = self._state
-            if state is None:
-                return False
-            saved = _Saved(
-                catalogue=catalogue, stamp=state.stamp, dense_from=self.dense_from,
-                ids=array("q", state.ids).tobytes(), alive=_bytes_of(state.alive),
-                words=[{word: _bytes_of(blocks) for word, blocks in part.items()}
-                       for part in state.words],
-                rare=[values.tobytes() for values in self._rare],
-                rare_beginnings=[values.tobytes() for values in self._rare_beginnings],
-                scrub=sorted(self._scrub))
-        temporary = path.with_name(path.name + ".new")
-        payload = msgspec.msgpack.encode(saved)
-        with temporary.open("wb") as file:
-            file.write(hashlib.blake2b(payload, digest_size=_DIGEST).digest())
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(path)
-        return True
-
-    def load(self, path: Path, catalogue: str, stamp: str) -> bool:
-        """Take the bitmaps saved at ``path`` if they are whole and of this catalogue at the
-        transaction ``stamp`` names, made with the same ``dense_from``; whether they were."""
-        try:
-            raw = path.read_bytes()
-            digest, payload = raw[:_DIGEST], raw[_DIGEST:]
-            if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != digest:
-                return False  # damaged, or cut short
-            saved = msgspec.msgpack.decode(payload, type=_Saved)
-            if (saved.catalogue, saved.stamp, saved.dense_from) != \
-                    (catalogue, stamp, self.dense_from) or len(saved.words) != len(_PARTS):
-                return False
-            ids = _hashes_from(saved.ids)
-            count = len(ids)
-            state = _State(generation_from(stamp), stamp, ids.tolist(),
-                           _blocks_from(saved.alive, count),
-                           tuple({word: _blocks_from(raw, count) for word, raw in part.items()}
-                                 for part in saved.words), {}, {})
-            rare = tuple(_hashes_from(raw) for raw in saved.rare)
-            beginnings = tuple(_hashes_from(raw) for raw in saved.rare_beginnings)
-        except (OSError, ValueError, msgspec.DecodeError):
+        state = self._state  # never changed once made: read outside the writer's lock
+        if state is None:
             return False
-        with self._lock:
-            if self._building or self._state is not None:
-                return False
-            self._where = {row: position for position, row in enumerate(state.ids)}
-            self._scrub = set(saved.scrub)
-            self._rare, self._rare_beginnings = rare, beginnings
-            self._state = state
+        vocabulary = state.vocabulary
+        saved = _Saved(
+            catalogue=catalogue, stamp=state.stamp, dense_from=self.dense_from,
+            ids=array("q", state.ids).tobytes(), alive=_bytes_of(state.alive),
+            words=[{word: _bytes_of(blocks) for word, blocks in part.items()}
+                   for part in state.words],
+            rare=[_merged(old, new) for old, new in zip(
+                vocabulary.rare, vocabulary.new_rare, strict=True)],
+            rare_beginnings=[_merged(old, new) for old, new in zip(
+                vocabulary.rare_beginnings, vocabulary.new_rare_beginnings, strict=True)])
+        payload = msgspec.msgpack.encode(saved)
+        temporary = path.with_name(path.name + ".new")
+        try:
+            with temporary.open("wb") as file:
+                file.write(hashlib.blake2b(payload, digest_size=_DIGEST).digest())
+                file.write(payload)
+                file.flush()
+                os.fsync(file.fileno())
+            temporary.replace(path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a full disk: no part of it left behind
+            raise
         return True
 
     def close(self) -> None:
         with self._lock:
             self._state = None
+            self._epoch += 1
             if self._tokenizer is not None:
                 self._tokenizer.close()
                 self._tokenizer = None
@@ -388,7 +398,85 @@ class _Saved(msgspec.Struct, array_like=True):
     words: list[dict[str, bytes]]
     rare: list[bytes]
     rare_beginnings: list[bytes]
-    scrub: list[int]
+
+
+def _loaded(path: Path, catalogue: str, stamp: str,
+            dense_from: int) -> tuple[State | None, dict[int, int]]:
+    try:
+        raw = path.read_bytes()
+        digest, payload = raw[:_DIGEST], raw[_DIGEST:]
+        if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != digest:
+            return None, {}  # damaged, or cut short
+        saved = msgspec.msgpack.decode(payload, type=_Saved)
+        if (saved.catalogue, saved.stamp, saved.dense_from) != (catalogue, stamp, dense_from) \
+                or len(saved.words) != len(_PARTS) or len(saved.rare) != len(_PARTS) \
+                or len(saved.rare_beginnings) != len(_PARTS):
+            return None, {}
+        ids = _int64s_from(saved.ids).tolist()
+        count = len(ids)
+        words = tuple({word: _blocks_from(raw, count) for word, raw in part.items()}
+                      for part in saved.words)
+        vocabulary = _vocabulary(tuple(sorted(part) for part in words),
+                                 tuple(map(_int64s_from, saved.rare)),
+                                 tuple(map(_int64s_from, saved.rare_beginnings)))
+    except (OSError, ValueError, msgspec.DecodeError):
+        return None, {}
+    state = State(generation_from(stamp), stamp, ids, _blocks_from(saved.alive, count), words,
+                   vocabulary, {}, {})
+    return state, {row: position for position, row in enumerate(ids)}
+
+
+def _vocabulary(common: tuple[list[str], ...], rare: tuple[array[int], ...],
+                beginnings: tuple[array[int], ...]) -> _Vocabulary:
+    return _Vocabulary(common, rare, beginnings, tuple(set() for _ in _PARTS),
+                       tuple(set() for _ in _PARTS))
+
+
+def _word(state: State, part: int, word: str) -> Blocks | None:
+    blocks = state.words[part].get(word)
+    if blocks is not None:
+        return blocks
+    return None if _known_rare(state.vocabulary, part, word) else ()
+
+
+def _known_rare(vocabulary: _Vocabulary, part: int, word: str) -> bool:
+    hashed = _hash(word)
+    return _has(vocabulary.rare[part], hashed) or hashed in vocabulary.new_rare[part]
+
+
+def _beginning(state: State, part: int, start: str) -> Blocks | None:
+    """Every row of a part with a word that begins with ``start``; None if a rare one may."""
+    key = (part, start)
+    found = state.memo.get(key, _MISSING)
+    if found is not _MISSING:
+        return found
+    vocabulary = state.vocabulary
+    hashed = _hash(start[:_BEGINNING_KEPT])
+    if _has(vocabulary.rare_beginnings[part], hashed) or \
+            hashed in vocabulary.new_rare_beginnings[part]:
+        found = None
+    else:
+        common = vocabulary.common[part]
+        first = bisect.bisect_left(common, start)
+        last = first
+        while last < len(common) and common[last].startswith(start):
+            last += 1
+        found = _union(state.words[part][word] for word in common[first:last])
+    if len(state.memo) >= _MEMO_ENTRIES:
+        state.memo.clear()
+    state.memo[key] = found
+    return found
+
+
+def _beginnings(word: str) -> Iterator[str]:
+    for end in range(_BEGINNING_FROM, min(len(word), _BEGINNING_KEPT) + 1):
+        yield word[:end]
+
+
+def _merged(values: array[int], added: set[int]) -> bytes:
+    if not added:
+        return values.tobytes()
+    return array("q", sorted(set(values) | added)).tobytes()
 
 
 def stamp_of(db: sqlite3.Connection) -> str:
@@ -460,15 +548,6 @@ def _quoted(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def _beginnings_of_hashes(db: sqlite3.Connection, part: str, dense_from: int) -> set[int]:
-    found: set[int] = set()
-    for (word,) in db.execute(f"SELECT term FROM temp.vocabulary_{part} WHERE doc < ?",
-                              (dense_from,)):
-        for end in range(_BEGINNING_FROM, min(len(word), _BEGINNING_KEPT) + 1):
-            found.add(_hash(word[:end]))
-    return found
-
-
 def _blocks_of(positions: Iterable[int], count: int) -> Blocks:
     # A character a position, set by C loops (map, deque) and read as one binary number: a
     # bit at a time in Python would cost as much again as reading the index.
@@ -493,7 +572,7 @@ def _blocks_from(raw: bytes, count: int) -> Blocks:
     return tuple((whole >> (block * BLOCK)) & mask for block in range(_block_count(count)))
 
 
-def _hashes_from(raw: bytes) -> array[int]:
+def _int64s_from(raw: bytes) -> array[int]:
     values = array("q")
     values.frombytes(raw)
     return values
@@ -501,6 +580,24 @@ def _hashes_from(raw: bytes) -> array[int]:
 
 def _block_count(count: int) -> int:
     return (count + BLOCK - 1) // BLOCK
+
+
+def _inserted(blocks: Blocks, position: int) -> Blocks:
+    """The bitmap with a clear bit put in at ``position`` and every bit from there one up."""
+    first = position // BLOCK
+    if first >= len(blocks):
+        return blocks
+    whole = 0
+    for number, bits in enumerate(blocks[first:]):
+        whole |= bits << (number * BLOCK)
+    offset = position - first * BLOCK
+    whole = ((whole >> offset) << (offset + 1)) | (whole & ((1 << offset) - 1))
+    mask = (1 << BLOCK) - 1
+    tail: list[int] = []
+    while whole or len(tail) < len(blocks) - first:
+        tail.append(whole & mask)
+        whole >>= BLOCK
+    return blocks[:first] + tuple(tail)
 
 
 def _union(lists: Iterable[Blocks]) -> Blocks:
@@ -543,9 +640,3 @@ def _hash(word: str) -> int:
 def _has(values: array[int], value: int) -> bool:
     at = bisect.bisect_left(values, value)
     return at < len(values) and values[at] == value
-
-
-def _insert(values: array[int], value: int) -> None:
-    at = bisect.bisect_left(values, value)
-    if at == len(values) or values[at] != value:
-        values.insert(at, value)

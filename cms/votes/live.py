@@ -70,6 +70,23 @@ class LiveTallies:
             through = ledger.folded
         return self.store.pending(through)
 
+    def pending_known(self, head: str | None) -> Pending | None:
+        """``pending``, when it needs nothing of git (for the event loop): ``head`` was seen
+        before and holds every vote marked folded. Else None."""
+        ledger = self.store.ledger()
+        if ledger.seen == 0:
+            return Pending(through=0, seen=0)
+        through = 0
+        if head is not None:
+            with self._lock:
+                known = self._known.get(head)
+            if known is None:
+                return None
+            through = known
+        if ledger.folded > through:
+            return None  # which of them main holds is a question for git
+        return self.store.pending(through)
+
     def held_by(self, head: str | None) -> int:
         """The newest vote that commit ``head`` holds."""
         if head is None:

@@ -14,7 +14,7 @@ import pytest
 
 from cms.config import Settings
 from cms.content import codec
-from cms.reading import listing
+from cms.reading import listing, search_bits
 from cms.reading.catalogue import Catalogue
 from cms.reading.index import PublishedIndex, Query
 from cms.reading.search_bits import generation_of
@@ -125,21 +125,45 @@ def test_the_bitmaps_follow_publications_changes_and_removals(bits: PublishedInd
         agree(bits, query)
 
 
-def test_an_older_publication_makes_the_bitmaps_anew(bits: PublishedIndex) -> None:
+def test_older_publications_are_put_in_their_place(bits: PublishedIndex) -> None:
     documents: Documents = bits.documents
     base = bits.get("in-the-body")
     assert base is not None
     builds = settled(bits).bits.builds
-    older = variant(base.comparison, "oldest-zephyr", days=-30, body="An ancient zephyr.")
-    commit_on_main(documents, {documents.layout.path(older.slug): codec.encode(older).encode()})
+    # One commit: a row older than every other, one in between, and the newest, in an order
+    # that is not theirs; the rows above each older one move up a place in every bitmap.
+    made = [variant(base.comparison, "oldest-zephyr", days=-30, body="An ancient zephyr."),
+            variant(base.comparison, "newest-zephyr", days=1000, body="A recent zephyr."),
+            variant(base.comparison, "middle-zephyr", days=4, body="A middling zephyr.")]
+    commit_on_main(documents, {documents.layout.path(c.slug): codec.encode(c).encode()
+                               for c in made})
     bits.refresh(now=10**9)
-    # Positions are in row order: a row older than the newest cannot be put in place, and
-    # SQL answers until the bitmaps are made again.
-    assert bits.query(Query(q="zephyr ancient")).items[0].slug == "oldest-zephyr"
+    bits.fill()
+    catalogue = settled(bits)
+    assert catalogue.bits.builds == builds  # followed, not made anew
+    assert [item.slug for item in bits.query(Query(q="zephyr ancient")).items] == [
+        "oldest-zephyr"]
+    assert [item.slug for item in bits.query(Query(q="zephyr middling")).items] == [
+        "middle-zephyr"]
+    # Every answer the same; the words the three brought are new, and SQL's until a build.
+    answered = [agree(bits, query) for query in queries(vocabulary(bits))]
+    assert sum(answered) > 0.9 * len(answered)
+
+
+def test_many_older_publications_at_once_make_the_bitmaps_anew(bits: PublishedIndex) -> None:
+    documents: Documents = bits.documents
+    base = bits.get("in-the-body")
+    assert base is not None
+    builds = settled(bits).bits.builds
+    made = [variant(base.comparison, f"old-zephyr-{n}", days=-30 - n, body="An old zephyr.")
+            for n in range(search_bits._OLDER_FOLLOWED + 1)]
+    commit_on_main(documents, {documents.layout.path(c.slug): codec.encode(c).encode()
+                               for c in made})
+    bits.refresh(now=10**9)
+    bits.fill()
     catalogue = settled(bits)
     assert catalogue.bits.builds == builds + 1
-    assert agree(bits, Query(q="zephyr ancient"))
-    assert agree(bits, Query(q="zephyr", limit=2))
+    assert agree(bits, Query(q="zephyr old", limit=3))
 
 
 def test_the_bitmaps_are_kept_for_the_next_start_while_they_are_of_its_rows(
@@ -278,3 +302,83 @@ def test_a_build_that_could_not_follow_is_made_again_and_search_waits_for_it(
     catalogue.bits.drop()
     assert not index.search_ready  # SQL answers: slower, and /health says so
     index.close()
+
+
+def test_a_quick_answer_shows_a_publication_at_once(bits: PublishedIndex) -> None:
+    first = bits.query(Query(q="zephyr"))  # reads its rows, and keeps them
+    assert bits.quick_query(Query(q="zephyr")) == first
+    documents: Documents = bits.documents
+    base = bits.get("in-the-body")
+    assert base is not None
+    newest = variant(base.comparison, "newest-zephyr", days=1000, title="Zephyr, newest")
+    commit_on_main(documents, {documents.layout.path(newest.slug): codec.encode(newest).encode()})
+    bits.refresh(now=10**9)
+    assert bits.quick_query(Query(q="zephyr")) is None  # behind main: not from memory
+    again = bits.query(Query(q="zephyr"))
+    assert again.items[0].slug == "newest-zephyr"
+    assert bits.quick_query(Query(q="zephyr")) == again
+
+
+def test_transactions_during_a_load_are_applied_after_it_and_a_drop_wins(
+        settings: Settings, bits: PublishedIndex) -> None:
+    path = saved_bits(settings, bits)
+    catalogue_file = settings.data / "catalogue-0.sqlite"
+    db = sqlite3.connect(catalogue_file)
+    identity, stamp = (db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+                       for key in ("identity", "generation"))
+    db.close()
+    number = int(stamp.split()[0])
+    loading = search_bits.SearchBits(dense_from=1)
+
+    def stamp_then_a_commit() -> str:
+        loading.apply(number + 1, f"{number + 1} later", [])  # committed while loading
+        return str(stamp)
+
+    assert loading.load(path, str(identity), stamp_then_a_commit)
+    state = loading.state()
+    assert state is not None
+    assert (state.generation, state.stamp) == (number + 1, f"{number + 1} later")
+    dropped = search_bits.SearchBits(dense_from=1)
+
+    def stamp_then_a_drop() -> str:
+        dropped.drop()  # the catalogue was emptied meanwhile
+        return str(stamp)
+
+    assert not dropped.load(path, str(identity), stamp_then_a_drop)
+    assert dropped.state() is None
+
+
+def test_a_save_that_fails_leaves_nothing_behind(settings: Settings, bits: PublishedIndex,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    catalogue = settled(bits)
+    before = catalogue.bits_path.read_bytes()  # saved after the build
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(search_bits.os, "fsync", full)
+    catalogue.save_bits()
+    assert "could not be saved" in caplog.text
+    assert not list(settings.data.glob("*.bits.new"))
+    assert catalogue.bits_path.read_bytes() == before
+
+
+def test_a_load_whose_meanwhile_cannot_be_followed_says_so_and_they_are_made(
+        settings: Settings, bits: PublishedIndex) -> None:
+    path = saved_bits(settings, bits)
+    db = sqlite3.connect(settings.data / "catalogue-0.sqlite")
+    identity, stamp = (db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+                       for key in ("identity", "generation"))
+    db.close()
+    number = int(stamp.split()[0])
+    loading = search_bits.SearchBits(dense_from=1)
+    older = [search_bits.Change(row, texts=("a", "b", "c"))
+             for row in range(1, search_bits._OLDER_FOLLOWED + 2)]
+
+    def stamp_then_many_older_rows() -> str:
+        loading.apply(number + 1, f"{number + 1} later", older)
+        return str(stamp)
+
+    assert not loading.load(path, str(identity), stamp_then_many_older_rows)
+    assert loading.state() is None
