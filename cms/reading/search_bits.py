@@ -290,12 +290,7 @@ class SearchBits:
             if position is None:
                 continue
             _set(alive, position, False)
-            for number, part_words in enumerate(held):
-                part = words[number]
-                for word in part_words:
-                    having = part.get(word)
-                    if having is not None:
-                        part[word] = _with(having, position, False)
+            _mark(words, held, position, on=False)
         if added:
             ids = list(ids)
             vocabulary = state.vocabulary
@@ -314,13 +309,9 @@ class SearchBits:
                     ids.insert(position, change.row)
                     self._where[change.row] = position
                 _set(alive, position, True)
-                for number, part_words in enumerate(held):
-                    part = words[number]
-                    for word in part_words:
-                        having = part.get(word)
-                        if having is not None:
-                            part[word] = _with(having, position, True)
-                        elif not _known_rare(vocabulary, number, word):
+                for number, rare in enumerate(_mark(words, held, position, on=True)):
+                    for word in rare:
+                        if not _known_rare(vocabulary, number, word):
                             vocabulary.new_rare[number].add(_hash(word))
                             vocabulary.new_rare_beginnings[number].update(
                                 map(_hash, _beginnings(word)))
@@ -430,6 +421,22 @@ def _vocabulary(common: tuple[list[str], ...], rare: tuple[array[int], ...],
                 beginnings: tuple[array[int], ...]) -> _Vocabulary:
     return _Vocabulary(common, rare, beginnings, tuple(set() for _ in _PARTS),
                        tuple(set() for _ in _PARTS))
+
+
+def _mark(words: list[dict[str, Blocks]], held: tuple[set[str], ...], position: int, *,
+          on: bool) -> list[list[str]]:
+    """Set or clear a row's bit in the bitmap of every word it holds, by part; the words
+    without a bitmap, by part."""
+    without: list[list[str]] = []
+    for part, part_words in zip(words, held, strict=True):
+        without.append([])
+        for word in part_words:
+            having = part.get(word)
+            if having is None:
+                without[-1].append(word)
+            else:
+                part[word] = _with(having, position, on)
+    return without
 
 
 def _word(state: State, part: int, word: str) -> Blocks | None:
