@@ -129,6 +129,7 @@ class PublishedIndex:
         # Words held by at least this many comparisons get a bitmap in memory; None: none do.
         self.bits_from: int | None = 256
         self._bits_thread: threading.Thread | None = None
+        self._bits_lock = threading.Lock()
 
     def load(self) -> None:
         # An index snapshot of an older version is of no further use.
@@ -163,8 +164,9 @@ class PublishedIndex:
         self._catch_up(wait=True)
 
     def close(self) -> None:
-        self._closing = True
-        building = self._bits_thread
+        with self._bits_lock:  # no build starts after this one is seen
+            self._closing = True
+            building = self._bits_thread
         if building is not None and self._catalogue is not None:
             self._catalogue.bits.cancel()
             building.join()
@@ -674,18 +676,23 @@ class PublishedIndex:
         (after start-up, or after a change they could not follow)."""
         if catalogue is None or self.bits_from is None or not self._filled or self._closing:
             return
-        if catalogue.bits.state() is not None or catalogue.bits.building:
-            return
-        if self._bits_thread is not None and self._bits_thread.is_alive():
-            return
-        catalogue.bits.dense_from = self.bits_from
-        self._bits_thread = threading.Thread(target=self._build_bits, args=(catalogue,),
-                                             name="cms-search-bits", daemon=True)
-        self._bits_thread.start()
+        with self._bits_lock:  # the filling thread and a waiter may both find them due
+            if self._closing or catalogue.bits.state() is not None or catalogue.bits.building:
+                return
+            if self._bits_thread is not None and self._bits_thread.is_alive():
+                return
+            catalogue.bits.dense_from = self.bits_from
+            self._bits_thread = threading.Thread(target=self._build_bits, args=(catalogue,),
+                                                 name="cms-search-bits", daemon=True)
+            self._bits_thread.start()
 
     def search_bits_settled(self) -> Catalogue | None:
-        """Wait until a build of the search bitmaps under way is done; the catalogue."""
-        thread = self._bits_thread
+        """Wait until the search bitmaps are built, if they are due; the catalogue."""
+        # The thread that filled the catalogue starts the build after lists see it filled:
+        # started here too, so that a wait that begins in between waits for it.
+        self._bits_due(self._catalogue)
+        with self._bits_lock:
+            thread = self._bits_thread
         if thread is not None:
             thread.join()
         return self._catalogue

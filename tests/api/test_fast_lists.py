@@ -4,12 +4,16 @@ requests the route would take as they are."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
 
 from cms.api import fast_lists
+from cms.api.app import create_app
 from cms.api.fast_lists import FastLists, query_of
+from cms.api.services import Services
+from cms.config import Settings
 from cms.reading.index import Query
 
 from ..helpers import Headers, comparable
@@ -153,9 +157,17 @@ def test_what_this_layer_takes_is_what_the_document_says_the_list_takes(client: 
 
 
 def test_a_search_the_bitmaps_answer_is_answered_on_the_event_loop_as_the_route_would(
-        client: Client) -> None:
-    services = client.app.state.services
-    services.index.bits_from = 1  # every word gets a bitmap
+        settings: Settings, repo_path: Path) -> None:
+    app = create_app(settings)
+    services = app.state.services
+    # Every word gets a bitmap: set before the app starts, since start-up may fill the
+    # catalogue and build the bitmaps in the background at once.
+    services.index.bits_from = 1
+    with TestClient(app=app) as client:
+        _answered_on_the_event_loop(client, services)
+
+
+def _answered_on_the_event_loop(client: Client, services: Services) -> None:
     ready(client)
     assert services.index.search_bits_settled().bits.state() is not None
     assert client.get("/health").json()["search_ready"]
