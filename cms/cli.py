@@ -133,6 +133,9 @@ def without_unused_plugins() -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     without_unused_plugins()
+    from .memory import one_malloc_arena
+
+    one_malloc_arena()  # before any thread of the server's starts
     import gc
 
     import uvicorn

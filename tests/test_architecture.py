@@ -8,7 +8,7 @@ from pathlib import Path
 
 CMS = Path(__file__).resolve().parents[1] / "cms"
 # Small modules anyone may use.
-SHARED = {"errors", "config", "statefiles", "urlsafe", "lru", "bundled", "periodic"}
+SHARED = {"errors", "config", "statefiles", "urlsafe", "lru", "bundled", "periodic", "memory"}
 SERVICES = {"content", "store", "identity", "shared", "editing.events"}
 
 # A package, or one module of a package ("editing.events"), that each package may import.

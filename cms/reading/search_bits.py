@@ -43,7 +43,11 @@ _PARTS = ("head", "lead", "full")
 _BEGINNING_KEPT = 12
 _BEGINNING_FROM = 3
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
+# Beginnings combined, kept by the bytes of their bitmaps (about this many), and at most
+# this many of them.
+_MEMO_BYTES = 8 * 2**20
 _MEMO_ENTRIES = 4096
+_BLOCK_BYTES = BLOCK // 8 + 40  # a block's int, as Python keeps it
 # Rows older than the newest that one transaction may bring in place (each moves every bitmap's
 # rows above it up by one: milliseconds at 100,000 rows); more are made anew.
 _OLDER_FOLLOWED = 16
@@ -83,7 +87,9 @@ class _Vocabulary(NamedTuple):
 class State(NamedTuple):
     generation: int  # the catalogue transaction these bitmaps reflect
     stamp: str  # and that transaction's stamp (see ``stamp_of``)
-    ids: list[int]  # the row id at each position, ascending; never changed once in a state
+    # The row id at each position, ascending (so a row's position is found by bisection);
+    # never changed once in a state.
+    ids: array[int]
     alive: Blocks  # positions that hold a row now
     words: tuple[dict[str, Blocks], ...]  # by part: word -> its rows
     vocabulary: _Vocabulary
@@ -104,7 +110,6 @@ class SearchBits:
         self._building = False
         self._epoch = 0  # moves on ``drop``: a build begun before it is not installed
         self._pending: list[tuple[int, str, list[Change]]] = []
-        self._where: dict[int, int] = {}  # row id -> position (the writer's alone)
         self._tokenizer: sqlite3.Connection | None = None
         self._cancelled = False
         self.builds = 0
@@ -166,9 +171,9 @@ class SearchBits:
             finally:
                 db.execute("COMMIT")
         except BaseException:
-            self._end(None, {}, epoch)
+            self._end(None, epoch)
             raise
-        self._end(*made, epoch)
+        self._end(made, epoch)
         self.builds += 1
 
     def load(self, path: Path, catalogue: str, stamp: Callable[[], str]) -> bool:
@@ -179,13 +184,12 @@ class SearchBits:
         if epoch is None:
             return False
         loaded: State | None = None
-        where: dict[int, int] = {}
         try:
             # Read once this is marked as under way: a later transaction waits in ``_pending``.
             now = stamp()
-            loaded, where = _loaded(path, catalogue, now, self.dense_from)
+            loaded = _loaded(path, catalogue, now, self.dense_from)
         finally:
-            installed = self._end(loaded, where, epoch)
+            installed = self._end(loaded, epoch)
         return installed
 
     def _begin(self) -> int | None:
@@ -196,7 +200,7 @@ class SearchBits:
             self._pending.clear()
             return self._epoch
 
-    def _end(self, made: State | None, where: dict[int, int], epoch: int) -> bool:
+    def _end(self, made: State | None, epoch: int) -> bool:
         """Install what a build or a load made, after the transactions that came meanwhile;
         whether it was (not after a ``drop``)."""
         with self._lock:
@@ -204,7 +208,6 @@ class SearchBits:
             pending, self._pending = self._pending, []
             if made is None or epoch != self._epoch:
                 return False
-            self._where = where
             state: State | None = made
             try:
                 for generation, stamp, changes in pending:
@@ -217,10 +220,11 @@ class SearchBits:
             # None when what came meanwhile could not be followed: the caller makes them anew.
             return state is not None
 
-    def _made(self, db: sqlite3.Connection) -> tuple[State, dict[int, int]]:
+    def _made(self, db: sqlite3.Connection) -> State:
         stamp = stamp_of(db)
-        ids = [int(row) for (row,) in db.execute("SELECT id FROM comparisons ORDER BY id")]
-        where = {row: position for position, row in enumerate(ids)}
+        ids = array("q", (int(row) for (row,) in db.execute(
+            "SELECT id FROM comparisons ORDER BY id")))
+        where = _Positions(ids)
         count = len(ids)
         alive = _blocks_of(range(count), count)
         words: list[dict[str, Blocks]] = []
@@ -247,7 +251,7 @@ class SearchBits:
         vocabulary = _vocabulary(tuple(sorted(part) for part in words), tuple(rare),
                                  tuple(beginnings))
         return State(generation_from(stamp), stamp, ids, alive, tuple(words), vocabulary,
-                      {}, {}), where
+                     {}, {})
 
     def apply(self, generation: int, stamp: str, changes: list[Change]) -> None:
         """Follow a committed transaction of the catalogue's writer."""
@@ -276,7 +280,8 @@ class SearchBits:
         added = sorted((change for change in changes if change.texts is not None),
                        key=lambda change: change.row)
         older = [change for change in added
-                 if change.row not in self._where and state.ids and change.row < state.ids[-1]]
+                 if _position(state.ids, change.row) is None and state.ids
+                 and change.row < state.ids[-1]]
         if len(older) > _OLDER_FOLLOWED:
             return None
         if not removed and not added:
@@ -286,17 +291,17 @@ class SearchBits:
         ids = state.ids
         for change, held in zip(removed, self._terms([c.old for c in removed if c.old]),
                                 strict=True):
-            position = self._where.get(change.row)
+            position = _position(ids, change.row)
             if position is None:
                 continue
             _set(alive, position, False)
             _mark(words, held, position, on=False)
         if added:
-            ids = list(ids)
+            ids = array("q", ids)
             vocabulary = state.vocabulary
             for change, held in zip(added, self._terms([c.texts for c in added if c.texts]),
                                     strict=True):
-                position = self._where.get(change.row)
+                position = _position(ids, change.row)
                 if position is None:
                     position = bisect.bisect_left(ids, change.row)
                     if position < len(ids):  # older than the newest: the rows above move up
@@ -304,10 +309,7 @@ class SearchBits:
                         for part in words:
                             for word, blocks in part.items():
                                 part[word] = _inserted(blocks, position)
-                        for row in ids[position:]:
-                            self._where[row] += 1
                     ids.insert(position, change.row)
-                    self._where[change.row] = position
                 _set(alive, position, True)
                 for number, rare in enumerate(_mark(words, held, position, on=True)):
                     for word in rare:
@@ -350,7 +352,7 @@ class SearchBits:
         vocabulary = state.vocabulary
         saved = _Saved(
             catalogue=catalogue, stamp=state.stamp, dense_from=self.dense_from,
-            ids=array("q", state.ids).tobytes(), alive=_bytes_of(state.alive),
+            ids=state.ids.tobytes(), alive=_bytes_of(state.alive),
             words=[{word: _bytes_of(blocks) for word, blocks in part.items()}
                    for part in state.words],
             rare=[_merged(old, new) for old, new in zip(
@@ -391,30 +393,39 @@ class _Saved(msgspec.Struct, array_like=True):
     rare_beginnings: list[bytes]
 
 
-def _loaded(path: Path, catalogue: str, stamp: str,
-            dense_from: int) -> tuple[State | None, dict[int, int]]:
+def _loaded(path: Path, catalogue: str, stamp: str, dense_from: int) -> State | None:
     try:
-        raw = path.read_bytes()
-        digest, payload = raw[:_DIGEST], raw[_DIGEST:]
-        if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != digest:
-            return None, {}  # damaged, or cut short
-        saved = msgspec.msgpack.decode(payload, type=_Saved)
+        # Views, not copies: the file is tens of MB, read at start-up beside everything else.
+        with memoryview(path.read_bytes()) as raw:
+            digest, payload = raw[:_DIGEST], raw[_DIGEST:]
+            if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != digest:
+                return None  # damaged, or cut short
+            saved = msgspec.msgpack.decode(payload, type=_Saved)
+            digest.release()
+            payload.release()
         if (saved.catalogue, saved.stamp, saved.dense_from) != (catalogue, stamp, dense_from) \
                 or len(saved.words) != len(_PARTS) or len(saved.rare) != len(_PARTS) \
                 or len(saved.rare_beginnings) != len(_PARTS):
-            return None, {}
-        ids = _int64s_from(saved.ids).tolist()
+            return None
+        ids = _int64s_from(saved.ids)
         count = len(ids)
-        words = tuple({word: _blocks_from(raw, count) for word, raw in part.items()}
-                      for part in saved.words)
+        words = tuple(_blocks_by_word(part, count) for part in saved.words)
         vocabulary = _vocabulary(tuple(sorted(part) for part in words),
                                  tuple(map(_int64s_from, saved.rare)),
                                  tuple(map(_int64s_from, saved.rare_beginnings)))
     except (OSError, ValueError, msgspec.DecodeError):
-        return None, {}
-    state = State(generation_from(stamp), stamp, ids, _blocks_from(saved.alive, count), words,
-                   vocabulary, {}, {})
-    return state, {row: position for position, row in enumerate(ids)}
+        return None
+    return State(generation_from(stamp), stamp, ids, _blocks_from(saved.alive, count), words,
+                 vocabulary, {}, {})
+
+
+def _blocks_by_word(saved: dict[str, bytes], count: int) -> dict[str, Blocks]:
+    """The bitmaps of a part, each saved one let go once it is made (they weigh as much)."""
+    made: dict[str, Blocks] = {}
+    while saved:
+        word, raw = saved.popitem()
+        made[word] = _blocks_from(raw, count)
+    return made
 
 
 def _vocabulary(common: tuple[list[str], ...], rare: tuple[array[int], ...],
@@ -469,7 +480,8 @@ def _beginning(state: State, part: int, start: str) -> Blocks | None:
         while last < len(common) and common[last].startswith(start):
             last += 1
         found = _union(state.words[part][word] for word in common[first:last])
-    if len(state.memo) >= _MEMO_ENTRIES:
+    if len(state.memo) >= min(_MEMO_ENTRIES,
+                              _MEMO_BYTES // (_BLOCK_BYTES * max(1, len(state.alive)))):
         state.memo.clear()
     state.memo[key] = found
     return found
@@ -544,11 +556,35 @@ def _block_and(lists: list[Blocks], block: int) -> int:
     return bits
 
 
+class _Positions:
+    """Row ids to positions, for a build: looked up in C loops, since a bisection a row would
+    cost seconds more at 100,000 rows. A table from the lowest id when the ids are close
+    together (as they are unless many rows went), which weighs a tenth of a dict."""
+
+    def __init__(self, ids: array[int]) -> None:
+        self._first = ids[0] if ids else 0
+        span = ids[-1] - self._first + 1 if ids else 0
+        self._table: array[int] | None = None
+        self._where: dict[int, int] = {}
+        if span <= 4 * len(ids):
+            # A gap holds a position past the last, so that a row not in ``ids`` fails.
+            self._table = array("q", [len(ids)]) * span
+            for position, row in enumerate(ids):
+                self._table[row - self._first] = position
+        else:
+            self._where = {row: position for position, row in enumerate(ids)}
+
+    def of(self, rows: Iterable[int]) -> Iterable[int]:
+        if self._table is None:
+            return map(self._where.__getitem__, rows)
+        return map(self._table.__getitem__, map((-self._first).__add__, rows))
+
+
 def _positions(db: sqlite3.Connection, part: str, word: str,
-               where: dict[int, int]) -> Iterable[int]:
+               where: _Positions) -> Iterable[int]:
     listed = db.execute(f"SELECT group_concat(rowid) FROM search_{part} "
                         f"WHERE search_{part} MATCH ?", (_quoted(word),)).fetchone()[0]
-    return map(where.__getitem__, map(int, listed.split(","))) if listed else ()
+    return where.of(map(int, listed.split(","))) if listed else ()
 
 
 def _quoted(word: str) -> str:
@@ -642,6 +678,11 @@ def _hash(word: str) -> int:
     """A hash that is the same in every process, since the hashes are saved."""
     return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little",
                           signed=True)
+
+
+def _position(ids: array[int], row: int) -> int | None:
+    at = bisect.bisect_left(ids, row)
+    return at if at < len(ids) and ids[at] == row else None
 
 
 def _has(values: array[int], value: int) -> bool:
