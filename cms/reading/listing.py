@@ -262,10 +262,11 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
     words = [word.lower() for word in words]
     if not all(word.isascii() for word in words):
         return None
-    parts = [bits.matches(state, number, words, begun and kind == "begun")
-             for number, (_part, kind) in enumerate(_PARTS)]
+    # Read first, so that rows read for rare words are of the bitmaps' transaction.
     if db is not None and stamp_of(db) != state.stamp:
         return None  # the bitmaps are of other rows than this transaction reads
+    parts = [bits.matches(state, number, words, begun and kind == "begun", db)
+             for number, (_part, kind) in enumerate(_PARTS)]
     matched = [found for found in parts if found is not None]
     if len(matched) != len(parts):
         return None

@@ -6,7 +6,8 @@ millisecond for a search that finds nothing, at 100,000 comparisons. Here every 
 least ``dense_from`` comparisons has a bitmap over the catalogue's rows in id order (newest
 last), cut into blocks, so that a search combines a few blocks from the newest down and stops
 when its page is full and its count is known. Words held by fewer comparisons are known only by
-a hash: a search with one of them goes to SQL, which answers a rare word quickly.
+a hash: the rows of one of them (or of a beginning one of them shares) are read from the index
+by the first search in a thread that needs them, and kept for the next ones.
 
 The bitmaps are made from the search index itself (so a word is whatever its tokenizer makes of
 the text) in a thread of their own once the catalogue is filled, and follow each transaction
@@ -93,7 +94,9 @@ class State(NamedTuple):
     alive: Blocks  # positions that hold a row now
     words: tuple[dict[str, Blocks], ...]  # by part: word -> its rows
     vocabulary: _Vocabulary
-    memo: dict[tuple[int, str], Blocks | None]  # beginnings, by part, once combined
+    # By (part, word, whether it is a beginning): a beginning's words combined, and the rows of
+    # a rare word or beginning, read once from the catalogue at this transaction.
+    memo: dict[tuple[int, str, bool], Blocks | None]
     # Rows read for searches at this transaction, by id, for the next searches: what a list
     # shows of them (``listing.Listed``), which this module does not need to know.
     rows: dict[int, object]
@@ -136,19 +139,21 @@ class SearchBits:
     def state(self) -> State | None:
         return self._state
 
-    def matches(self, state: State, part: int, words: list[str],
-                begun: bool) -> list[Blocks] | None:
+    def matches(self, state: State, part: int, words: list[str], begun: bool,
+                db: sqlite3.Connection | None = None) -> list[Blocks] | None:
         """The bitmaps whose blocks, and-ed, give the rows of a part that hold every word (the
-        last as a beginning when ``begun``); an empty list means none does. None: a word is
-        rare (or not a plain word), and SQL answers."""
+        last as a beginning when ``begun``); an empty list means none does. A rare word, or a
+        beginning a rare word shares, has its rows read from ``db`` (which the caller knows
+        reads the catalogue at the state's transaction) and kept for the next searches. None:
+        such a word without ``db`` and not read before, or not a plain word; SQL answers."""
         lists: list[Blocks] = [state.alive]
         for number, word in enumerate(words):
             if not _ASCII_WORD.fullmatch(word):
                 return None
-            if begun and number == len(words) - 1:
-                found = _beginning(state, part, word)
-            else:
-                found = _word(state, part, word)
+            beginning = begun and number == len(words) - 1
+            found = _beginning(state, part, word) if beginning else _word(state, part, word)
+            if found is None:
+                found = _read(state, part, word, beginning, db)
             if found is None:
                 return None
             if not found:
@@ -450,6 +455,34 @@ def _mark(words: list[dict[str, Blocks]], held: tuple[set[str], ...], position: 
     return without
 
 
+def _read(state: State, part: int, word: str, beginning: bool,
+          db: sqlite3.Connection | None) -> Blocks | None:
+    """The rows of a part that hold a rare word (or a word that begins so), as read before at
+    this transaction, else from ``db``; None without it."""
+    key = (part, word, beginning)
+    found = state.memo.get(key, _MISSING)
+    if found is not _MISSING:
+        return found
+    if db is None:
+        return None
+    name = _PARTS[part]
+    listed = db.execute(f"SELECT group_concat(rowid) FROM search_{name} "
+                        f"WHERE search_{name} MATCH ?",
+                        (_quoted(word) + ("*" if beginning else ""),)).fetchone()[0]
+    rows = map(int, listed.split(",")) if listed else ()
+    # Every row the catalogue holds at this transaction is in ``ids``.
+    found = _blocks_of(map(bisect.bisect_left, repeat(state.ids), rows), len(state.ids))
+    _remember(state, key, found)
+    return found
+
+
+def _remember(state: State, key: tuple[int, str, bool], found: Blocks | None) -> None:
+    if len(state.memo) >= min(_MEMO_ENTRIES,
+                              _MEMO_BYTES // (_BLOCK_BYTES * max(1, len(state.alive)))):
+        state.memo.clear()
+    state.memo[key] = found
+
+
 def _word(state: State, part: int, word: str) -> Blocks | None:
     blocks = state.words[part].get(word)
     if blocks is not None:
@@ -464,7 +497,7 @@ def _known_rare(vocabulary: _Vocabulary, part: int, word: str) -> bool:
 
 def _beginning(state: State, part: int, start: str) -> Blocks | None:
     """Every row of a part with a word that begins with ``start``; None if a rare one may."""
-    key = (part, start)
+    key = (part, start, True)
     found = state.memo.get(key, _MISSING)
     if found is not _MISSING:
         return found
@@ -472,18 +505,14 @@ def _beginning(state: State, part: int, start: str) -> Blocks | None:
     hashed = _hash(start[:_BEGINNING_KEPT])
     if _has(vocabulary.rare_beginnings[part], hashed) or \
             hashed in vocabulary.new_rare_beginnings[part]:
-        found = None
-    else:
-        common = vocabulary.common[part]
-        first = bisect.bisect_left(common, start)
-        last = first
-        while last < len(common) and common[last].startswith(start):
-            last += 1
-        found = _union(state.words[part][word] for word in common[first:last])
-    if len(state.memo) >= min(_MEMO_ENTRIES,
-                              _MEMO_BYTES // (_BLOCK_BYTES * max(1, len(state.alive)))):
-        state.memo.clear()
-    state.memo[key] = found
+        return None  # ``_read``'s: from the catalogue, kept under the same key
+    common = vocabulary.common[part]
+    first = bisect.bisect_left(common, start)
+    last = first
+    while last < len(common) and common[last].startswith(start):
+        last += 1
+    found = _union(state.words[part][word] for word in common[first:last])
+    _remember(state, key, found)
     return found
 
 

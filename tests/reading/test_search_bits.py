@@ -90,6 +90,23 @@ def test_every_search_of_the_bitmaps_is_what_sql_answers(bits: PublishedIndex) -
     assert any(bits.query(query).total > 1 for query in asked)
 
 
+def test_with_rare_words_every_search_is_what_sql_answers(index: PublishedIndex) -> None:
+    """Words only a few comparisons hold have no bitmap: their rows are read from the index,
+    and every search still gives SQL's rows, order, counts and cursors."""
+    index.bits_from = 3
+    index.fill()
+    catalogue = settled(index)
+    state = catalogue.bits.state()
+    assert state is not None
+    words = vocabulary(index)
+    rare = [word for word in words if word not in state.words[2]]
+    assert len(rare) > 10  # many of the words are rare here
+    answered = [agree(index, query) for query in queries(words)]
+    assert all(answered)
+    assert any(key[1] in rare for key in state.memo)
+    index.close()
+
+
 def test_the_bitmaps_follow_publications_changes_and_removals(bits: PublishedIndex) -> None:
     documents: Documents = bits.documents
     base = bits.get("in-the-body")
@@ -116,9 +133,12 @@ def test_the_bitmaps_follow_publications_changes_and_removals(bits: PublishedInd
     for q in ("zephyr", "zeph", "against", "zephyr plain"):
         assert agree(bits, Query(q=q))
     # Words no comparison held when the bitmaps were made are rare to them until the next
-    # build, however many comparisons take them up: SQL answers those.
+    # build, however many comparisons take them up: their rows are read from the index.
     for q in ("sirocco", "tramontane zephyr", "speaks"):
-        assert not agree(bits, Query(q=q))
+        assert agree(bits, Query(q=q))
+        state = catalogue.bits.state()
+        assert state is not None
+        assert (2, q.split()[0], False) in state.memo
     assert [item.slug for item in bits.query(Query(q="sirocco")).items] == ["in-the-body"]
     assert "in-the-title" not in [item.slug for item in bits.query(Query(q="zephyr")).items]
     for query in queries(vocabulary(bits)):
@@ -196,19 +216,45 @@ def test_the_bitmaps_are_kept_for_the_next_start_while_they_are_of_its_rows(
     third.close()
 
 
-def test_a_rare_word_is_left_to_sql(index: PublishedIndex) -> None:
+def test_a_rare_word_is_read_from_sql_once_and_then_answered_on_the_event_loop(
+        index: PublishedIndex) -> None:
+    """A rare word, or a beginning a rare word shares, has no bitmap: a search in a thread
+    reads its rows from the search index at the bitmaps' transaction and keeps them, and the
+    event loop answers the same search from then on; the same rows as SQL's, page by page."""
     index.bits_from = 2  # "earlier" is in one comparison only
     index.fill()
     catalogue = settled(index)
-    with catalogue.reading() as db:
-        assert listing.page(db, Query(q="zephyr earlier"), catalogue.bits, only_bits=True) is None
-        assert listing.page(db, Query(q="plain "), catalogue.bits, only_bits=True) is not None
-        # A beginning that a rare word shares is left to SQL as well.
-        assert listing.page(db, Query(q="zephyr earl"), catalogue.bits, only_bits=True) is None
+    # "zephyr" is in one title ("zeph" shares it there), "earlier" in one body.
+    rare = [Query(q="zeph"), Query(q="zephyr earlier"), Query(q="zeph", limit=1),
+            Query(q="earlier zep"), Query(q="zephyr earl")]
+    for query in rare[:2]:
+        assert index.quick_query(query) is None, query  # not read yet
+    for query in rare:
+        assert agree(index, query), query  # the bitmaps answer, with the rows read from SQL
+        assert index.query(query) == index.quick_query(query), query
     assert [item.slug for item in index.query(Query(q="zephyr earlier")).items] == [
         "older-in-the-body"]
-    assert index.quick_query(Query(q="zephyr earlier")) is None
+    assert [item.slug for item in index.quick_query(Query(q="zeph")).items] == [  # type: ignore[union-attr]
+        "in-the-title", "in-the-summary"]
     assert index.quick_query(Query(q="zephyr", category="weather")) is None  # filters: SQL
+    # Rows read at one transaction are not taken for the next one's.
+    state = catalogue.bits.state()
+    assert state is not None
+    assert (0, "zeph", True) in state.memo
+    documents = index.documents
+    base = index.get("in-the-body")
+    assert base is not None
+    newest = variant(base.comparison, "newest-zephyr", days=1000, title="Zephyr once more")
+    commit_on_main(documents, {documents.layout.path(newest.slug): codec.encode(newest).encode()})
+    index.refresh(now=10**9)
+    index.fill()
+    after = settled(index).bits.state()
+    assert after is not None
+    assert after.stamp != state.stamp
+    assert index.quick_query(Query(q="zeph")) is None
+    assert [item.slug for item in index.query(Query(q="zeph")).items] == [
+        "newest-zephyr", "in-the-title", "in-the-summary"]
+    assert agree(index, Query(q="zeph"))
     index.close()
 
 
