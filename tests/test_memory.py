@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,6 @@ def test_threads_share_one_arena_once_set() -> None:
     program = """
 import ctypes, os, sys, tempfile, threading
 from cms.memory import one_malloc_arena
-os.environ.pop("MALLOC_ARENA_MAX", None)
 if sys.argv[1] == "one":
     assert one_malloc_arena()
 barrier = threading.Barrier(8)
@@ -46,7 +46,8 @@ with tempfile.TemporaryFile("w+") as out:
     counts: dict[str, int] = {}
     for mode in ("one", "default"):
         run = subprocess.run([sys.executable, "-c", program, mode], capture_output=True,
-                             text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+                             text=True, check=True, env={"PATH": "/usr/bin:/bin"},
+                             cwd=Path(__file__).resolve().parents[1])
         counts[mode] = int(run.stdout.strip())
     assert counts["one"] == 1
     assert counts["default"] > 1

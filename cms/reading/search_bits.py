@@ -285,8 +285,8 @@ class SearchBits:
         added = sorted((change for change in changes if change.texts is not None),
                        key=lambda change: change.row)
         older = [change for change in added
-                 if _position(state.ids, change.row) is None and state.ids
-                 and change.row < state.ids[-1]]
+                 if state.ids and change.row < state.ids[-1]
+                 and _position(state.ids, change.row) is None]
         if len(older) > _OLDER_FOLLOWED:
             return None
         if not removed and not added:
@@ -406,8 +406,6 @@ def _loaded(path: Path, catalogue: str, stamp: str, dense_from: int) -> State | 
             if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != digest:
                 return None  # damaged, or cut short
             saved = msgspec.msgpack.decode(payload, type=_Saved)
-            digest.release()
-            payload.release()
         if (saved.catalogue, saved.stamp, saved.dense_from) != (catalogue, stamp, dense_from) \
                 or len(saved.words) != len(_PARTS) or len(saved.rare) != len(_PARTS) \
                 or len(saved.rare_beginnings) != len(_PARTS):
@@ -465,6 +463,9 @@ def _read(state: State, part: int, word: str, beginning: bool,
         return found
     if db is None:
         return None
+    # Rows kept across requests must be of the state's transaction: only a read transaction
+    # (whose first read was the stamp) guarantees that the rows read here are.
+    assert db.in_transaction, "rows are read inside the caller's read transaction"
     name = _PARTS[part]
     listed = db.execute(f"SELECT group_concat(rowid) FROM search_{name} "
                         f"WHERE search_{name} MATCH ?",
@@ -596,7 +597,8 @@ class _Positions:
         self._table: array[int] | None = None
         self._where: dict[int, int] = {}
         if span <= 4 * len(ids):
-            # A gap holds a position past the last, so that a row not in ``ids`` fails.
+            # A gap holds a position past the last. The rows looked up come from the same
+            # read transaction as ``ids``, so none is missing or below the first.
             self._table = array("q", [len(ids)]) * span
             for position, row in enumerate(ids):
                 self._table[row - self._first] = position
