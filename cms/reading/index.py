@@ -688,8 +688,8 @@ class PublishedIndex:
 
     def search_bits_settled(self) -> Catalogue | None:
         """Wait until the search bitmaps are built, if they are due; the catalogue."""
-        # The thread that filled the catalogue starts the build after lists see it filled:
-        # started here too, so that a wait that begins in between waits for it.
+        # The filling thread marks the catalogue filled, releases its lock and only then starts
+        # the build: a wait that begins in that window would find no thread to join.
         self._bits_due(self._catalogue)
         with self._bits_lock:
             thread = self._bits_thread
