@@ -8,6 +8,7 @@ alone weighs more than the budget is not kept at all.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,12 +30,14 @@ class WeighedCache(Generic[K, V]):
         return len(self._entries)
 
     def get(self, key: K) -> V | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
+        # Without the lock: each of the two steps is one of the dict's own (under the GIL),
+        # and an entry another thread lets go between them is simply not moved.
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        with contextlib.suppress(KeyError):
             self._entries.move_to_end(key)
-            return entry[0]
+        return entry[0]
 
     def put(self, key: K, value: V) -> None:
         weight = self._weigh(key, value)

@@ -42,7 +42,7 @@ _ROUTED_HEADERS = frozenset({b"authorization", b"if-match"})
 def query_of(query_string: bytes) -> Query | None:
     """The list query a query string asks for, when the route would take it as it is."""
     # Parsed as the framework parses it, so that both read the same values.
-    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, separator="&")
+    pairs = _pairs(query_string.decode("latin-1"))
     given: dict[str, str] = {}
     for name, value in pairs:
         # Twice, empty or "null" (which the framework takes for absent): the route's to refuse
@@ -66,6 +66,19 @@ def query_of(query_string: bytes) -> Query | None:
         return msgspec.convert(typed, Query)
     except msgspec.ValidationError:  # checked above; the route's to refuse, should it come
         return None
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True, separator="&")``, which without a percent sign
+    comes down to splitting."""
+    if "%" in text:
+        return parse_qsl(text, keep_blank_values=True, separator="&")
+    pairs: list[tuple[str, str]] = []
+    for field in text.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            pairs.append((name.replace("+", " "), value.replace("+", " ")))
+    return pairs
 
 
 class FastLists:

@@ -124,7 +124,8 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
     None."""
     index = services.index
     index.refresh()
-    fingerprint = hashlib.sha1(repr(query).encode(), usedforsecurity=False).hexdigest()[:16]
+    fingerprint = hashlib.sha1(msgspec.msgpack.encode(query),
+                               usedforsecurity=False).hexdigest()[:16]
     for attempt in range(1, _ATTEMPTS + 1):
         head = index.head
         if quick:
@@ -147,7 +148,8 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
         if page is None:
             return None
         encoded = msgspec.json.encode(EncodedList(
-            items=[_summary(services, item.card, item.blob, pending.of(item.slug))
+            items=[_summary(services, item.card, item.blob,
+                            pending.of(item.slug) if pending.tallies else _NO_VOTES)
                    for item in page.items],
             next_cursor=page.next_cursor,
             total=page.total,
@@ -156,16 +158,20 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
         # Main moved while the page was made: its items may hold votes that ``pending`` adds
         # again, so make it anew (a page made on a moving main is served, not kept).
         if index.head == head:
-            services.bodies.put(tag, encoded)
+            if not quick:  # a quick one costs less to make again than to keep
+                services.bodies.put(tag, encoded)
             break
         if attempt == _ATTEMPTS:
             headers["Cache-Control"] = "no-store"
     return ListAnswer(headers, encoded)
 
 
+_NO_VOTES: dict[str, Counts] = {}
+
+
 def _summary(services: Services, card: Card, blob: str, added: dict[str, Counts]) -> msgspec.Raw:
     """A list's entry, encoded once for as long as its file and its votes stay as they are."""
-    key = (blob, card.slug, tuple(sorted(added.items())))
+    key = (blob, card.slug, tuple(sorted(added.items())) if added else ())
     encoded = services.summaries.get(key)
     if encoded is None:
         encoded = msgspec.json.encode(summary_view(

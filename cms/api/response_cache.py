@@ -9,6 +9,10 @@ goes through the handler and its response replaces the stored one.
 
 Only anonymous GETs are served from it: a request with a token goes through authentication,
 so a bad token is still refused.
+
+A search is kept the second time its request line is seen, not the first: most searches are
+asked once, and keeping each would cost every one of them the copy, and push out the pages
+that are asked again.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ MAX_BODY_BYTES = 256 * 1024
 # long ones are not stored, and the entries are bounded in number as well as in bytes.
 MAX_KEY_BYTES = 512
 MAX_ENTRIES = 20_000
+# Search request lines seen once (see above), forgotten all at once past this many.
+MAX_SEEN = 65_536
 _ENTRY_OVERHEAD = 1024  # the messages, the key and the bookkeeping of one entry, roughly
 _DROPPED_ON_304 = {b"content-length", b"content-type"}
 
@@ -72,8 +78,9 @@ class PublicResponseCache(ASGIMiddleware):
         self.max_bytes = max_bytes
         self.size = 0
         self.hits = 0
-        # Touched only on the event loop's thread, so it needs no lock.
+        # Touched only on the event loop's thread, so they need no lock.
         self._stored: OrderedDict[bytes, _Stored] = OrderedDict()
+        self._seen: set[bytes] = set()
 
     def wrapping(self, app: ASGIApp) -> ASGIApp:
         """``app`` with this cache in front of it."""
@@ -97,12 +104,18 @@ class PublicResponseCache(ASGIMiddleware):
         if len(key) > MAX_KEY_BYTES:
             await next_app(scope, receive, send)
             return
+        stored = self._stored.get(key)
+        if stored is None and key not in self._seen and _is_search(scope["query_string"]):
+            if len(self._seen) >= MAX_SEEN:
+                self._seen.clear()
+            self._seen.add(key)
+            await next_app(scope, receive, send)
+            return
         try:
             state = state_of(self.services)
         except Exception:  # the handler reports it, in its own terms
             await next_app(scope, receive, send)
             return
-        stored = self._stored.get(key)
         if stored is not None and stored.state == state:
             self._stored.move_to_end(key)
             self.hits += 1
@@ -148,6 +161,10 @@ class PublicResponseCache(ASGIMiddleware):
         while (self.size > self.max_bytes or len(self._stored) > MAX_ENTRIES) and self._stored:
             _, evicted = self._stored.popitem(last=False)
             self.size -= evicted.cost
+
+
+def _is_search(query_string: bytes) -> bool:
+    return query_string.startswith(b"q=") or b"&q=" in query_string
 
 
 def _cost(key: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> int:

@@ -22,7 +22,7 @@ from msgspec import Struct
 from .. import urlsafe
 from ..errors import BadRequest
 from .card import Card
-from .search_bits import BLOCK, ROWS_KEPT, SearchBits, count, stamp_of, walk
+from .search_bits import ROWS_KEPT, SearchBits, newest, stamp_of
 from .search_bits import State as _BitsState
 
 SortKey = Literal["relevance", "published", "-published", "title", "-title", "panel_ship",
@@ -186,6 +186,9 @@ _MATCHES = ("SELECT rowid FROM search_lead WHERE search_lead MATCH ? "
 COUNTED = 1000
 # The parts walked in order; each shows what the one before it did not.
 _PARTS = (("head", "begun"), ("lead", "begun"), ("full", "exact"))
+# By part, whether the last word typed is also matched as a beginning (when it is one).
+_BEGUN = tuple(kind == "begun" for _part, kind in _PARTS)
+_WHOLE = tuple(False for _part in _PARTS)
 
 
 def _count(db: sqlite3.Connection, where: list[str], params: list[object]) -> int:
@@ -260,18 +263,13 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         return None
     words, begun = typed
     words = [word.lower() for word in words]
-    if not all(word.isascii() for word in words):
-        return None
     # Read first, so that rows read for rare words are of the bitmaps' transaction.
     if db is not None and stamp_of(db) != state.stamp:
         return None  # the bitmaps are of other rows than this transaction reads
-    parts = [bits.matches(state, number, words, begun and kind == "begun", db)
-             for number, (_part, kind) in enumerate(_PARTS)]
-    matched = [found for found in parts if found is not None]
-    if len(matched) != len(parts):
+    matched = bits.matches(state, words, _BEGUN if begun else _WHOLE, db)
+    if matched is None:
         return None
-    blocks = -(-len(state.ids) // BLOCK)
-    counted = count([matched[1], matched[2]], blocks, COUNTED)
+    counted = matched[1].union_cardinality(matched[2])
     total, exact = min(counted, COUNTED), counted <= COUNTED
     start, below = 0, None
     if query.cursor:
@@ -283,14 +281,17 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
     for number in range(start, len(_PARTS)):
         # Past a cursor, a part leaves out what the part before it matched; from the top, what
         # every part before it did (they were shown whole).
-        without = (matched[number - 1 : number] if query.cursor else matched[:number])
+        rows = matched[number]
+        for other in (matched[number - 1 : number] if query.cursor else matched[:number]):
+            if rows and other:
+                rows = rows - other
+        if not rows:
+            continue
         limit = len(state.ids)
         if number == start and below is not None:
             limit = bisect.bisect_left(state.ids, below)
-        for position in walk(matched[number], without, limit):
-            found.append((number, state.ids[position]))
-            if len(found) == wanted:
-                break
+        found += [(number, state.ids[position])
+                  for position in newest(rows, limit, wanted - len(found))]
         if len(found) == wanted:
             break
     shown = [number for _part, number in found[: query.limit]]

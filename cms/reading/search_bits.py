@@ -4,10 +4,12 @@ A word that most comparisons hold has a list of tens of thousands of rows in the
 and a search of two such words read both lists whole when they had nothing in common: half a
 millisecond for a search that finds nothing, at 100,000 comparisons. Here every word held by at
 least ``dense_from`` comparisons has a bitmap over the catalogue's rows in id order (newest
-last), cut into blocks, so that a search combines a few blocks from the newest down and stops
-when its page is full and its count is known. Words held by fewer comparisons are known only by
-a hash: the rows of one of them (or of a beginning one of them shares) are read from the index
-by the first search in a thread that needs them, and kept for the next ones.
+last), so that a search is a few operations on bitmaps. They are Roaring bitmaps (pyroaring):
+combined in C, a few microseconds for two words at 100,000 rows, where the same in Python ints
+cut into blocks cost tens; and a sparse one weighs what its rows do. Words held by fewer
+comparisons are known only by a hash: the rows of one of them (or of a beginning one of them
+shares) are read from the index by the first search in a thread that needs them, and kept for
+the next ones.
 
 The bitmaps are made from the search index itself (so a word is whatever its tokenizer makes of
 the text) in a thread of their own once the catalogue is filled, and follow each transaction
@@ -24,39 +26,40 @@ import logging
 import os
 import re
 import sqlite3
+import sys
 import threading
 import time
+import zlib
 from array import array
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
+from pyroaring import BitMap, FrozenBitMap
 
 log = logging.getLogger("cms")
 
-BLOCK = 4096  # rows a block of a bitmap covers
 _PARTS = ("head", "lead", "full")
 # A typed beginning is looked up among the rare words' beginnings up to this many characters;
 # a longer one is taken as possibly rare, which only sends it to SQL.
 _BEGINNING_KEPT = 12
 _BEGINNING_FROM = 3
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
-# Beginnings combined, kept by the bytes of their bitmaps (about this many), and at most
-# this many of them.
+# Beginnings combined and rare words read, kept up to the bytes of their bitmaps; the oldest
+# go first.
 _MEMO_BYTES = 8 * 2**20
-_MEMO_ENTRIES = 4096
-_BLOCK_BYTES = BLOCK // 8 + 40  # a block's int, as Python keeps it
+# Words known to be in no row of a part, forgotten all at once past this many.
+_ABSENT_KEPT = 65_536
 # Rows older than the newest that one transaction may bring in place (each moves every bitmap's
 # rows above it up by one: milliseconds at 100,000 rows); more are made anew.
 _OLDER_FOLLOWED = 16
 _DIGEST = 32
 ROWS_KEPT = 4096
-_ONE = ord("1")
+_EMPTY = FrozenBitMap()
 
-Blocks = tuple[int, ...]
+Rows = FrozenBitMap  # positions in ``State.ids``
 
 
 class BuildCancelled(Exception):
@@ -91,18 +94,55 @@ class State(NamedTuple):
     # The row id at each position, ascending (so a row's position is found by bisection);
     # never changed once in a state.
     ids: array[int]
-    alive: Blocks  # positions that hold a row now
-    words: tuple[dict[str, Blocks], ...]  # by part: word -> its rows
+    alive: Rows  # positions that hold a row now
+    words: tuple[dict[str, Rows], ...]  # by part: word -> its rows
     vocabulary: _Vocabulary
     # By (part, word, whether it is a beginning): a beginning's words combined, and the rows of
     # a rare word or beginning, read once from the catalogue at this transaction.
-    memo: dict[tuple[int, str, bool], Blocks | None]
+    memo: _Memo
     # Rows read for searches at this transaction, by id, for the next searches: what a list
     # shows of them (``listing.Listed``), which this module does not need to know.
     rows: dict[int, object]
 
 
-_MISSING: Blocks = (-1,)  # not a value a memo holds
+class _Memo:
+    """Bitmaps kept by key up to ``most`` bytes, the oldest let go first. Read without a lock
+    from any thread (a dict's lookup is one step); written under one, since a write also
+    counts and lets go."""
+
+    def __init__(self, most: int = _MEMO_BYTES) -> None:
+        self.most = most
+        self.weight = 0
+        self._kept: dict[tuple[int, str, bool], Rows] = {}
+        self._lock = threading.Lock()
+        # By (part, word): words looked for that no row of the part holds, which would
+        # otherwise be hashed and looked up among the rare ones by every search for them.
+        self.absent: set[tuple[int, str]] = set()
+
+    def mark_absent(self, key: tuple[int, str]) -> None:
+        if len(self.absent) >= _ABSENT_KEPT:
+            self.absent.clear()
+        self.absent.add(key)
+
+    def get(self, key: tuple[int, str, bool]) -> Rows | None:
+        return self._kept.get(key)
+
+    def put(self, key: tuple[int, str, bool], rows: Rows) -> None:
+        weight = sys.getsizeof(rows)
+        with self._lock:
+            if key in self._kept:
+                return
+            while self._kept and self.weight + weight > self.most:
+                self.weight -= sys.getsizeof(self._kept.pop(next(iter(self._kept))))
+            if weight <= self.most:
+                self._kept[key] = rows
+                self.weight += weight
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __contains__(self, key: tuple[int, str, bool]) -> bool:
+        return key in self._kept
 
 
 class SearchBits:
@@ -139,27 +179,36 @@ class SearchBits:
     def state(self) -> State | None:
         return self._state
 
-    def matches(self, state: State, part: int, words: list[str], begun: bool,
-                db: sqlite3.Connection | None = None) -> list[Blocks] | None:
-        """The bitmaps whose blocks, and-ed, give the rows of a part that hold every word (the
-        last as a beginning when ``begun``); an empty list means none does. A rare word, or a
-        beginning a rare word shares, has its rows read from ``db`` (which the caller knows
-        reads the catalogue at the state's transaction) and kept for the next searches. None:
-        such a word without ``db`` and not read before, or not a plain word; SQL answers."""
-        lists: list[Blocks] = [state.alive]
-        for number, word in enumerate(words):
-            if not _ASCII_WORD.fullmatch(word):
-                return None
-            beginning = begun and number == len(words) - 1
-            found = _beginning(state, part, word) if beginning else _word(state, part, word)
-            if found is None:
-                found = _read(state, part, word, beginning, db)
-            if found is None:
-                return None
-            if not found:
-                return []
-            lists.append(found)
-        return lists
+    def matches(self, state: State, words: list[str], begun: tuple[bool, ...],
+                db: sqlite3.Connection | None = None) -> list[Rows] | None:
+        """By part, the rows that hold every word (the last as a beginning in the parts whose
+        ``begun`` says so). A rare word, or a beginning a rare word shares, has its rows read
+        from ``db`` (which the caller knows reads the catalogue at the state's transaction)
+        and kept for the next searches. None: such a word without ``db`` and not read before,
+        or not a plain word; SQL answers."""
+        if not words or not all(map(_ASCII_WORD.fullmatch, words)):
+            return None
+        last = len(words) - 1
+        matched: list[Rows] = []
+        for part, (common, beginning) in enumerate(zip(state.words, begun, strict=True)):
+            lists: list[Rows] = []
+            for number, word in enumerate(words):
+                if beginning and number == last:
+                    found = _beginning(state, part, word)
+                else:  # the common words first: most words typed are
+                    found = common.get(word) or _word(state, part, word)
+                if found is None:
+                    found = _read(state, part, word, beginning and number == last, db)
+                    if found is None:
+                        return None
+                if not found:
+                    break
+                lists.append(found)
+            else:
+                matched.append(_and(state, lists))
+                continue
+            matched.append(_EMPTY)
+        return matched
 
     # Building and following the catalogue
 
@@ -230,22 +279,21 @@ class SearchBits:
         ids = array("q", (int(row) for (row,) in db.execute(
             "SELECT id FROM comparisons ORDER BY id")))
         where = _Positions(ids)
-        count = len(ids)
-        alive = _blocks_of(range(count), count)
-        words: list[dict[str, Blocks]] = []
+        alive = FrozenBitMap(range(len(ids)))
+        words: list[dict[str, Rows]] = []
         rare: list[array[int]] = []
         beginnings: list[array[int]] = []
         for part in _PARTS:
             db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocabulary_{part} "
                        f"USING fts5vocab(main, search_{part}, row)")
-            dense: dict[str, Blocks] = {}
+            dense: dict[str, Rows] = {}
             rare_hashes: set[int] = set()
             rare_starts: set[int] = set()
             for word, held in db.execute(f"SELECT term, doc FROM temp.vocabulary_{part}"):
                 if held >= self.dense_from:
                     if self._cancelled:
                         raise BuildCancelled
-                    dense[word] = _blocks_of(_positions(db, part, word, where), count)
+                    dense[word] = FrozenBitMap(_positions(db, part, word, where))
                     time.sleep(0)  # requests first: this is seconds of work
                 else:
                     rare_hashes.add(_hash(word))
@@ -256,7 +304,7 @@ class SearchBits:
         vocabulary = _vocabulary(tuple(sorted(part) for part in words), tuple(rare),
                                  tuple(beginnings))
         return State(generation_from(stamp), stamp, ids, alive, tuple(words), vocabulary,
-                     {}, {})
+                     _Memo(), {})
 
     def apply(self, generation: int, stamp: str, changes: list[Change]) -> None:
         """Follow a committed transaction of the catalogue's writer."""
@@ -291,39 +339,41 @@ class SearchBits:
             return None
         if not removed and not added:
             return state._replace(generation=generation, stamp=stamp)
-        alive = list(state.alive)
+        alive, ids = state.alive, state.ids
         words = [dict(part) for part in state.words]
-        ids = state.ids
+        new_rows = [change.row for change in added if _position(ids, change.row) is None]
+        if new_rows:
+            ids = array("q", ids)
+            for row in new_rows:  # ascending: each finds the ones before it in place
+                at = bisect.bisect_left(ids, row)
+                if at < len(ids):  # older than the newest: the rows above move up
+                    moved = FrozenBitMap(range(at, len(ids)))
+                    alive = _inserted(alive, moved)
+                    for part in words:
+                        for word, rows in part.items():
+                            part[word] = _inserted(rows, moved)
+                ids.insert(at, row)
+        # Each bitmap a row changes is copied once, changed in place, and frozen at the end:
+        # the state before is being read meanwhile.
+        changing = _Changing(alive, words)
         for change, held in zip(removed, self._terms([c.old for c in removed if c.old]),
                                 strict=True):
             position = _position(ids, change.row)
-            if position is None:
-                continue
-            _set(alive, position, False)
-            _mark(words, held, position, on=False)
-        if added:
-            ids = array("q", ids)
-            vocabulary = state.vocabulary
-            for change, held in zip(added, self._terms([c.texts for c in added if c.texts]),
-                                    strict=True):
-                position = _position(ids, change.row)
-                if position is None:
-                    position = bisect.bisect_left(ids, change.row)
-                    if position < len(ids):  # older than the newest: the rows above move up
-                        alive = list(_inserted(tuple(alive), position))
-                        for part in words:
-                            for word, blocks in part.items():
-                                part[word] = _inserted(blocks, position)
-                    ids.insert(position, change.row)
-                _set(alive, position, True)
-                for number, rare in enumerate(_mark(words, held, position, on=True)):
-                    for word in rare:
-                        if not _known_rare(vocabulary, number, word):
-                            vocabulary.new_rare[number].add(_hash(word))
-                            vocabulary.new_rare_beginnings[number].update(
-                                map(_hash, _beginnings(word)))
-        return State(generation, stamp, ids, tuple(alive), tuple(words), state.vocabulary,
-                      {}, {})
+            if position is not None:
+                changing.mark(held, position, on=False)
+        vocabulary = state.vocabulary
+        for change, held in zip(added, self._terms([c.texts for c in added if c.texts]),
+                                strict=True):
+            position = _position(ids, change.row)
+            assert position is not None, "every added row was put in ``ids`` above"
+            for number, rare in enumerate(changing.mark(held, position, on=True)):
+                for word in rare:
+                    if not _known_rare(vocabulary, number, word):
+                        vocabulary.new_rare[number].add(_hash(word))
+                        vocabulary.new_rare_beginnings[number].update(
+                            map(_hash, _beginnings(word)))
+        alive = changing.frozen()
+        return State(generation, stamp, ids, alive, tuple(words), vocabulary, _Memo(), {})
 
     def _terms(self, texts: list[tuple[str, str, str]]) -> list[tuple[set[str], ...]]:
         """The words the search index makes of each text, by its own tokenizer."""
@@ -356,9 +406,9 @@ class SearchBits:
             return False
         vocabulary = state.vocabulary
         saved = _Saved(
-            catalogue=catalogue, stamp=state.stamp, dense_from=self.dense_from,
-            ids=state.ids.tobytes(), alive=_bytes_of(state.alive),
-            words=[{word: _bytes_of(blocks) for word, blocks in part.items()}
+            format=_FORMAT, catalogue=catalogue, stamp=state.stamp, dense_from=self.dense_from,
+            ids=state.ids.tobytes(), alive=state.alive.serialize(),
+            words=[{word: rows.serialize() for word, rows in part.items()}
                    for part in state.words],
             rare=[_merged(old, new) for old, new in zip(
                 vocabulary.rare, vocabulary.new_rare, strict=True)],
@@ -387,7 +437,11 @@ class SearchBits:
                 self._tokenizer = None
 
 
+_FORMAT = "roaring-1"  # how the bitmaps are saved: a file of another format is made anew
+
+
 class _Saved(msgspec.Struct, array_like=True):
+    format: str
     catalogue: str  # the catalogue file's own id (its meta table's identity)
     stamp: str
     dense_from: int
@@ -406,29 +460,37 @@ def _loaded(path: Path, catalogue: str, stamp: str, dense_from: int) -> State | 
             if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != digest:
                 return None  # damaged, or cut short
             saved = msgspec.msgpack.decode(payload, type=_Saved)
-        if (saved.catalogue, saved.stamp, saved.dense_from) != (catalogue, stamp, dense_from) \
+        if (saved.format, saved.catalogue, saved.stamp, saved.dense_from) != \
+                (_FORMAT, catalogue, stamp, dense_from) \
                 or len(saved.words) != len(_PARTS) or len(saved.rare) != len(_PARTS) \
                 or len(saved.rare_beginnings) != len(_PARTS):
             return None
         ids = _int64s_from(saved.ids)
         count = len(ids)
-        words = tuple(_blocks_by_word(part, count) for part in saved.words)
+        words = tuple(_rows_by_word(part, count) for part in saved.words)
         vocabulary = _vocabulary(tuple(sorted(part) for part in words),
                                  tuple(map(_int64s_from, saved.rare)),
                                  tuple(map(_int64s_from, saved.rare_beginnings)))
+        alive = _rows_from(saved.alive, count)
     except (OSError, ValueError, msgspec.DecodeError):
         return None
-    return State(generation_from(stamp), stamp, ids, _blocks_from(saved.alive, count), words,
-                 vocabulary, {}, {})
+    return State(generation_from(stamp), stamp, ids, alive, words, vocabulary, _Memo(), {})
 
 
-def _blocks_by_word(saved: dict[str, bytes], count: int) -> dict[str, Blocks]:
-    """The bitmaps of a part, each saved one let go once it is made (they weigh as much)."""
-    made: dict[str, Blocks] = {}
+def _rows_by_word(saved: dict[str, bytes], count: int) -> dict[str, Rows]:
+    """The bitmaps of a part, each saved one let go once it is made."""
+    made: dict[str, Rows] = {}
     while saved:
         word, raw = saved.popitem()
-        made[word] = _blocks_from(raw, count)
+        made[word] = _rows_from(raw, count)
     return made
+
+
+def _rows_from(raw: bytes, count: int) -> Rows:
+    rows = FrozenBitMap.deserialize(raw)
+    if rows and rows.max() >= count:
+        raise ValueError("a bitmap holds a position past the last row")
+    return rows
 
 
 def _vocabulary(common: tuple[list[str], ...], rare: tuple[array[int], ...],
@@ -437,29 +499,48 @@ def _vocabulary(common: tuple[list[str], ...], rare: tuple[array[int], ...],
                        tuple(set() for _ in _PARTS))
 
 
-def _mark(words: list[dict[str, Blocks]], held: tuple[set[str], ...], position: int, *,
-          on: bool) -> list[list[str]]:
-    """Set or clear a row's bit in the bitmap of every word it holds, by part; the words
-    without a bitmap, by part."""
-    without: list[list[str]] = []
-    for part, part_words in zip(words, held, strict=True):
-        without.append([])
-        for word in part_words:
-            having = part.get(word)
-            if having is None:
-                without[-1].append(word)
-            else:
-                part[word] = _with(having, position, on)
-    return without
+class _Changing:
+    """The bitmaps of a state being made from the one before: each one a row changes is copied
+    the first time, then changed in place."""
+
+    def __init__(self, alive: Rows, words: list[dict[str, Rows]]) -> None:
+        self.words = words
+        self._alive = BitMap(alive)
+        self._copies: list[dict[str, BitMap]] = [{} for _ in words]
+
+    def mark(self, held: tuple[set[str], ...], position: int, *, on: bool) -> list[list[str]]:
+        """Set or clear a row's bit in the bitmap of every word it holds, by part; the words
+        without a bitmap, by part."""
+        _set(self._alive, position, on)
+        without: list[list[str]] = []
+        for part, copies, part_words in zip(self.words, self._copies, held, strict=True):
+            without.append([])
+            for word in part_words:
+                copy = copies.get(word)
+                if copy is None:
+                    having = part.get(word)
+                    if having is None:
+                        without[-1].append(word)
+                        continue
+                    copy = copies[word] = BitMap(having)
+                _set(copy, position, on)
+        return without
+
+    def frozen(self) -> Rows:
+        """Put the changed bitmaps in ``words``, frozen; the rows alive now."""
+        for part, copies in zip(self.words, self._copies, strict=True):
+            for word, copy in copies.items():
+                part[word] = FrozenBitMap(copy)
+        return FrozenBitMap(self._alive)
 
 
 def _read(state: State, part: int, word: str, beginning: bool,
-          db: sqlite3.Connection | None) -> Blocks | None:
+          db: sqlite3.Connection | None) -> Rows | None:
     """The rows of a part that hold a rare word (or a word that begins so), as read before at
     this transaction, else from ``db``; None without it."""
     key = (part, word, beginning)
-    found = state.memo.get(key, _MISSING)
-    if found is not _MISSING:
+    found = state.memo.get(key)
+    if found is not None:
         return found
     if db is None:
         return None
@@ -472,23 +553,37 @@ def _read(state: State, part: int, word: str, beginning: bool,
                         (_quoted(word) + ("*" if beginning else ""),)).fetchone()[0]
     rows = map(int, listed.split(",")) if listed else ()
     # Every row the catalogue holds at this transaction is in ``ids``.
-    found = _blocks_of(map(bisect.bisect_left, repeat(state.ids), rows), len(state.ids))
-    _remember(state, key, found)
+    found = FrozenBitMap(map(bisect.bisect_left, repeat(state.ids), rows))
+    state.memo.put(key, found)
     return found
 
 
-def _remember(state: State, key: tuple[int, str, bool], found: Blocks | None) -> None:
-    if len(state.memo) >= min(_MEMO_ENTRIES,
-                              _MEMO_BYTES // (_BLOCK_BYTES * max(1, len(state.alive)))):
-        state.memo.clear()
-    state.memo[key] = found
+def _and(state: State, lists: list[Rows]) -> Rows:
+    """The rows every one of ``lists`` holds (one or more of them)."""
+    # The smallest first: each step then costs what the fewer rows do.
+    lists.sort(key=len)
+    rows = lists[0]
+    for found in lists[1:]:
+        rows = rows & found
+    # A row that went is cleared from every bitmap of a word it held; this only keeps a
+    # search right should the tokenizer's words for its old text differ from the index's.
+    if len(state.alive) != len(state.ids):
+        rows = rows & state.alive
+    return rows
 
 
-def _word(state: State, part: int, word: str) -> Blocks | None:
-    blocks = state.words[part].get(word)
-    if blocks is not None:
-        return blocks
-    return None if _known_rare(state.vocabulary, part, word) else ()
+def _word(state: State, part: int, word: str) -> Rows | None:
+    found = state.words[part].get(word)
+    if found is None:
+        found = state.memo.get((part, word, False))
+    if found is not None:
+        return found
+    if (part, word) in state.memo.absent:
+        return _EMPTY
+    if _known_rare(state.vocabulary, part, word):
+        return None
+    state.memo.mark_absent((part, word))
+    return _EMPTY
 
 
 def _known_rare(vocabulary: _Vocabulary, part: int, word: str) -> bool:
@@ -496,11 +591,11 @@ def _known_rare(vocabulary: _Vocabulary, part: int, word: str) -> bool:
     return _has(vocabulary.rare[part], hashed) or hashed in vocabulary.new_rare[part]
 
 
-def _beginning(state: State, part: int, start: str) -> Blocks | None:
+def _beginning(state: State, part: int, start: str) -> Rows | None:
     """Every row of a part with a word that begins with ``start``; None if a rare one may."""
     key = (part, start, True)
-    found = state.memo.get(key, _MISSING)
-    if found is not _MISSING:
+    found = state.memo.get(key)
+    if found is not None:
         return found
     vocabulary = state.vocabulary
     hashed = _hash(start[:_BEGINNING_KEPT])
@@ -512,8 +607,8 @@ def _beginning(state: State, part: int, start: str) -> Blocks | None:
     last = first
     while last < len(common) and common[last].startswith(start):
         last += 1
-    found = _union(state.words[part][word] for word in common[first:last])
-    _remember(state, key, found)
+    found = FrozenBitMap.union(_EMPTY, *(state.words[part][word] for word in common[first:last]))
+    state.memo.put(key, found)
     return found
 
 
@@ -543,47 +638,20 @@ def generation_from(stamp: str) -> int:
     return int(stamp.split(" ", 1)[0])
 
 
-def walk(lists: list[Blocks], without: list[list[Blocks]], below: int) -> Iterator[int]:
-    """The positions below ``below`` held by every list (and-ed) and by none of the ``without``
-    combinations, from the highest down."""
-    for block in range((below - 1) // BLOCK, -1, -1) if below > 0 else ():
-        bits = _block_and(lists, block)
-        for other in without:
-            if bits:
-                bits &= ~_block_and(other, block)
-        if block == below // BLOCK:
-            bits &= (1 << (below % BLOCK)) - 1
-        while bits:
-            top = bits.bit_length() - 1
-            yield block * BLOCK + top
-            bits ^= 1 << top
-
-
-def count(alternatives: list[list[Blocks]], blocks: int, most: int) -> int:
-    """How many positions any of the alternatives (each and-ed) holds, from the top down; the
-    count stops once it is past ``most``."""
-    found = 0
-    for block in range(blocks - 1, -1, -1):
-        bits = 0
-        for lists in alternatives:
-            bits |= _block_and(lists, block)
-        found += bits.bit_count()
-        if found > most:
-            break
+def newest(rows: Rows, below: int, most: int) -> list[int]:
+    """Up to ``most`` of the positions below ``below`` that ``rows`` holds, the highest first."""
+    if below <= 0 or most <= 0:
+        return []
+    held = rows.rank(below - 1)  # how many are at or below ``below - 1``
+    taken = min(most, held)
+    if not taken:
+        return []
+    # One look-up by rank, then a walk up: each look-up by rank counts bits from the start of
+    # its block, which costs microseconds in a bitmap of most rows.
+    upwards = rows.iter_equal_or_larger(rows[held - taken])
+    found = [next(upwards) for _ in range(taken)]
+    found.reverse()
     return found
-
-
-def _block_and(lists: list[Blocks], block: int) -> int:
-    if not lists:
-        return 0
-    bits = -1
-    for blocks in lists:
-        if block >= len(blocks):
-            return 0
-        bits &= blocks[block]
-        if not bits:
-            return 0
-    return bits
 
 
 class _Positions:
@@ -622,93 +690,34 @@ def _quoted(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def _blocks_of(positions: Iterable[int], count: int) -> Blocks:
-    # A character a position, set by C loops (map, deque) and read as one binary number: a
-    # bit at a time in Python would cost as much again as reading the index.
-    digits = bytearray(b"0") * count
-    deque(map(digits.__setitem__, positions, repeat(_ONE)), maxlen=0)
-    digits.reverse()
-    whole = int(digits, 2) if count else 0
-    mask = (1 << BLOCK) - 1
-    return tuple((whole >> (block * BLOCK)) & mask for block in range(_block_count(count)))
-
-
-def _bytes_of(blocks: Blocks) -> bytes:
-    whole = 0
-    for block, bits in enumerate(blocks):
-        whole |= bits << (block * BLOCK)
-    return whole.to_bytes((whole.bit_length() + 7) // 8, "little")
-
-
-def _blocks_from(raw: bytes, count: int) -> Blocks:
-    whole = int.from_bytes(raw, "little")
-    mask = (1 << BLOCK) - 1
-    return tuple((whole >> (block * BLOCK)) & mask for block in range(_block_count(count)))
-
-
 def _int64s_from(raw: bytes) -> array[int]:
     values = array("q")
     values.frombytes(raw)
     return values
 
 
-def _block_count(count: int) -> int:
-    return (count + BLOCK - 1) // BLOCK
+def _inserted(rows: Rows, moved: Rows) -> Rows:
+    """The bitmap with the bits of the positions ``moved`` (every one from some position up)
+    each one up, leaving that position clear."""
+    above = rows & moved
+    if not above:
+        return rows
+    return (rows - above) | above.shift(1)
 
 
-def _inserted(blocks: Blocks, position: int) -> Blocks:
-    """The bitmap with a clear bit put in at ``position`` and every bit from there one up."""
-    first = position // BLOCK
-    if first >= len(blocks):
-        return blocks
-    whole = 0
-    for number, bits in enumerate(blocks[first:]):
-        whole |= bits << (number * BLOCK)
-    offset = position - first * BLOCK
-    whole = ((whole >> offset) << (offset + 1)) | (whole & ((1 << offset) - 1))
-    mask = (1 << BLOCK) - 1
-    tail: list[int] = []
-    while whole or len(tail) < len(blocks) - first:
-        tail.append(whole & mask)
-        whole >>= BLOCK
-    return blocks[:first] + tuple(tail)
-
-
-def _union(lists: Iterable[Blocks]) -> Blocks:
-    merged: list[int] = []
-    for blocks in lists:
-        if len(blocks) > len(merged):
-            merged.extend([0] * (len(blocks) - len(merged)))
-        for block, bits in enumerate(blocks):
-            merged[block] |= bits
-    return tuple(merged)
-
-
-def _get(blocks: Blocks, position: int) -> bool:
-    block = position // BLOCK
-    return block < len(blocks) and bool(blocks[block] >> (position % BLOCK) & 1)
-
-
-def _with(blocks: Blocks, position: int, on: bool) -> Blocks:
-    changed = list(blocks)
-    _set(changed, position, on)
-    return tuple(changed)
-
-
-def _set(blocks: list[int], position: int, on: bool) -> None:
-    block = position // BLOCK
-    if block >= len(blocks):
-        blocks.extend([0] * (block + 1 - len(blocks)))
+def _set(rows: BitMap, position: int, on: bool) -> None:
     if on:
-        blocks[block] |= 1 << (position % BLOCK)
+        rows.add(position)
     else:
-        blocks[block] &= ~(1 << (position % BLOCK))
+        rows.discard(position)
 
 
 def _hash(word: str) -> int:
-    """A hash that is the same in every process, since the hashes are saved."""
-    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little",
-                          signed=True)
+    """A hash that is the same in every process, since the hashes are saved. Two words that
+    share one only send a search of one of them to SQL; what it costs is paid by every
+    search, so it is two checksums in C rather than a cryptographic hash."""
+    raw = word.encode()
+    return (zlib.adler32(raw) & 0x7FFFFFFF) << 32 | zlib.crc32(raw)
 
 
 def _position(ids: array[int], row: int) -> int | None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from litestar.testing import TestClient
 
 from cms.api import fast_lists
@@ -117,6 +120,12 @@ def test_the_query_read_from_a_query_string() -> None:
     for refused in (b"limit=100&limit=100", b"limit=1e1", b"limit=-1", b"verdict=", b"x=1",
                     b"sort=null", b"limit=1000"):
         assert query_of(refused) is None, refused
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aq=&+ ;%2E1\u00e9\x00", max_size=40))
+def test_a_query_string_is_split_as_the_framework_splits_it(text: str) -> None:
+    assert fast_lists._pairs(text) == parse_qsl(text, keep_blank_values=True, separator="&")
 
 
 def test_a_list_that_fails_here_is_answered_by_the_route(client: Client,

@@ -85,6 +85,36 @@ def test_eviction_keeps_the_cache_within_its_budget(client: Client) -> None:
 
 
 
+def test_a_search_is_kept_the_second_time_it_is_asked_not_the_first(client: Client) -> None:
+    cache = cache_of(client)
+    client.get(PAGE)
+    search = "/api/comparisons?q=lang&limit=2"
+    first = client.get(search)
+    assert first.status_code == 200
+    kept = cache.size
+    assert kept > 0  # the list page: kept at once
+    second = client.get(search)
+    assert cache.size > kept  # asked again: kept now
+    hits = cache.hits
+    third = client.get(search)
+    assert cache.hits == hits + 1
+    assert comparable(first) == comparable(second) == comparable(third)
+    # Seen once, each of many searches costs the cache nothing, and the ones seen are bounded.
+    cache_size = cache.size
+    for number in range(5):
+        assert client.get(f"/api/comparisons?q=lang&limit={number + 3}").status_code == 200
+    assert cache.size == cache_size
+
+
+def test_the_searches_seen_once_are_bounded(client: Client,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = cache_of(client)
+    monkeypatch.setattr(response_cache, "MAX_SEEN", 3)
+    for number in range(10):
+        assert client.get(f"/api/comparisons?q=lang&limit={number + 1}").status_code == 200
+    assert 1 <= len(cache._seen) <= 3
+
+
 def test_a_long_request_line_is_answered_but_not_kept(client: Client) -> None:
     cache = cache_of(client)
     path = f"/api/comparisons/{HAIKU}?padding={'x' * 600}"

@@ -6,11 +6,15 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyroaring import FrozenBitMap
 
 from cms.config import Settings
 from cms.content import codec
@@ -308,7 +312,8 @@ def test_bitmaps_saved_at_a_transaction_number_that_came_again_are_not_taken(
     again.close()
 
 
-@pytest.mark.parametrize("damage", ["flipped", "cut short", "odd length"])
+@pytest.mark.parametrize("damage", ["flipped", "cut short", "odd length", "past the rows",
+                                    "not a bitmap", "another format"])
 def test_damaged_bitmaps_are_made_anew_not_taken(settings: Settings, bits: PublishedIndex,
                                                   damage: str) -> None:
     path = saved_bits(settings, bits)
@@ -319,7 +324,15 @@ def test_damaged_bitmaps_are_made_anew_not_taken(settings: Settings, bits: Publi
         del raw[len(raw) // 3:]
     else:  # whole, with a digest that fits, but not something this code wrote
         payload = msgspec.msgpack.decode(bytes(raw[32:]))
-        payload[3] += b"\x01"  # the row ids, no longer whole numbers of eight bytes
+        word = next(iter(payload[6][2]))
+        if damage == "odd length":
+            payload[4] += b"\x01"  # the row ids, no longer whole numbers of eight bytes
+        elif damage == "past the rows":  # a bitmap of a position no row has
+            payload[6][2][word] = FrozenBitMap([len(payload[4]) // 8]).serialize()
+        elif damage == "not a bitmap":
+            payload[6][2][word] = b"\x01" * 9
+        else:  # as an earlier release saved them: no format, bitmaps as whole numbers
+            del payload[0]
         body = msgspec.msgpack.encode(payload)
         raw = bytearray(hashlib.blake2b(body, digest_size=32).digest() + body)
     path.write_bytes(bytes(raw))
@@ -431,3 +444,38 @@ def test_a_load_whose_meanwhile_cannot_be_followed_says_so_and_they_are_made(
 
     assert not loading.load(path, str(identity), stamp_then_many_older_rows)
     assert loading.state() is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.integers(0, 3 * 2**16), max_size=300), st.integers(-1, 3 * 2**16 + 2),
+       st.integers(0, 30))
+def test_the_newest_rows_below_a_position_are_the_highest_held(
+        held: set[int], below: int, most: int) -> None:
+    expected = sorted((row for row in held if row < below), reverse=True)[:most]
+    assert search_bits.newest(FrozenBitMap(held), below, most) == expected
+
+
+def test_the_memo_keeps_to_its_budget_letting_the_oldest_go_first() -> None:
+    memo = search_bits._Memo(most=3 * sys.getsizeof(FrozenBitMap(range(1000))))
+    for number in range(5):
+        memo.put((0, f"word{number}", False), FrozenBitMap(range(1000)))
+        assert memo.weight <= memo.most
+    assert (0, "word4", False) in memo
+    assert (0, "word0", False) not in memo
+    assert 1 <= len(memo) <= 3
+    memo.put((1, "huge", True), FrozenBitMap(range(0, 10**6, 3)))  # alone over the budget
+    assert (1, "huge", True) not in memo
+    assert memo.weight <= memo.most
+
+
+def test_words_no_row_holds_are_remembered_within_a_bound(
+        bits: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = settled(bits).bits.state()
+    assert state is not None
+    monkeypatch.setattr(search_bits, "_ABSENT_KEPT", 4)
+    for number in range(10):
+        assert not bits.query(Query(q=f"zzqx{number}")).items
+        assert search_bits._word(state, 2, f"zzqx{number}") == FrozenBitMap()
+        assert len(state.memo.absent) <= 4
+    assert (2, "zzqx9") in state.memo.absent
+    assert agree(bits, Query(q="zephyr"))
