@@ -77,12 +77,15 @@ async def app(scope, receive, send):
 """
 
 
-def wrk_figures(url: str, seconds: int, script: Path | None = None) -> dict[str, float]:
+def wrk_figures(url: str, seconds: int, script: Path | None = None,
+                arguments: list[str] | None = None) -> dict[str, float]:
     """32 connections on two threads for ``seconds``: requests/s, p50 and p99 in ms, and how
-    many answers were not 2xx or 3xx (wrk counts them; a load that fails is no measure)."""
+    many answers were not 2xx or 3xx (wrk counts them; a load that fails is no measure).
+    ``arguments`` go to the script."""
     output = subprocess.run(
         ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency",
-         *(["-s", str(script)] if script is not None else []), url],
+         *(["-s", str(script)] if script is not None else []), url,
+         *(["--", *arguments] if arguments else [])],
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout
     found: dict[str, float] = {"failed": 0}

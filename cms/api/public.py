@@ -174,10 +174,10 @@ def _summary(services: Services, card: Card, blob: str, added: dict[str, Counts]
     key = (blob, card.slug, tuple(sorted(added.items())) if added else ())
     encoded = services.summaries.get(key)
     if encoded is None:
-        encoded = msgspec.json.encode(summary_view(
-            card, blob, comparison_url(services, card.slug), added))
+        encoded = msgspec.Raw(msgspec.json.encode(summary_view(
+            card, blob, comparison_url(services, card.slug), added)))
         services.summaries.put(key, encoded)
-    return msgspec.Raw(encoded)
+    return encoded
 
 
 class VoteIn(Struct, forbid_unknown_fields=True):

@@ -73,8 +73,8 @@ class Services:
     # Fetches what other instances wrote; None without an upstream.
     follower: Follower | None
     # A list's entries, encoded, by what they are made from (see ``public.list_answer``).
-    summaries: WeighedCache[tuple[object, ...], bytes] = field(default_factory=lambda: WeighedCache(
-        8 * 1024 * 1024, lambda key, body: len(body) + 200))
+    summaries: WeighedCache[tuple[object, ...], msgspec.Raw] = field(
+        default_factory=lambda: WeighedCache(8 * 1024 * 1024, lambda key, body: len(body) + 200))
 
 
 def build_services(settings: Settings) -> Services:
