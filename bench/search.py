@@ -8,6 +8,7 @@ import re
 import shutil
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -20,10 +21,11 @@ from .reads import throughput_ratio, wrk_figures
 
 # Each wrk thread numbers its requests from the offset it is given; thread `id` takes every
 # other number, so the two never send the same query. Request j pairs word j mod n with word
-# (j div n) mod n (n * n distinct pairs before any repeats), and every other pair ends in a word
-# cut short, matched as a beginning.
+# (j div n) mod n (n * n distinct pairs before any repeats), and every other pair ends in its
+# second word cut short (``cut_short``), matched as a beginning.
 _SCRIPT = """
 local words = {%(words)s}
+local cut = {%(cut)s}
 local counter = 0
 local threads = 0
 
@@ -43,7 +45,7 @@ function request()
   local first = words[(j %% n) + 1]
   local second = words[(math.floor(j / n) %% n) + 1]
   if math.floor(j / 2) %% 2 == 1 then
-    second = string.sub(second, 1, math.max(3, #second - 2))
+    second = cut[(math.floor(j / n) %% n) + 1]
   end
   return wrk.format("GET", "/api/comparisons?limit=20&q=" .. first .. "+" .. second)
 end
@@ -54,6 +56,24 @@ def vocabulary() -> list[str]:
     """The distinct words of the sample comparisons that a URL carries as they are."""
     text = " ".join(path.read_text() for path in sorted(samples().rglob("*.md"))).lower()
     return sorted({word for word in re.findall(r"[a-z0-9]+", text) if len(word) >= 3})
+
+
+def cut_short(words: list[str]) -> list[str]:
+    """Each word with its last two letters cut (three kept), where that makes a beginning no
+    other word has, whole or cut: else the word whole, so that two pairs never make the same
+    request line (a pair is asked cut or whole, never both)."""
+    cuts = [word[: max(3, len(word) - 2)] for word in words]
+    taken = Counter(cuts)
+    whole = set(words)
+    return [cut if taken[cut] == 1 and cut not in whole else word
+            for word, cut in zip(words, cuts, strict=True)]
+
+
+def request_line(words: list[str], cut: list[str], j: int) -> str:
+    """Request j of the script, as it makes it (for the check that none repeats)."""
+    n = len(words)
+    second = (cut if (j // 2) % 2 == 1 else words)[(j // n) % n]
+    return f"/api/comparisons?limit=20&q={words[j % n]}+{second}"
 
 
 def search_ready(url: str, started: float, deadline_s: float = 600.0) -> float:
@@ -71,7 +91,8 @@ def bench_search(settings: Settings, workdir: Path, seconds: int) -> dict[str, o
     words = vocabulary()
     script = workdir / "search.lua"
     workdir.mkdir(parents=True, exist_ok=True)
-    script.write_text(_SCRIPT % {"words": ", ".join(f'"{word}"' for word in words)})
+    script.write_text(_SCRIPT % {"words": ", ".join(f'"{word}"' for word in words),
+                                 "cut": ", ".join(f'"{word}"' for word in cut_short(words))})
     report: dict[str, object] = {"vocabulary": len(words)}
     started = time.monotonic()
     with cms_server(settings) as (_, url):
@@ -84,8 +105,9 @@ def bench_search(settings: Settings, workdir: Path, seconds: int) -> dict[str, o
         # Rounds of each in turn, since a machine's speed drifts over a minute; each round's
         # queries are new (a third of the pairs apart), so no search is ever asked twice.
         rounds: list[dict[str, dict[str, float]]] = []
+        spacing = len(words) ** 2 // _ROUNDS  # request numbers between two rounds' starts
         for number in range(_ROUNDS):
-            offset = number * len(words) ** 2 // (2 * _ROUNDS)
+            offset = number * spacing // 2  # each thread's count: half the request numbers
             rounds.append({"list_page": wrk_figures(listing, seconds),
                            "distinct_queries": wrk_figures(f"{url}/", seconds, script=script,
                                                            arguments=[str(offset)])})
@@ -94,6 +116,12 @@ def bench_search(settings: Settings, workdir: Path, seconds: int) -> dict[str, o
     for name in ("list_page", "distinct_queries"):
         report[name] = _median_round([found[name] for found in rounds])
     report["rounds"] = rounds
+    # A round that sent more requests than the spacing would have asked again what the next
+    # one asks: its figures would not be of new searches alone.
+    sent = max(found["distinct_queries"]["requests_per_s"] for found in rounds) * seconds
+    if sent >= spacing:
+        raise RuntimeError(f"a round of searches sent {sent:.0f} requests, past the "
+                           f"{spacing} before the next round's; use fewer --wrk-seconds")
     report["ratio_to_list_page"] = throughput_ratio(report, "distinct_queries", "list_page")
     return report
 

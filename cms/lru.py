@@ -9,10 +9,14 @@ alone weighs more than the budget is not kept at all.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+# Reads go without the lock only where the GIL makes each step of a dict one step.
+GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -30,8 +34,14 @@ class WeighedCache(Generic[K, V]):
         return len(self._entries)
 
     def get(self, key: K) -> V | None:
-        # Without the lock: each of the two steps is one of the dict's own (under the GIL),
-        # and an entry another thread lets go between them is simply not moved.
+        if not GIL:
+            with self._lock:
+                return self._get(key)
+        return self._get(key)
+
+    def _get(self, key: K) -> V | None:
+        # Without the lock where there is a GIL: each of the two steps is one of the dict's
+        # own, and an entry another thread lets go between them is simply not moved.
         entry = self._entries.get(key)
         if entry is None:
             return None

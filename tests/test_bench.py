@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import search
+
 
 def test_the_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
@@ -55,3 +57,19 @@ def test_the_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     assert 2 <= site["files_written_per_rebuild"] < site["files"]
     assert report["targets"] == []  # they are judged at 10,000 comparisons
     assert "-- 60 comparisons" in result.stdout
+
+
+def test_the_search_load_never_asks_the_same_query_twice() -> None:
+    words = ["app", "apple", "apply", "applet", "banana", "band", "bandana", "zz9"]
+    cut = search.cut_short(words)
+    n = len(words)
+    lines = [search.request_line(words, cut, j) for j in range(n * n)]
+    assert len(set(lines)) == n * n
+    assert cut[words.index("banana")] == "bana"  # cut where nothing else makes it
+    assert cut[words.index("apple")] == "apple"  # "app" is a word: whole
+    real = search.vocabulary()
+    real_cut = search.cut_short(real)
+    shortened = [c for word, c in zip(real, real_cut, strict=True) if c != word]
+    assert len(shortened) > len(real) // 2
+    assert len(set(shortened)) == len(shortened)
+    assert not set(shortened) & set(real)

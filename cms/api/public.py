@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, NamedTuple, overload
 
 import msgspec
@@ -158,7 +160,9 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
         # Main moved while the page was made: its items may hold votes that ``pending`` adds
         # again, so make it anew (a page made on a moving main is served, not kept).
         if index.head == head:
-            if not quick:  # a quick one costs less to make again than to keep
+            # Not a search: most are asked once, and would push out the pages asked again
+            # (a search asked again is kept by the response cache in front).
+            if not query.q:
                 services.bodies.put(tag, encoded)
             break
         if attempt == _ATTEMPTS:
@@ -166,10 +170,11 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
     return ListAnswer(headers, encoded)
 
 
-_NO_VOTES: dict[str, Counts] = {}
+_NO_VOTES: Mapping[str, Counts] = MappingProxyType({})
 
 
-def _summary(services: Services, card: Card, blob: str, added: dict[str, Counts]) -> msgspec.Raw:
+def _summary(services: Services, card: Card, blob: str,
+             added: Mapping[str, Counts]) -> msgspec.Raw:
     """A list's entry, encoded once for as long as its file and its votes stay as they are."""
     key = (blob, card.slug, tuple(sorted(added.items())) if added else ())
     encoded = services.summaries.get(key)

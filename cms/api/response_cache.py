@@ -80,7 +80,9 @@ class PublicResponseCache(ASGIMiddleware):
         self.hits = 0
         # Touched only on the event loop's thread, so they need no lock.
         self._stored: OrderedDict[bytes, _Stored] = OrderedDict()
-        self._seen: set[bytes] = set()
+        # Searches seen once, by their request line's hash: a collision only keeps a search
+        # one sight early.
+        self._seen: set[int] = set()
 
     def wrapping(self, app: ASGIApp) -> ASGIApp:
         """``app`` with this cache in front of it."""
@@ -105,10 +107,10 @@ class PublicResponseCache(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         stored = self._stored.get(key)
-        if stored is None and key not in self._seen and _is_search(scope["query_string"]):
+        if stored is None and hash(key) not in self._seen and _is_search(scope["query_string"]):
             if len(self._seen) >= MAX_SEEN:
                 self._seen.clear()
-            self._seen.add(key)
+            self._seen.add(hash(key))
             await next_app(scope, receive, send)
             return
         try:

@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import sqlite3
-import sys
 import threading
 import time
 import zlib
@@ -39,6 +38,8 @@ from typing import NamedTuple
 import msgspec
 from pyroaring import BitMap, FrozenBitMap
 
+from .search_memo import Memo
+
 log = logging.getLogger("cms")
 
 _PARTS = ("head", "lead", "full")
@@ -47,13 +48,9 @@ _PARTS = ("head", "lead", "full")
 _BEGINNING_KEPT = 12
 _BEGINNING_FROM = 3
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
-# Beginnings combined and rare words read, kept up to the bytes of their bitmaps; the oldest
-# go first.
-_MEMO_BYTES = 8 * 2**20
-# Words known to be in no row of a part, forgotten all at once past this many.
-_ABSENT_KEPT = 65_536
-# Rows older than the newest that one transaction may bring in place (each moves every bitmap's
-# rows above it up by one: milliseconds at 100,000 rows); more are made anew.
+# Rows older than the newest that one transaction may bring in place (each moves the positions
+# above it up by one in every bitmap, about 5 µs a bitmap: some 10 ms for the 1,800 bitmaps of
+# 100,000 comparisons); more are made anew.
 _OLDER_FOLLOWED = 16
 _DIGEST = 32
 ROWS_KEPT = 4096
@@ -99,50 +96,10 @@ class State(NamedTuple):
     vocabulary: _Vocabulary
     # By (part, word, whether it is a beginning): a beginning's words combined, and the rows of
     # a rare word or beginning, read once from the catalogue at this transaction.
-    memo: _Memo
+    memo: Memo
     # Rows read for searches at this transaction, by id, for the next searches: what a list
     # shows of them (``listing.Listed``), which this module does not need to know.
     rows: dict[int, object]
-
-
-class _Memo:
-    """Bitmaps kept by key up to ``most`` bytes, the oldest let go first. Read without a lock
-    from any thread (a dict's lookup is one step); written under one, since a write also
-    counts and lets go."""
-
-    def __init__(self, most: int = _MEMO_BYTES) -> None:
-        self.most = most
-        self.weight = 0
-        self._kept: dict[tuple[int, str, bool], Rows] = {}
-        self._lock = threading.Lock()
-        # By (part, word): words looked for that no row of the part holds, which would
-        # otherwise be hashed and looked up among the rare ones by every search for them.
-        self.absent: set[tuple[int, str]] = set()
-
-    def mark_absent(self, key: tuple[int, str]) -> None:
-        if len(self.absent) >= _ABSENT_KEPT:
-            self.absent.clear()
-        self.absent.add(key)
-
-    def get(self, key: tuple[int, str, bool]) -> Rows | None:
-        return self._kept.get(key)
-
-    def put(self, key: tuple[int, str, bool], rows: Rows) -> None:
-        weight = sys.getsizeof(rows)
-        with self._lock:
-            if key in self._kept:
-                return
-            while self._kept and self.weight + weight > self.most:
-                self.weight -= sys.getsizeof(self._kept.pop(next(iter(self._kept))))
-            if weight <= self.most:
-                self._kept[key] = rows
-                self.weight += weight
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    def __contains__(self, key: tuple[int, str, bool]) -> bool:
-        return key in self._kept
 
 
 class SearchBits:
@@ -304,7 +261,7 @@ class SearchBits:
         vocabulary = _vocabulary(tuple(sorted(part) for part in words), tuple(rare),
                                  tuple(beginnings))
         return State(generation_from(stamp), stamp, ids, alive, tuple(words), vocabulary,
-                     _Memo(), {})
+                     Memo(), {})
 
     def apply(self, generation: int, stamp: str, changes: list[Change]) -> None:
         """Follow a committed transaction of the catalogue's writer."""
@@ -373,7 +330,7 @@ class SearchBits:
                         vocabulary.new_rare_beginnings[number].update(
                             map(_hash, _beginnings(word)))
         alive = changing.frozen()
-        return State(generation, stamp, ids, alive, tuple(words), vocabulary, _Memo(), {})
+        return State(generation, stamp, ids, alive, tuple(words), vocabulary, Memo(), {})
 
     def _terms(self, texts: list[tuple[str, str, str]]) -> list[tuple[set[str], ...]]:
         """The words the search index makes of each text, by its own tokenizer."""
@@ -474,7 +431,7 @@ def _loaded(path: Path, catalogue: str, stamp: str, dense_from: int) -> State | 
         alive = _rows_from(saved.alive, count)
     except (OSError, ValueError, msgspec.DecodeError):
         return None
-    return State(generation_from(stamp), stamp, ids, alive, words, vocabulary, _Memo(), {})
+    return State(generation_from(stamp), stamp, ids, alive, words, vocabulary, Memo(), {})
 
 
 def _rows_by_word(saved: dict[str, bytes], count: int) -> dict[str, Rows]:
@@ -551,9 +508,14 @@ def _read(state: State, part: int, word: str, beginning: bool,
     listed = db.execute(f"SELECT group_concat(rowid) FROM search_{name} "
                         f"WHERE search_{name} MATCH ?",
                         (_quoted(word) + ("*" if beginning else ""),)).fetchone()[0]
-    rows = map(int, listed.split(",")) if listed else ()
-    # Every row the catalogue holds at this transaction is in ``ids``.
-    found = FrozenBitMap(map(bisect.bisect_left, repeat(state.ids), rows))
+    rows = [int(row) for row in listed.split(",")] if listed else []
+    positions = list(map(bisect.bisect_left, repeat(state.ids), rows))
+    # Every row the catalogue holds at this transaction is in ``ids``; a row of the index that
+    # is not (a damaged file) leaves the search to SQL rather than to a wrong position.
+    if any(position >= len(state.ids) or state.ids[position] != row
+           for position, row in zip(positions, rows, strict=True)):
+        return None
+    found = FrozenBitMap(positions)
     state.memo.put(key, found)
     return found
 
@@ -578,11 +540,11 @@ def _word(state: State, part: int, word: str) -> Rows | None:
         found = state.memo.get((part, word, False))
     if found is not None:
         return found
-    if (part, word) in state.memo.absent:
+    if state.memo.is_absent(part, word):
         return _EMPTY
     if _known_rare(state.vocabulary, part, word):
         return None
-    state.memo.mark_absent((part, word))
+    state.memo.mark_absent(part, word)
     return _EMPTY
 
 
@@ -607,6 +569,8 @@ def _beginning(state: State, part: int, start: str) -> Rows | None:
     last = first
     while last < len(common) and common[last].startswith(start):
         last += 1
+    if first == last:  # no word begins so: nothing to keep (anyone can type such a one)
+        return _EMPTY
     found = FrozenBitMap.union(_EMPTY, *(state.words[part][word] for word in common[first:last]))
     state.memo.put(key, found)
     return found
@@ -646,8 +610,8 @@ def newest(rows: Rows, below: int, most: int) -> list[int]:
     taken = min(most, held)
     if not taken:
         return []
-    # One look-up by rank, then a walk up: each look-up by rank counts bits from the start of
-    # its block, which costs microseconds in a bitmap of most rows.
+    # One look-up by index, then a walk up: each look-up by index counts bits from the start of
+    # its container, which costs microseconds in a bitmap of most rows.
     upwards = rows.iter_equal_or_larger(rows[held - taken])
     found = [next(upwards) for _ in range(taken)]
     found.reverse()

@@ -123,8 +123,9 @@ def test_the_query_read_from_a_query_string() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet="aq=&+ ;%2E1\u00e9\x00", max_size=40))
+@given(st.text(alphabet="aq=&+ ;2E1\u00e9\x00", max_size=40))
 def test_a_query_string_is_split_as_the_framework_splits_it(text: str) -> None:
+    # Without a percent sign: the split of its own (with one, parse_qsl itself).
     assert fast_lists._pairs(text) == parse_qsl(text, keep_blank_values=True, separator="&")
 
 

@@ -106,6 +106,29 @@ def test_a_search_is_kept_the_second_time_it_is_asked_not_the_first(client: Clie
     assert cache.size == cache_size
 
 
+def test_a_search_is_one_wherever_its_words_come_in_the_request_line(client: Client) -> None:
+    cache = cache_of(client)
+    search = "/api/comparisons?limit=2&q=lang"
+    client.get(search)
+    assert cache.size == 0  # seen once: not kept
+    client.get(search)
+    assert cache.size > 0
+
+
+def test_a_search_page_is_not_kept_by_its_etag(client: Client) -> None:
+    services = client.app.state.services
+    client.get(PAGE)
+    kept = len(services.bodies)
+    for path in ("/api/comparisons?q=lang&limit=2", "/api/comparisons?q=zzqq",
+                 "/api/comparisons?q=lang&category=developer%20tools"):
+        answer = client.get(path)
+        assert answer.status_code == 200
+        assert services.bodies.get(answer.headers["etag"]) is None
+    assert len(services.bodies) == kept
+    page = client.get("/api/comparisons?limit=3")
+    assert services.bodies.get(page.headers["etag"]) is not None  # a list page is
+
+
 def test_the_searches_seen_once_are_bounded(client: Client,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     cache = cache_of(client)

@@ -18,7 +18,7 @@ from pyroaring import FrozenBitMap
 
 from cms.config import Settings
 from cms.content import codec
-from cms.reading import listing, search_bits
+from cms.reading import listing, search_bits, search_memo
 from cms.reading.catalogue import Catalogue
 from cms.reading.index import PublishedIndex, Query
 from cms.reading.search_bits import generation_of
@@ -455,27 +455,113 @@ def test_the_newest_rows_below_a_position_are_the_highest_held(
     assert search_bits.newest(FrozenBitMap(held), below, most) == expected
 
 
-def test_the_memo_keeps_to_its_budget_letting_the_oldest_go_first() -> None:
-    memo = search_bits._Memo(most=3 * sys.getsizeof(FrozenBitMap(range(1000))))
-    for number in range(5):
-        memo.put((0, f"word{number}", False), FrozenBitMap(range(1000)))
-        assert memo.weight <= memo.most
-    assert (0, "word4", False) in memo
-    assert (0, "word0", False) not in memo
-    assert 1 <= len(memo) <= 3
-    memo.put((1, "huge", True), FrozenBitMap(range(0, 10**6, 3)))  # alone over the budget
-    assert (1, "huge", True) not in memo
-    assert memo.weight <= memo.most
+def test_a_search_of_words_no_row_holds_looks_them_up_once(
+        bits: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalogue = settled(bits)
+    looked_up: list[str] = []
+    known_rare = search_bits._known_rare
+
+    def counted(vocabulary: object, part: int, word: str) -> bool:
+        looked_up.append(word)
+        return known_rare(vocabulary, part, word)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(search_bits, "_known_rare", counted)
+    query = Query(q="zzqx zephyr ")
+    first = bits.quick_query(query)
+    assert first is not None
+    assert not first.items
+    assert looked_up.count("zzqx") == 3  # once a part
+    assert bits.quick_query(query) == first
+    assert looked_up.count("zzqx") == 3  # remembered as in no row
+    assert agree(bits, query)
+    # A long word is not remembered: anyone can type as many of them as they like.
+    long_word = "q" * 40
+    assert bits.quick_query(Query(q=f"{long_word} zephyr ")) is not None
+    assert bits.quick_query(Query(q=f"{long_word} zephyr ")) is not None
+    assert looked_up.count(long_word) == 6
+    state = catalogue.bits.state()
+    assert state is not None
+    assert not state.memo.is_absent(2, long_word)
 
 
 def test_words_no_row_holds_are_remembered_within_a_bound(
         bits: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
     state = settled(bits).bits.state()
     assert state is not None
-    monkeypatch.setattr(search_bits, "_ABSENT_KEPT", 4)
+    monkeypatch.setattr(search_memo, "ABSENT_KEPT", 4)
     for number in range(10):
-        assert not bits.query(Query(q=f"zzqx{number}")).items
-        assert search_bits._word(state, 2, f"zzqx{number}") == FrozenBitMap()
-        assert len(state.memo.absent) <= 4
-    assert (2, "zzqx9") in state.memo.absent
+        assert bits.quick_query(Query(q=f"zzqx{number} ")) is not None
+        assert 1 <= state.memo.absent <= 4
+    assert state.memo.is_absent(2, "zzqx9")
     assert agree(bits, Query(q="zephyr"))
+
+
+def test_beginnings_that_no_word_has_are_not_kept(bits: PublishedIndex) -> None:
+    state = settled(bits).bits.state()
+    assert state is not None
+    kept = len(state.memo)
+    for number in range(20):
+        found = bits.quick_query(Query(q=f"qqz{number}"))  # a beginning: the last word typed
+        assert found is not None
+        assert not found.items
+    assert len(state.memo) == kept
+
+
+def test_the_memo_keeps_to_its_budget_letting_the_least_used_go_first() -> None:
+    rows = FrozenBitMap(range(1000))
+    each = sys.getsizeof(rows) + len("word0") + search_memo.ENTRY_BYTES
+    memo = search_memo.Memo(most_bytes=3 * each)
+    for number in range(3):
+        memo.put((0, f"word{number}", False), rows)
+    assert memo.get((0, "word0", False)) == rows  # used: the least used is word1 now
+    memo.put((0, "word3", False), rows)
+    assert memo.weight == 3 * each
+    assert (0, "word0", False) in memo
+    assert (0, "word1", False) not in memo
+    memo.put((1, "huge", True), FrozenBitMap(range(0, 10**6, 3)))  # alone over the budget
+    assert (1, "huge", True) not in memo
+    assert memo.weight <= memo.most_bytes
+    # Empty bitmaps weigh next to nothing as bitmaps, but each entry costs its overhead.
+    small = search_memo.Memo(most_bytes=10**6, most_entries=5)
+    for number in range(50):
+        small.put((0, f"w{number}", True), FrozenBitMap())
+    assert len(small) == 5
+    assert small.weight >= 5 * search_memo.ENTRY_BYTES
+
+
+def test_a_removed_row_is_left_out_even_where_its_old_words_were_not_its_indexed_ones(
+        bits: PublishedIndex) -> None:
+    catalogue = settled(bits)
+    state = catalogue.bits.state()
+    assert state is not None
+    words = ["zephyr"]
+    before = catalogue.bits.matches(state, words, (False, False, False))
+    assert before is not None
+    assert before[2]
+    position = before[2].max()
+    # Its old text says nothing of the word: only the rows alive leave it out.
+    catalogue.bits.apply(state.generation + 1, "a later one",
+                         [search_bits.Change(state.ids[position], old=("", "", ""))])
+    after_state = catalogue.bits.state()
+    assert after_state is not None
+    after = catalogue.bits.matches(after_state, words, (False, False, False))
+    assert after is not None
+    assert position not in after[2]
+    assert len(after[2]) == len(before[2]) - 1
+
+
+def test_a_row_of_the_index_the_catalogue_does_not_hold_leaves_the_search_to_sql() -> None:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.execute("CREATE VIRTUAL TABLE search_full USING fts5(text, detail=none)")
+    db.executemany("INSERT INTO search_full (rowid, text) VALUES (?, ?)",
+                   [(10, "zephyr"), (20, "zephyr"), (25, "zephyr")])
+    vocabulary = search_bits._vocabulary(([], [], []), tuple(search_bits.array("q") for _ in
+                                                            range(3)),
+                                         tuple(search_bits.array("q") for _ in range(3)))
+    state = search_bits.State(1, "1", search_bits.array("q", [10, 20]), FrozenBitMap([0, 1]),
+                              ({}, {}, {}), vocabulary, search_memo.Memo(), {})
+    db.execute("BEGIN")
+    assert search_bits._read(state, 2, "zephyr", False, db) is None  # row 25: not in ids
+    db.execute("DELETE FROM search_full WHERE rowid = 25")
+    assert search_bits._read(state, 2, "zephyr", False, db) == FrozenBitMap([0, 1])
+    db.execute("COMMIT")
