@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -424,14 +425,22 @@ def _loaded(path: Path, catalogue: str, stamp: str, dense_from: int) -> State | 
             return None
         ids = _int64s_from(saved.ids)
         count = len(ids)
+        rare = tuple(map(_int64s_from, saved.rare))
+        beginnings = tuple(map(_int64s_from, saved.rare_beginnings))
+        # Looked up by bisection: what is not in order would answer with other rows, or say a
+        # rare word is in none.
+        if not all(map(_ascending, (ids, *rare, *beginnings))):
+            return None
         words = tuple(_rows_by_word(part, count) for part in saved.words)
-        vocabulary = _vocabulary(tuple(sorted(part) for part in words),
-                                 tuple(map(_int64s_from, saved.rare)),
-                                 tuple(map(_int64s_from, saved.rare_beginnings)))
+        vocabulary = _vocabulary(tuple(sorted(part) for part in words), rare, beginnings)
         alive = _rows_from(saved.alive, count)
     except (OSError, ValueError, msgspec.DecodeError):
         return None
     return State(generation_from(stamp), stamp, ids, alive, words, vocabulary, Memo(), {})
+
+
+def _ascending(values: array[int]) -> bool:
+    return all(map(int.__lt__, values, itertools.islice(values, 1, None)))
 
 
 def _rows_by_word(saved: dict[str, bytes], count: int) -> dict[str, Rows]:
@@ -444,7 +453,10 @@ def _rows_by_word(saved: dict[str, bytes], count: int) -> dict[str, Rows]:
 
 
 def _rows_from(raw: bytes, count: int) -> Rows:
-    rows = FrozenBitMap.deserialize(raw)
+    try:
+        rows = FrozenBitMap.deserialize(raw)
+    except Exception as exc:  # the binding raises IndexError for some, ValueError for others
+        raise ValueError(f"not a bitmap: {exc}") from exc
     if rows and rows.max() >= count:
         raise ValueError("a bitmap holds a position past the last row")
     return rows

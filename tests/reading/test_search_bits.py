@@ -7,6 +7,8 @@ import hashlib
 import re
 import sqlite3
 import sys
+import tracemalloc
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -313,7 +315,8 @@ def test_bitmaps_saved_at_a_transaction_number_that_came_again_are_not_taken(
 
 
 @pytest.mark.parametrize("damage", ["flipped", "cut short", "odd length", "past the rows",
-                                    "not a bitmap", "another format"])
+                                    "not a bitmap", "no bytes", "ids out of order",
+                                    "rare words out of order", "another format"])
 def test_damaged_bitmaps_are_made_anew_not_taken(settings: Settings, bits: PublishedIndex,
                                                   damage: str) -> None:
     path = saved_bits(settings, bits)
@@ -331,6 +334,12 @@ def test_damaged_bitmaps_are_made_anew_not_taken(settings: Settings, bits: Publi
             payload[6][2][word] = FrozenBitMap([len(payload[4]) // 8]).serialize()
         elif damage == "not a bitmap":
             payload[6][2][word] = b"\x01" * 9
+        elif damage == "no bytes":  # the binding raises IndexError for this one
+            payload[5] = b""
+        elif damage == "ids out of order":  # every position still below the count
+            payload[4] = payload[4][8:] + payload[4][:8]
+        elif damage == "rare words out of order":
+            payload[7][2] = array("q", [5, 3]).tobytes()
         else:  # as an earlier release saved them: no format, bitmaps as whole numbers
             del payload[0]
         body = msgspec.msgpack.encode(payload)
@@ -565,3 +574,16 @@ def test_a_row_of_the_index_the_catalogue_does_not_hold_leaves_the_search_to_sql
     db.execute("DELETE FROM search_full WHERE rowid = 25")
     assert search_bits._read(state, 2, "zephyr", False, db) == FrozenBitMap([0, 1])
     db.execute("COMMIT")
+
+
+def test_the_memo_budget_bounds_the_memory_it_takes() -> None:
+    memo = search_memo.Memo(most_bytes=2**20)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(100_000):  # what random beginnings typed would leave
+            memo.put((0, f"{number:0190d}", True), FrozenBitMap())
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert used < 2 * memo.most_bytes, (len(memo), used)
