@@ -23,8 +23,11 @@ V = TypeVar("V")
 
 
 class WeighedCache(Generic[K, V]):
-    def __init__(self, max_weight: int, weigh: Callable[[K, V], int]) -> None:
+    def __init__(self, max_weight: int, weigh: Callable[[K, V], int], *,
+                 max_entries: int | None = None) -> None:
         self.max_weight = max_weight
+        # Where entries can weigh next to nothing, a bound on their number as well.
+        self.max_entries = max_entries
         self.weight = 0
         self._weigh = weigh
         self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
@@ -32,6 +35,9 @@ class WeighedCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._entries
 
     def get(self, key: K) -> V | None:
         if not GIL:
@@ -59,7 +65,8 @@ class WeighedCache(Generic[K, V]):
                 return
             self._entries[key] = (value, weight)
             self.weight += weight
-            while self.weight > self.max_weight:
+            while self.weight > self.max_weight or (
+                    self.max_entries is not None and len(self._entries) > self.max_entries):
                 self.weight -= self._entries.popitem(last=False)[1][1]
 
     def clear(self) -> None:

@@ -53,3 +53,12 @@ def test_clear_empties_it() -> None:
     assert cache.get("a") is None
     assert cache.weight == 0
     assert len(cache) == 0
+
+
+def test_entries_that_weigh_nothing_are_bounded_in_number_too() -> None:
+    cache: WeighedCache[str, bytes] = WeighedCache(10**6, lambda key, value: 0, max_entries=3)
+    for number in range(10):
+        cache.put(f"k{number}", b"")
+    assert len(cache) == 3
+    assert "k9" in cache
+    assert "k6" not in cache

@@ -10,14 +10,12 @@ by their number and their length.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
-from collections import OrderedDict
 
 from pyroaring import FrozenBitMap
 
-from ..lru import GIL
+from ..lru import WeighedCache
 
 Key = tuple[int, str, bool]  # part, word, whether it is a beginning
 
@@ -32,52 +30,16 @@ ABSENT_KEPT = 16_384
 ABSENT_LONGEST = 32
 
 
-class Memo:
-    """Read without a lock from any thread where there is a GIL: a dict's look-up and its move
-    to the end are each one step, and an entry let go between them is simply not moved. Kept
-    and let go under a lock, since that also counts what is kept."""
+def _weight(key: Key, rows: FrozenBitMap) -> int:
+    # A Roaring bitmap's size is that of its serialized form: 8 bytes when empty.
+    return sys.getsizeof(rows) + len(key[1]) + ENTRY_BYTES
 
+
+class Memo(WeighedCache[Key, FrozenBitMap]):
     def __init__(self, most_bytes: int = MOST_BYTES, most_entries: int = MOST_ENTRIES) -> None:
-        self.most_bytes = most_bytes
-        self.most_entries = most_entries
-        self.weight = 0
-        self._kept: OrderedDict[Key, tuple[FrozenBitMap, int]] = OrderedDict()
-        self._lock = threading.Lock()
+        super().__init__(most_bytes, _weight, max_entries=most_entries)
         self._absent: set[tuple[int, str]] = set()
-
-    def get(self, key: Key) -> FrozenBitMap | None:
-        if not GIL:
-            with self._lock:
-                return self._get(key)
-        return self._get(key)
-
-    def _get(self, key: Key) -> FrozenBitMap | None:
-        found = self._kept.get(key)
-        if found is None:
-            return None
-        with contextlib.suppress(KeyError):  # let go meanwhile by another thread
-            self._kept.move_to_end(key)
-        return found[0]
-
-    def put(self, key: Key, rows: FrozenBitMap) -> None:
-        weight = sys.getsizeof(rows) + len(key[1]) + ENTRY_BYTES
-        if weight > self.most_bytes:
-            return
-        with self._lock:
-            if key in self._kept:
-                return
-            while self._kept and (self.weight + weight > self.most_bytes
-                                  or len(self._kept) >= self.most_entries):
-                _, (_, let_go) = self._kept.popitem(last=False)
-                self.weight -= let_go
-            self._kept[key] = (rows, weight)
-            self.weight += weight
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    def __contains__(self, key: Key) -> bool:
-        return key in self._kept
+        self._absent_lock = threading.Lock()
 
     def is_absent(self, part: int, word: str) -> bool:
         return (part, word) in self._absent
@@ -85,7 +47,7 @@ class Memo:
     def mark_absent(self, part: int, word: str) -> None:
         if len(word) > ABSENT_LONGEST:
             return
-        with self._lock:
+        with self._absent_lock:
             if len(self._absent) >= ABSENT_KEPT:
                 self._absent.clear()
             self._absent.add((part, word))

@@ -529,7 +529,7 @@ def test_the_memo_keeps_to_its_budget_letting_the_least_used_go_first() -> None:
     assert (0, "word1", False) not in memo
     memo.put((1, "huge", True), FrozenBitMap(range(0, 10**6, 3)))  # alone over the budget
     assert (1, "huge", True) not in memo
-    assert memo.weight <= memo.most_bytes
+    assert memo.weight <= memo.max_weight
     # Empty bitmaps weigh next to nothing as bitmaps, but each entry costs its overhead.
     small = search_memo.Memo(most_bytes=10**6, most_entries=5)
     for number in range(50):
@@ -586,4 +586,4 @@ def test_the_memo_budget_bounds_the_memory_it_takes() -> None:
         used = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert used < 2 * memo.most_bytes, (len(memo), used)
+    assert used < 2 * memo.max_weight, (len(memo), used)
