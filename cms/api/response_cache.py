@@ -107,10 +107,11 @@ class PublicResponseCache(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         stored = self._stored.get(key)
-        if stored is None and hash(key) not in self._seen and _is_search(scope["query_string"]):
+        sight = hash(key)
+        if stored is None and sight not in self._seen and _is_search(scope["query_string"]):
             if len(self._seen) >= MAX_SEEN:
                 self._seen.clear()
-            self._seen.add(hash(key))
+            self._seen.add(sight)
             await next_app(scope, receive, send)
             return
         try:
