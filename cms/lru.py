@@ -8,7 +8,6 @@ alone weighs more than the budget is not kept at all.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 from collections import OrderedDict
@@ -51,9 +50,14 @@ class WeighedCache(Generic[K, V]):
         entry = self._entries.get(key)
         if entry is None:
             return None
-        with contextlib.suppress(KeyError):
+        try:  # noqa: SIM105 (``suppress`` would make a context manager on every look-up)
             self._entries.move_to_end(key)
+        except KeyError:
+            pass
         return entry[0]
+
+    if GIL:  # a look-up is a few dict steps: the call to ``get`` was half of its cost
+        get = _get
 
     def put(self, key: K, value: V) -> None:
         weight = self._weigh(key, value)
@@ -73,3 +77,44 @@ class WeighedCache(Generic[K, V]):
         with self._lock:
             self._entries.clear()
             self.weight = 0
+
+
+class EmptiedCache(Generic[K, V]):
+    """A cache emptied all at once when what it holds weighs more than its budget.
+
+    For entries looked up many times a request (a list's twenty entries), where keeping the
+    least recently used in order costs more than the rare refill: a look-up is the dict's own.
+    """
+
+    def __init__(self, max_weight: int, weigh: Callable[[K, V], int]) -> None:
+        self.max_weight = max_weight
+        self.weight = 0
+        self._weigh = weigh
+        self._entries: dict[K, V] = {}
+        self.get = self._entries.get
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, key: K, value: V) -> None:
+        weight = self._weigh(key, value)
+        if weight > self.max_weight:
+            return
+        with self._lock:
+            if self.weight + weight > self.max_weight:
+                self._clear_locked()
+            # A key put again is counted again: what it holds weighs at most what it counts.
+            self.weight += weight
+            self._entries[key] = value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._clear_locked()
+
+    def _clear_locked(self) -> None:
+        # A new dict, not the old one emptied: a reader on another thread holding the old
+        # ``get`` finds what it held.
+        self._entries = {}
+        self.get = self._entries.get
+        self.weight = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cms.lru import WeighedCache
+from cms.lru import EmptiedCache, WeighedCache
 
 
 def by_length(key: str, value: bytes) -> int:
@@ -62,3 +62,29 @@ def test_entries_that_weigh_nothing_are_bounded_in_number_too() -> None:
     assert len(cache) == 3
     assert "k9" in cache
     assert "k6" not in cache
+
+
+def test_an_emptied_cache_is_emptied_at_once_when_an_entry_would_pass_its_budget() -> None:
+    cache: EmptiedCache[str, bytes] = EmptiedCache(10, by_length)
+    cache.put("a", b"1234")
+    cache.put("b", b"1234")
+    assert (cache.get("a"), cache.get("b"), cache.weight) == (b"1234", b"1234", 8)
+    cache.put("c", b"1234")  # 12 > 10: everything before it goes
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (None, None, b"1234")
+    assert (len(cache), cache.weight) == (1, 4)
+
+
+def test_an_emptied_cache_keeps_nothing_heavier_than_its_budget_and_empties_for_nothing(
+) -> None:
+    cache: EmptiedCache[str, bytes] = EmptiedCache(10, by_length)
+    cache.put("a", b"1234")
+    cache.put("huge", b"x" * 11)
+    assert (cache.get("huge"), cache.get("a"), cache.weight) == (None, b"1234", 4)
+
+
+def test_a_look_up_begun_before_an_emptying_reads_what_was_there() -> None:
+    cache: EmptiedCache[str, bytes] = EmptiedCache(10, by_length)
+    cache.put("a", b"1234")
+    looked_up = cache.get  # as a reader on another thread holds it
+    cache.clear()
+    assert (looked_up("a"), cache.get("a"), cache.weight) == (b"1234", None, 0)

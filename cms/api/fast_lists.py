@@ -37,6 +37,7 @@ _LIMIT = re.compile(r"[1-9][0-9]{0,2}")
 _LIMIT_MAX = 100
 _Q_LENGTH = 200
 _ROUTED_HEADERS = frozenset({b"authorization", b"if-match"})
+_NAMES = {"ETag": b"etag", "Cache-Control": b"cache-control"}  # what a list's answer sets
 
 
 def query_of(query_string: bytes) -> Query | None:
@@ -150,7 +151,7 @@ class FastLists:
 
 
 async def _send(answer: ListAnswer, send: Send) -> None:
-    headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+    headers = [(_NAMES.get(name) or name.lower().encode("latin-1"), value.encode("latin-1"))
                for name, value in answer.headers.items()]
     if answer.body is None:
         await send({"type": "http.response.start", "status": 304, "headers": headers})

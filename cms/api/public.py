@@ -18,8 +18,8 @@ from msgspec import Meta, Struct
 from ..content.model import Community, Comparison, Tool, percent_label
 from ..errors import InvalidContent, NotFound
 from ..reading import views
-from ..reading.card import Card
 from ..reading.index import Entry, Query, SortKey
+from ..reading.listing import Listed
 from ..reading.views import ComparisonList, EncodedList, comparison_view, summary_view
 from ..votes.limits import client_key, vote_secret
 from ..votes.proxies import trusted_proxies
@@ -143,16 +143,15 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
         headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
         if not_modified(if_none_match, tag):
             return ListAnswer(headers, None)
-        encoded = services.bodies.get(tag)
+        # A search's page is never kept (see below): no look-up for it.
+        encoded = None if query.q else services.bodies.get(tag)
         if encoded is not None:
             break
         page = index.quick_query(query) if quick else index.query(query, wait=wait)
         if page is None:
             return None
         encoded = msgspec.json.encode(EncodedList(
-            items=[_summary(services, item.card, item.blob,
-                            pending.of(item.slug) if pending.tallies else _NO_VOTES)
-                   for item in page.items],
+            items=_summaries(services, page.items, pending),
             next_cursor=page.next_cursor,
             total=page.total,
             total_exact=page.total_exact,
@@ -173,15 +172,21 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
 _NO_VOTES: Mapping[str, Counts] = MappingProxyType({})
 
 
-def _summary(services: Services, card: Card, blob: str,
-             added: Mapping[str, Counts]) -> msgspec.Raw:
-    """A list's entry, encoded once for as long as its file and its votes stay as they are."""
-    key = (blob, card.slug, tuple(sorted(added.items())) if added else ())
-    encoded = services.summaries.get(key)
-    if encoded is None:
-        encoded = msgspec.Raw(msgspec.json.encode(summary_view(
-            card, blob, comparison_url(services, card.slug), added)))
-        services.summaries.put(key, encoded)
+def _summaries(services: Services, items: list[Listed], pending: Pending) -> list[msgspec.Raw]:
+    """A list's entries, each encoded once for as long as its file and its votes stay as they
+    are."""
+    kept = services.summaries
+    encoded = []
+    for item in items:
+        slug = item.card.slug
+        added = pending.of(slug) if pending.tallies else _NO_VOTES
+        key = (item.blob, slug, tuple(sorted(added.items())) if added else ())
+        summary = kept.get(key)
+        if summary is None:
+            summary = msgspec.Raw(msgspec.json.encode(summary_view(
+                item.card, item.blob, comparison_url(services, slug), added)))
+            kept.put(key, summary)
+        encoded.append(summary)
     return encoded
 
 

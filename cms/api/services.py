@@ -29,7 +29,7 @@ from ..errors import NotFound
 from ..identity.keys import signing_key
 from ..identity.previews import Previews
 from ..identity.tokens import TokenStore
-from ..lru import WeighedCache
+from ..lru import EmptiedCache, WeighedCache
 from ..reading.index import PublishedIndex
 from ..reading.sync import Sync
 from ..shared.leases import Leases
@@ -73,8 +73,8 @@ class Services:
     # Fetches what other instances wrote; None without an upstream.
     follower: Follower | None
     # A list's entries, encoded, by what they are made from (see ``public.list_answer``).
-    summaries: WeighedCache[tuple[object, ...], msgspec.Raw] = field(
-        default_factory=lambda: WeighedCache(8 * 1024 * 1024, lambda key, body: len(body) + 200))
+    summaries: EmptiedCache[tuple[object, ...], msgspec.Raw] = field(
+        default_factory=lambda: EmptiedCache(8 * 1024 * 1024, lambda key, body: len(body) + 200))
 
 
 def build_services(settings: Settings) -> Services:

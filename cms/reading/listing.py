@@ -283,7 +283,7 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         # every part before it did (they were shown whole).
         rows = matched[number]
         for other in (matched[number - 1 : number] if query.cursor else matched[:number]):
-            if rows and other:
+            if rows and other and rows.intersect(other):
                 rows = rows - other
         if not rows:
             continue

@@ -587,3 +587,25 @@ def test_the_memo_budget_bounds_the_memory_it_takes() -> None:
     finally:
         tracemalloc.stop()
     assert used < 2 * memo.max_weight, (len(memo), used)
+
+
+def test_a_beginning_only_one_word_has_is_that_word_s_own_bitmap(bits: PublishedIndex) -> None:
+    state = settled(bits).bits.state()
+    assert state is not None
+    common = state.vocabulary.common[0]
+    # A beginning of four letters that exactly one common word of the head part begins with.
+    alone = next(word for word in common if len(word) >= 5 and
+                 sum(other.startswith(word[:4]) for other in common) == 1)
+    kept = len(state.memo)
+    found = search_bits._beginning(state, 0, alone[:4])
+    assert found is state.words[0][alone]
+    assert len(state.memo) == kept  # nothing made, nothing to keep
+    assert agree(bits, Query(q=alone[:4]))
+
+
+def test_words_that_share_no_row_make_no_bitmap_of_what_they_share(bits: PublishedIndex) -> None:
+    state = settled(bits).bits.state()
+    assert state is not None
+    first, second = FrozenBitMap([1, 3]), FrozenBitMap([2, 4])
+    assert search_bits._and(state, [first, second]) is search_bits._EMPTY
+    assert search_bits._and(state, [first, FrozenBitMap([3, 4])]) == FrozenBitMap([3])
