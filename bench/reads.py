@@ -109,6 +109,12 @@ def _milliseconds(text: str) -> float:
     return float(text)
 
 
+_RAW_SERVER = """import uvicorn
+from cms.one_write import OneWriteProtocol
+uvicorn.run("raw_app:app", fd={fd}, log_level="warning", access_log=False, http=OneWriteProtocol)
+"""
+
+
 def bench_wrk(settings: Settings, workdir: Path, seconds: int) -> dict[str, object]:
     """32 connections for ``seconds`` against the CMS, then against a raw ASGI app returning
     the same bytes on the same server; requests/s, p50 and p99, and the ratio."""
@@ -133,8 +139,8 @@ def bench_wrk(settings: Settings, workdir: Path, seconds: int) -> dict[str, obje
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as `cms serve` does
     port = listener.getsockname()[1]
     with listener, subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "raw_app:app", "--fd", str(listener.fileno()),
-         "--log-level", "warning", "--no-access-log"],
+        # Served as `cms serve` serves: the same HTTP protocol (``cms.one_write``).
+        [sys.executable, "-c", _RAW_SERVER.format(fd=listener.fileno())],
         cwd=workdir, pass_fds=[listener.fileno()],
     ) as raw:
         try:

@@ -142,6 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .api.app import create_app
     from .api.services import build_services
+    from .one_write import OneWriteProtocol
 
     settings = _settings(args)
     services = build_services(settings)
@@ -168,7 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Which proxies to believe is the app's decision (CMS_TRUSTED_PROXIES): uvicorn's own would
     # take X-Forwarded-For from any local peer.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            proxy_headers=False)
+                            proxy_headers=False, http=OneWriteProtocol)
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 

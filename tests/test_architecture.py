@@ -8,7 +8,8 @@ from pathlib import Path
 
 CMS = Path(__file__).resolve().parents[1] / "cms"
 # Small modules anyone may use.
-SHARED = {"errors", "config", "statefiles", "urlsafe", "lru", "bundled", "periodic", "memory"}
+SHARED = {"errors", "config", "statefiles", "urlsafe", "lru", "bundled", "periodic", "memory",
+          "one_write"}
 SERVICES = {"content", "store", "identity", "shared", "editing.events"}
 
 # A package, or one module of a package ("editing.events"), that each package may import.

@@ -1,0 +1,141 @@
+"""A response's head goes out with its body, in one write; a head that nothing follows at once
+still goes out at the end of the event loop's turn, and before the connection closes.
+
+A real uvicorn server on 127.0.0.1 with the protocol ``cms serve`` uses, and a plain socket for
+a client: on loopback a write is in the peer's receive queue when the system call returns, so
+what the client can peek at while the application is between its two sends is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from cms.one_write import OneWriteProtocol
+
+Peeked = list[bytes]
+App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def peek(client: socket.socket) -> bytes:
+    """What the client has received and not read yet; never waits."""
+    readable, _, _ = select.select([client], [], [], 0)
+    return client.recv(65536, socket.MSG_PEEK) if readable else b""
+
+
+def read_all(client: socket.socket) -> bytes:
+    chunks = []
+    while chunk := client.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[App], socket.socket]]:
+    """Serves an ASGI app with the CMS's protocol; a connected client socket to it."""
+    running: list[tuple[uvicorn.Server, threading.Thread, socket.socket, socket.socket]] = []
+
+    def start(app: App) -> socket.socket:
+        listener = socket.create_server(("127.0.0.1", 0))
+        config = uvicorn.Config(app, http=OneWriteProtocol, lifespan="off", log_level="warning",
+                                access_log=False)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+        thread.start()
+        # Connected at once: the listener queues it until the server takes it.
+        client = socket.create_connection(listener.getsockname()[:2], timeout=30)
+        running.append((server, thread, listener, client))
+        return client
+
+    yield start
+    for server, thread, listener, client in running:
+        client.close()
+        server.should_exit = True
+        thread.join(timeout=30)
+        listener.close()
+        assert not thread.is_alive()
+
+
+def request(path: str = "/", *, close: bool = True) -> bytes:
+    connection = b"connection: close\r\n" if close else b""
+    return f"GET {path} HTTP/1.1\r\nhost: x\r\n".encode() + connection + b"\r\n"
+
+
+def test_the_head_waits_for_the_body_and_both_arrive_together(
+        serve: Callable[[App], socket.socket]) -> None:
+    seen_between: Peeked = []
+    clients: list[socket.socket] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"5")]})
+        seen_between.append(peek(clients[0]))  # the head alone, were it written at once
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    clients.append(serve(app))
+    clients[0].sendall(request())
+    answer = read_all(clients[0])
+    assert seen_between == [b""]
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\n\r\nhello")
+
+
+def test_a_head_nothing_follows_at_once_goes_out_at_the_end_of_the_turn(
+        serve: Callable[[App], socket.socket]) -> None:
+    clients: list[socket.socket] = []
+    turns: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        for turn in range(1, 4):  # a stream's first event may come much later
+            await asyncio.sleep(0)
+            if peek(clients[0]).endswith(b"\r\n\r\n"):
+                turns.append(turn)
+                break
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    clients.append(serve(app))
+    clients[0].sendall(request())
+    answer = read_all(clients[0])
+    assert turns == [1]
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"data: 1\n\n" in answer
+
+
+def test_a_head_is_written_before_the_connection_closes(
+        serve: Callable[[App], socket.socket]) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"5")]})
+        raise RuntimeError("the body never comes")
+
+    client = serve(app)
+    client.sendall(request())
+    answer = read_all(client)  # until the server closes it
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\n\r\n")
+
+
+def test_answers_on_a_kept_connection_follow_each_other_whole(
+        serve: Callable[[App], socket.socket]) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    client = serve(app)
+    client.sendall(request("/first", close=False) + request("/second"))
+    answer = read_all(client)
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert answer.index(b"/first") < answer.index(b"/second")
+    assert answer.endswith(b"\r\n\r\n/second")
