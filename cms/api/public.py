@@ -177,9 +177,10 @@ def _summaries(services: Services, items: list[Listed], pending: Pending) -> lis
     are."""
     kept = services.summaries
     encoded = []
+    tallies = pending.tallies
     for item in items:
         slug = item.card.slug
-        added = pending.of(slug) if pending.tallies else _NO_VOTES
+        added = tallies.get(slug, _NO_VOTES) if tallies else _NO_VOTES
         key = (item.blob, slug, tuple(sorted(added.items())) if added else ())
         summary = kept.get(key)
         if summary is None:

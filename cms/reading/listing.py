@@ -297,11 +297,11 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
     shown = [number for _part, number in found[: query.limit]]
     kept = cast(dict[int, Listed], state.rows)
     # Other threads add rows and empty the dict meanwhile: each row is looked up once.
-    found_rows = {number: kept.get(number) for number in shown}
-    missing = [number for number, row in found_rows.items() if row is None]
-    if missing:
+    rows_kept = list(map(kept.get, shown))
+    if None in rows_kept:
         if db is None:
             return None
+        missing = [number for number, row in zip(shown, rows_kept, strict=True) if row is None]
         read = {int(number): _listed(blob, card) for number, blob, card in db.execute(
             f"SELECT id, blob, card FROM comparisons WHERE id IN ({','.join('?' * len(missing))})",
             missing)}
@@ -310,8 +310,9 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         if len(kept) + len(read) > ROWS_KEPT:
             kept.clear()
         kept.update(read)
-        found_rows.update(read)
-    items = [row for row in found_rows.values() if row is not None]
+        rows_kept = [read[number] if row is None else row
+                     for number, row in zip(shown, rows_kept, strict=True)]
+    items = cast(list[Listed], rows_kept)
     cursor = None
     if len(found) > query.limit:
         part_number, row_id = found[query.limit - 1]

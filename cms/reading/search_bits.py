@@ -154,7 +154,9 @@ class SearchBits:
                 if beginning and number == last:
                     found = _beginning(state, part, word)
                 else:  # the common words first: most words typed are
-                    found = common.get(word) or _word(state, part, word)
+                    found = common.get(word)
+                    if found is None:
+                        found = _word(state, part, word)
                 if found is None:
                     found = _read(state, part, word, beginning and number == last, db)
                     if found is None:
@@ -550,13 +552,12 @@ def _and(state: State, lists: list[Rows]) -> Rows:
 
 
 def _word(state: State, part: int, word: str) -> Rows | None:
-    found = state.words[part].get(word)
-    if found is None:
-        found = state.memo.get((part, word, False))
+    """A word without a bitmap of its own in a part: in no row, or rare."""
+    if state.memo.is_absent(part, word):  # the most frequent: a word not in titles
+        return _EMPTY
+    found = state.memo.get((part, word, False))
     if found is not None:
         return found
-    if state.memo.is_absent(part, word):
-        return _EMPTY
     if _known_rare(state.vocabulary, part, word):
         return None
     state.memo.mark_absent(part, word)
@@ -630,8 +631,7 @@ def newest(rows: Rows, below: int, most: int) -> list[int]:
         return []
     # One look-up by index, then a walk up: each look-up by index counts bits from the start of
     # its container, which costs microseconds in a bitmap of most rows.
-    upwards = rows.iter_equal_or_larger(rows[held - taken])
-    found = [next(upwards) for _ in range(taken)]
+    found = list(itertools.islice(rows.iter_equal_or_larger(rows[held - taken]), taken))
     found.reverse()
     return found
 

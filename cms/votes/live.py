@@ -45,6 +45,9 @@ def newest_fold(documents: Documents, head: str | None, known: Mapping[str, int]
     return None
 
 
+# What is pending before any vote: made once, as a Pending never changes.
+NO_VOTES_YET = Pending(through=0, seen=0)
+
 class LiveTallies:
     def __init__(self, documents: Documents, store: VoteStore) -> None:
         self.documents = documents
@@ -60,7 +63,7 @@ class LiveTallies:
         """The votes to add to the tallies of ``head``, main's commit as the reader sees it."""
         ledger = self.store.ledger()
         if ledger.seen == 0:
-            return Pending(through=0, seen=0)  # no vote ever: no history to read
+            return NO_VOTES_YET  # no vote ever: no history to read
         through = self.held_by(head)
         if ledger.folded > through and self.held_by(self.documents.main_head()) < ledger.folded:
             # Votes marked folded that no commit on main holds: dropped by a fold because their
@@ -75,7 +78,7 @@ class LiveTallies:
         before and holds every vote marked folded. Else None."""
         ledger = self.store.ledger()
         if ledger.seen == 0:
-            return Pending(through=0, seen=0)
+            return NO_VOTES_YET
         through = 0
         if head is not None:
             with self._lock:
