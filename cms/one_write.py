@@ -72,4 +72,11 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         loop = asyncio.get_running_loop()
-        super().connection_made(_HeadHeld(transport, loop))  # type: ignore[arg-type]
+        self._held = _HeadHeld(transport, loop)  # type: ignore[arg-type]
+        super().connection_made(self._held)
+
+    def eof_received(self) -> bool | None:
+        # The client sent all it will; the transport may close itself when this returns, and a
+        # head nothing follows (a HEAD request's) must be out before that.
+        self._held.flush()
+        return super().eof_received()  # type: ignore[no-any-return]

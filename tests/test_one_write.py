@@ -72,15 +72,18 @@ def test_the_head_waits_for_the_body_and_both_arrive_together(
         serve: Callable[[App], socket.socket]) -> None:
     seen_between: Peeked = []
     clients: list[socket.socket] = []
+    peeked = threading.Event()  # the client reads only once the app has looked
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"5")]})
         seen_between.append(peek(clients[0]))  # the head alone, were it written at once
+        peeked.set()
         await send({"type": "http.response.body", "body": b"hello"})
 
     clients.append(serve(app))
     clients[0].sendall(request())
+    assert peeked.wait(timeout=30)
     answer = read_all(clients[0])
     assert seen_between == [b""]
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -91,6 +94,7 @@ def test_a_head_nothing_follows_at_once_goes_out_at_the_end_of_the_turn(
         serve: Callable[[App], socket.socket]) -> None:
     clients: list[socket.socket] = []
     turns: list[int] = []
+    peeked = threading.Event()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200,
@@ -100,11 +104,13 @@ def test_a_head_nothing_follows_at_once_goes_out_at_the_end_of_the_turn(
             if peek(clients[0]).endswith(b"\r\n\r\n"):
                 turns.append(turn)
                 break
+        peeked.set()
         await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     clients.append(serve(app))
     clients[0].sendall(request())
+    assert peeked.wait(timeout=30)
     answer = read_all(clients[0])
     assert turns == [1]
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -139,3 +145,33 @@ def test_answers_on_a_kept_connection_follow_each_other_whole(
     assert answer.count(b"HTTP/1.1 200 OK\r\n") == 2
     assert answer.index(b"/first") < answer.index(b"/second")
     assert answer.endswith(b"\r\n\r\n/second")
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_head_request_from_a_client_that_half_closes_is_answered(loop: str) -> None:
+    """No body follows the head of a HEAD answer, and the client's FIN makes the transport
+    close itself: the head must be out before that."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(app, http=OneWriteProtocol, loop=loop, lifespan="off",
+                            log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+    thread.start()
+    try:
+        answers = []
+        for _ in range(10):
+            with socket.create_connection(listener.getsockname()[:2], timeout=30) as client:
+                client.sendall(b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\n")  # kept alive
+                client.shutdown(socket.SHUT_WR)  # nothing more to send; still reading
+                answers.append(read_all(client))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        listener.close()
+    assert all(answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\n")
+               for answer in answers), answers
