@@ -79,11 +79,17 @@ class WeighedCache(Generic[K, V]):
             self.weight = 0
 
 
+_LET_GO_AT_ONCE = 32  # entries freed by each ``put`` of an emptied cache
+
+
 class EmptiedCache(Generic[K, V]):
     """A cache emptied all at once when what it holds weighs more than its budget.
 
     For entries looked up many times a request (a list's twenty entries), where keeping the
     least recently used in order costs more than the rare refill: a look-up is the dict's own.
+    The entries emptied out are let go a few at each later ``put``, not all at once: freeing
+    ten thousand of them in one step held up every request of the event loop for milliseconds.
+    Memory is therefore bounded by twice the budget while they go.
     """
 
     def __init__(self, max_weight: int, weigh: Callable[[K, V], int]) -> None:
@@ -92,6 +98,7 @@ class EmptiedCache(Generic[K, V]):
         self._weigh = weigh
         self._entries: dict[K, V] = {}
         self.get = self._entries.get
+        self._going: dict[K, V] = {}  # emptied out, being let go
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -102,6 +109,8 @@ class EmptiedCache(Generic[K, V]):
         if weight > self.max_weight:
             return
         with self._lock:
+            for _ in range(min(_LET_GO_AT_ONCE, len(self._going))):
+                self._going.popitem()
             if self.weight + weight > self.max_weight:
                 self._clear_locked()
             # A key put again is counted again: what it holds weighs at most what it counts.
@@ -114,7 +123,9 @@ class EmptiedCache(Generic[K, V]):
 
     def _clear_locked(self) -> None:
         # A new dict, not the old one emptied: a reader on another thread holding the old
-        # ``get`` finds what it held.
+        # ``get`` finds what it held. What was still going goes now: at most one budget's worth
+        # of entries, once per budget filled.
+        self._going = self._entries
         self._entries = {}
         self.get = self._entries.get
         self.weight = 0

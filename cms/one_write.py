@@ -76,7 +76,14 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().connection_made(self._held)
 
     def eof_received(self) -> bool | None:
-        # The client sent all it will; the transport may close itself when this returns, and a
-        # head nothing follows (a HEAD request's) must be out before that.
+        # The client sent all it will, and may still be waiting for an answer (a health check
+        # run with `nc -N`). A head nothing follows (a HEAD request's) goes out now, since the
+        # transport closes itself unless this says otherwise.
         self._held.flush()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.more_body:
+            # A whole request is being answered: the connection stays open for the answer and
+            # closes after it. A request cut short still closes at once, as before.
+            cycle.keep_alive = False
+            return True
         return super().eof_received()  # type: ignore[no-any-return]

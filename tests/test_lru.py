@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 
+from cms import lru
 from cms.lru import EmptiedCache, WeighedCache
 
 
@@ -88,3 +91,25 @@ def test_a_look_up_begun_before_an_emptying_reads_what_was_there() -> None:
     looked_up = cache.get  # as a reader on another thread holds it
     cache.clear()
     assert (looked_up("a"), cache.get("a"), cache.weight) == (b"1234", None, 0)
+
+
+class _Entry:
+    """A value that can be watched going (bytes cannot be weakly referred to)."""
+
+
+def test_an_emptied_cache_lets_its_old_entries_go_a_few_at_each_put() -> None:
+    cache: EmptiedCache[int, _Entry] = EmptiedCache(100, lambda key, value: 1)
+    watched = []
+    for number in range(100):
+        entry = _Entry()
+        watched.append(weakref.ref(entry))
+        cache.put(number, entry)
+    del entry
+    cache.put(100, _Entry())  # past the budget: emptied
+    assert cache.get(0) is None
+    assert sum(ref() is not None for ref in watched) == 100  # not freed in this step
+    cache.put(101, _Entry())
+    assert sum(ref() is not None for ref in watched) == 100 - lru._LET_GO_AT_ONCE
+    for number in range(102, 106):
+        cache.put(number, _Entry())
+    assert sum(ref() is not None for ref in watched) == 0

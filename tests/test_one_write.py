@@ -173,5 +173,53 @@ def test_a_head_request_from_a_client_that_half_closes_is_answered(loop: str) ->
         server.should_exit = True
         thread.join(timeout=30)
         listener.close()
+    assert not thread.is_alive()
     assert all(answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\n")
                for answer in answers), answers
+
+
+class _EndSeen(OneWriteProtocol):  # type: ignore[misc, valid-type]
+    """The protocol, telling the application when the client's end of stream has come."""
+
+    ends: asyncio.Event | None = None
+
+    def eof_received(self) -> bool | None:
+        answer = super().eof_received()
+        assert _EndSeen.ends is not None
+        _EndSeen.ends.set()
+        return answer  # type: ignore[no-any-return]
+
+
+def test_a_client_that_half_closes_gets_an_answer_made_after_its_end_of_stream(
+        serve: Callable[[App], socket.socket], monkeypatch: pytest.MonkeyPatch) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        _EndSeen.ends = asyncio.Event()
+        await asyncio.wait_for(_EndSeen.ends.wait(), timeout=30)  # as a slow answer would
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    monkeypatch.setitem(globals(), "OneWriteProtocol", _EndSeen)
+    client = serve(app)
+    client.sendall(request(close=False))
+    client.shutdown(socket.SHUT_WR)
+    answer = read_all(client)  # the server closes it after the answer
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"connection: close\r\n" in answer
+    assert answer.endswith(b"\r\n\r\nhello")
+
+
+def test_a_request_cut_short_by_the_client_s_end_of_stream_is_closed_at_once(
+        serve: Callable[[App], socket.socket]) -> None:
+    bodies: list[bytes] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        while message.get("more_body"):
+            message = await receive()
+        bodies.append(message.get("body", b""))
+
+    client = serve(app)
+    client.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+    client.shutdown(socket.SHUT_WR)
+    assert read_all(client) == b""  # closed, not left waiting for the seven bytes to come

@@ -72,7 +72,7 @@ class Services:
     recovery: PeriodicRecovery
     # Fetches what other instances wrote; None without an upstream.
     follower: Follower | None
-    # A list's entries, encoded, by what they are made from (see ``public.list_answer``).
+    # A list's entries, encoded, by what they are made from (see ``public._summaries``).
     summaries: EmptiedCache[tuple[object, ...], msgspec.Raw] = field(
         default_factory=lambda: EmptiedCache(8 * 1024 * 1024, lambda key, body: len(body) + 200))
 

@@ -48,6 +48,7 @@ def newest_fold(documents: Documents, head: str | None, known: Mapping[str, int]
 # What is pending before any vote: made once, as a Pending never changes.
 NO_VOTES_YET = Pending(through=0, seen=0)
 
+
 class LiveTallies:
     def __init__(self, documents: Documents, store: VoteStore) -> None:
         self.documents = documents
