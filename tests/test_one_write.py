@@ -223,3 +223,54 @@ def test_a_request_cut_short_by_the_client_s_end_of_stream_is_closed_at_once(
     client.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
     client.shutdown(socket.SHUT_WR)
     assert read_all(client) == b""  # closed, not left waiting for the seven bytes to come
+
+
+def test_a_large_body_goes_out_as_it_is_sent_not_at_the_end_of_the_turn(
+        serve: Callable[[App], socket.socket]) -> None:
+    clients: list[socket.socket] = []
+    seen: Peeked = []
+    peeked = threading.Event()
+    chunk = b"x" * 40_000
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(4 * len(chunk)).encode())]})
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        seen.append(peek(clients[0]))  # under the bound: held
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        seen.append(peek(clients[0]))  # past it: written, so flow control sees it
+        peeked.set()
+        for _ in range(2):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    clients.append(serve(app))
+    clients[0].sendall(request())
+    assert peeked.wait(timeout=30)
+    answer = read_all(clients[0])
+    assert seen[0] == b""
+    assert seen[1].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\n\r\n" + chunk * 4)
+
+
+def test_a_whole_answer_waits_for_the_end_of_the_turn_then_goes_at_once(
+        serve: Callable[[App], socket.socket]) -> None:
+    clients: list[socket.socket] = []
+    seen: Peeked = []
+    peeked = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"hello"})
+        seen.append(peek(clients[0]))  # answers of this turn's other requests may join it
+        await asyncio.sleep(0)  # one turn
+        seen.append(peek(clients[0]))
+        peeked.set()
+
+    clients.append(serve(app))
+    clients[0].sendall(request(close=False))
+    assert peeked.wait(timeout=30)
+    assert seen[0] == b""
+    assert seen[1].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert seen[1].endswith(b"\r\n\r\nhello")
