@@ -37,8 +37,9 @@ class _TurnHeld:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._held:
             self._loop.call_soon(self.flush)
-        # A bytearray may be changed by its writer after this returns: held as it is now.
-        self._held.append(bytes(data) if isinstance(data, bytearray) else data)
+        # A bytearray, or a view of one, may be changed by its writer after this returns: held
+        # as it is now. (Uvicorn writes bytes, which are held as they are.)
+        self._held.append(data if isinstance(data, bytes) else bytes(data))
         self._size += len(data)
         if self._size >= _HELD_MOST:
             self.flush()

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from cms.one_write import OneWriteProtocol
+from cms.one_write import OneWriteProtocol, _TurnHeld
 
 Peeked = list[bytes]
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -274,3 +274,27 @@ def test_a_whole_answer_waits_for_the_end_of_the_turn_then_goes_at_once(
     assert seen[0] == b""
     assert seen[1].startswith(b"HTTP/1.1 200 OK\r\n")
     assert seen[1].endswith(b"\r\n\r\nhello")
+
+
+def test_what_a_writer_changes_after_writing_is_sent_as_it_was_written() -> None:
+    class Recorded:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def writelines(self, lines: list[bytes]) -> None:
+            self.sent.append(b"".join(lines))
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def written() -> bytes:
+        recorded = Recorded()
+        held = _TurnHeld(recorded, asyncio.get_running_loop())  # type: ignore[arg-type]
+        buffer = bytearray(b"first")
+        held.write(buffer)
+        held.write(memoryview(buffer))
+        buffer[:] = b"later"
+        await asyncio.sleep(0)  # the turn ends
+        return recorded.sent[0]
+
+    assert asyncio.run(written()) == b"firstfirst"
