@@ -148,15 +148,16 @@ class SearchBits:
             return None
         last = len(words) - 1
         matched: list[Rows] = []
+        absent = state.memo.absent_words
         for part, (common, beginning) in enumerate(zip(state.words, begun, strict=True)):
             lists: list[Rows] = []
             for number, word in enumerate(words):
                 if beginning and number == last:
                     found = _beginning(state, part, word)
-                else:  # the common words first: most words typed are
-                    found = common.get(word)
+                else:  # the common words first: most words typed are; then the most frequent
+                    found = common.get(word)  # of the rest, a word not in titles
                     if found is None:
-                        found = _word(state, part, word)
+                        found = _EMPTY if (part, word) in absent else _word(state, part, word)
                 if found is None:
                     found = _read(state, part, word, beginning and number == last, db)
                     if found is None:
@@ -552,9 +553,8 @@ def _and(state: State, lists: list[Rows]) -> Rows:
 
 
 def _word(state: State, part: int, word: str) -> Rows | None:
-    """A word without a bitmap of its own in a part: in no row, or rare."""
-    if state.memo.is_absent(part, word):  # the most frequent: a word not in titles
-        return _EMPTY
+    """A word without a bitmap of its own in a part, and not known to be in no row: rare, or
+    in no row."""
     found = state.memo.get((part, word, False))
     if found is not None:
         return found
@@ -622,15 +622,27 @@ def generation_from(stamp: str) -> int:
 
 def newest(rows: Rows, below: int, most: int) -> list[int]:
     """Up to ``most`` of the positions below ``below`` that ``rows`` holds, the highest first."""
-    if below <= 0 or most <= 0:
+    if below <= 0 or most <= 0 or not rows:
         return []
-    # How many are at or below ``below - 1``: counted up to it only when some are above.
-    held = len(rows) if not rows or rows.max() < below else rows.rank(below - 1)
+    top = rows.max()
+    if top < below:
+        held = len(rows)
+        # A look just below the highest first: the span that would hold twice ``most`` rows
+        # were they spread evenly. It reads the end of the bitmap alone, where a look-up by
+        # index counts bits from the start of its container (microseconds in a bitmap of most
+        # rows), which is left for rows bunched otherwise.
+        start = max(top - 2 * most * (top + 1) // held, 0)
+        window = list(itertools.islice(rows.iter_equal_or_larger(start), 4 * most))
+        if window[-1] == top and (len(window) >= most or start == 0):
+            found = window[-most:]
+            found.reverse()
+            return found
+    else:
+        held = rows.rank(below - 1)  # how many are at or below ``below - 1``
     taken = min(most, held)
     if not taken:
         return []
-    # One look-up by index, then a walk up: each look-up by index counts bits from the start of
-    # its container, which costs microseconds in a bitmap of most rows.
+    # One look-up by index, then a walk up.
     found = list(itertools.islice(rows.iter_equal_or_larger(rows[held - taken]), taken))
     found.reverse()
     return found

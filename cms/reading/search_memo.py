@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Set as AbstractSet
 
 from pyroaring import FrozenBitMap
 
@@ -43,6 +44,12 @@ class Memo(WeighedCache[Key, FrozenBitMap]):
 
     def is_absent(self, part: int, word: str) -> bool:
         return (part, word) in self._absent
+
+    @property
+    def absent_words(self) -> AbstractSet[tuple[int, str]]:
+        """(part, word) for each word known to be in no row of that part: a view to look up
+        in, not to keep (it is emptied past ``ABSENT_KEPT``)."""
+        return self._absent
 
     def mark_absent(self, part: int, word: str) -> None:
         if len(word) > ABSENT_LONGEST:

@@ -609,3 +609,22 @@ def test_words_that_share_no_row_make_no_bitmap_of_what_they_share(bits: Publish
     first, second = FrozenBitMap([1, 3]), FrozenBitMap([2, 4])
     assert search_bits._and(state, [first, second]) is search_bits._EMPTY
     assert search_bits._and(state, [first, FrozenBitMap([3, 4])]) == FrozenBitMap([3])
+
+
+def _newest_by_hand(rows: FrozenBitMap, below: int, most: int) -> list[int]:
+    return sorted((row for row in rows if row < below), reverse=True)[:most]
+
+
+@settings(max_examples=300, deadline=None)
+@given(spread=st.lists(st.integers(0, 5_000), max_size=300),
+       bunched=st.tuples(st.integers(0, 5_000), st.integers(0, 2_000)),
+       below=st.integers(0, 7_200), most=st.integers(0, 120))
+def test_newest_is_the_highest_below_however_the_rows_lie(
+        spread: list[int], bunched: tuple[int, int], below: int, most: int) -> None:
+    # Rows spread, bunched at the top (the newest comparisons all holding a new word), or a
+    # few far below many: the look near the top and the look-up by index must agree.
+    first, length = bunched
+    rows = FrozenBitMap([*spread, *range(first, first + length)])
+    assert search_bits.newest(rows, below, most) == _newest_by_hand(rows, below, most)
+    assert search_bits.newest(rows, rows.max() + 1 if rows else 0, most) == \
+        _newest_by_hand(rows, 10**9, most)
