@@ -10,6 +10,9 @@ the end of the event loop's turn and then written at once: a response's head wit
 and the answers to the requests that came in the same turn, to a client that then wakes once.
 Past ``_HELD_MOST`` bytes it goes out at once, so that a large body meets the transport's flow
 control as before; it also goes out on close and when the client's end of stream arrives.
+
+A client that half-closes after whole requests (a health check run with `nc -N`) gets every
+answer, then the connection closes; uvicorn's own protocols close it at once, unanswered.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 _HELD_MOST = 64 * 1024
 
@@ -39,8 +43,9 @@ class _TurnHeld:
             self._loop.call_soon(self.flush)
         # A bytearray, or a view of one, may be changed by its writer after this returns: held
         # as it is now. (Uvicorn writes bytes, which are held as they are.)
-        self._held.append(data if isinstance(data, bytes) else bytes(data))
-        self._size += len(data)
+        held = data if isinstance(data, bytes) else bytes(data)
+        self._held.append(held)
+        self._size += len(held)  # bytes, where a view's length counts its items
         if self._size >= _HELD_MOST:
             self.flush()
 
@@ -73,9 +78,15 @@ class _TurnHeld:
         return getattr(self._transport, name)
 
 
-class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    """The server's HTTP protocol, writing what a turn of the event loop sends a connection at
-    once."""
+# The protocol's own base, for the type checker: uvicorn's are untyped to it.
+_Protocol: Any = object
+
+
+class OneWrite(_Protocol):  # type: ignore[misc]
+    """What a connection is sent in a turn goes out at once; a client that half-closes is
+    answered. Added to an HTTP protocol of uvicorn's, httptools' or h11's."""
+
+    _ended = False  # the client's end of stream came while a request was answered (h11)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         loop = asyncio.get_running_loop()
@@ -83,14 +94,32 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().connection_made(self._held)
 
     def eof_received(self) -> bool | None:
-        # The client sent all it will, and may still be waiting for an answer (a health check
-        # run with `nc -N`). What is held (a HEAD answer, which is a head alone) goes out now,
-        # since the transport closes itself unless this says otherwise.
+        # The client sent all it will, and may still be waiting for its answers. What is held
+        # (a HEAD answer, which is a head alone) goes out now, since the transport closes
+        # itself unless this says otherwise.
         self._held.flush()
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete and not cycle.more_body:
-            # A whole request is being answered: the connection stays open for the answer and
-            # closes after it. A request cut short still closes at once, as before.
+        if cycle is None or cycle.response_complete or cycle.more_body:
+            # Nothing being answered, or a request cut short: closed at once, as before.
+            return super().eof_received()  # type: ignore[no-any-return]
+        # A whole request is being answered: the connection stays open for the answers.
+        if isinstance(self, H11Protocol):
+            # h11 takes one request at a time, and those sent after it wait in its buffer:
+            # the connection closes once none is left (``on_response_complete``).
+            self._ended = True
+        else:
+            # httptools took every request sent: this one is the last, and closes after.
             cycle.keep_alive = False
-            return True
-        return super().eof_received()  # type: ignore[no-any-return]
+        return True
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # h11: the next request waiting, if whole, starts
+        if self._ended:
+            cycle = self.cycle
+            if cycle.response_complete or cycle.more_body:  # none started, or cut short
+                self._held.close()
+
+
+class OneWriteProtocol(OneWrite, AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """The server's HTTP protocol, writing what a turn of the event loop sends a connection at
+    once."""

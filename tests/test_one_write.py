@@ -1,9 +1,10 @@
 """A response's head goes out with its body, in one write; a head that nothing follows at once
 still goes out at the end of the event loop's turn, and before the connection closes.
 
-A real uvicorn server on 127.0.0.1 with the protocol ``cms serve`` uses, and a plain socket for
-a client: on loopback a write is in the peer's receive queue when the system call returns, so
-what the client can peek at while the application is between its two sends is exact.
+A real uvicorn server on 127.0.0.1 with the protocol ``cms serve`` uses (on httptools, and on
+h11 as where httptools cannot be installed), and a plain socket for a client: on loopback a
+write is in the peer's receive queue when the system call returns, so what the client can peek
+at while the application is between its two sends is exact.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import asyncio
 import select
 import socket
 import threading
+from array import array
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from cms.one_write import OneWriteProtocol, _TurnHeld
+from cms.one_write import OneWrite, OneWriteProtocol, _TurnHeld
 
 Peeked = list[bytes]
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -37,15 +41,32 @@ def read_all(client: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+class _OnH11(OneWrite, H11Protocol):  # type: ignore[misc]
+    """The protocol as built where httptools is missing."""
+
+
+# By the parser under it: httptools takes every request sent at once, h11 one at a time.
+PROTOCOLS: dict[str, type[asyncio.Protocol]] = {"httptools": OneWriteProtocol, "h11": _OnH11}
+
+
+def test_the_server_s_protocol_is_on_httptools_here() -> None:
+    assert issubclass(OneWriteProtocol, HttpToolsProtocol)
+
+
+@pytest.fixture(params=sorted(PROTOCOLS))
+def parser(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def serve() -> Iterator[Callable[[App], socket.socket]]:
+def serve(parser: str) -> Iterator[Callable[[App], socket.socket]]:
     """Serves an ASGI app with the CMS's protocol; a connected client socket to it."""
     running: list[tuple[uvicorn.Server, threading.Thread, socket.socket, socket.socket]] = []
 
     def start(app: App) -> socket.socket:
         listener = socket.create_server(("127.0.0.1", 0))
-        config = uvicorn.Config(app, http=OneWriteProtocol, lifespan="off", log_level="warning",
-                                access_log=False)
+        config = uvicorn.Config(app, http=PROTOCOLS[parser], lifespan="off",
+                                log_level="warning", access_log=False)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
         thread.start()
@@ -178,20 +199,22 @@ def test_a_head_request_from_a_client_that_half_closes_is_answered(loop: str) ->
                for answer in answers), answers
 
 
-class _EndSeen(OneWriteProtocol):  # type: ignore[misc, valid-type]
-    """The protocol, telling the application when the client's end of stream has come."""
+class _EndSeen:
+    """Added to the protocol: tells the application when the client's end of stream has
+    come."""
 
     ends: asyncio.Event | None = None
 
     def eof_received(self) -> bool | None:
-        answer = super().eof_received()
+        answer = super().eof_received()  # type: ignore[misc]
         assert _EndSeen.ends is not None
         _EndSeen.ends.set()
         return answer  # type: ignore[no-any-return]
 
 
 def test_a_client_that_half_closes_gets_an_answer_made_after_its_end_of_stream(
-        serve: Callable[[App], socket.socket], monkeypatch: pytest.MonkeyPatch) -> None:
+        serve: Callable[[App], socket.socket], parser: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         _EndSeen.ends = asyncio.Event()
         await asyncio.wait_for(_EndSeen.ends.wait(), timeout=30)  # as a slow answer would
@@ -199,14 +222,40 @@ def test_a_client_that_half_closes_gets_an_answer_made_after_its_end_of_stream(
                     "headers": [(b"content-length", b"5")]})
         await send({"type": "http.response.body", "body": b"hello"})
 
-    monkeypatch.setitem(globals(), "OneWriteProtocol", _EndSeen)
+    monkeypatch.setitem(PROTOCOLS, parser, type("EndSeen", (_EndSeen, PROTOCOLS[parser]), {}))
     client = serve(app)
     client.sendall(request(close=False))
     client.shutdown(socket.SHUT_WR)
     answer = read_all(client)  # the server closes it after the answer
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert b"connection: close\r\n" in answer
     assert answer.endswith(b"\r\n\r\nhello")
+
+
+def test_every_request_sent_before_a_half_close_is_answered_then_the_connection_closes(
+        serve: Callable[[App], socket.socket], parser: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """h11 takes one request at a time: the ones after the first wait in its buffer when the
+    end of stream comes, and were dropped once the first was answered."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["method"] == "POST":
+            await receive()  # reading lets the end of stream in while this is answered
+            assert _EndSeen.ends is not None
+            await asyncio.wait_for(_EndSeen.ends.wait(), timeout=30)
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    _EndSeen.ends = asyncio.Event()
+    monkeypatch.setitem(PROTOCOLS, parser, type("EndSeen", (_EndSeen, PROTOCOLS[parser]), {}))
+    client = serve(app)
+    client.sendall(b"POST /first HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}" +
+                   request("/second", close=False) + request("/third", close=False))
+    client.shutdown(socket.SHUT_WR)
+    answer = read_all(client)  # returns once the server closes
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3, answer
+    assert answer.index(b"/first") < answer.index(b"/second") < answer.index(b"/third")
+    assert answer.endswith(b"\r\n\r\n/third")
 
 
 def test_a_request_cut_short_by_the_client_s_end_of_stream_is_closed_at_once(
@@ -298,3 +347,23 @@ def test_what_a_writer_changes_after_writing_is_sent_as_it_was_written() -> None
         return recorded.sent[0]
 
     assert asyncio.run(written()) == b"firstfirst"
+
+
+def test_the_bound_counts_bytes_not_the_items_of_a_view() -> None:
+    class Recorded:
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def writelines(self, lines: list[bytes]) -> None:
+            self.sent += sum(map(len, lines))
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def sent_at_once() -> int:
+        recorded = Recorded()
+        held = _TurnHeld(recorded, asyncio.get_running_loop())  # type: ignore[arg-type]
+        held.write(memoryview(array("q", range(10_000))))  # 80,000 bytes in 10,000 items
+        return recorded.sent
+
+    assert asyncio.run(sent_at_once()) == 80_000
