@@ -1,5 +1,7 @@
-"""A response's head goes out with its body, in one write; a head that nothing follows at once
-still goes out at the end of the event loop's turn, and before the connection closes.
+"""What a connection is sent in a turn of the event loop goes out in one write: a response's
+head with its body, and the answers made in the same turn; a head that nothing follows at once
+still goes out at the end of the turn, and before the connection closes. A client that
+half-closes after whole requests gets every answer.
 
 A real uvicorn server on 127.0.0.1 with the protocol ``cms serve`` uses (on httptools, and on
 h11 as where httptools cannot be installed), and a plain socket for a client: on loopback a
@@ -22,6 +24,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from cms import one_write
 from cms.one_write import OneWrite, OneWriteProtocol, _TurnHeld
 
 Peeked = list[bytes]
@@ -58,15 +61,24 @@ def parser(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["uvloop", "asyncio"])
+def loop(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def serve(parser: str) -> Iterator[Callable[[App], socket.socket]]:
+def serve(parser: str, loop: str) -> Iterator[Callable[[App], socket.socket]]:
     """Serves an ASGI app with the CMS's protocol; a connected client socket to it."""
     running: list[tuple[uvicorn.Server, threading.Thread, socket.socket, socket.socket]] = []
 
     def start(app: App) -> socket.socket:
         listener = socket.create_server(("127.0.0.1", 0))
-        config = uvicorn.Config(app, http=PROTOCOLS[parser], lifespan="off",
-                                log_level="warning", access_log=False)
+        # Kept-alive connections are not closed by the server's idle timer within a test (the
+        # client gives up first): a test that reads until the server closes sees the
+        # protocol's own close.
+        config = uvicorn.Config(app, http=PROTOCOLS[parser], loop=loop, lifespan="off",
+                                log_level="warning", access_log=False, timeout_keep_alive=60,
+                                timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
         thread.start()
@@ -216,12 +228,13 @@ def test_a_client_that_half_closes_gets_an_answer_made_after_its_end_of_stream(
         serve: Callable[[App], socket.socket], parser: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        _EndSeen.ends = asyncio.Event()
+        _EndSeen.ends = asyncio.Event()  # made on the server's loop
         await asyncio.wait_for(_EndSeen.ends.wait(), timeout=30)  # as a slow answer would
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"5")]})
         await send({"type": "http.response.body", "body": b"hello"})
 
+    monkeypatch.setattr(_EndSeen, "ends", None)
     monkeypatch.setitem(PROTOCOLS, parser, type("EndSeen", (_EndSeen, PROTOCOLS[parser]), {}))
     client = serve(app)
     client.sendall(request(close=False))
@@ -229,6 +242,8 @@ def test_a_client_that_half_closes_gets_an_answer_made_after_its_end_of_stream(
     answer = read_all(client)  # the server closes it after the answer
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert answer.endswith(b"\r\n\r\nhello")
+    if parser == "httptools":  # the answer marked the last (h11 closes after its own turn)
+        assert b"connection: close\r\n" in answer
 
 
 def test_every_request_sent_before_a_half_close_is_answered_then_the_connection_closes(
@@ -246,7 +261,7 @@ def test_every_request_sent_before_a_half_close_is_answered_then_the_connection_
                     "headers": [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    _EndSeen.ends = asyncio.Event()
+    monkeypatch.setattr(_EndSeen, "ends", asyncio.Event())  # bound to the loop that waits
     monkeypatch.setitem(PROTOCOLS, parser, type("EndSeen", (_EndSeen, PROTOCOLS[parser]), {}))
     client = serve(app)
     client.sendall(b"POST /first HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}" +
@@ -367,3 +382,63 @@ def test_the_bound_counts_bytes_not_the_items_of_a_view() -> None:
         return recorded.sent
 
     assert asyncio.run(sent_at_once()) == 80_000
+
+
+class _EndsCounted(_EndSeen):
+    """Added to the protocol: counts the ends of stream it is told of, and tells the
+    application of the first."""
+
+    told = 0
+
+    def eof_received(self) -> bool | None:
+        _EndsCounted.told += 1
+        return super().eof_received()
+
+
+def test_the_end_of_stream_is_taken_once_while_the_answers_go_out(
+        serve: Callable[[App], socket.socket], parser: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uvicorn resumes reading when an answer completes; at the end of stream that would
+    deliver it again (on uvloop, a read past it)."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        if scope["path"] == "/first":  # answered after the end of stream came
+            assert _EndSeen.ends is not None
+            await asyncio.wait_for(_EndSeen.ends.wait(), timeout=30)
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    monkeypatch.setattr(_EndSeen, "ends", asyncio.Event())
+    monkeypatch.setattr(_EndsCounted, "told", 0)
+    monkeypatch.setitem(PROTOCOLS, parser,
+                        type("EndsCounted", (_EndsCounted, PROTOCOLS[parser]), {}))
+    client = serve(app)
+    client.sendall(request("/first", close=False) + request("/second", close=False))
+    client.shutdown(socket.SHUT_WR)
+    answer = read_all(client)
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert _EndsCounted.told == 1
+
+
+def test_an_answer_not_made_a_while_after_the_end_of_stream_is_given_up(
+        serve: Callable[[App], socket.socket], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that closed altogether looks like one that half-closed: an application that
+    waits for the disconnect hears of it once the connection is given up."""
+    heard: list[str] = []
+    disconnected = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()  # the request
+        message = await receive()  # what comes next: only a disconnect can
+        heard.append(message["type"])
+        disconnected.set()
+
+    monkeypatch.setattr(one_write, "_AFTER_END_SECONDS", 0.05)
+    client = serve(app)
+    client.sendall(request(close=False))
+    client.shutdown(socket.SHUT_WR)
+    assert read_all(client) == b""  # closed, unanswered
+    assert disconnected.wait(timeout=30)
+    assert heard == ["http.disconnect"]

@@ -154,8 +154,10 @@ class SearchBits:
             for number, word in enumerate(words):
                 if beginning and number == last:
                     found = _beginning(state, part, word)
-                else:  # the common words first: most words typed are; then the most frequent
-                    found = common.get(word)  # of the rest, a word not in titles
+                else:
+                    # The common words first (most words typed are), then the most frequent of
+                    # the rest: a word known to be in no row of the part (most are in no title).
+                    found = common.get(word)
                     if found is None:
                         found = _EMPTY if (part, word) in absent else _word(state, part, word)
                 if found is None:
@@ -553,8 +555,9 @@ def _and(state: State, lists: list[Rows]) -> Rows:
 
 
 def _word(state: State, part: int, word: str) -> Rows | None:
-    """A word without a bitmap of its own in a part, and not known to be in no row: rare, or
-    in no row."""
+    """A word without a bitmap of its own in a part, not yet known to be absent from it: its
+    rows if it is rare and they were read, None if it is rare and they were not, else none
+    (and it is noted as absent)."""
     found = state.memo.get((part, word, False))
     if found is not None:
         return found

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import get_args
 from urllib.parse import parse_qsl
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -120,6 +122,16 @@ def test_the_query_read_from_a_query_string() -> None:
     for refused in (b"limit=100&limit=100", b"limit=1e1", b"limit=-1", b"verdict=", b"x=1",
                     b"sort=null", b"limit=1000"):
         assert query_of(refused) is None, refused
+
+
+def test_the_parameters_taken_are_the_query_s_fields_typed_as_it_types_them() -> None:
+    # ``query_of`` builds the struct without converting: a name or a choice of its own that
+    # the struct does not have would be a fault, not a refusal.
+    fields = {field.name: field for field in msgspec.structs.fields(Query)}
+    assert set(fast_lists._TEXT) | set(fast_lists._CHOICES) | {"limit"} == set(fields)
+    for name, choices in fast_lists._CHOICES.items():
+        allowed = set(get_args(get_args(fields[name].type)[0]))  # Literal[...] | None
+        assert choices == allowed, name
 
 
 @settings(max_examples=300, deadline=None)

@@ -616,13 +616,14 @@ def _newest_by_hand(rows: FrozenBitMap, below: int, most: int) -> list[int]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(spread=st.lists(st.integers(0, 5_000), max_size=300),
-       bunched=st.tuples(st.integers(0, 5_000), st.integers(0, 2_000)),
-       below=st.integers(0, 7_200), most=st.integers(0, 120))
+@given(spread=st.lists(st.integers(0, 3 * 2**16), max_size=300),
+       bunched=st.tuples(st.integers(0, 3 * 2**16), st.integers(0, 20_000)),
+       below=st.integers(0, 3 * 2**16 + 20_000), most=st.integers(0, 120))
 def test_newest_is_the_highest_below_however_the_rows_lie(
         spread: list[int], bunched: tuple[int, int], below: int, most: int) -> None:
     # Rows spread, bunched at the top (the newest comparisons all holding a new word), or a
-    # few far below many: the look near the top and the look-up by index must agree.
+    # few far below many, over several containers and in dense ones (past 4,096 rows of one):
+    # the look near the top and the look-up by index must agree.
     first, length = bunched
     rows = FrozenBitMap([*spread, *range(first, first + length)])
     assert search_bits.newest(rows, below, most) == _newest_by_hand(rows, below, most)
