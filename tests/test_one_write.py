@@ -44,6 +44,14 @@ def read_all(client: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+async def send_path(scope: dict[str, Any], send: Any) -> None:
+    """Answers a request with its own path."""
+    body = scope["path"].encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class _OnH11(OneWrite, H11Protocol):  # type: ignore[misc]
     """The protocol as built where httptools is missing."""
 
@@ -167,10 +175,7 @@ def test_a_head_is_written_before_the_connection_closes(
 def test_answers_on_a_kept_connection_follow_each_other_whole(
         serve: Callable[[App], socket.socket]) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = scope["path"].encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_path(scope, send)
 
     client = serve(app)
     client.sendall(request("/first", close=False) + request("/second"))
@@ -256,10 +261,7 @@ def test_every_request_sent_before_a_half_close_is_answered_then_the_connection_
             await receive()  # reading lets the end of stream in while this is answered
             assert _EndSeen.ends is not None
             await asyncio.wait_for(_EndSeen.ends.wait(), timeout=30)
-        body = scope["path"].encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_path(scope, send)
 
     monkeypatch.setattr(_EndSeen, "ends", asyncio.Event())  # bound to the loop that waits
     monkeypatch.setitem(PROTOCOLS, parser, type("EndSeen", (_EndSeen, PROTOCOLS[parser]), {}))
@@ -405,10 +407,7 @@ def test_the_end_of_stream_is_taken_once_while_the_answers_go_out(
         if scope["path"] == "/first":  # answered after the end of stream came
             assert _EndSeen.ends is not None
             await asyncio.wait_for(_EndSeen.ends.wait(), timeout=30)
-        body = scope["path"].encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_path(scope, send)
 
     monkeypatch.setattr(_EndSeen, "ends", asyncio.Event())
     monkeypatch.setattr(_EndsCounted, "told", 0)
