@@ -15,7 +15,10 @@ A client that half-closes after whole requests (a health check run with `nc -N`)
 answer, then the connection closes; uvicorn's own protocols close it at once, unanswered. The
 server cannot tell a half-close from a full one, so an answer still being made
 ``_AFTER_END_SECONDS`` after the end of stream is not waited for: the connection closes, and
-the application hears of the disconnect.
+the application hears of the disconnect. Nothing is read after the end of stream, so a reset
+that follows it is heard only when an answer is written or that time runs out: an
+application that waits for the disconnect instead of answering holds the connection until
+then (no route of the CMS does).
 """
 
 from __future__ import annotations
