@@ -114,7 +114,9 @@ class OneWrite(_Protocol):  # type: ignore[misc]
     """What a connection is sent in a turn goes out at once; a client that half-closes is
     answered. Added to an HTTP protocol of uvicorn's, httptools' or h11's."""
 
-    _ended = False  # the client's end of stream came while a request was answered (h11)
+    # h11: the client's end of stream came while a request was answered, so the connection
+    # closes once no whole request is left to answer.
+    _close_when_answered = False
     _given_up: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -140,12 +142,13 @@ class OneWrite(_Protocol):  # type: ignore[misc]
         # a while (a client that closed altogether looks the same, and an application that
         # waits for its disconnect would wait for ever).
         self._held.end_of_stream()
-        self._given_up = asyncio.get_running_loop().call_later(
-            _AFTER_END_SECONDS, self._held.close)
+        if self._given_up is None:  # one limit, whatever delivers the end of stream again
+            self._given_up = asyncio.get_running_loop().call_later(
+                _AFTER_END_SECONDS, self._held.close)
         if isinstance(self, H11Protocol):
             # h11 takes one request at a time, and those sent after it wait in its buffer:
             # the connection closes once none is left (``on_response_complete``).
-            self._ended = True
+            self._close_when_answered = True
         else:
             # httptools took every request sent: this one is the last, and closes after.
             cycle.keep_alive = False
@@ -153,7 +156,7 @@ class OneWrite(_Protocol):  # type: ignore[misc]
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # h11: the next request waiting, if whole, starts
-        if self._ended:
+        if self._close_when_answered:
             cycle = self.cycle
             if cycle.response_complete or cycle.more_body:  # none started, or cut short
                 self._held.close()

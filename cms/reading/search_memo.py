@@ -42,13 +42,11 @@ class Memo(WeighedCache[Key, FrozenBitMap]):
         self._absent: set[tuple[int, str]] = set()
         self._absent_lock = threading.Lock()
 
-    def is_absent(self, part: int, word: str) -> bool:
-        return (part, word) in self._absent
-
     @property
     def absent_words(self) -> AbstractSet[tuple[int, str]]:
-        """(part, word) for each word known to be in no row of that part: a view to look up
-        in, not to keep (it is emptied past ``ABSENT_KEPT``)."""
+        """(part, word) for each word known to be in no row of that part: the set itself,
+        to look up in, not to keep or iterate (another thread adds to it and empties it past
+        ``ABSENT_KEPT``; a look-up is one step under the GIL)."""
         return self._absent
 
     def mark_absent(self, part: int, word: str) -> None:

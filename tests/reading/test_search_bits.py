@@ -490,7 +490,7 @@ def test_a_search_of_words_no_row_holds_looks_them_up_once(
     assert looked_up.count(long_word) == 6
     state = catalogue.bits.state()
     assert state is not None
-    assert not state.memo.is_absent(2, long_word)
+    assert (2, long_word) not in state.memo.absent_words
 
 
 def test_words_no_row_holds_are_remembered_within_a_bound(
@@ -501,7 +501,7 @@ def test_words_no_row_holds_are_remembered_within_a_bound(
     for number in range(10):
         assert bits.quick_query(Query(q=f"zzqx{number} ")) is not None
         assert 1 <= state.memo.absent <= 4
-    assert state.memo.is_absent(2, "zzqx9")
+    assert (2, "zzqx9") in state.memo.absent_words
     assert agree(bits, Query(q="zephyr"))
 
 
