@@ -7,7 +7,8 @@ changing it: comments, assignments, schedules, releases.
 A history is a function of the commits its refs name, and each entry of its commit alone: it is
 kept, by slug, for as long as those refs stay where they were. When they only moved on by
 commits of one parent (a draft saved, submitted or approved, a vote fold), only those commits
-are walked and added; when they moved otherwise (a publication is a merge, and drops the
+are judged and added, in process where they are plain (``plain_commits``), else by git; when
+they moved otherwise (a publication is a merge, and drops the
 branch), the walks run again but only the commits not seen before are parsed. An
 auditor reading a history page by page, or again after a change, costs a walk of what changed,
 not a thousand messages parsed again.
@@ -30,11 +31,13 @@ from ..store.documents import Documents
 from ..store.layout import DISCARDED_PREFIX, RELEASES_PREFIX, SCHEDULED_PREFIX, Layout
 from ..store.messages import parse_message
 from ..store.repository import Repository
+from .plain_commits import FIELD as _FIELD
+from .plain_commits import RECORD as _RECORD
+from .plain_commits import Plain, changes_path, names_in_lines, read_plain
 
 # The CMS's commits that concern a comparison without changing its file.
 NOTES = ("comment", "resolve", "assign", "schedule", "cancel_schedule", "release")
-_FIELD = "\x1f"
-_RECORD = "\x1e"
+_NOTE_LINES = frozenset(f"Cms-Action: {action}" for action in NOTES)
 _FORMAT = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%B"]) + _RECORD
 # Histories kept, by what they weigh: an entry is about a kilobyte in memory.
 _KEPT_BYTES = 16 * 2**20
@@ -92,7 +95,9 @@ def history(documents: Documents, slug: str,
         kept = _Kept(refs_now, kept.entries, kept.notes, kept.by_parents)
         _kept.put(place, kept)
         found = kept.entries
-    return [entry for entry in found if only is None or only.accepts(entry)]
+    if only is None or only == _EVERY:
+        return list(found)
+    return [entry for entry in found if only.accepts(entry)]
 
 
 class _Kept(Struct, frozen=True):
@@ -102,6 +107,9 @@ class _Kept(Struct, frozen=True):
     # Every second's commits are ordered by their parents alone, none by the order git
     # walked them in: only then is a walk of new commits added to it what a fresh walk gives.
     by_parents: bool = False
+
+
+_EVERY = HistoryFilter()
 
 
 def _weight(_place: tuple[str, str], kept: _Kept) -> int:
@@ -119,32 +127,42 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
     known = {entry.sha: entry for entry in before.entries}
     repo = documents.repo
     starts = list(dict.fromkeys([*heads, *pending]))
-    # Where the refs only moved on by plain commits, only those are walked: the history of
-    # the rest is what was walked before (see ``_moved_on``).
+    # Where the refs only moved on by commits of one parent, only those are walked: the history
+    # of the rest is what was walked before (see ``_moved_on``).
     old_heads, old_starts = _split(before.refs)
-    moved_on = bool(before.refs) and before.by_parents and not _grafted(repo) and \
-        _moved_on(repo, old_heads, heads) and _moved_on(repo, old_starts, starts)
-    since_heads, since_starts = (old_heads, old_starts) if moved_on else ([], [])
-    # The two walks run side by side: each is a git process reading history on its own.
-    # Replacement objects (refs/replace/) would show another history than the commits hold.
-    changed, noted = repo.git_together(
-        ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order", *heads,
-         *_excluding(since_heads), "--", documents.layout.path(slug)],
-        ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order",
-         "--extended-regexp",
-         f"--grep=^Cms-Document: {re.escape(Layout.document(slug))}$",
-         "--grep=^Cms-Action: (" + "|".join(NOTES) + ")$", "--all-match",
-         *starts, *_excluding(since_starts)])
+    heads_between = starts_between = None
+    if before.refs and before.by_parents and not _grafted(repo):
+        heads_between = _moved_on(repo, old_heads, heads)
+        if heads_between is not None:
+            starts_between = _moved_on(repo, old_starts, starts)
+    moved_on = heads_between is not None and starts_between is not None
+    judged = _judged_here(repo, documents.layout.path(slug), slug, heads_between,
+                          starts_between) if moved_on else None
+    if judged is not None:
+        changed, noted = judged
+    else:
+        since_heads, since_starts = (old_heads, old_starts) if moved_on else ([], [])
+        # The two walks run side by side: each is a git process reading history on its own.
+        # Replacement objects (refs/replace/) would show another history than the commits hold.
+        walked = repo.git_together(
+            ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order", *heads,
+             *_excluding(since_heads), "--", documents.layout.path(slug)],
+            ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order",
+             "--extended-regexp",
+             f"--grep=^Cms-Document: {re.escape(Layout.document(slug))}$",
+             "--grep=^Cms-Action: (" + "|".join(NOTES) + ")$", "--all-match",
+             *starts, *_excluding(since_starts)])
+        changed, noted = (output.split(_RECORD) for output in walked)
     entries: dict[str, HistoryEntry] = {}
     notes: set[str] = set()
     if moved_on:
         entries.update((entry.sha, entry) for entry in before.entries)
         notes.update(before.notes)
-    for record in changed.split(_RECORD):
+    for record in changed:
         if record.strip():
             entry = known.get(_sha(record)) or _entry(record)
             entries.setdefault(entry.sha, entry)
-    for record in noted.split(_RECORD):
+    for record in noted:
         # Git's grep reads every line of a message, a comment's too: only the trailers count.
         if not record.strip():
             continue
@@ -167,10 +185,19 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
             # does not know. Walked again as a whole, as a new process would.
             return _walk(documents, slug, heads, pending,
                          _Kept((), before.entries, before.notes))
-        by_parents = True  # the seconds walked before were, and the new ones are
-    else:
-        # Where git's order of the seconds walked before would change with new starts.
-        by_parents = not _unordered_seconds(entries.values())
+        # The seconds walked before were ordered by their parents, and the new ones are. Only
+        # those from the oldest new commit's on are ordered again: below, the order stands.
+        added = [entry for sha, entry in entries.items() if sha not in known]
+        older = before.entries
+        top = 0
+        if added:
+            cut = min(entry.time for entry in added)
+            while top < len(older) and older[top].time >= cut:
+                top += 1
+        return _Kept((), _newest_first(added + older[:top]) + older[top:], frozenset(notes),
+                     True)
+    # Where git's order of the seconds walked before would change with new starts.
+    by_parents = not _unordered_seconds(entries.values())
     return _Kept((), _newest_first(list(entries.values())), frozenset(notes), by_parents)
 
 
@@ -197,9 +224,9 @@ def _excluding(commits: list[str]) -> list[str]:
     return ["--not", *commits] if commits else []
 
 
-def _moved_on(repo: Repository, old: list[str], new: list[str]) -> bool:
-    """Whether a walk from ``new`` finds exactly what a walk from ``old`` found plus the
-    commits in between (else everything is walked again).
+def _moved_on(repo: Repository, old: list[str], new: list[str]) -> set[str] | None:
+    """The commits in between, when a walk from ``new`` finds exactly what a walk from
+    ``old`` found plus those (else None, and everything is walked again).
 
     That holds when every commit in between has one parent and leads back to a commit of
     ``old``, and every commit of ``old`` is still a start or the parent of one of them: then
@@ -217,16 +244,46 @@ def _moved_on(repo: Repository, old: list[str], new: list[str]) -> bool:
             reached.add(oid)
             continue
         if len(walked) == _MOVED_ON_MAX:
-            return False
+            return None
         try:
             parents = repo.read_commit(oid).parents
         except (CmsError, OSError, ValueError):  # unreadable: a walk of everything says more
-            return False
+            return None
         if len(parents) != 1:
-            return False
+            return None
         walked.add(oid)
         waiting.append(parents[0])
-    return known <= (set(new) | reached)
+    return walked if known <= (set(new) | reached) else None
+
+
+def _judged_here(repo: Repository, path: str, slug: str, heads_between: set[str] | None,
+                 starts_between: set[str] | None) -> tuple[list[str], list[str]] | None:
+    """What the two walks of ``git log`` would print for the commits in between, judged in
+    process; None when one is not plain (see ``plain_commits``) and git must say."""
+    if heads_between is None or starts_between is None:
+        return None
+    plain: dict[str, Plain] = {}
+    for oid in sorted(heads_between | starts_between):
+        commit = read_plain(repo, oid)
+        if commit is None:
+            return None
+        plain[oid] = commit
+    changed: list[str] = []
+    for oid in sorted(heads_between):
+        commit = plain[oid]
+        try:
+            parent_tree = repo.read_commit(commit.parent).tree
+        except (CmsError, OSError, ValueError):
+            return None
+        differs = changes_path(repo, commit.tree, parent_tree, path)
+        if differs is None:
+            return None
+        if differs:
+            changed.append(commit.record)
+    naming = frozenset({f"Cms-Document: {Layout.document(slug)}"})
+    noted = [plain[oid].record for oid in sorted(starts_between)
+             if names_in_lines(plain[oid].body, naming, _NOTE_LINES)]
+    return changed, noted
 
 
 def _sha(record: str) -> str:
