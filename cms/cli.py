@@ -7,7 +7,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
 from .errors import CmsError
@@ -140,8 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .api.app import create_app
     from .api.services import build_services
+    from .api.starting import Starting
     from .one_write import OneWriteProtocol
 
     settings = _settings(args)
@@ -150,7 +150,6 @@ def _serve(args: argparse.Namespace) -> int:
     # collection would walk: 300 ms at 50,000 comparisons, a stall for every request in flight.
     # Freezing them once they are all there leaves the collector only what requests allocate.
     services.index.filled.append(gc.freeze)
-    app = create_app(settings, services)
     # Bind first, so the printed URL carries the real port even when port 0 was asked for.
     try:
         listener = socket.create_server((settings.host, settings.port))
@@ -166,12 +165,27 @@ def _serve(args: argparse.Namespace) -> int:
     then = ("a read-only replica: published reads, sync and feeds" if settings.read_only else
             f"get a token with: {command} token create --name NAME --email EMAIL --role admin")
     print(f"CMS serving http://{host}:{port} (OpenAPI at /schema); {then}", flush=True)
+
+    def build() -> Any:
+        # In a worker thread, while published reads are answered (see api/starting.py).
+        from .api.app import create_app
+
+        return create_app(settings, services)
+
+    starting = Starting(services, build)
     # Which proxies to believe is the app's decision (CMS_TRUSTED_PROXIES): uvicorn's own would
     # take X-Forwarded-For from any local peer.
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+    config = uvicorn.Config(starting, log_level="warning", access_log=False, lifespan="on",
                             proxy_headers=False, http=OneWriteProtocol)
-    uvicorn.Server(config).run(sockets=[listener])
-    return 0
+    server = uvicorn.Server(config)
+
+    def give_up() -> None:
+        server.should_exit = True
+
+    starting.give_up = give_up
+    server.run(sockets=[listener])
+    # As the server itself does when an app's start-up fails.
+    return 3 if starting.failed else 0
 
 
 def _token_create(args: argparse.Namespace) -> int:

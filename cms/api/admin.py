@@ -8,8 +8,8 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from ..identity.tokens import TokenRecord
 from .auth import requires_roles
+from .params import ServicesDep
 from .schemas import TokenCreated, TokenIn, TokenView
-from .services import ServicesDep
 
 
 def token_view(record: TokenRecord) -> TokenView:

@@ -28,11 +28,12 @@ from .git_hook import git_hook
 from .head import HeadAsGet
 from .http import MAX_REQUEST_BYTES
 from .json_depth import JsonDepthLimit
+from .params import ServicesDep
 from .public import PublishedController, VotesController, fold_votes
 from .releases import ReleasesController
 from .response_cache import PublicResponseCache
 from .schedule import list_schedule
-from .services import Services, ServicesDep, build_services
+from .services import Services, build_services
 from .strict_input import strict_input
 from .verdict_changes import PublishedVerdictsController
 from .webhooks import WebhooksController

@@ -22,8 +22,9 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..identity.actors import ROLES
 from ..reading.views import ComparisonView, comparison_url, comparison_view
 from .auth import requires_roles
-from .http import PRIVATE_CACHE, SlugPath, check_slug
-from .services import Services, ServicesDep
+from .http import PRIVATE_CACHE, check_slug
+from .params import ServicesDep, SlugPath
+from .services import Services
 
 AUDIT_ROLES = ("auditor", "admin")
 ANY_ROLE = ROLES  # any token

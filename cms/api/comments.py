@@ -14,9 +14,9 @@ from ..editing.assignments import Assignment, Awaiting
 from ..editing.comments import COMMENT_ID, FIELD_PATH, Comment
 from ..identity.visible import EMAIL_PATTERN
 from .auth import current_actor, requires_roles
-from .http import SlugPath, check_slug
+from .http import check_slug
+from .params import ServicesDep, SlugPath
 from .schemas import Comment as CommentText
-from .services import ServicesDep
 
 # Everyone who takes part in a review; auditors read the thread.
 WRITE_ROLES = ("editor", "reviewer", "chief", "publisher", "admin")

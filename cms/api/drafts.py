@@ -23,7 +23,8 @@ from ..identity.actors import ROLES
 from ..reading.views import ComparisonView, comparison_view
 from ..store.documents import Revision
 from .auth import current_actor, requires_roles
-from .http import PRIVATE_CACHE, SlugPath, check_slug, etag, if_match_revision
+from .http import PRIVATE_CACHE, check_slug, etag, if_match_revision
+from .params import ServicesDep, SlugPath
 from .schemas import (
     ComparisonIn,
     DraftList,
@@ -33,7 +34,7 @@ from .schemas import (
     RevertIn,
     TransitionIn,
 )
-from .services import Services, ServicesDep
+from .services import Services
 
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match",
                                           description="The revision (ETag) you read")]

@@ -13,8 +13,9 @@ from ..errors import NotFound
 from ..reading.feeds import atom, json_feed, latest
 from ..reading.views import ComparisonView, comparison_view
 from .http import PUBLIC_CACHE, etag, not_modified
-from .public import comparison_url
-from .services import Services, ServicesDep
+from .params import ServicesDep
+from .published_read import comparison_url
+from .services import Services
 
 IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match")]
 

@@ -17,7 +17,7 @@ from litestar import Request, post
 from msgspec import Struct
 
 from ..errors import Forbidden, NotFound, Unauthorized
-from .services import ServicesDep
+from .params import ServicesDep
 
 
 class Fetched(Struct, kw_only=True):

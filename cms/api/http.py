@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from litestar.params import PathParameter
 
 from ..content.model import SLUG_RE
 from ..errors import BadParameter, BadRequest
@@ -55,9 +52,6 @@ def not_modified(if_none_match: str | None, tag: str) -> bool:
         return False
     candidates = {value.strip().removeprefix("W/") for value in if_none_match.split(",")}
     return "*" in candidates or tag.removeprefix("W/") in candidates
-
-
-SlugPath = Annotated[str, PathParameter(description="The comparison's slug, e.g. `cursor-vs-windsurf`")]
 
 
 def body_cache(max_bytes: int = 16 * 1024 * 1024) -> WeighedCache[str, bytes]:

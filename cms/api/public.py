@@ -15,28 +15,31 @@ from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta, Struct
 
-from ..content.model import Community, Comparison, Tool, percent_label
-from ..errors import InvalidContent, NotFound
+from ..content.model import Community, percent_label
+from ..errors import InvalidContent
 from ..reading import views
-from ..reading.index import Entry, Query, SortKey
+from ..reading.index import Query, SortKey
 from ..reading.listing import Listed
-from ..reading.views import ComparisonList, EncodedList, comparison_view, summary_view
+from ..reading.views import ComparisonList, EncodedList, summary_view
 from ..votes.limits import client_key, vote_secret
 from ..votes.proxies import trusted_proxies
 from ..votes.store import Counts, Pending
 from .auth import requires_roles
-from .http import PUBLIC_CACHE, SlugPath, check_slug, etag, not_modified
-from .services import Services, ServicesDep
+from .http import PUBLIC_CACHE, check_slug, etag, not_modified
+from .params import ServicesDep, SlugPath
+from .published_read import (
+    ATTEMPTS,
+    comparison_url,
+    live_community,
+    live_pending,
+    published,
+    read_answer,
+)
+from .services import Services
 
-# Tries at reading a comparison and main's commit together while main moves.
-_ATTEMPTS = 3
 # How long a list waits for the catalogue to be filled after start-up before answering 503:
 # each waiting list holds a worker thread, and a long wait by many would stall other routes.
 LIST_WAIT_SECONDS = 5.0
-
-
-def comparison_url(services: Services, slug: SlugPath) -> str:
-    return views.comparison_url(services.settings.base_url, slug)
 
 
 class PublishedController(Controller):
@@ -87,20 +90,10 @@ class PublishedController(Controller):
         slug: SlugPath,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     ) -> Response[Any]:
-        entry, head = published(services, check_slug(slug))
-        comparison, added = with_live_tallies(entry.comparison, live_pending(services, head))
-        # Votes not yet folded into git change what is shown, not the revision to edit.
-        tag = etag(f"{entry.blob}+{added}", weak=True) if added else etag(entry.blob)
-        headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
-        if not_modified(if_none_match, tag):
-            return Response(content=None, status_code=304, headers=headers)
-        body = services.bodies.get(tag)
-        if body is None:
-            view = comparison_view(comparison, revision=entry.blob, html=entry.html(),
-                                   url=comparison_url(services, slug))
-            body = msgspec.json.encode(view)
-            services.bodies.put(tag, body)
-        return Response(content=body, headers=headers, media_type=MediaType.JSON)
+        answer = read_answer(services, check_slug(slug), if_none_match)
+        if answer.body is None:
+            return Response(content=None, status_code=304, headers=answer.headers)
+        return Response(content=answer.body, headers=answer.headers, media_type=MediaType.JSON)
 
 
 class ListAnswer(NamedTuple):
@@ -128,7 +121,7 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
     index.refresh()
     fingerprint = hashlib.sha1(msgspec.msgpack.encode(query),
                                usedforsecurity=False).hexdigest()[:16]
-    for attempt in range(1, _ATTEMPTS + 1):
+    for attempt in range(1, ATTEMPTS + 1):
         head = index.head
         if quick:
             # No walk of git on the event loop: a head not seen yet is the thread's.
@@ -164,7 +157,7 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
             if not query.q:
                 services.bodies.put(tag, encoded)
             break
-        if attempt == _ATTEMPTS:
+        if attempt == ATTEMPTS:
             headers["Cache-Control"] = "no-store"
     return ListAnswer(headers, encoded)
 
@@ -242,43 +235,7 @@ def client_address(services: Services, request: Request[Any, Any, Any]) -> str:
     return trusted_proxies(services.settings.trusted_proxies).client(peer, forwarded)
 
 
-def published(services: Services, slug: str) -> tuple[Entry, str | None]:
-    """A published comparison and main's commit it was read from, so that the votes added to
-    its tallies are exactly those that commit does not hold."""
-    index = services.index
-    head = index.head
-    for attempt in range(1, _ATTEMPTS + 1):  # another try only when main moved in between
-        entry = index.get(slug)
-        if entry is None:
-            raise NotFound(f"no published comparison with slug `{slug}`", field="slug")
-        if index.head == head or attempt == _ATTEMPTS:
-            return entry, head
-        head = index.head
-    raise AssertionError("unreachable")
-
-
-def live_pending(services: Services, head: str | None) -> Pending:
-    """The votes to add to the tallies of main at ``head``, recorded by any process."""
-    return services.vote_folder.live.pending(head)
-
-
-def live_community(tool: Tool, pending: dict[str, Counts]) -> Community:
-    """The tally in git plus the votes not folded into it yet."""
-    ship, skip = pending.get(tool.id, (0, 0))
-    return Community(ship=tool.community.ship + ship, skip=tool.community.skip + skip)
-
-
 def community_share_of(community: Community) -> Fraction | None:
     return None if community.votes == 0 else Fraction(community.ship, community.votes)
 
 
-def with_live_tallies(comparison: Comparison, pending: Pending) -> tuple[Comparison, str]:
-    """The comparison with pending votes added to its tallies, and a name for what was added
-    ("" when nothing was): two different sets of pending votes never share a name."""
-    added = pending.of(comparison.slug)
-    if not added:
-        return comparison, ""
-    tools = [msgspec.structs.replace(tool, community=live_community(tool, added))
-             for tool in comparison.tools]
-    name = hashlib.sha1(repr(sorted(added.items())).encode(), usedforsecurity=False)
-    return msgspec.structs.replace(comparison, tools=tools), name.hexdigest()[:16]

@@ -14,8 +14,8 @@ from msgspec import Meta, Struct
 from ..content.model import Slug
 from ..editing.releases import MAX_SLUGS, Release
 from .auth import current_actor, requires_roles
+from .params import ServicesDep
 from .schemas import Comment
-from .services import ServicesDep
 
 _TEXT = "\\x00-\\x20\\x7f-\\xa0\\u2028\\u2029\\u200b\\u2060\\ufeff"
 TITLE = rf"^[^{_TEXT}](?:[^\x00-\x1f\x7f-\x9f\u2028\u2029]*[^{_TEXT}])?\Z"

@@ -9,7 +9,7 @@ from ..editing.release_schedules import ReleaseSchedule
 from ..editing.schedules import Schedule
 from .auth import requires_roles
 from .http import PRIVATE_CACHE
-from .services import ServicesDep
+from .params import ServicesDep
 
 
 class ScheduleList(Struct, kw_only=True):

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import msgspec
-from litestar.di import NamedDependency
 
 from ..audit.verdicts import VerdictLog
 from ..config import Settings
@@ -155,6 +154,3 @@ def build_services(settings: Settings) -> Services:
         follower=None if upstream is None else Follower(content.repo, settings.fetch_interval),
     )
 
-
-# Handlers ask for ``services: ServicesDep``; the app provides one shared instance.
-ServicesDep = NamedDependency[Services]

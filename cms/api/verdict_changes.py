@@ -15,8 +15,9 @@ from msgspec import Struct
 
 from ..audit.verdicts import VerdictChange
 from ..errors import NotFound
-from .http import PUBLIC_CACHE, SlugPath, check_slug, etag, not_modified
-from .services import Services, ServicesDep
+from .http import PUBLIC_CACHE, check_slug, etag, not_modified
+from .params import ServicesDep, SlugPath
+from .services import Services
 
 
 class PublishedVerdictChange(Struct, kw_only=True):

@@ -15,7 +15,7 @@ from ..webhooks.store import ROTATION_GRACE_SECONDS, Delivery, Endpoint
 from ..webhooks.targets import check_url
 from .auth import requires_roles
 from .http import PRIVATE_CACHE
-from .services import ServicesDep
+from .params import ServicesDep
 
 EventType = Literal["comparison.published", "comparison.unpublished", "comparison.transitioned",
                     "review.requested", "review.approved", "review.changes_requested",

@@ -14,8 +14,9 @@ from ..content.model import WORKFLOW_NAME_RE
 from ..editing.workflow import Workflow
 from ..errors import InvalidContent, NotFound
 from .auth import current_actor, requires_roles
+from .params import ServicesDep
 from .schemas import Comment
-from .services import Services, ServicesDep
+from .services import Services
 
 WORKFLOW_NAME = re.compile(WORKFLOW_NAME_RE)
 

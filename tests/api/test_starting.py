@@ -1,0 +1,162 @@
+"""The server while its app is built: published reads answered at once, byte for byte what the
+app sends; everything else answered by the app once it is built; a failed build stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from cms.api.app import create_app
+from cms.api.services import Services, build_services
+from cms.api.starting import Starting
+from cms.config import Settings
+
+from ..conftest import HAIKU, make_tokens
+
+Messages = list[dict[str, Any]]
+READ = f"/api/comparisons/{HAIKU}"
+
+
+def scope_of(path: str, *headers: tuple[bytes, bytes], method: str = "GET",
+             query: bytes = b"") -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+            "query_string": query, "root_path": "", "headers": [(b"host", b"cms.test"), *headers],
+            "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 80), "state": {}}
+
+
+async def call(app: Any, scope: dict[str, Any]) -> Messages:
+    sent: Messages = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+class Server:
+    """A lifespan driven as the server drives it, around ``Starting``."""
+
+    def __init__(self, starting: Starting) -> None:
+        self.starting = starting
+        self.to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        async def lifespan() -> None:
+            await self.starting({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                                self.to_app.get, self.from_app.put)
+
+        self.task = asyncio.create_task(lifespan())
+        await self.to_app.put({"type": "lifespan.startup"})
+        assert (await self.from_app.get())["type"] == "lifespan.startup.complete"
+
+    async def built(self) -> None:
+        assert self.starting._built is not None
+        await self.starting._built.wait()
+
+    async def stop(self) -> None:
+        await self.to_app.put({"type": "lifespan.shutdown"})
+        assert (await self.from_app.get())["type"] == "lifespan.shutdown.complete"
+        assert self.task is not None
+        await self.task
+
+
+def held_build(settings: Settings, services: Services, release: threading.Event,
+               stopped: list[str]) -> Callable[[], Any]:
+    """The app's build, held until ``release``; its shutdown is recorded in ``stopped``."""
+    def build() -> Any:
+        assert release.wait(timeout=120)
+        app = create_app(settings, services)
+        app.on_shutdown.append(lambda: stopped.append("app"))
+        return app
+
+    return build
+
+
+def test_reads_are_answered_while_the_app_is_built_as_the_app_answers_them(
+        settings: Settings, repo_path: object) -> None:
+    services = build_services(settings)
+    tokens = make_tokens(settings)
+    release = threading.Event()
+    stopped: list[str] = []
+    starting = Starting(services, held_build(settings, services, release, stopped))
+
+    async def run() -> None:
+        server = Server(starting)
+        await server.start()
+        early = await call(starting, scope_of(READ))
+        assert early[0]["status"] == 200
+        etag = dict(early[0]["headers"])[b"etag"]
+        early_304 = await call(starting, scope_of(READ, (b"if-none-match", etag)))
+        assert early_304[0]["status"] == 304
+        assert starting.answered_early == 2
+        # What the route does more with, or another route: the app's, once built.
+        waiting = [asyncio.create_task(call(starting, scope)) for scope in (
+            scope_of("/api/comparisons/no-such-one"),
+            scope_of(READ, method="HEAD"),
+            scope_of(READ, query=b"x=1"),
+            scope_of(READ, (b"authorization", tokens["auditor"]["Authorization"].encode())),
+            scope_of(READ, (b"if-none-match", etag), (b"if-none-match", b'"other"')),
+            scope_of(f"{READ}/history",
+                     (b"authorization", tokens["auditor"]["Authorization"].encode())),
+            scope_of("/health"))]
+        await asyncio.sleep(0)  # a turn of the loop: none can finish before the build
+        assert not any(task.done() for task in waiting)
+        assert starting.app is None
+        release.set()
+        await server.built()
+        assert starting.app is not None
+        answers = [await task for task in waiting]
+        assert [answer[0]["status"] for answer in answers] == [404, 200, 200, 200, 304, 200, 200]
+        assert starting.answered_early == 2
+        # Byte for byte what the app sends for the same requests.
+        assert early == await call(starting.app, scope_of(READ))
+        assert early_304 == await call(starting.app, scope_of(READ, (b"if-none-match", etag)))
+        await server.stop()
+        assert stopped == ["app"]
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("failing", ["build", "start-up"])
+def test_an_app_that_cannot_start_stops_the_server_and_waiting_requests_get_503(
+        settings: Settings, repo_path: object, failing: str) -> None:
+    services = build_services(settings)
+
+    def build() -> Any:
+        if failing == "build":
+            raise ValueError("no app today")
+        app = create_app(settings, services)
+
+        def fail() -> None:
+            raise ValueError("no start today")
+
+        app.on_startup.append(fail)
+        return app
+
+    starting = Starting(services, build)
+    gave_up: list[bool] = []
+    starting.give_up = lambda: gave_up.append(True)
+
+    async def run() -> None:
+        server = Server(starting)
+        await server.start()
+        await server.built()
+        assert starting.failed
+        assert gave_up == [True]
+        answer = await call(starting, scope_of("/health"))
+        assert answer[0]["status"] == 503
+        assert b'"code":"unavailable"' in answer[1]["body"]
+        await server.stop()
+
+    asyncio.run(run())
