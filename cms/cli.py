@@ -183,7 +183,10 @@ def _serve(args: argparse.Namespace) -> int:
         server.should_exit = True
 
     starting.give_up = give_up
-    server.run(sockets=[listener])
+    try:
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:  # Ctrl-C: the server stopped as asked, no trace
+        return 130
     # As the server itself does when an app's start-up fails.
     return 3 if starting.failed else 0
 

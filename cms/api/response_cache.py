@@ -101,6 +101,9 @@ class PublicResponseCache(ASGIMiddleware):
                 await next_app(scope, receive, send)
                 return
             if name == b"if-none-match":
+                if if_none_match is not None:  # which one counts is the route's to say
+                    await next_app(scope, receive, send)
+                    return
                 if_none_match = value
         key = scope["raw_path"] + b"?" + scope["query_string"]
         if len(key) > MAX_KEY_BYTES:

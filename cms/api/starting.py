@@ -73,14 +73,17 @@ class Starting:
 
     async def _when_built(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if self._built is not None:
-            await self._built.wait()
+            try:
+                await self._built.wait()
+            except asyncio.CancelledError:
+                # The server stops at once (a second Ctrl-C) before the app was built: an
+                # answer, not a trace in the log.
+                await _unavailable(scope, send)
+                return
         if self.app is not None:
             await self.app(scope, receive, send)
-        elif scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(_UNAVAILABLE)).encode())]})
-            await send({"type": "http.response.body", "body": _UNAVAILABLE, "more_body": False})
+        else:
+            await _unavailable(scope, send)
 
     # Reads before the app is built
 
@@ -135,10 +138,18 @@ class Starting:
         if message["type"] != "lifespan.startup":
             return
         self._built = asyncio.Event()
+        if not self.services.settings.read_only:
+            # What fell due while no server ran (a takedown, say) is carried out before
+            # anything is served, as the app's start-up would.
+            await anyio.to_thread.run_sync(self.services.scheduler.run_due)
         building = asyncio.create_task(self._build_and_start(scope))
         await send({"type": "lifespan.startup.complete"})
-        await receive()  # lifespan.shutdown: the only message left
-        await building
+        try:
+            await receive()  # lifespan.shutdown: the only message left
+            await building
+        except asyncio.CancelledError:  # stopped at once: nothing of the app to stop
+            building.cancel()
+            return
         if self._app_lifespan is not None:
             await self._to_app.put({"type": "lifespan.shutdown"})
             try:
@@ -152,7 +163,8 @@ class Starting:
     async def _build_and_start(self, scope: dict[str, Any]) -> None:
         assert self._built is not None
         try:
-            app = await anyio.to_thread.run_sync(self._build)
+            # Abandoned if the server stops at once: it need not wait for the thread.
+            app = await anyio.to_thread.run_sync(self._build, abandon_on_cancel=True)
             await self._to_app.put({"type": "lifespan.startup"})
 
             async def app_lifespan() -> None:
@@ -191,3 +203,11 @@ class Starting:
         if not self._app_lifespan.cancelled() and self._app_lifespan.exception() is not None:
             raise RuntimeError(str(self._app_lifespan.exception()))
         return None
+
+
+async def _unavailable(scope: dict[str, Any], send: Send) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(_UNAVAILABLE)).encode())]})
+        await send({"type": "http.response.body", "body": _UNAVAILABLE, "more_body": False})

@@ -24,7 +24,6 @@ from datetime import datetime
 from msgspec import Struct
 
 from ..editing.events import STANDARD_TRAILERS
-from ..errors import CmsError
 from ..identity.actors import Person
 from ..lru import WeighedCache
 from ..store.documents import Documents
@@ -33,7 +32,7 @@ from ..store.messages import parse_message
 from ..store.repository import Repository
 from .plain_commits import FIELD as _FIELD
 from .plain_commits import RECORD as _RECORD
-from .plain_commits import Plain, changes_path, names_in_lines, read_plain
+from .plain_commits import Plain, changes_path, names_in_lines, read_plain, tree_and_parents
 
 # The CMS's commits that concern a comparison without changing its file.
 NOTES = ("comment", "resolve", "assign", "schedule", "cancel_schedule", "release")
@@ -144,10 +143,14 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
         since_heads, since_starts = (old_heads, old_starts) if moved_on else ([], [])
         # The two walks run side by side: each is a git process reading history on its own.
         # Replacement objects (refs/replace/) would show another history than the commits hold.
+        # Whatever the configuration says: records in UTF-8, and the path's own history (not
+        # a file renamed to it).
+        log = ["--no-replace-objects", "-c", "i18n.logOutputEncoding=UTF-8", "log",
+               f"--format={_FORMAT}", "--date-order"]
         walked = repo.git_together(
-            ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order", *heads,
-             *_excluding(since_heads), "--", documents.layout.path(slug)],
-            ["--no-replace-objects", "log", f"--format={_FORMAT}", "--date-order",
+            [*log, "--no-follow", *heads, *_excluding(since_heads), "--",
+             documents.layout.path(slug)],
+            [*log,
              "--extended-regexp",
              f"--grep=^Cms-Document: {re.escape(Layout.document(slug))}$",
              "--grep=^Cms-Action: (" + "|".join(NOTES) + ")$", "--all-match",
@@ -245,12 +248,11 @@ def _moved_on(repo: Repository, old: list[str], new: list[str]) -> set[str] | No
             continue
         if len(walked) == _MOVED_ON_MAX:
             return None
-        try:
-            parents = repo.read_commit(oid).parents
-        except (CmsError, OSError, ValueError):  # unreadable: a walk of everything says more
+        # Read as git reads them: a walk of everything says more of a commit read otherwise.
+        header = tree_and_parents(repo, oid)
+        if header is None or len(header[1]) != 1:
             return None
-        if len(parents) != 1:
-            return None
+        parents = header[1]
         walked.add(oid)
         waiting.append(parents[0])
     return walked if known <= (set(new) | reached) else None
@@ -271,11 +273,10 @@ def _judged_here(repo: Repository, path: str, slug: str, heads_between: set[str]
     changed: list[str] = []
     for oid in sorted(heads_between):
         commit = plain[oid]
-        try:
-            parent_tree = repo.read_commit(commit.parent).tree
-        except (CmsError, OSError, ValueError):
+        parent = tree_and_parents(repo, commit.parent)
+        if parent is None:
             return None
-        differs = changes_path(repo, commit.tree, parent_tree, path)
+        differs = changes_path(repo, commit.tree, parent[0], path)
         if differs is None:
             return None
         if differs:

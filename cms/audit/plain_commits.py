@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from msgspec import Struct
 
 from ..errors import CmsError
-from ..store.objects import COMMIT
+from ..store.objects import COMMIT, TREE, decode_tree, encode_tree
 from ..store.repository import Repository
 
 # A log record's fields, as the history asks git for them (``%H %P %an %ae %aI %cn %B``).
@@ -33,6 +33,12 @@ _HEX = re.compile(r"[0-9a-f]{40}")
 _IDENTITY = re.compile(
     r"([^<>\s](?:[^<>\n]*[^<>\s])?) <([^<>\n]*)> ([0-9]{1,10}) ([+-])([01][0-9]|2[0-3])([0-5][0-9])")
 _CUT = re.compile(f"[\x00\r{FIELD}{RECORD}]")
+_TREE_LINE = re.compile(rb"tree [0-9a-f]{40}")
+_PARENT_LINE = re.compile(rb"parent [0-9a-f]{40}")
+_TREE = 0o040000
+# Trees found as git writes them (their ids name their bytes, so that stays true).
+_WELL_FORMED: set[str] = set()
+_WELL_FORMED_MAX = 65_536
 
 
 class Plain(Struct, frozen=True):
@@ -65,10 +71,21 @@ def read_plain(repo: Repository, oid: str) -> Plain | None:
     made = _IDENTITY.fullmatch(committer[10:])
     if not (_HEX.fullmatch(tree) and _HEX.fullmatch(parent) and by and made):
         return None
-    offset = timedelta(hours=int(by[5]), minutes=int(by[6]))
-    when = datetime.fromtimestamp(int(by[3]), timezone(-offset if by[4] == "-" else offset))
+    zone = _zone(by)
+    if _before_1970(by) or _before_1970(made):  # where it was made: git refuses those
+        return None
+    when = datetime.fromtimestamp(int(by[3]), timezone(zone))
     record = FIELD.join([oid, parent, by[1], by[2], when.isoformat(), made[1], body])
     return Plain(oid=oid, tree=tree, parent=parent, record=record, body=body)
+
+
+def _zone(identity: re.Match[str]) -> timedelta:
+    offset = timedelta(hours=int(identity[5]), minutes=int(identity[6]))
+    return -offset if identity[4] == "-" else offset
+
+
+def _before_1970(identity: re.Match[str]) -> bool:
+    return int(identity[3]) + _zone(identity).total_seconds() < 0
 
 
 def changes_path(repo: Repository, tree: str, parent_tree: str, path: str) -> bool | None:
@@ -86,10 +103,31 @@ def changes_path(repo: Repository, tree: str, parent_tree: str, path: str) -> bo
             ours, theirs = _subtree(repo, ours, part), _subtree(repo, theirs, part)
         if ours == theirs:
             return False
-        return _canonical(_entry(repo, ours, parts[-1])) != \
+        mine, its = _canonical(_entry(repo, ours, parts[-1])), \
             _canonical(_entry(repo, theirs, parts[-1]))
     except (CmsError, OSError, ValueError):
         return None
+    if mine != its and _TREE in (mine and mine[0], its and its[0]):
+        return None  # a folder at the path: git compares the files in it, so git says
+    return mine != its
+
+
+def tree_and_parents(repo: Repository, oid: str) -> tuple[str, list[str]] | None:
+    """A commit's tree and parents, read as git reads them: the ``tree`` line first and the
+    ``parent`` lines right after it; None when it is no commit of that form."""
+    try:
+        kind, data = repo.read_object(oid)
+    except (CmsError, OSError, ValueError):
+        return None
+    lines = data.split(b"\n")
+    if kind != COMMIT or not _TREE_LINE.fullmatch(lines[0]):
+        return None
+    parents: list[str] = []
+    for line in lines[1:]:
+        if not _PARENT_LINE.fullmatch(line):
+            break
+        parents.append(line[7:].decode())
+    return lines[0][5:].decode(), parents
 
 
 def names_in_lines(body: str, lines: frozenset[str], any_of: frozenset[str]) -> bool:
@@ -100,13 +138,26 @@ def names_in_lines(body: str, lines: frozenset[str], any_of: frozenset[str]) -> 
 
 
 def _entry(repo: Repository, tree: str | None, name: str) -> tuple[bytes, bytes] | None:
-    return None if tree is None else repo.read_tree(tree).get(name.encode())
+    if tree is None:
+        return None
+    if tree not in _WELL_FORMED:
+        # Git reads a tree as written: the first of two entries of one name, entries out of
+        # order where it looks. Judged here only if writing it again gives the same bytes.
+        kind, data = repo.read_object(tree)
+        entries = decode_tree(data) if kind == TREE else {}
+        if kind != TREE or encode_tree(entries) != data or \
+                any(len(sha) != 20 for _mode, sha in entries.values()):
+            raise ValueError(f"tree {tree} is not as git writes one")
+        if len(_WELL_FORMED) >= _WELL_FORMED_MAX:
+            _WELL_FORMED.clear()
+        _WELL_FORMED.add(tree)
+    return repo.read_tree(tree).get(name.encode())
 
 
 def _subtree(repo: Repository, tree: str | None, name: str) -> str | None:
     entry = _canonical(_entry(repo, tree, name))
     # Git's walk of a path goes into trees only (not into a file or a submodule of that name).
-    if entry is None or entry[0] != 0o040000:
+    if entry is None or entry[0] != _TREE:
         return None
     return binascii.hexlify(entry[1]).decode()
 
@@ -120,7 +171,7 @@ def _canonical(entry: tuple[bytes, bytes] | None) -> tuple[int, bytes] | None:
     kind = mode & 0o170000
     if kind == 0o100000:
         mode = 0o100755 if mode & 0o100 else 0o100644
-    elif kind in (0o120000, 0o040000):
+    elif kind in (0o120000, _TREE):
         mode = kind
     else:
         mode = 0o160000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -15,6 +16,7 @@ from cms.store.repository import Repository
 
 from ..conftest import HAIKU
 from ..helpers import Headers, comparable
+from .test_starting import call, scope_of
 
 Client = TestClient  # type: ignore[type-arg]
 PUBLISHER = Actor(name="Paul Publisher", email="paul@example.com", roles=frozenset({"publisher"}))
@@ -191,3 +193,18 @@ def test_the_event_loop_never_waits_for_a_writer_moving_the_index(client: Client
     reader.join()
     assert not waited
     assert answered == [200]  # from the view as it was: the writer is moving it on
+
+
+def test_a_read_with_two_if_none_match_fields_is_the_route_s_every_time(client: Client) -> None:
+    """The cache would read the last field alone, where the route reads its own way. Such a
+    request goes to the route, so it gets the same answer whether its page is kept or not."""
+    url = f"/api/comparisons/{HAIKU}"
+    etag = client.get(url).headers["etag"].encode()
+    assert client.get(url).status_code == 200  # kept now
+    hits = cache_of(client).hits
+    # Two fields as a server hands them over (a test client would join them into one).
+    answers = [asyncio.run(call(client.app, scope_of(url, (b"if-none-match", first),
+                                                     (b"if-none-match", second))))
+               for first, second in ((etag, b'"other"'), (b'"other"', etag))]
+    assert cache_of(client).hits == hits
+    assert [answer[0]["status"] for answer in answers] == [304, 200]

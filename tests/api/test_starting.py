@@ -4,13 +4,21 @@ app sends; everything else answered by the app once it is built; a failed build 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cms.api.app import create_app
+from cms.api.published_read import read_answer
 from cms.api.services import Services, build_services
 from cms.api.starting import Starting
 from cms.config import Settings
@@ -160,3 +168,74 @@ def test_an_app_that_cannot_start_stops_the_server_and_waiting_requests_get_503(
         await server.stop()
 
     asyncio.run(run())
+
+
+def test_a_takedown_due_while_no_server_ran_is_carried_out_before_a_read_is_answered(
+        settings: Settings, repo_path: object) -> None:
+    services = build_services(settings)
+    make_tokens(settings)
+    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
+    live = read_answer(services, HAIKU, None).headers["ETag"].strip('"')
+    # Scheduled an hour ago for half an hour ago, as the clock then allowed.
+    due = datetime.now(UTC) - timedelta(minutes=30)
+    services.schedules.schedule(HAIKU, "unpublish", due, publisher.actor(), live,
+                                now=due - timedelta(minutes=30))
+    release = threading.Event()
+    starting = Starting(services, held_build(settings, services, release, []))
+
+    async def run() -> None:
+        server = Server(starting)
+        await server.start()
+        read = asyncio.create_task(call(starting, scope_of(READ)))
+        await asyncio.sleep(0)  # a turn of the loop: it cannot be answered before the build
+        assert not read.done()
+        release.set()
+        assert (await read)[0]["status"] == 404
+        assert starting.answered_early == 0
+        await server.stop()
+
+    asyncio.run(run())
+
+
+def test_a_request_waiting_for_the_app_when_the_server_stops_at_once_gets_503(
+        settings: Settings, repo_path: object) -> None:
+    services = build_services(settings)
+    release = threading.Event()
+    starting = Starting(services, held_build(settings, services, release, []))
+
+    async def run() -> None:
+        server = Server(starting)
+        await server.start()
+        sent: Messages = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        waiting = asyncio.create_task(starting(scope_of("/health"), receive, send))
+        await asyncio.sleep(0)  # a turn of the loop: it waits for the build
+        waiting.cancel()
+        await waiting
+        assert sent[0]["status"] == 503
+        release.set()
+        await server.built()
+        await server.stop()
+
+    asyncio.run(run())
+
+
+def test_ctrl_c_stops_the_server_quietly(settings: Settings, repo_path: object,
+                                         tmp_path: Path) -> None:
+    env = {**os.environ, "CMS_REPO": str(settings.repo), "CMS_DATA": str(settings.data),
+           "CMS_PORT": "0"}
+    with subprocess.Popen([sys.executable, "-m", "cms", "serve"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[2]
+        assert httpx.get(f"{url}/health", timeout=60).status_code == 200
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 130
+    assert "Traceback" not in err

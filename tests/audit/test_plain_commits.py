@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -47,6 +48,8 @@ IDENTITIES = [
     ("Bad Zone <b@example.com> {t} +0099", False),
     ("Two <a@x> <b@example.com> {t} +0000", False),
     ("No Date <n@example.com>", False),
+    ("Before 1970 There <e@example.com> 3599 -0930", False),
+    ("At 1970 <e@example.com> 0 +0000", True),
 ]
 # Messages, by whether a commit that carries them is plain.
 MESSAGES = [
@@ -85,9 +88,10 @@ def tree_with(repo: Path, base: str, *entries: str) -> str:
     return tree
 
 
-def trees(repo: Path) -> list[str]:
+def trees(repo: Path) -> tuple[list[str], list[str]]:
     """Main's tree, and trees where the comparison's file changed, lost its place, changed
-    mode, became a folder or a submodule, or where only another file changed."""
+    mode, became a submodule, or where only another file changed; and trees where a folder
+    stands at its path (git compares the files in it: left to git)."""
     main = git(repo, "rev-parse", "main^{tree}").strip()
     blob = git(repo, "rev-parse", f"main:{PATH}").strip()
     other = next(path for path in git(repo, "ls-tree", "-r", "--name-only", "main").split()
@@ -99,10 +103,10 @@ def trees(repo: Path) -> list[str]:
         *(tree_with(repo, main, f"100644 {edit}\t{PATH}") for edit in edits),
         tree_with(repo, main, f"100755 {blob}\t{PATH}"),
         tree_with(repo, main, gone),
-        tree_with(repo, main, gone, f"100644 {blob}\t{PATH}/inside"),
         tree_with(repo, main, f"100644 {edits[0]}\t{other}"),
         tree_with(repo, main, gone, f"160000 {'1' * 40}\t{PATH}"),
-    ]
+    ], [tree_with(repo, main, gone, f"{mode} {blob}\t{PATH}/inside")
+        for mode in ("100644", "100755")]
 
 
 def commit(repo: Path, tree: str, parent: str, author: str, committer: str, message: str,
@@ -132,15 +136,16 @@ def entries(records: list[str]) -> bytes:
 
 
 @pytest.fixture
-def seeded(settings: Settings) -> tuple[Path, list[str], str]:
-    """The seeded repository, the trees new commits take, and main's commit."""
+def seeded(settings: Settings) -> tuple[Path, tuple[list[str], list[str]], str]:
+    """The seeded repository, the trees new commits take (see ``trees``), and main's commit."""
     initialise(settings, SEED)
     return settings.repo, trees(settings.repo), git(settings.repo, "rev-parse", "main").strip()
 
 
 def test_commits_judged_here_give_git_s_entries_and_the_rest_is_left_to_git(
-        seeded: tuple[Path, list[str], str]) -> None:
-    repo, choices, parent = seeded
+        seeded: tuple[Path, tuple[list[str], list[str]], str]) -> None:
+    repo, (files, folders), parent = seeded
+    parent_tree = git(repo, "rev-parse", f"{parent}^{{tree}}").strip()
     reader = Repository(repo)
     rng = random.Random(17)
     judged = left = 0
@@ -154,12 +159,14 @@ def test_commits_judged_here_give_git_s_entries_and_the_rest_is_left_to_git(
     for number in range(200):
         # Half the commits plain; of the rest, each spoilt in one way.
         spoil = rng.choice([None] * 4 + ["author", "committer", "message", "extra"])
-        oid = commit(repo, rng.choice(choices), parent,
+        tree = rng.choice(files + folders)
+        oid = commit(repo, tree, parent,
                      pick(IDENTITIES, spoil == "author").format(t=1_700_000_000 + number),
                      pick(IDENTITIES, spoil == "committer").format(t=1_700_000_000),
                      pick(MESSAGES, spoil == "message").format(doc=DOC),
                      pick(extras, spoil == "extra"))
-        plain = spoil is None
+        at_folder = tree != parent_tree and bool({tree, parent_tree} & set(folders))
+        plain = spoil is None and not at_folder
         here = history_module._judged_here(reader, PATH, HAIKU, {oid}, {oid})
         assert (here is not None) == plain, git(repo, "cat-file", "commit", oid)
         if here is None:
@@ -170,37 +177,95 @@ def test_commits_judged_here_give_git_s_entries_and_the_rest_is_left_to_git(
             assert entries(here[0]) == entries(changed)
             assert entries(here[1]) == entries(noted)
             assert read_plain(reader, oid) is not None
-        parent = oid
+        parent, parent_tree = oid, tree
     assert judged > 60
     assert left > 60
 
 
-def test_a_commit_with_an_odd_file_mode_is_judged_as_git_canonicalises_it(
-        settings: Settings) -> None:
-    """A file mode git would not write (100664) compares as 100644: no change to the file."""
+def raw_tree(repo: Path, oid: str) -> bytes:
+    return subprocess.run(["git", "--git-dir", str(repo), "cat-file", "tree", oid],
+                          capture_output=True, check=True).stdout
+
+
+def with_folder_rewritten(repo: Path, rewrite: Callable[[bytes, bytes], bytes]) -> str:
+    """Main's tree with the raw bytes of the file's folder rewritten (given the file's entry
+    as ``mode name\0sha``), and each folder above it rewritten to hold the new one."""
+    parts = PATH.split("/")
+    folders = ["/".join(parts[:depth]) for depth in range(len(parts))]
+    ids = [git(repo, "rev-parse", f"main:{folder}").strip() for folder in folders]
+    raw = raw_tree(repo, ids[-1])
+    name = f" {parts[-1]}\x00".encode()
+    start = raw.index(b"100644" + name)
+    tree = write(repo, "tree", rewrite(raw, raw[start:start + 6 + len(name) + 20]))
+    for old, inner in zip(reversed(ids[:-1]), reversed(ids[1:]), strict=True):
+        tree = write(repo, "tree", raw_tree(repo, old).replace(bytes.fromhex(inner),
+                                                               bytes.fromhex(tree)))
+    assert tree != ids[0]
+    return tree
+
+
+@pytest.mark.parametrize(("case", "judged_here"), [
+    ("a file mode git does not write", True),
+    ("entries out of order", False),
+    ("one name twice", False),
+    ("an id cut short", False),
+])
+def test_a_tree_git_would_not_write_is_judged_as_git_reads_it_or_left_to_git(
+        settings: Settings, case: str, judged_here: bool) -> None:
+    """A mode git would not write (100664) compares as git canonicalises it (100644: no change
+    to the file). A tree git reads otherwise than written again (the first of two names, an
+    order it relies on) is git's to judge."""
     initialise(settings, SEED)
     repo = settings.repo
     reader = Repository(repo)
     main = git(repo, "rev-parse", "main").strip()
-    parts = PATH.split("/")
-    # The trees from the root down to the file's folder, each rewritten to hold the one below.
-    folders = ["/".join(parts[:depth]) for depth in range(len(parts))]
-    ids = [git(repo, "rev-parse", f"main:{folder}").strip() for folder in folders]
-    raw = subprocess.run(["git", "--git-dir", str(repo), "cat-file", "tree", ids[-1]],
-                         capture_output=True, check=True).stdout
-    entry = f" {parts[-1]}\x00".encode()
-    assert b"100644" + entry in raw
-    tree = write(repo, "tree", raw.replace(b"100644" + entry, b"100664" + entry))
-    for old, inner in zip(reversed(ids[:-1]), reversed(ids[1:]), strict=True):
-        raw = subprocess.run(["git", "--git-dir", str(repo), "cat-file", "tree", old],
-                             capture_output=True, check=True).stdout
-        tree = write(repo, "tree", raw.replace(bytes.fromhex(inner), bytes.fromhex(tree)))
-    assert tree != ids[0]
+    other_blob = bytes.fromhex(write(repo, "blob", b"another\n"))
+    rewrites: dict[str, Callable[[bytes, bytes], bytes]] = {
+        "a file mode git does not write": lambda raw, entry: raw.replace(
+            entry, b"100664" + entry[6:]),
+        "entries out of order": lambda raw, entry: raw.replace(
+            entry, b"100644 zzz.md\x00" + other_blob + entry),
+        "one name twice": lambda raw, entry: raw.replace(entry, entry[:-20] + other_blob + entry),
+        "an id cut short": lambda raw, entry: raw.replace(entry, b"") + entry[:-4],
+    }
+    tree = with_folder_rewritten(repo, rewrites[case])
     oid = commit(repo, tree, main, "A <a@example.com> 1700000000 +0000",
-                 "A <a@example.com> 1700000000 +0000", "Odd mode\n")
+                 "A <a@example.com> 1700000000 +0000", "Odd tree\n")
     here = history_module._judged_here(reader, PATH, HAIKU, {oid}, {oid})
+    assert (here is not None) == judged_here
+    if here is not None:
+        assert here[0] == [] == walked_by_git(repo, oid, main)[0]
+
+
+def test_a_parent_s_tree_is_read_as_git_reads_it(settings: Settings) -> None:
+    """A parent with a second ``tree`` line after its identities: git reads the first."""
+    initialise(settings, SEED)
+    repo = settings.repo
+    main = git(repo, "rev-parse", "main").strip()
+    tree = git(repo, "rev-parse", "main^{tree}").strip()
+    empty = write(repo, "tree", b"")
+    who = "A <a@example.com> 1700000000 +0000"
+    odd = commit(repo, tree, main, who, who, "Odd parent\n", extra=f"tree {empty}\n")
+    child = commit(repo, tree, odd, who, who, "Child\n")
+    here = history_module._judged_here(Repository(repo), PATH, HAIKU, {child}, {child})
     assert here is not None
-    assert here[0] == [] == walked_by_git(repo, oid, main)[0]
+    assert here[0] == [] == walked_by_git(repo, child, odd)[0]
+
+
+def test_the_walks_read_alike_whatever_git_s_configuration_says(settings: Settings) -> None:
+    """Log output in another encoding, or following renames, would change what git prints."""
+    initialise(settings, SEED)
+    side = open_write_side(settings)
+    published = side.documents.published(HAIKU)
+    assert published is not None
+    zoe = Actor(name="Zoë Editor", email="zoe@example.com", roles=frozenset({"editor"}))
+    side.editor.save(HAIKU, published.comparison, zoe, published.revision)
+    before = history(side.documents, HAIKU)
+    git(settings.repo, "config", "i18n.logOutputEncoding", "ISO-8859-1")
+    git(settings.repo, "config", "log.follow", "true")
+    history_module._kept.put((str(settings.repo), PATH), history_module._Kept((), [], frozenset()))
+    assert msgspec.json.encode(history(side.documents, HAIKU)) == msgspec.json.encode(before)
+    assert before[0].actor.name == "Zoë Editor"
 
 
 def test_a_history_after_a_draft_asks_git_nothing_and_is_a_fresh_walk_s(
@@ -224,12 +289,12 @@ def test_a_history_after_a_draft_asks_git_nothing_and_is_a_fresh_walk_s(
 
 
 def test_a_history_kept_across_plain_commits_of_any_time_is_a_fresh_walk_s(
-        settings: Settings, seeded: tuple[Path, list[str], str],
+        settings: Settings, seeded: tuple[Path, tuple[list[str], list[str]], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Commits of one parent added one by one to a draft's branch, with author times before,
     in and after the seconds already walked: the kept history, ordered again only from the
     oldest new second on, is what a fresh walk gives after each."""
-    repo, choices, parent = seeded
+    repo, (choices, _folders), parent = seeded
     side = open_write_side(settings)
     rng = random.Random(5)
     branch = f"refs/heads/cms/comparisons/{HAIKU}"
