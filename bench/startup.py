@@ -33,8 +33,8 @@ def _serve_once(settings: Settings, slug: str, *, ship: bool = False) -> dict[st
     environment = {"CMS_CATALOGUE_SHIP_FROM": "1" if ship else "0"}
     with cms_server(settings, **environment) as (server, url), \
             httpx.Client(base_url=url, timeout=_DEADLINE) as http:
-        # The socket is bound before the app starts, so this request waits in the backlog
-        # until start-up is done: no polling needed.
+        # The socket is bound before the server serves, so this request waits in the backlog
+        # until it does (a published read, before the app is built): no polling needed.
         assert http.get(f"/api/comparisons/{slug}").status_code == 200
         first = time.perf_counter() - started
         until_ready(http.get)

@@ -172,17 +172,18 @@ def _serve(args: argparse.Namespace) -> int:
 
         return create_app(settings, services)
 
-    starting = Starting(services, build)
+    server: uvicorn.Server | None = None
+
+    def give_up() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    starting = Starting(services, build, give_up)
     # Which proxies to believe is the app's decision (CMS_TRUSTED_PROXIES): uvicorn's own would
     # take X-Forwarded-For from any local peer.
     config = uvicorn.Config(starting, log_level="warning", access_log=False, lifespan="on",
                             proxy_headers=False, http=OneWriteProtocol)
     server = uvicorn.Server(config)
-
-    def give_up() -> None:
-        server.should_exit = True
-
-    starting.give_up = give_up
     try:
         server.run(sockets=[listener])
     except KeyboardInterrupt:  # Ctrl-C: the server stopped as asked, no trace

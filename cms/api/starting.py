@@ -49,14 +49,15 @@ _UNAVAILABLE = msgspec.json.encode({"status": 503, "code": "unavailable",
 
 
 class Starting:
-    def __init__(self, services: Services, build: Callable[[], ASGIApp]) -> None:
+    def __init__(self, services: Services, build: Callable[[], ASGIApp],
+                 give_up: Callable[[], None]) -> None:
+        """``give_up`` is called when the app cannot be built or started: it stops the server."""
         self.services = services
         self._build = build
         self.app: ASGIApp | None = None
         self.failed = False
         self.answered_early = 0
-        # Called when the app cannot be built or started: the server should stop.
-        self.give_up: Callable[[], None] = lambda: None
+        self.give_up = give_up
         self._built: asyncio.Event | None = None
         self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -179,6 +180,9 @@ class Starting:
             self.failed = True
             log.error("the app could not start: %s: %s", type(exc).__name__, exc)
             await self._end_app_lifespan()
+            if not self.services.settings.read_only:
+                # The schedules' lease taken before serving: another instance runs them now.
+                self.services.scheduler.stop()
             self.give_up()
         finally:
             self._built.set()

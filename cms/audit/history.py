@@ -143,10 +143,10 @@ def _walk(documents: Documents, slug: str, heads: list[str], pending: list[str],
         since_heads, since_starts = (old_heads, old_starts) if moved_on else ([], [])
         # The two walks run side by side: each is a git process reading history on its own.
         # Replacement objects (refs/replace/) would show another history than the commits hold.
-        # Whatever the configuration says: records in UTF-8, and the path's own history (not
-        # a file renamed to it).
+        # What configuration would change in what git prints: the records' encoding,
+        # signatures shown before them, and (below) following a file renamed to the path.
         log = ["--no-replace-objects", "-c", "i18n.logOutputEncoding=UTF-8", "log",
-               f"--format={_FORMAT}", "--date-order"]
+               "--no-show-signature", f"--format={_FORMAT}", "--date-order"]
         walked = repo.git_together(
             [*log, "--no-follow", *heads, *_excluding(since_heads), "--",
              documents.layout.path(slug)],

@@ -36,6 +36,10 @@ _CUT = re.compile(f"[\x00\r{FIELD}{RECORD}]")
 _TREE_LINE = re.compile(rb"tree [0-9a-f]{40}")
 _PARENT_LINE = re.compile(rb"parent [0-9a-f]{40}")
 _TREE = 0o040000
+# What git takes in a tree: octal digits for a mode, a name with no slash (git would match a
+# path through one), nothing empty.
+_MODE = re.compile(rb"[0-7]+")
+_NAME = re.compile(rb"[^/\x00]+")
 # Trees found as git writes them (their ids name their bytes, so that stays true).
 _WELL_FORMED: set[str] = set()
 _WELL_FORMED_MAX = 65_536
@@ -124,8 +128,10 @@ def tree_and_parents(repo: Repository, oid: str) -> tuple[str, list[str]] | None
         return None
     parents: list[str] = []
     for line in lines[1:]:
-        if not _PARENT_LINE.fullmatch(line):
+        if not line.startswith(b"parent "):
             break
+        if not _PARENT_LINE.fullmatch(line):
+            return None  # git reads an id in capitals too: git's to walk
         parents.append(line[7:].decode())
     return lines[0][5:].decode(), parents
 
@@ -145,8 +151,9 @@ def _entry(repo: Repository, tree: str | None, name: str) -> tuple[bytes, bytes]
         # order where it looks. Judged here only if writing it again gives the same bytes.
         kind, data = repo.read_object(tree)
         entries = decode_tree(data) if kind == TREE else {}
-        if kind != TREE or encode_tree(entries) != data or \
-                any(len(sha) != 20 for _mode, sha in entries.values()):
+        if kind != TREE or encode_tree(entries) != data or any(
+                len(sha) != 20 or not _MODE.fullmatch(mode) or not _NAME.fullmatch(name)
+                for name, (mode, sha) in entries.items()):
             raise ValueError(f"tree {tree} is not as git writes one")
         if len(_WELL_FORMED) >= _WELL_FORMED_MAX:
             _WELL_FORMED.clear()

@@ -466,9 +466,11 @@ class Repository:
         running: list[subprocess.Popen[str]] = []
         try:
             for args in commands:
+                # A message in another encoding than it says (or none) is read, not refused.
                 running.append(subprocess.Popen(
                     ["git", "--git-dir", str(self.git_dir), *args],
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
+                    errors="replace"))
         except OSError as exc:
             for process in running:
                 process.kill()

@@ -91,13 +91,20 @@ def held_build(settings: Settings, services: Services, release: threading.Event,
     return build
 
 
+def held_start(settings: Settings) -> tuple[Starting, threading.Event]:
+    """A start whose build waits for the event returned."""
+    services = build_services(settings)
+    release = threading.Event()
+    return Starting(services, held_build(settings, services, release, []), lambda: None), release
+
+
 def test_reads_are_answered_while_the_app_is_built_as_the_app_answers_them(
         settings: Settings, repo_path: object) -> None:
     services = build_services(settings)
     tokens = make_tokens(settings)
     release = threading.Event()
     stopped: list[str] = []
-    starting = Starting(services, held_build(settings, services, release, stopped))
+    starting = Starting(services, held_build(settings, services, release, stopped), lambda: None)
 
     async def run() -> None:
         server = Server(starting)
@@ -152,9 +159,8 @@ def test_an_app_that_cannot_start_stops_the_server_and_waiting_requests_get_503(
         app.on_startup.append(fail)
         return app
 
-    starting = Starting(services, build)
     gave_up: list[bool] = []
-    starting.give_up = lambda: gave_up.append(True)
+    starting = Starting(services, build, lambda: gave_up.append(True))
 
     async def run() -> None:
         server = Server(starting)
@@ -181,7 +187,7 @@ def test_a_takedown_due_while_no_server_ran_is_carried_out_before_a_read_is_answ
     services.schedules.schedule(HAIKU, "unpublish", due, publisher.actor(), live,
                                 now=due - timedelta(minutes=30))
     release = threading.Event()
-    starting = Starting(services, held_build(settings, services, release, []))
+    starting = Starting(services, held_build(settings, services, release, []), lambda: None)
 
     async def run() -> None:
         server = Server(starting)
@@ -199,9 +205,7 @@ def test_a_takedown_due_while_no_server_ran_is_carried_out_before_a_read_is_answ
 
 def test_a_request_waiting_for_the_app_when_the_server_stops_at_once_gets_503(
         settings: Settings, repo_path: object) -> None:
-    services = build_services(settings)
-    release = threading.Event()
-    starting = Starting(services, held_build(settings, services, release, []))
+    starting, release = held_start(settings)
 
     async def run() -> None:
         server = Server(starting)
@@ -239,3 +243,19 @@ def test_ctrl_c_stops_the_server_quietly(settings: Settings, repo_path: object,
         _, err = server.communicate(timeout=60)
     assert server.returncode == 130
     assert "Traceback" not in err
+
+
+def test_a_lifespan_cancelled_while_the_server_runs_ends_quietly(
+        settings: Settings, repo_path: object) -> None:
+    """The server stopped at once (a second Ctrl-C) cancels the lifespan: it ends, no trace."""
+    starting, release = held_start(settings)
+
+    async def run() -> None:
+        server = Server(starting)
+        await server.start()
+        assert server.task is not None
+        server.task.cancel()
+        await server.task  # returns: the cancellation is the lifespan's end
+        release.set()
+
+    asyncio.run(run())

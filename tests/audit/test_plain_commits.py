@@ -209,6 +209,8 @@ def with_folder_rewritten(repo: Path, rewrite: Callable[[bytes, bytes], bytes]) 
     ("entries out of order", False),
     ("one name twice", False),
     ("an id cut short", False),
+    ("a name with a slash", False),
+    ("a mode git refuses", False),
 ])
 def test_a_tree_git_would_not_write_is_judged_as_git_reads_it_or_left_to_git(
         settings: Settings, case: str, judged_here: bool) -> None:
@@ -227,6 +229,8 @@ def test_a_tree_git_would_not_write_is_judged_as_git_reads_it_or_left_to_git(
             entry, b"100644 zzz.md\x00" + other_blob + entry),
         "one name twice": lambda raw, entry: raw.replace(entry, entry[:-20] + other_blob + entry),
         "an id cut short": lambda raw, entry: raw.replace(entry, b"") + entry[:-4],
+        "a name with a slash": lambda raw, entry: b"100644 a/b\x00" + other_blob + raw,
+        "a mode git refuses": lambda raw, entry: raw.replace(entry, b"+100644" + entry[6:]),
     }
     tree = with_folder_rewritten(repo, rewrites[case])
     oid = commit(repo, tree, main, "A <a@example.com> 1700000000 +0000",
@@ -325,3 +329,51 @@ def test_a_history_kept_across_plain_commits_of_any_time_is_a_fresh_walk_s(
         assert kept == msgspec.json.encode(history(side.documents, HAIKU))
         history_module._kept.put(place, state)  # walked on from here, not afresh
     assert in_process == 40
+
+
+def test_a_merge_naming_a_parent_in_capitals_is_walked_as_git_walks_it(
+        settings: Settings, seeded: tuple[Path, tuple[list[str], list[str]], str]) -> None:
+    """Git reads a second parent written in capitals: the commit is a merge, which brings in
+    a side the kept history had skipped (a merge that kept main's file)."""
+    repo, (files, _folders), main = seeded
+    side = open_write_side(settings)
+    main_tree, changed, other = files[0], files[1], files[2]
+    who = "A <a@example.com> {} +0000"
+    aside = commit(repo, changed, main, who.format(1_800_000_100), who.format(1_800_000_100),
+                   "A side\n")
+    merge = write(repo, "commit", (
+        f"tree {main_tree}\nparent {main}\nparent {aside}\nauthor {who.format(1_800_000_200)}\n"
+        f"committer {who.format(1_800_000_200)}\n\nMerge keeping main's file\n").encode())
+    git(repo, "update-ref", "refs/heads/main", merge)
+    history(side.documents, HAIKU)
+    branch = f"refs/heads/cms/comparisons/{HAIKU}"
+    draft = commit(repo, other, merge, who.format(1_800_000_300), who.format(1_800_000_300),
+                   "A draft\n")
+    git(repo, "update-ref", branch, draft)
+    history(side.documents, HAIKU)
+    capitals = write(repo, "commit", (
+        f"tree {changed}\nparent {draft}\nparent {aside.upper()}\n"
+        f"author {who.format(1_800_000_400)}\ncommitter {who.format(1_800_000_400)}\n\n"
+        "Two parents\n").encode())
+    assert git(repo, "log", "-1", "--format=%P", capitals).split() == [draft, aside]
+    git(repo, "update-ref", branch, capitals)
+    kept = [entry.sha for entry in history(side.documents, HAIKU)]
+    assert aside in kept
+    assert kept == git(repo, "log", "--format=%H", "--date-order", "main", branch, "--",
+                       PATH).split()
+
+
+def test_a_message_in_another_encoding_than_it_says_is_read(settings: Settings) -> None:
+    """Latin-1 text with no encoding header, as an editor set to Latin-1 writes it: git's walk
+    prints it as it is, and the history reads it with a replacement character."""
+    initialise(settings, SEED)
+    repo = settings.repo
+    side = open_write_side(settings)
+    main = git(repo, "rev-parse", "main").strip()
+    blob = write(repo, "blob", b"changed\n")
+    tree = tree_with(repo, main, f"100644 {blob}\t{PATH}")
+    who = "A <a@example.com> 1800000000 +0000"
+    latin = write(repo, "commit", f"tree {tree}\nparent {main}\nauthor {who}\ncommitter {who}\n\n"
+                  .encode() + "Zoë's change\n".encode("latin-1"))
+    git(repo, "update-ref", "refs/heads/main", latin)
+    assert history(side.documents, HAIKU)[0].subject == "Zo\ufffd's change"
