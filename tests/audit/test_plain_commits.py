@@ -377,3 +377,28 @@ def test_a_message_in_another_encoding_than_it_says_is_read(settings: Settings) 
                   .encode() + "Zoë's change\n".encode("latin-1"))
     git(repo, "update-ref", "refs/heads/main", latin)
     assert history(side.documents, HAIKU)[0].subject == "Zo\ufffd's change"
+
+
+def test_a_new_draft_commit_in_the_second_of_a_newer_main_commit_is_ordered_as_git_walks(
+        settings: Settings, seeded: tuple[Path, tuple[list[str], list[str]], str]) -> None:
+    """The mirror of main moving on in a draft's second: the draft moves on in main's. Neither
+    commit is the other's parent, so their order is the walk's, and the history is walked
+    again rather than added to."""
+    repo, (files, _folders), main = seeded
+    side = open_write_side(settings)
+    branch = f"refs/heads/cms/comparisons/{HAIKU}"
+    who = "A <a@example.com> {} +0000"
+    draft = commit(repo, files[1], main, who.format(1_800_000_000), who.format(1_800_000_000),
+                   "A draft\n")
+    git(repo, "update-ref", branch, draft)
+    on_main = commit(repo, files[2], main, who.format(1_800_000_500), who.format(1_800_000_500),
+                     "On main\n")
+    git(repo, "update-ref", "refs/heads/main", on_main)
+    history(side.documents, HAIKU)
+    later = commit(repo, files[3], draft, who.format(1_800_000_500), who.format(1_800_000_500),
+                   "The draft again\n")
+    git(repo, "update-ref", branch, later)
+    kept = [entry.sha for entry in history(side.documents, HAIKU)]
+    history_module._kept.put((str(repo), PATH), history_module._Kept((), [], frozenset()))
+    assert kept == [entry.sha for entry in history(side.documents, HAIKU)]
+    assert set(kept[:2]) == {on_main, later}
