@@ -4,6 +4,8 @@ dependencies point inward (edges -> services -> the write side -> store -> conte
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 CMS = Path(__file__).resolve().parents[1] / "cms"
@@ -85,3 +87,11 @@ def test_nothing_outside_the_api_imports_it_but_the_command_line() -> None:
     importers = {owner(path) for path in CMS.rglob("*.py")
                  if any(imported.split(".")[0] == "api" for imported in imports_of(path))}
     assert importers - {"api"} <= {"cli"}
+
+
+def test_what_serves_before_the_app_is_built_imports_no_framework() -> None:
+    """`cms serve` answers published reads while the framework is imported in a thread
+    (api/starting.py): importing the framework first would take that time back."""
+    code = ("import sys\nfrom cms.api.starting import Starting\n"
+            "sys.exit('litestar' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

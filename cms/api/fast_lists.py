@@ -23,6 +23,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from ..errors import CmsError
 from ..reading.catalogue import CatalogueError
 from ..reading.index import SORT_KEYS, Query
+from .http import send_json
 from .public import ListAnswer, list_answer
 from .services import Services
 
@@ -36,7 +37,6 @@ _LIMIT = re.compile(r"[1-9][0-9]{0,2}")
 _LIMIT_MAX = 100
 _Q_LENGTH = 200
 _ROUTED_HEADERS = frozenset({b"authorization", b"if-match"})
-_NAMES = {"ETag": b"etag", "Cache-Control": b"cache-control"}  # what a list's answer sets
 
 
 def query_of(query_string: bytes) -> Query | None:
@@ -119,7 +119,7 @@ class FastLists:
             if self.quick_failed == 1:  # a fault of this layer: once in the log, not per request
                 log.warning("a quick list failed; lists go to a thread", exc_info=True)
         if answer is not None:
-            await _send(answer, send)
+            await send_json(send, answer.headers, answer.body)
             self.answered += 1
             self.quick += 1
             return True
@@ -135,7 +135,7 @@ class FastLists:
             self.routed += 1
             log.warning("a list went to the route after %s: %s", type(exc).__name__, exc)
             return False
-        await _send(answer, send)
+        await send_json(send, answer.headers, answer.body)
         self.answered += 1
         return True
 
@@ -143,16 +143,3 @@ class FastLists:
         # No wait for the catalogue's writer: while another thread holds it (a fill, a
         # catch-up), the route is the one to wait.
         return list_answer(self.services, query, if_none_match, wait=0.0)
-
-
-async def _send(answer: ListAnswer, send: Send) -> None:
-    headers = [(_NAMES.get(name) or name.lower().encode("latin-1"), value.encode("latin-1"))
-               for name, value in answer.headers.items()]
-    if answer.body is None:
-        await send({"type": "http.response.start", "status": 304, "headers": headers})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return
-    headers += [(b"content-type", b"application/json"),
-                (b"content-length", str(len(answer.body)).encode("latin-1"))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": answer.body, "more_body": False})

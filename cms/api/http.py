@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..content.model import SLUG_RE
 from ..errors import BadParameter, BadRequest
@@ -63,3 +65,19 @@ def body_cache(max_bytes: int = 16 * 1024 * 1024) -> WeighedCache[str, bytes]:
 
 # Big enough for any real comparison; a 10 MB body is refused before it is parsed.
 MAX_REQUEST_BYTES = 1024 * 1024
+
+
+async def send_json(send: Callable[[Any], Awaitable[None]], headers: dict[str, str],
+                    body: bytes | None) -> None:
+    """A JSON answer (``body``), or its 304 (None), sent as the ASGI messages the framework
+    sends for the same response: what answers before routing uses this to send the same bytes."""
+    fields = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+              for name, value in headers.items()]
+    if body is None:
+        await send({"type": "http.response.start", "status": 304, "headers": fields})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    fields += [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode("latin-1"))]
+    await send({"type": "http.response.start", "status": 200, "headers": fields})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

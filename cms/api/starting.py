@@ -28,6 +28,7 @@ import msgspec
 
 from ..content.model import SLUG_RE
 from ..errors import CmsError
+from .http import send_json
 from .published_read import read_answer
 from .services import Services
 
@@ -120,16 +121,7 @@ class Starting:
         if answer is None:
             return False
         self.answered_early += 1
-        headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                   for name, value in answer.headers.items()]
-        if answer.body is None:
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return True
-        headers += [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(answer.body)).encode("latin-1"))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+        await send_json(send, answer.headers, answer.body)
         return True
 
     # The lifespans: this one's, and the app's once it is built
