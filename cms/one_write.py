@@ -24,10 +24,10 @@ then (no route of the CMS does).
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 _HELD_MOST = 64 * 1024
 _AFTER_END_SECONDS = 60.0
@@ -145,7 +145,10 @@ class OneWrite(_Protocol):  # type: ignore[misc]
         if self._given_up is None:  # one limit, whatever delivers the end of stream again
             self._given_up = asyncio.get_running_loop().call_later(
                 _AFTER_END_SECONDS, self._held.close)
-        if isinstance(self, H11Protocol):
+        # Not imported to ask (a twentieth of a start's imports): an h11 connection means
+        # h11's protocol was imported by whoever made it.
+        h11 = sys.modules.get("uvicorn.protocols.http.h11_impl")
+        if h11 is not None and isinstance(self, h11.H11Protocol):
             # h11 takes one request at a time, and those sent after it wait in its buffer:
             # the connection closes once none is left (``on_response_complete``).
             self._close_when_answered = True

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
-import anyio.to_thread
 import msgspec
 
 from ..content.model import SLUG_RE
@@ -45,6 +46,8 @@ _READ = re.compile(r"/api/comparisons/(" + SLUG_RE.removeprefix("^").removesuffi
 _ROUTED_HEADERS = frozenset({b"authorization", b"if-match", b"content-length",
                              b"transfer-encoding", b"content-type"})
 _APP_LIFESPAN_END_SECONDS = 10.0
+T = TypeVar("T")
+
 _UNAVAILABLE = msgspec.json.encode({"status": 503, "code": "unavailable",
                                     "message": "the server could not start; try again later"})
 
@@ -134,7 +137,7 @@ class Starting:
         if not self.services.settings.read_only:
             # What fell due while no server ran (a takedown, say) is carried out before
             # anything is served, as the app's start-up would.
-            await anyio.to_thread.run_sync(self.services.scheduler.run_due)
+            await in_thread(self.services.scheduler.run_due, abandon=False)
         building = asyncio.create_task(self._build_and_start(scope))
         await send({"type": "lifespan.startup.complete"})
         try:
@@ -157,7 +160,7 @@ class Starting:
         assert self._built is not None
         try:
             # Abandoned if the server stops at once: it need not wait for the thread.
-            app = await anyio.to_thread.run_sync(self._build, abandon_on_cancel=True)
+            app = await in_thread(self._build, abandon=True)
             await self._to_app.put({"type": "lifespan.startup"})
 
             async def app_lifespan() -> None:
@@ -207,3 +210,46 @@ async def _unavailable(scope: dict[str, Any], send: Send) -> None:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(_UNAVAILABLE)).encode())]})
         await send({"type": "http.response.body", "body": _UNAVAILABLE, "more_body": False})
+
+
+async def in_thread(work: Callable[[], T], *, abandon: bool) -> T:
+    """``work``'s result, made in a thread of its own. Cancelled, the wait ends at once when
+    ``abandon`` (the thread is a daemon: a server stopping need not wait for it), else once
+    the work is done.
+
+    Not the framework's thread pool: its first use costs a start about 30 ms (importing the
+    async library's backend), while the first read waits."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        outcome: Callable[[], None]
+        try:
+            result = work()
+        except BaseException as exc:  # handed to the waiter, as a thread pool would
+            outcome = functools.partial(_fail, done, exc)
+        else:
+            outcome = functools.partial(_give, done, result)
+        # A loop closed meanwhile has nobody waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(outcome)
+
+    threading.Thread(target=run, name="cms-start", daemon=True).start()
+    if abandon:
+        return await done
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await done
+        raise
+
+
+def _give(done: asyncio.Future[T], result: T) -> None:
+    if not done.cancelled():
+        done.set_result(result)
+
+
+def _fail(done: asyncio.Future[T], error: BaseException) -> None:
+    if not done.cancelled():
+        done.set_exception(error)

@@ -20,7 +20,7 @@ import pytest
 from cms.api.app import create_app
 from cms.api.published_read import read_answer
 from cms.api.services import Services, build_services
-from cms.api.starting import Starting
+from cms.api.starting import Starting, in_thread
 from cms.config import Settings
 
 from ..conftest import HAIKU, make_tokens
@@ -257,5 +257,46 @@ def test_a_lifespan_cancelled_while_the_server_runs_ends_quietly(
         server.task.cancel()
         await server.task  # returns: the cancellation is the lifespan's end
         release.set()
+
+    asyncio.run(run())
+
+
+def test_work_in_a_thread_hands_back_its_result_or_its_error() -> None:
+    def fails() -> None:
+        raise ValueError("no")
+
+    async def run() -> None:
+        assert await in_thread(lambda: threading.current_thread().name, abandon=False) \
+            == "cms-start"
+        with pytest.raises(ValueError, match="no"):
+            await in_thread(fails, abandon=True)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("abandon", [False, True])
+def test_a_cancelled_wait_for_a_thread_ends_at_once_only_when_abandoned(abandon: bool) -> None:
+    release, finished = threading.Event(), threading.Event()
+
+    def work() -> None:
+        assert release.wait(timeout=60)
+        finished.set()
+
+    async def run() -> None:
+        waiting = asyncio.create_task(in_thread(work, abandon=abandon))
+        await asyncio.sleep(0)  # the thread started
+        waiting.cancel()
+        if abandon:
+            # Ends while the work is still held (else this would wait out the bound).
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(waiting, 60)
+            assert not finished.is_set()
+            release.set()
+        else:
+            # Released once the cancel was delivered: the wait ends with the work.
+            asyncio.get_running_loop().call_soon(release.set)
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert finished.is_set()
 
     asyncio.run(run())

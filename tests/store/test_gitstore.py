@@ -215,6 +215,45 @@ def test_recovery_reads_main_s_history_only_when_there_is_a_branch(
     assert walked == [1]
 
 
+def test_recovery_reads_no_history_for_drafts_that_main_does_not_reach(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drafts open (the usual state of a newsroom's repository) and none half-published: git
+    says main reaches none of them, and no publication is read in process."""
+    store = documents(settings)
+    approved = approved_draft(store, HAIKU)
+    store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    published = store.documents.published(HAIKU)
+    assert published is not None
+    store.editor.save(HAIKU, msgspec.structs.replace(published.comparison, summary="Open."),
+                      EDITOR, published.revision)
+    assert list(store.repo.refs.under(BRANCH_PREFIX)) == [store.layout.branch(HAIKU)]
+    recovering = documents(settings).documents
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("main's publications were read")
+
+    monkeypatch.setattr(recovering, "publication_log", refused)
+    assert recover(recovering) == []
+    assert store.repo.refs.read(store.layout.branch(HAIKU)) is not None
+
+
+def test_recovery_without_git_s_answer_reads_the_publications(
+        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When git cannot say which heads main reaches, every head is looked for in main's
+    publications, as before: a half-published draft is still finished."""
+    store = documents(settings)
+    approved = approved_draft(store, HAIKU)
+    store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    store.repo.refs.update(store.layout.branch(HAIKU), approved.commit, None)
+    recovering = documents(settings).documents
+
+    def failing(*args: str, input_text: str | None = None) -> str:
+        raise StoreError(f"git {args[0]} failed: not today")
+
+    monkeypatch.setattr(recovering.repo, "git", failing)
+    assert recover(recovering) == [f"removed the branch of {HAIKU}, already published"]
+
+
 def test_recovery_finishes_an_interrupted_unpublish(settings: Settings, repo_path: Path) -> None:
     store = documents(settings)
     published = store.documents.published(HAIKU)
