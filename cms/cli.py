@@ -168,9 +168,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     def build() -> Any:
         # In a worker thread, while published reads are answered (see api/starting.py).
-        from .api.app import create_app
+        from .api.app import create_app, served
 
-        return create_app(settings, services)
+        return served(create_app(settings, services))
 
     server: uvicorn.Server | None = None
 

@@ -126,6 +126,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     return app
 
 
+def served(app: Litestar) -> Any:
+    """The app as the server runs it: its response cache looked in before the framework is
+    entered (``response_cache.in_front_of``), which a repeated public read then does not
+    enter at all."""
+    cache: PublicResponseCache = app.state.response_cache
+    return cache.in_front_of(app)
+
+
 def _follow(services: Services, *, start: bool) -> None:
     if services.follower is not None:
         if start:
@@ -137,4 +145,4 @@ def _follow(services: Services, *, start: bool) -> None:
 def app_from_environment() -> Any:
     from ..config import load_settings
 
-    return create_app(load_settings())
+    return served(create_app(load_settings()))

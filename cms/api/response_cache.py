@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import cast
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -26,6 +27,7 @@ from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
+    HTTPScope,
     Message,
     Receive,
     Scope,
@@ -43,6 +45,8 @@ MAX_KEY_BYTES = 512
 MAX_ENTRIES = 20_000
 # Search request lines seen once (see above), forgotten all at once past this many.
 MAX_SEEN = 65_536
+# Set in a request's scope by the look-up in front of the application.
+_LOOKED_IN = "cms.response_cache"
 _ENTRY_OVERHEAD = 1024  # the messages, the key and the bookkeeping of one entry, roughly
 _DROPPED_ON_304 = {b"content-length", b"content-type"}
 
@@ -65,9 +69,10 @@ class _Stored:
 
 
 def state_of(services: Services) -> Hashable:
-    """What a public response is made from: main's commit and the pending votes' version."""
+    """What a public response is made from: main's commit and the votes' ledger (a new one
+    whenever a vote is recorded or folded)."""
     services.index.refresh()
-    return (services.index.head, services.votes.version)
+    return (services.index.head, services.votes.ledger())
 
 
 class PublicResponseCache(ASGIMiddleware):
@@ -85,38 +90,45 @@ class PublicResponseCache(ASGIMiddleware):
         self._seen: set[int] = set()
 
     def wrapping(self, app: ASGIApp) -> ASGIApp:
-        """``app`` with this cache in front of it."""
+        """``app`` with this cache in front of it (unless it was looked in already, in front
+        of the whole application: see ``in_front_of``)."""
         async def cached(scope: Scope, receive: Receive, send: Send) -> None:
-            await self.handle(scope, receive, send, app)
+            if _LOOKED_IN in scope:
+                await app(scope, receive, send)
+            else:
+                await self.handle(scope, receive, send, app)
 
         return cached
 
+    def in_front_of(self, app: ASGIApp) -> ASGIApp:
+        """The whole application ``app``, whose layers hold this cache, with the cache looked
+        in before the framework is entered, as a server in front would: a repeated public
+        read then does not enter it at all. The layer inside lets what was looked for here
+        pass."""
+        async def front(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == ScopeType.HTTP:
+                cast("dict[str, object]", scope)[_LOOKED_IN] = True
+                await self.handle(scope, receive, send, app)
+            else:
+                await app(scope, receive, send)
+
+        return front
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["method"] != "GET":
+        request = _request(scope) if scope["type"] == ScopeType.HTTP else None
+        if request is None:
             await next_app(scope, receive, send)
             return
-        if_none_match: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
+        key, if_none_match = request
+        stored = self._stored.get(key)
+        if stored is None and _is_search(scope["query_string"]):
+            sight = hash(key)
+            if sight not in self._seen:
+                if len(self._seen) >= MAX_SEEN:
+                    self._seen.clear()
+                self._seen.add(sight)
                 await next_app(scope, receive, send)
                 return
-            if name == b"if-none-match":
-                if if_none_match is not None:  # which one counts is the route's to say
-                    await next_app(scope, receive, send)
-                    return
-                if_none_match = value
-        key = scope["raw_path"] + b"?" + scope["query_string"]
-        if len(key) > MAX_KEY_BYTES:
-            await next_app(scope, receive, send)
-            return
-        stored = self._stored.get(key)
-        sight = hash(key)
-        if stored is None and sight not in self._seen and _is_search(scope["query_string"]):
-            if len(self._seen) >= MAX_SEEN:
-                self._seen.clear()
-            self._seen.add(sight)
-            await next_app(scope, receive, send)
-            return
         try:
             state = state_of(self.services)
         except Exception:  # the handler reports it, in its own terms
@@ -125,7 +137,9 @@ class PublicResponseCache(ASGIMiddleware):
         if stored is not None and stored.state == state:
             self._stored.move_to_end(key)
             self.hits += 1
-            await _replay(stored, if_none_match, send)
+            head, body = _replay(stored, if_none_match)
+            await send(head)
+            await send(body)
             return
         await next_app(scope, receive, self._recorder(key, state, send))
 
@@ -180,10 +194,26 @@ def _cost(key: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
 _EMPTY = HTTPResponseBodyEvent(type="http.response.body", body=b"", more_body=False)
 
 
-async def _replay(stored: _Stored, if_none_match: bytes | None, send: Send) -> None:
+def _request(scope: Scope) -> tuple[bytes, bytes | None] | None:
+    """The key and the If-None-Match of a request this cache may answer; None for one the
+    route must: not a GET, a token to check, two If-None-Match (which one counts is the
+    route's to say), or a request line too long to keep."""
+    if cast("HTTPScope", scope)["method"] != "GET":
+        return None
+    if_none_match: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return None
+        if name == b"if-none-match":
+            if if_none_match is not None:
+                return None
+            if_none_match = value
+    key = scope["raw_path"] + b"?" + scope["query_string"]
+    return None if len(key) > MAX_KEY_BYTES else (key, if_none_match)
+
+
+def _replay(stored: _Stored, if_none_match: bytes | None) -> tuple[Message, Message]:
+    """The two messages that answer with a stored response, or with its 304."""
     if if_none_match is not None and not_modified(if_none_match.decode("latin-1"), stored.etag):
-        await send(stored.not_modified)
-        await send(_EMPTY)
-        return
-    await send(stored.start)
-    await send(stored.body)
+        return stored.not_modified, _EMPTY
+    return stored.start, stored.body
