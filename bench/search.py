@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from cms.bundled import samples
 from cms.config import Settings
 
 from .common import cms_server, until_ready
-from .reads import throughput_ratio, wrk_figures
+from .reads import median_round, throughput_ratio, wrk_figures
 
 # Each wrk thread numbers its requests from the offset it is given; thread `id` takes every
 # other number, so the two never send the same query. Request j pairs word j mod n with word
@@ -114,7 +113,7 @@ def bench_search(settings: Settings, workdir: Path, seconds: int) -> dict[str, o
         sample = httpx.get(f"{url}/api/comparisons", params={"q": f"{words[0]} {words[1]}"})
         assert sample.status_code == 200
     for name in ("list_page", "distinct_queries"):
-        report[name] = _median_round([found[name] for found in rounds])
+        report[name] = median_round([found[name] for found in rounds])
     report["rounds"] = rounds
     # A round that sent more requests than the spacing would have asked again what the next
     # one asks: its figures would not be of new searches alone.
@@ -127,12 +126,3 @@ def bench_search(settings: Settings, workdir: Path, seconds: int) -> dict[str, o
 
 
 _ROUNDS = 3
-
-
-def _median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
-    """Each figure's median over the rounds (failures summed: any is a failed load)."""
-    return {name: (sum(found[name] for found in rounds) if name == "failed" else
-                   statistics.median(found[name] for found in rounds))
-            for name in rounds[0]}
-
-

@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
+from litestar.types import ASGIApp
 from msgspec import Meta, Struct
 
 from ..config import Settings
@@ -93,7 +94,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                      lambda: built.index.close(),
                      lambda: built.instances.close()],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
-        # The response cache first: it answers repeated reads before anything else runs.
         middleware=[JsonDepthLimit(), *authentication],
         exception_handlers={
             CmsError: handle_cms_error,
@@ -122,16 +122,18 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     # Behind it, lists and searches it has not kept are answered without the routing either.
     lists = FastLists(built)
     app.state.fast_lists = lists
-    app.asgi_handler = cache.wrapping(lists.wrapping(app.asgi_handler))
+    app.state.uncached = lists.wrapping(app.asgi_handler)
+    app.asgi_handler = cache.wrapping(app.state.uncached)
     return app
 
 
-def served(app: Litestar) -> Any:
-    """The app as the server runs it: its response cache looked in before the framework is
-    entered (``response_cache.in_front_of``), which a repeated public read then does not
-    enter at all."""
+def served(app: Litestar) -> ASGIApp:
+    """The app as the server runs it: its response cache moved from inside the framework to
+    in front of it, so that a repeated public read does not enter it at all. The app is left
+    without the cache's layer: it is to be run this way only."""
     cache: PublicResponseCache = app.state.response_cache
-    return cache.in_front_of(app)
+    app.asgi_handler = app.state.uncached
+    return cache.wrapping(app)
 
 
 def _follow(services: Services, *, start: bool) -> None:

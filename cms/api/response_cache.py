@@ -45,8 +45,6 @@ MAX_KEY_BYTES = 512
 MAX_ENTRIES = 20_000
 # Search request lines seen once (see above), forgotten all at once past this many.
 MAX_SEEN = 65_536
-# Set in a request's scope by the look-up in front of the application.
-_LOOKED_IN = "cms.response_cache"
 _ENTRY_OVERHEAD = 1024  # the messages, the key and the bookkeeping of one entry, roughly
 _DROPPED_ON_304 = {b"content-length", b"content-type"}
 
@@ -90,29 +88,13 @@ class PublicResponseCache(ASGIMiddleware):
         self._seen: set[int] = set()
 
     def wrapping(self, app: ASGIApp) -> ASGIApp:
-        """``app`` with this cache in front of it (unless it was looked in already, in front
-        of the whole application: see ``in_front_of``)."""
+        """``app`` with this cache in front of it: the app's handler inside the framework
+        (``create_app``), or the whole app as the server runs it, when a repeated public
+        read does not enter the framework at all (``app.served``)."""
         async def cached(scope: Scope, receive: Receive, send: Send) -> None:
-            if _LOOKED_IN in scope:
-                await app(scope, receive, send)
-            else:
-                await self.handle(scope, receive, send, app)
+            await self.handle(scope, receive, send, app)
 
         return cached
-
-    def in_front_of(self, app: ASGIApp) -> ASGIApp:
-        """The whole application ``app``, whose layers hold this cache, with the cache looked
-        in before the framework is entered, as a server in front would: a repeated public
-        read then does not enter it at all. The layer inside lets what was looked for here
-        pass."""
-        async def front(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == ScopeType.HTTP:
-                cast("dict[str, object]", scope)[_LOOKED_IN] = True
-                await self.handle(scope, receive, send, app)
-            else:
-                await app(scope, receive, send)
-
-        return front
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         request = _request(scope) if scope["type"] == ScopeType.HTTP else None

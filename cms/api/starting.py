@@ -46,8 +46,6 @@ _READ = re.compile(r"/api/comparisons/(" + SLUG_RE.removeprefix("^").removesuffi
 _ROUTED_HEADERS = frozenset({b"authorization", b"if-match", b"content-length",
                              b"transfer-encoding", b"content-type"})
 _APP_LIFESPAN_END_SECONDS = 10.0
-T = TypeVar("T")
-
 _UNAVAILABLE = msgspec.json.encode({"status": 503, "code": "unavailable",
                                     "message": "the server could not start; try again later"})
 
@@ -137,7 +135,7 @@ class Starting:
         if not self.services.settings.read_only:
             # What fell due while no server ran (a takedown, say) is carried out before
             # anything is served, as the app's start-up would.
-            await in_thread(self.services.scheduler.run_due, abandon=False)
+            await in_thread(self.services.scheduler.run_due, "cms-due-schedules", abandon=False)
         building = asyncio.create_task(self._build_and_start(scope))
         await send({"type": "lifespan.startup.complete"})
         try:
@@ -160,7 +158,7 @@ class Starting:
         assert self._built is not None
         try:
             # Abandoned if the server stops at once: it need not wait for the thread.
-            app = await in_thread(self._build, abandon=True)
+            app = await in_thread(self._build, "cms-app-build", abandon=True)
             await self._to_app.put({"type": "lifespan.startup"})
 
             async def app_lifespan() -> None:
@@ -212,15 +210,19 @@ async def _unavailable(scope: dict[str, Any], send: Send) -> None:
         await send({"type": "http.response.body", "body": _UNAVAILABLE, "more_body": False})
 
 
-async def in_thread(work: Callable[[], T], *, abandon: bool) -> T:
+_T = TypeVar("_T")
+
+
+async def in_thread(work: Callable[[], _T], name: str, *, abandon: bool) -> _T:
     """``work``'s result, made in a thread of its own. Cancelled, the wait ends at once when
-    ``abandon`` (the thread is a daemon: a server stopping need not wait for it), else once
-    the work is done.
+    ``abandon`` (the thread is then a daemon: a server stopping need not wait for it), else
+    only once the work is done, however often it is cancelled (a due takedown's commit is
+    not cut short by a stopping server).
 
     Not the framework's thread pool: its first use costs a start about 30 ms (importing the
     async library's backend), while the first read waits."""
     loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
+    done: asyncio.Future[_T] = loop.create_future()
 
     def run() -> None:
         outcome: Callable[[], None]
@@ -234,22 +236,25 @@ async def in_thread(work: Callable[[], T], *, abandon: bool) -> T:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(outcome)
 
-    threading.Thread(target=run, name="cms-start", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=abandon).start()
     if abandon:
         return await done
     try:
         return await asyncio.shield(done)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await done
+        while not done.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({done})
+        if not done.cancelled() and done.exception() is not None:  # nobody else hears of it
+            log.error("%s failed while the server stopped: %s", name, done.exception())
         raise
 
 
-def _give(done: asyncio.Future[T], result: T) -> None:
+def _give(done: asyncio.Future[_T], result: _T) -> None:
     if not done.cancelled():
         done.set_result(result)
 
 
-def _fail(done: asyncio.Future[T], error: BaseException) -> None:
+def _fail(done: asyncio.Future[_T], error: BaseException) -> None:
     if not done.cancelled():
         done.set_exception(error)

@@ -266,16 +266,17 @@ def test_work_in_a_thread_hands_back_its_result_or_its_error() -> None:
         raise ValueError("no")
 
     async def run() -> None:
-        assert await in_thread(lambda: threading.current_thread().name, abandon=False) \
-            == "cms-start"
+        assert await in_thread(lambda: threading.current_thread().name, "named",
+                               abandon=False) == "named"
         with pytest.raises(ValueError, match="no"):
-            await in_thread(fails, abandon=True)
+            await in_thread(fails, "failing", abandon=True)
 
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("abandon", [False, True])
-def test_a_cancelled_wait_for_a_thread_ends_at_once_only_when_abandoned(abandon: bool) -> None:
+@pytest.mark.parametrize(("abandon", "cancels"), [(False, 1), (False, 2), (True, 1)])
+def test_a_cancelled_wait_for_a_thread_ends_at_once_only_when_abandoned(
+        abandon: bool, cancels: int) -> None:
     release, finished = threading.Event(), threading.Event()
 
     def work() -> None:
@@ -283,20 +284,23 @@ def test_a_cancelled_wait_for_a_thread_ends_at_once_only_when_abandoned(abandon:
         finished.set()
 
     async def run() -> None:
-        waiting = asyncio.create_task(in_thread(work, abandon=abandon))
-        await asyncio.sleep(0)  # the thread started
-        waiting.cancel()
+        waiting = asyncio.create_task(in_thread(work, "held", abandon=abandon))
+        await asyncio.sleep(0)  # the task is waiting for the thread
         if abandon:
+            waiting.cancel()
             # Ends while the work is still held (else this would wait out the bound).
             with pytest.raises(asyncio.CancelledError):
-                await asyncio.wait_for(waiting, 60)
+                await asyncio.wait_for(waiting, 5)
             assert not finished.is_set()
             release.set()
-        else:
-            # Released once the cancel was delivered: the wait ends with the work.
-            asyncio.get_running_loop().call_soon(release.set)
-            with pytest.raises(asyncio.CancelledError):
-                await waiting
-            assert finished.is_set()
+            return
+        for _ in range(cancels):
+            waiting.cancel()
+            await asyncio.sleep(0)  # the cancel delivered: still waiting for the work
+            assert not waiting.done()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert finished.is_set()
 
     asyncio.run(run())
