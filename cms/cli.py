@@ -24,6 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C, at any moment of any command: stopped as asked, no trace
+        return 130
     except CmsError as exc:
         where = f"{exc.field}: " if exc.field else ""
         # What happened, for the operator (an upstream's address without who connects).

@@ -300,3 +300,18 @@ def test_workflows_push_puts_definitions_in_force(tmp_path: Path) -> None:
     assert nobody.returncode == 1
     assert "Name <email>" in nobody.stderr
     fsck(repo)
+
+
+def test_ctrl_c_at_any_moment_of_a_command_stops_it_quietly(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C before `cms serve` listens (its imports, the services' build: the first third of
+    a second) ends it as it does once the server runs: exit 130, no traceback."""
+    from cms import cli
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_serve", interrupted)
+    assert cli.main(["serve", "--port", "0"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err + captured.out == ""

@@ -23,6 +23,7 @@ import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -46,6 +47,7 @@ _READ = re.compile(r"/api/comparisons/(" + SLUG_RE.removeprefix("^").removesuffi
 _ROUTED_HEADERS = frozenset({b"authorization", b"if-match", b"content-length",
                              b"transfer-encoding", b"content-type"})
 _APP_LIFESPAN_END_SECONDS = 10.0
+_NEVER = datetime.max.replace(tzinfo=UTC)
 _UNAVAILABLE = msgspec.json.encode({"status": 503, "code": "unavailable",
                                     "message": "the server could not start; try again later"})
 
@@ -64,6 +66,9 @@ class Starting:
         self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._app_lifespan: asyncio.Task[None] | None = None
+        # Reads are answered early until then (see ``_lifespan``); a replica runs no schedule.
+        self._early_until: datetime | None = _NEVER if services.settings.read_only else None
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         app = self.app
@@ -105,11 +110,24 @@ class Starting:
             seen += name == b"if-none-match"
         return found[1] if seen <= 1 else None
 
+    def _run_due(self) -> datetime | None:
+        """Carry out what is due; when the next schedule falls due (None: none is pending, or
+        the schedules cannot be read, when no read is answered early)."""
+        scheduler = self.services.scheduler
+        scheduler.run_due()
+        try:
+            return scheduler.next_due() or _NEVER
+        except Exception as exc:  # the app's scheduler reports it in its own terms
+            log.warning("the schedules could not be read (%s); reads wait for the app", exc)
+            return None
+
     async def _read_early(self, scope: dict[str, Any], send: Send) -> bool:
         """Answer a published read here; whether it was (else the app answers it)."""
         slug = self._early_slug(scope)
         if slug is None:
             return False
+        if self._early_until is None or self.clock() >= self._early_until:
+            return False  # a schedule may be due: the app's scheduler carries it out first
         tag = next((value.decode("latin-1") for name, value in scope["headers"]
                     if name == b"if-none-match"), None)
         try:
@@ -134,8 +152,10 @@ class Starting:
         self._built = asyncio.Event()
         if not self.services.settings.read_only:
             # What fell due while no server ran (a takedown, say) is carried out before
-            # anything is served, as the app's start-up would.
-            await in_thread(self.services.scheduler.run_due, "cms-due-schedules", abandon=False)
+            # anything is served, as the app's start-up would; and reads are answered here
+            # only until the next schedule falls due, which the app's scheduler carries out.
+            self._early_until = await in_thread(self._run_due, "cms-due-schedules",
+                                                abandon=False)
         building = asyncio.create_task(self._build_and_start(scope))
         await send({"type": "lifespan.startup.complete"})
         try:

@@ -80,19 +80,24 @@ class Scheduler:
             if not self._stop.is_set():
                 self.run_due()
 
+    def next_due(self) -> datetime | None:
+        """When the soonest pending schedule falls due; None if none is pending."""
+        times = [schedule.at for schedule in self.schedules.pending()[:1]]
+        if self.releases is not None:
+            times += [schedule.at for schedule in self.releases.pending()[:1]]
+        return min(times, default=None)
+
     def _until_next(self) -> float:
         try:
-            times = [schedule.at for schedule in self.schedules.pending()[:1]]
-            if self.releases is not None:
-                times += [schedule.at for schedule in self.releases.pending()[:1]]
+            soonest = self.next_due()
         except _UNAVAILABLE as exc:
             log.error("reading the schedules failed (%s); they are read again", exc)
             return self.poll
         except Exception:
             log.exception("reading the schedules failed; they are read again")
             return self.poll
-        if not times:
+        if soonest is None:
             return self.poll
-        ahead = (min(times) - datetime.now(UTC)).total_seconds()
+        ahead = (soonest - datetime.now(UTC)).total_seconds()
         # Still due right after a run: it failed for now (a full disk, say); try again later.
         return min(self.poll, ahead) if ahead > 0 else self.poll

@@ -36,8 +36,6 @@ log = logging.getLogger("cms")
 RECOVERY_INTERVAL_SECONDS = 30.0
 # A half-written object file older than this is a dead writer's, not a live git's.
 LEFTOVER_AGE_SECONDS = 3600.0
-# Listing main's publications takes milliseconds; a git that hangs must not hold up a start.
-_GIT_SECONDS = 30.0
 
 
 class Instances:
@@ -135,24 +133,9 @@ def recover(documents: Documents, depth: int = 1000) -> list[str]:
 
 def _recently_merged(documents: Documents, main: str | None, depth: int) -> set[str]:
     """The branch heads that main's last ``depth`` publications merged: a branch still pointing
-    at one is a publication whose second step (dropping the branch) a crash prevented.
-
-    Git lists them, in one process and a few milliseconds for a thousand publications (read
-    in process, a publication costs half a millisecond: a start with a draft open spent 90
-    ms on 250). Its parents are the commits' own, as the in-process reader sees them, not
-    those of replacement objects. When git cannot answer, they are read in process."""
-    if main is None:
-        return set()
-    try:
-        listed = documents.repo.git(
-            "--no-replace-objects", "rev-list", "--first-parent", "--parents",
-            f"--max-count={depth}", main, timeout=_GIT_SECONDS)
-    except (CmsError, OSError) as exc:
-        log.info("recovery reads main's publications in process: %s", exc)
-        return {parent for commit in documents.publication_log(main, limit=depth)
-                for parent in commit.parents[1:]}
-    # One commit a line, then its parents: a merge's second parent is the branch it merged.
-    return {parent for line in listed.splitlines() for parent in line.split()[2:]}
+    at one is a publication whose second step (dropping the branch) a crash prevented."""
+    return {parent for commit in documents.publication_log(main, limit=depth)
+            for parent in commit.parents[1:]}
 
 
 class PeriodicRecovery(Periodic):

@@ -482,14 +482,11 @@ class Repository:
                 raise StoreError(f"git {args[0]} failed: {err.strip()[:200]}")
         return [out for out, _err in finished]
 
-    def git(self, *args: str, input_text: str | None = None, timeout: float | None = None) -> str:
-        try:
-            result = subprocess.run(
-                ["git", "--git-dir", str(self.git_dir), *args],
-                capture_output=True, text=True, input=input_text, check=False, timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise StoreError(f"git {args[0]} took more than {timeout} s") from exc
+    def git(self, *args: str, input_text: str | None = None) -> str:
+        result = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), *args],
+            capture_output=True, text=True, input=input_text, check=False,
+        )
         if result.returncode != 0:
             raise StoreError(f"git {args[0]} failed: {result.stderr.strip()[:200]}")
         return result.stdout

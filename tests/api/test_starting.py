@@ -203,6 +203,38 @@ def test_a_takedown_due_while_no_server_ran_is_carried_out_before_a_read_is_answ
     asyncio.run(run())
 
 
+def test_reads_are_answered_early_only_until_the_next_schedule_falls_due(
+        settings: Settings, repo_path: object) -> None:
+    """A takedown that falls due while the app is still being built (seconds, under load) is
+    the app's scheduler's to carry out: from then on reads wait for the app, not served the
+    comparison still."""
+    services = build_services(settings)
+    make_tokens(settings)
+    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
+    live = read_answer(services, HAIKU, None).headers["ETag"].strip('"')
+    due = datetime.now(UTC) + timedelta(hours=1)
+    services.schedules.schedule(HAIKU, "unpublish", due, publisher.actor(), live)
+    release = threading.Event()
+    starting = Starting(services, held_build(settings, services, release, []), lambda: None)
+
+    async def run() -> None:
+        server = Server(starting)
+        await server.start()
+        assert (await call(starting, scope_of(READ)))[0]["status"] == 200
+        assert starting.answered_early == 1
+        # The takedown is due now (schedules are kept to the second).
+        starting.clock = lambda: due + timedelta(seconds=1)
+        read = asyncio.create_task(call(starting, scope_of(READ)))
+        await asyncio.sleep(0)  # a turn of the loop: not answered before the build
+        assert not read.done()
+        release.set()
+        await read
+        assert starting.answered_early == 1
+        await server.stop()
+
+    asyncio.run(run())
+
+
 def test_a_request_waiting_for_the_app_when_the_server_stops_at_once_gets_503(
         settings: Settings, repo_path: object) -> None:
     starting, release = held_start(settings)

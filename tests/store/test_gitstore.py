@@ -193,81 +193,32 @@ def test_recovery_finishes_an_interrupted_publish(settings: Settings, repo_path:
 
 def test_recovery_reads_main_s_history_only_when_there_is_a_branch(
         settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A start with no branch (the usual one) asks nothing about main's publications."""
+    """A start with no branch (the usual one) walks none of main's publications."""
     store = documents(settings)
     approved = approved_draft(store, HAIKU)
     store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    walked: list[int] = []
     recovering = documents(settings).documents
-    asked: list[tuple[str, ...]] = []
-    git = recovering.repo.git
+    original = recovering.publication_log
 
-    def counting(*args: str, **kwargs: Any) -> str:
-        asked.append(args)
-        return git(*args, **kwargs)
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        walked.append(1)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(recovering.repo, "git", counting)
+    monkeypatch.setattr(recovering, "publication_log", counting)
     assert store.repo.refs.under(BRANCH_PREFIX) == {}
     assert recover(recovering) == []
-    assert asked == []
-    # With a branch left by a crash between a publication's two moves, git lists them.
+    assert walked == []
+    # With a branch left by a crash between a publication's two moves, it is walked.
     store.repo.refs.update(store.layout.branch(HAIKU), approved.commit, None)
     assert recover(recovering) == [f"removed the branch of {HAIKU}, already published"]
-    assert [args[1] for args in asked] == ["rev-list"]
-
-
-def test_recovery_has_git_list_the_publications_not_the_process(
-        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A newsroom's repository: a draft open, a comparison unpublished (its branch holds the
-    unpublish, on main), and one whose publication a crash left half-done. Only that one's
-    branch goes, and no publication is read in process (half a millisecond each)."""
-    store = documents(settings)
-    others = sorted({path.stem for path in SEED.rglob("*.md")} - {HAIKU})[:2]
-    approved = approved_draft(store, HAIKU)
-    store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
-    store.repo.refs.update(store.layout.branch(HAIKU), approved.commit, None)
-    open_one, taken_down = others
-    draft = store.documents.published(open_one)
-    assert draft is not None
-    store.editor.save(open_one, msgspec.structs.replace(draft.comparison, summary="Open."),
-                      EDITOR, draft.revision)
-    down = store.documents.published(taken_down)
-    assert down is not None
-    store.editor.transition(taken_down, "unpublish", PUBLISHER, down.revision)
-    recovering = documents(settings).documents
-
-    def refused(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("main's publications were read in process")
-
-    monkeypatch.setattr(recovering, "publication_log", refused)
-    assert recover(recovering) == [f"removed the branch of {HAIKU}, already published"]
-    assert set(store.repo.refs.under(BRANCH_PREFIX)) == {
-        store.layout.branch(open_one), store.layout.branch(taken_down)}
-
-
-@pytest.mark.parametrize("failure", [StoreError("git rev-list failed: not today"),
-                                     FileNotFoundError(2, "No such file or directory", "git")])
-def test_recovery_without_git_s_answer_reads_the_publications(
-        settings: Settings, repo_path: Path, monkeypatch: pytest.MonkeyPatch,
-        failure: Exception) -> None:
-    """When git cannot list them (it fails, or cannot be run), main's publications are read in
-    process, as before: a half-published draft is still finished."""
-    store = documents(settings)
-    approved = approved_draft(store, HAIKU)
-    store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
-    store.repo.refs.update(store.layout.branch(HAIKU), approved.commit, None)
-    recovering = documents(settings).documents
-
-    def failing(*args: str, **kwargs: Any) -> str:
-        raise failure
-
-    monkeypatch.setattr(recovering.repo, "git", failing)
-    assert recover(recovering) == [f"removed the branch of {HAIKU}, already published"]
+    assert walked == [1]
 
 
 def test_recovery_reads_a_commit_s_own_parents_not_a_replacement_s(
         settings: Settings, repo_path: Path) -> None:
     """A replacement object (`git replace`) that hides a publication's merge from git's walks
-    does not hide it from recovery: the in-process reader sees the commit's own parents."""
+    does not hide it from recovery: it reads the commit's own parents."""
     store = documents(settings)
     approved = approved_draft(store, HAIKU)
     merge = store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision).commit
@@ -276,6 +227,26 @@ def test_recovery_reads_a_commit_s_own_parents_not_a_replacement_s(
     git(repo_path, "replace", "--graft", merge, first_parent)
     assert recover(documents(settings).documents) == [
         f"removed the branch of {HAIKU}, already published"]
+
+
+def test_recovery_takes_no_graft_for_a_merge(settings: Settings, repo_path: Path) -> None:
+    """A graft file (`info/grafts`) that gives main's head a draft's head as second parent
+    does not make recovery take the draft for published and drop it: it reads the commit's
+    own parents, as git walks would not."""
+    store = documents(settings)
+    approved = approved_draft(store, HAIKU)
+    store.editor.transition(HAIKU, "publish", PUBLISHER, approved.revision)
+    published = store.documents.published(HAIKU)
+    assert published is not None
+    draft = store.editor.save(HAIKU, msgspec.structs.replace(
+        published.comparison, summary="Still a draft."), EDITOR, published.revision)
+    main = store.documents.main_head()
+    assert main is not None
+    first_parent = git(repo_path, "rev-parse", f"{main}^1").strip()
+    (repo_path / "info").mkdir(exist_ok=True)
+    (repo_path / "info" / "grafts").write_text(f"{main} {first_parent} {draft.commit}\n")
+    assert recover(documents(settings).documents) == []
+    assert store.repo.refs.read(store.layout.branch(HAIKU)) == draft.commit
 
 
 def test_recovery_finishes_an_interrupted_unpublish(settings: Settings, repo_path: Path) -> None:
