@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import re
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -111,15 +112,20 @@ class Starting:
         return found[1] if seen <= 1 else None
 
     def _run_due(self) -> datetime | None:
-        """Carry out what is due; when the next schedule falls due (None: none is pending, or
-        the schedules cannot be read, when no read is answered early)."""
+        """Carry out what is due; when the next schedule falls due (``_NEVER`` if none is
+        pending; None if the schedules cannot be read, when no read is answered early).
+        One still pending though due (it failed for now, or another instance holds the
+        schedules' lease) does not count: the app's start-up would carry it out no sooner."""
         scheduler = self.services.scheduler
+        ran_at = datetime.now(UTC)
         scheduler.run_due()
         try:
-            return scheduler.next_due() or _NEVER
-        except Exception as exc:  # the app's scheduler reports it in its own terms
+            return scheduler.next_due(after=ran_at) or _NEVER
+        except (CmsError, OSError, sqlite3.Error) as exc:  # the app's scheduler reports it
             log.warning("the schedules could not be read (%s); reads wait for the app", exc)
-            return None
+        except Exception:
+            log.exception("the schedules could not be read; reads wait for the app")
+        return None
 
     async def _read_early(self, scope: dict[str, Any], send: Send) -> bool:
         """Answer a published read here; whether it was (else the app answers it)."""

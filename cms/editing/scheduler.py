@@ -80,11 +80,14 @@ class Scheduler:
             if not self._stop.is_set():
                 self.run_due()
 
-    def next_due(self) -> datetime | None:
-        """When the soonest pending schedule falls due; None if none is pending."""
-        times = [schedule.at for schedule in self.schedules.pending()[:1]]
+    def next_due(self, after: datetime | None = None) -> datetime | None:
+        """When the soonest pending schedule falls due (of those due after ``after``, if
+        given); None if there is none."""
+        times = [schedule.at for schedule in self.schedules.pending()
+                 if after is None or schedule.at > after][:1]
         if self.releases is not None:
-            times += [schedule.at for schedule in self.releases.pending()[:1]]
+            times += [schedule.at for schedule in self.releases.pending()
+                      if after is None or schedule.at > after][:1]
         return min(times, default=None)
 
     def _until_next(self) -> float:

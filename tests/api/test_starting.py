@@ -235,6 +235,34 @@ def test_reads_are_answered_early_only_until_the_next_schedule_falls_due(
     asyncio.run(run())
 
 
+def test_a_schedule_left_overdue_does_not_stop_early_reads(
+        settings: Settings, repo_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A schedule still pending though due (another instance holds the schedules' lease, or
+    it fails for now) is not carried out by the app's start-up either: reads are answered
+    early all the same."""
+    services = build_services(settings)
+    make_tokens(settings)
+    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
+    live = read_answer(services, HAIKU, None).headers["ETag"].strip('"')
+    due = datetime.now(UTC) - timedelta(minutes=30)
+    services.schedules.schedule(HAIKU, "unpublish", due, publisher.actor(), live,
+                                now=due - timedelta(minutes=30))
+    monkeypatch.setattr(services.scheduler, "run_due", lambda: [])  # the lease is elsewhere
+    release = threading.Event()
+    starting = Starting(services, held_build(settings, services, release, []), lambda: None)
+
+    async def run() -> None:
+        server = Server(starting)
+        await server.start()
+        assert (await call(starting, scope_of(READ)))[0]["status"] == 200
+        assert starting.answered_early == 1
+        release.set()
+        await server.built()
+        await server.stop()
+
+    asyncio.run(run())
+
+
 def test_a_request_waiting_for_the_app_when_the_server_stops_at_once_gets_503(
         settings: Settings, repo_path: object) -> None:
     starting, release = held_start(settings)

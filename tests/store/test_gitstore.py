@@ -23,7 +23,7 @@ from cms.store.recovery import recover
 from cms.store.refs import RefConflict
 from cms.store.repository import Repository, Signature
 
-from ..conftest import HAIKU, SEED, fsck, git
+from ..conftest import HAIKU, fsck, git
 from ..helpers import approved_draft
 
 EDITOR = Actor(name="Ada Editor", email="ada@example.com", roles=frozenset({"editor"}))
@@ -245,6 +245,8 @@ def test_recovery_takes_no_graft_for_a_merge(settings: Settings, repo_path: Path
     first_parent = git(repo_path, "rev-parse", f"{main}^1").strip()
     (repo_path / "info").mkdir(exist_ok=True)
     (repo_path / "info" / "grafts").write_text(f"{main} {first_parent} {draft.commit}\n")
+    if draft.commit not in git(repo_path, "rev-list", "--parents", "-n1", main):
+        pytest.skip("this git no longer reads info/grafts")
     assert recover(documents(settings).documents) == []
     assert store.repo.refs.read(store.layout.branch(HAIKU)) == draft.commit
 
