@@ -98,6 +98,18 @@ def held_start(settings: Settings) -> tuple[Starting, threading.Event]:
     return Starting(services, held_build(settings, services, release, []), lambda: None), release
 
 
+def with_takedown(settings: Settings, due: datetime) -> Services:
+    """The services, with the comparison's takedown scheduled for ``due`` (made an hour
+    before it, as the clock then allowed)."""
+    services = build_services(settings)
+    make_tokens(settings)
+    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
+    live = read_answer(services, HAIKU, None).headers["ETag"].strip('"')
+    services.schedules.schedule(HAIKU, "unpublish", due, publisher.actor(), live,
+                                now=due - timedelta(hours=1))
+    return services
+
+
 def test_reads_are_answered_while_the_app_is_built_as_the_app_answers_them(
         settings: Settings, repo_path: object) -> None:
     services = build_services(settings)
@@ -178,14 +190,7 @@ def test_an_app_that_cannot_start_stops_the_server_and_waiting_requests_get_503(
 
 def test_a_takedown_due_while_no_server_ran_is_carried_out_before_a_read_is_answered(
         settings: Settings, repo_path: object) -> None:
-    services = build_services(settings)
-    make_tokens(settings)
-    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
-    live = read_answer(services, HAIKU, None).headers["ETag"].strip('"')
-    # Scheduled an hour ago for half an hour ago, as the clock then allowed.
-    due = datetime.now(UTC) - timedelta(minutes=30)
-    services.schedules.schedule(HAIKU, "unpublish", due, publisher.actor(), live,
-                                now=due - timedelta(minutes=30))
+    services = with_takedown(settings, datetime.now(UTC) - timedelta(minutes=30))
     release = threading.Event()
     starting = Starting(services, held_build(settings, services, release, []), lambda: None)
 
@@ -208,12 +213,8 @@ def test_reads_are_answered_early_only_until_the_next_schedule_falls_due(
     """A takedown that falls due while the app is still being built (seconds, under load) is
     the app's scheduler's to carry out: from then on reads wait for the app, not served the
     comparison still."""
-    services = build_services(settings)
-    make_tokens(settings)
-    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
-    live = read_answer(services, HAIKU, None).headers["ETag"].strip('"')
     due = datetime.now(UTC) + timedelta(hours=1)
-    services.schedules.schedule(HAIKU, "unpublish", due, publisher.actor(), live)
+    services = with_takedown(settings, due)
     release = threading.Event()
     starting = Starting(services, held_build(settings, services, release, []), lambda: None)
 
@@ -240,13 +241,7 @@ def test_a_schedule_left_overdue_does_not_stop_early_reads(
     """A schedule still pending though due (another instance holds the schedules' lease, or
     it fails for now) is not carried out by the app's start-up either: reads are answered
     early all the same."""
-    services = build_services(settings)
-    make_tokens(settings)
-    publisher = next(r for r in services.tokens.all() if r.email == "paul@example.com")
-    live = read_answer(services, HAIKU, None).headers["ETag"].strip('"')
-    due = datetime.now(UTC) - timedelta(minutes=30)
-    services.schedules.schedule(HAIKU, "unpublish", due, publisher.actor(), live,
-                                now=due - timedelta(minutes=30))
+    services = with_takedown(settings, datetime.now(UTC) - timedelta(minutes=30))
     monkeypatch.setattr(services.scheduler, "run_due", lambda: [])  # the lease is elsewhere
     release = threading.Event()
     starting = Starting(services, held_build(settings, services, release, []), lambda: None)
