@@ -122,18 +122,19 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     # Behind it, lists and searches it has not kept are answered without the routing either.
     lists = FastLists(built)
     app.state.fast_lists = lists
-    app.state.uncached = lists.wrapping(app.asgi_handler)
-    app.asgi_handler = cache.wrapping(app.state.uncached)
+    app.state.routed = app.asgi_handler
+    app.asgi_handler = cache.wrapping(lists.wrapping(app.asgi_handler))
     return app
 
 
 def served(app: Litestar) -> ASGIApp:
-    """The app as the server runs it: its response cache moved from inside the framework to
-    in front of it, so that a repeated public read does not enter it at all. The app is left
-    without the cache's layer: it is to be run this way only."""
+    """The app as the server runs it: its response cache and its lists moved from inside the
+    framework to in front of it, so that a repeated public read or a search does not enter it
+    at all. The app is left without their layers: it is to be run this way only."""
     cache: PublicResponseCache = app.state.response_cache
-    app.asgi_handler = app.state.uncached
-    return cache.wrapping(app)
+    lists: FastLists = app.state.fast_lists
+    app.asgi_handler = app.state.routed
+    return cache.wrapping(lists.wrapping(app))
 
 
 def _follow(services: Services, *, start: bool) -> None:

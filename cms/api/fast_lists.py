@@ -31,7 +31,7 @@ log = logging.getLogger("cms")
 
 PATH = "/api/comparisons"
 # The route's parameters and how it types them (public.PublishedController.list_comparisons).
-_TEXT = ("q", "tool", "category", "cursor")
+_TEXT = frozenset({"q", "tool", "category", "cursor"})
 _CHOICES = {"verdict": frozenset({"ship", "skip", "split"}), "sort": frozenset(SORT_KEYS)}
 _LIMIT = re.compile(r"[1-9][0-9]{0,2}")
 _LIMIT_MAX = 100
@@ -69,12 +69,9 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     comes down to splitting."""
     if "%" in text:
         return parse_qsl(text, keep_blank_values=True, separator="&")
-    pairs: list[tuple[str, str]] = []
-    for field in text.split("&"):
-        if field:
-            name, _, value = field.partition("=")
-            pairs.append((name.replace("+", " "), value.replace("+", " ")))
-    return pairs
+    # (name, "=", value)[::2]: a name without a value has the empty one.
+    return [field.partition("=")[::2]
+            for field in text.replace("+", " ").split("&") if field]
 
 
 class FastLists:

@@ -67,12 +67,24 @@ def body_cache(max_bytes: int = 16 * 1024 * 1024) -> WeighedCache[str, bytes]:
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
+# The few header names the API sends, as ASGI has them (lower case, bytes).
+_FIELD_NAMES: dict[str, bytes] = {}
+
+
+def _field_name(name: str) -> bytes:
+    found = _FIELD_NAMES.get(name)
+    if found is None:
+        found = name.lower().encode("latin-1")
+        if len(_FIELD_NAMES) < 64:
+            _FIELD_NAMES[name] = found
+    return found
+
+
 async def send_json(send: Callable[[Any], Awaitable[None]], headers: dict[str, str],
                     body: bytes | None) -> None:
     """A JSON answer (``body``), or its 304 (None), sent as the ASGI messages the framework
     sends for the same response: what answers before routing uses this to send the same bytes."""
-    fields = [(name.lower().encode("latin-1"), value.encode("latin-1"))
-              for name, value in headers.items()]
+    fields = [(_field_name(name), value.encode("latin-1")) for name, value in headers.items()]
     if body is None:
         await send({"type": "http.response.start", "status": 304, "headers": fields})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

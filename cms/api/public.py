@@ -140,7 +140,8 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
         encoded = None if query.q else services.bodies.get(tag)
         if encoded is not None:
             break
-        page = index.quick_query(query) if quick else index.query(query, wait=wait)
+        # Just refreshed (above, or by the attempt before): not again.
+        page = index.quick_query(query, refresh=False) if quick else index.query(query, wait=wait)
         if page is None:
             return None
         encoded = msgspec.json.encode(EncodedList(

@@ -639,12 +639,13 @@ class PublishedIndex:
                         "anew; try again shortly") from exc
         raise AssertionError("unreachable")
 
-    def quick_query(self, query: Query) -> Page | None:
+    def quick_query(self, query: Query, *, refresh: bool = True) -> Page | None:
         """A page of the list when the common words' bitmaps and the rows kept with them
         answer it, without reading the catalogue or waiting for anything (this is the event
         loop); None otherwise, and the query is for ``query``, which keeps the rows it reads
-        for the next time."""
-        self.refresh()
+        for the next time. ``refresh``: look at main first (see ``refresh``)."""
+        if refresh:
+            self.refresh()
         catalogue = self._catalogue
         if not self._filled or catalogue is None:
             return None

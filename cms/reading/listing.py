@@ -22,7 +22,7 @@ from msgspec import Struct
 from .. import urlsafe
 from ..errors import BadRequest
 from .card import Card
-from .search_bits import ROWS_KEPT, SearchBits, newest, stamp_of
+from .search_bits import ROWS_KEPT, SearchBits, combined, newest, stamp_of
 from .search_bits import State as _BitsState
 
 SortKey = Literal["relevance", "published", "-published", "title", "-title", "panel_ship",
@@ -79,10 +79,11 @@ def typed_words(q: str | None) -> tuple[list[str], bool] | None:
         return None
     # The word typed last stays last, whatever came before it: it is the one being typed.
     last = typed[-1]
-    before = [word for word in dict.fromkeys(typed) if word != last]
-    words = [*before[: MAX_WORDS - 1], last]
+    if len(typed) > 2 or (len(typed) == 2 and typed[0] == last):  # (most are one or two)
+        before = [word for word in dict.fromkeys(typed) if word != last]
+        typed = [*before[: MAX_WORDS - 1], last]
     assert q is not None
-    return words, len(words[-1]) >= PREFIX_FROM and not q[-1].isspace()
+    return typed, len(last) >= PREFIX_FROM and not q[-1].isspace()
 
 
 def match_words(q: str | None) -> Words | None:
@@ -258,43 +259,55 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
     same rows in the same order, or None when a word is not in them. Without ``db``, only
     when every row shown was read before for the same transaction: the caller knows the
     bitmaps are of the catalogue's last one."""
-    typed = typed_words(query.q)
-    if typed is None or state is None:
+    if state is None or not query.q:
+        return None
+    # A plain text is the same words lower-cased whole as lower-cased word by word (another
+    # may not be: "İ" is two characters lower-cased, and the second is no letter).
+    ascii_text = query.q.isascii()
+    typed = typed_words(query.q.lower() if ascii_text else query.q)
+    if typed is None:
         return None
     words, begun = typed
-    words = [word.lower() for word in words]
+    if not ascii_text:
+        words = [word.lower() for word in words]
     # Read first, so that rows read for rare words are of the bitmaps' transaction.
     if db is not None and stamp_of(db) != state.stamp:
         return None  # the bitmaps are of other rows than this transaction reads
-    matched = bits.matches(state, words, _BEGUN if begun else _WHOLE, db)
-    if matched is None:
+    terms = bits.terms(state, words, _BEGUN if begun else _WHOLE, db)
+    if terms is None:
         return None
-    counted = matched[1].union_cardinality(matched[2])
+    # The count first: most searches of words typed at random match nothing, and then the
+    # title's rows are not needed.
+    lead, full = combined(state, terms, 1), combined(state, terms, 2)
+    counted = lead.union_cardinality(full)
     total, exact = min(counted, COUNTED), counted <= COUNTED
     start, below = 0, None
     if query.cursor:
         start, below = _decode_relevance_cursor(query.cursor)
     if total == 0:
         return Page(items=[], next_cursor=None, total=0)
+    matched = (combined(state, terms, 0), lead, full)
     wanted = query.limit + 1
-    found: list[tuple[int, int]] = []  # part, id
+    found: list[int] = []  # ids, in the page's order
+    ends: list[tuple[int, int]] = []  # each part's number and the length of ``found`` after it
+    ids = state.ids
     for number in range(start, len(_PARTS)):
         # Past a cursor, a part leaves out what the part before it matched; from the top, what
         # every part before it did (they were shown whole).
         rows = matched[number]
         for other in (matched[number - 1 : number] if query.cursor else matched[:number]):
-            if rows and other and rows.intersect(other):
+            if rows and other and rows.intersection_cardinality(other):
                 rows = rows - other
         if not rows:
             continue
-        limit = len(state.ids)
+        limit = len(ids)
         if number == start and below is not None:
-            limit = bisect.bisect_left(state.ids, below)
-        found += [(number, state.ids[position])
-                  for position in newest(rows, limit, wanted - len(found))]
+            limit = bisect.bisect_left(ids, below)
+        found += map(ids.__getitem__, newest(rows, limit, wanted - len(found)))
+        ends.append((number, len(found)))
         if len(found) == wanted:
             break
-    shown = [number for _part, number in found[: query.limit]]
+    shown = found[: query.limit]
     kept = cast(dict[int, Listed], state.rows)
     # Other threads add rows and empty the dict meanwhile: each row is looked up once.
     rows_kept = list(map(kept.get, shown))
@@ -315,8 +328,8 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
     items = cast(list[Listed], rows_kept)
     cursor = None
     if len(found) > query.limit:
-        part_number, row_id = found[query.limit - 1]
-        cursor = _encode_cursor(["relevance", part_number, row_id])
+        part_number = next(number for number, end in ends if end >= query.limit)
+        cursor = _encode_cursor(["relevance", part_number, found[query.limit - 1]])
     return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
 
 

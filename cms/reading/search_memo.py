@@ -16,9 +16,14 @@ from collections.abc import Set as AbstractSet
 
 from pyroaring import FrozenBitMap
 
-from ..lru import WeighedCache
+from ..lru import EmptiedCache, WeighedCache
 
 Key = tuple[int, str, bool]  # part, word, whether it is a beginning
+# A word as a search asks for it: the word, and by part whether it is a beginning there.
+TermKey = tuple[str, tuple[bool, ...]]
+# Its rows in each part, and the bytes of those bitmaps kept only for it (not the state's own
+# common words' bitmaps, which it shares).
+Term = tuple[tuple[FrozenBitMap, ...], int]
 
 # The bytes of bitmaps kept, with what each entry costs besides its bitmap (the bitmap's
 # Python object, the key's tuple and string, the dict's slot), and at most this many entries.
@@ -29,6 +34,10 @@ MOST_ENTRIES = 16_384
 # only short ones (a longer word typed is looked up the long way each time).
 ABSENT_KEPT = 16_384
 ABSENT_LONGEST = 32
+# Words as searches ask for them: every search looks up each of its words here first, so an
+# entry is the dict's own look-up; the whole table goes at once past this many bytes.
+TERMS_BYTES = 4 * 2**20
+TERM_BYTES = 400
 
 
 def _weight(key: Key, rows: FrozenBitMap) -> int:
@@ -36,11 +45,17 @@ def _weight(key: Key, rows: FrozenBitMap) -> int:
     return sys.getsizeof(rows) + len(key[1]) + ENTRY_BYTES
 
 
+def _term_weight(key: TermKey, term: Term) -> int:
+    return len(key[0]) + TERM_BYTES + term[1]
+
+
 class Memo(WeighedCache[Key, FrozenBitMap]):
     def __init__(self, most_bytes: int = MOST_BYTES, most_entries: int = MOST_ENTRIES) -> None:
         super().__init__(most_bytes, _weight, max_entries=most_entries)
         self._absent: set[tuple[int, str]] = set()
         self._absent_lock = threading.Lock()
+        # Looked up as ``terms.get`` (the dict's own), kept with ``terms.put``.
+        self.terms: EmptiedCache[TermKey, Term] = EmptiedCache(TERMS_BYTES, _term_weight)
 
     @property
     def absent_words(self) -> AbstractSet[tuple[int, str]]:

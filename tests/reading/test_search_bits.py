@@ -58,11 +58,13 @@ def vocabulary(index: PublishedIndex) -> list[str]:
 
 
 def queries(words: list[str]) -> Iterator[Query]:
-    """Single words, beginnings, pairs and a word followed by a space, in a few page sizes."""
+    """Single words, beginnings, pairs, threes and a word followed by a space, in a few page
+    sizes."""
     for number, word in enumerate(words):
         other = words[(number * 7 + 3) % len(words)]
+        third = words[(number * 11 + 5) % len(words)]
         for q in (word, word[:3], word[:4], f"{other} {word}", f"{word} {other[:5]}",
-                  f"{word} ", f"{word.upper()} {other}"):
+                  f"{word} ", f"{word.upper()} {other}", f"{word} {other} {third[:4]}"):
             yield Query(q=q, limit=1 + number % 3)
 
 
@@ -94,6 +96,18 @@ def test_every_search_of_the_bitmaps_is_what_sql_answers(bits: PublishedIndex) -
     # Every word has a bitmap here: only words outside plain ASCII go to SQL.
     assert all(answered)
     assert any(bits.query(query).total > 1 for query in asked)
+
+
+def test_a_text_beyond_ascii_is_searched_for_by_its_words(bits: PublishedIndex) -> None:
+    words = vocabulary(bits)
+    first, second = words[10], words[20]
+    # Plain words between other characters: the bitmaps answer, as SQL does.
+    assert agree(bits, Query(q=f"{first.upper()} \u2013 {second}"))
+    # A letter that lower-cased is two characters, the second no letter: had the text been
+    # lower-cased whole, it would have cut the word in two.
+    dotted = Query(q=f"\u0130{first} {second}")
+    assert not agree(bits, dotted)  # not a plain word: SQL's to answer
+    assert bits.quick_query(dotted) is None
 
 
 def test_with_rare_words_every_search_is_what_sql_answers(index: PublishedIndex) -> None:
@@ -483,14 +497,27 @@ def test_a_search_of_words_no_row_holds_looks_them_up_once(
     assert bits.quick_query(query) == first
     assert looked_up.count("zzqx") == 3  # remembered as in no row
     assert agree(bits, query)
-    # A long word is not remembered: anyone can type as many of them as they like.
+    # A long word is not among the words in no row (anyone can type as many as they like),
+    # but the search's word is kept, weighed by its length (see the next test).
     long_word = "q" * 40
     assert bits.quick_query(Query(q=f"{long_word} zephyr ")) is not None
     assert bits.quick_query(Query(q=f"{long_word} zephyr ")) is not None
-    assert looked_up.count(long_word) == 6
+    assert looked_up.count(long_word) == 3
     state = catalogue.bits.state()
     assert state is not None
     assert (2, long_word) not in state.memo.absent_words
+
+
+def test_words_searched_for_are_kept_within_their_bytes(bits: PublishedIndex) -> None:
+    state = settled(bits).bits.state()
+    assert state is not None
+    terms = state.memo.terms
+    terms.max_weight = 3 * (search_memo.TERM_BYTES + 200)
+    for number in range(20):
+        assert bits.quick_query(Query(q=f"{'w' * 150}{number} zephyr ")) is not None
+        assert terms.weight <= terms.max_weight
+        assert 1 <= len(terms) <= 3
+    assert agree(bits, Query(q=f"{'w' * 150}19 zephyr "))
 
 
 def test_words_no_row_holds_are_remembered_within_a_bound(
@@ -597,10 +624,17 @@ def test_a_beginning_only_one_word_has_is_that_word_s_own_bitmap(bits: Published
     alone = next(word for word in common if len(word) >= 5 and
                  sum(other.startswith(word[:4]) for other in common) == 1)
     kept = len(state.memo)
-    found = search_bits._beginning(state, 0, alone[:4])
+    found, owned = search_bits._beginning(state, 0, alone[:4])
     assert found is state.words[0][alone]
+    assert owned
     assert len(state.memo) == kept  # nothing made, nothing to keep
     assert agree(bits, Query(q=alone[:4]))
+    # The word as searched for weighs its entry alone, not the bitmap it shares.
+    assert bits.quick_query(Query(q=alone[:4])) is not None
+    term = state.memo.terms.get((alone[:4], (True, True, False)))
+    assert term is not None
+    assert term[0][0] is found
+    assert term[1] == 0
 
 
 def test_words_that_share_no_row_make_no_bitmap_of_what_they_share(bits: PublishedIndex) -> None:
