@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NamedTuple, overload
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -19,7 +19,7 @@ from ..content.model import Community, percent_label
 from ..errors import InvalidContent
 from ..reading import views
 from ..reading.index import Query, SortKey
-from ..reading.listing import Listed
+from ..reading.listing import Listed, Page
 from ..reading.views import ComparisonList, EncodedList, summary_view
 from ..votes.limits import client_key, vote_secret
 from ..votes.proxies import trusted_proxies
@@ -101,38 +101,16 @@ class ListAnswer(NamedTuple):
     body: bytes | None  # None: not modified
 
 
-@overload
 def list_answer(services: Services, query: Query, if_none_match: str | None, *,
-                wait: float, quick: Literal[False] = False) -> ListAnswer: ...
-
-
-@overload
-def list_answer(services: Services, query: Query, if_none_match: str | None, *,
-                wait: float, quick: bool) -> ListAnswer | None: ...
-
-
-def list_answer(services: Services, query: Query, if_none_match: str | None, *,
-                wait: float, quick: bool = False) -> ListAnswer | None:
-    """A page of the list as the route answers it, for the route and for ``fast_lists``; waits
-    ``wait`` seconds at most for the catalogue (see ``PublishedIndex.query``). With ``quick``,
-    only when the page is made without waiting or SQL search (for the event loop): else
-    None."""
+                wait: float) -> ListAnswer:
+    """A page of the list as the route answers it; waits ``wait`` seconds at most for the
+    catalogue (see ``PublishedIndex.query``)."""
     index = services.index
     index.refresh()
-    fingerprint = hashlib.sha1(msgspec.msgpack.encode(query),
-                               usedforsecurity=False).hexdigest()[:16]
     for attempt in range(1, ATTEMPTS + 1):
         head = index.head
-        if quick:
-            # No walk of git on the event loop: a head not seen yet is the thread's.
-            known = services.vote_folder.live.pending_known(head)
-            if known is None:
-                return None
-            pending = known
-        else:
-            pending = live_pending(services, head)
-        # The list shows live tallies: main's commit and exactly which votes are added to it.
-        tag = etag(f"{head or 'empty'}-{pending.through}-{pending.seen}-{fingerprint}", weak=True)
+        pending = live_pending(services, head)
+        tag = list_tag(head, pending, query)
         headers = {"ETag": tag, "Cache-Control": PUBLIC_CACHE}
         if not_modified(if_none_match, tag):
             return ListAnswer(headers, None)
@@ -140,16 +118,7 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
         encoded = None if query.q else services.bodies.get(tag)
         if encoded is not None:
             break
-        # Just refreshed (above, or by the attempt before): not again.
-        page = index.quick_query(query, refresh=False) if quick else index.query(query, wait=wait)
-        if page is None:
-            return None
-        encoded = msgspec.json.encode(EncodedList(
-            items=_summaries(services, page.items, pending),
-            next_cursor=page.next_cursor,
-            total=page.total,
-            total_exact=page.total_exact,
-        ))
+        encoded = list_body(services, index.query(query, wait=wait), pending)
         # Main moved while the page was made: its items may hold votes that ``pending`` adds
         # again, so make it anew (a page made on a moving main is served, not kept).
         if index.head == head:
@@ -163,7 +132,58 @@ def list_answer(services: Services, query: Query, if_none_match: str | None, *,
     return ListAnswer(headers, encoded)
 
 
+def quick_list_answer(services: Services, query: Query,
+                      if_none_match: str | None) -> tuple[str, bytes | None] | None:
+    """``list_answer``'s ETag and body (None: not modified), when they are made without
+    waiting, git or SQL search (for the event loop, see ``fast_lists``); else None, and a
+    thread's ``list_answer`` makes them."""
+    index = services.index
+    index.refresh()
+    head = index.head
+    # No walk of git on the event loop: a head not seen yet is the thread's.
+    pending = services.vote_folder.live.pending_known(head)
+    if pending is None:
+        return None
+    tag = list_tag(head, pending, query)
+    if if_none_match is not None and not_modified(if_none_match, tag):
+        return tag, None
+    if not query.q:
+        encoded = services.bodies.get(tag)
+        if encoded is not None:
+            return tag, encoded
+    page = index.quick_query(query, refresh=False)  # just refreshed
+    if page is None:
+        return None
+    encoded = list_body(services, page, pending)
+    if index.head != head:  # a thread moved main meanwhile: the thread's list makes it anew
+        return None
+    if not query.q:
+        services.bodies.put(tag, encoded)
+    return tag, encoded
+
+
+def list_tag(head: str | None, pending: Pending, query: Query) -> str:
+    """The ETag of a page of the list: main's commit, exactly which votes are added to it
+    (the list shows live tallies), and the query."""
+    fingerprint = hashlib.sha1(msgspec.msgpack.encode(query),
+                               usedforsecurity=False).hexdigest()[:16]
+    return etag(f"{head or 'empty'}-{pending.through}-{pending.seen}-{fingerprint}", weak=True)
+
+
+def list_body(services: Services, page: Page, pending: Pending) -> bytes:
+    if not page.items and page.next_cursor is None and page.total == 0 and page.total_exact:
+        return _NOTHING_FOUND  # most searches of words typed at random
+    return msgspec.json.encode(EncodedList(
+        items=_summaries(services, page.items, pending),
+        next_cursor=page.next_cursor,
+        total=page.total,
+        total_exact=page.total_exact,
+    ))
+
+
 _NO_VOTES: Mapping[str, Counts] = MappingProxyType({})
+_NOTHING_FOUND = msgspec.json.encode(EncodedList(items=[], next_cursor=None, total=0,
+                                                 total_exact=True))
 
 
 def _summaries(services: Services, items: list[Listed], pending: Pending) -> list[msgspec.Raw]:

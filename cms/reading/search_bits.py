@@ -681,14 +681,16 @@ def newest(rows: Rows, below: int, most: int) -> list[int]:
     top = rows.max()
     if top < below:
         held = len(rows)
-        # A look just below the highest first: the span that would hold twice ``most`` rows
-        # were they spread evenly. It reads the end of the bitmap alone, where a look-up by
-        # index counts bits from the start of its container (microseconds in a bitmap of most
-        # rows), which is left for rows bunched otherwise.
-        start = max(top - 2 * most * (top + 1) // held, 0)
-        window = list(itertools.islice(rows.iter_equal_or_larger(start), 4 * most))
-        if window[-1] == top and (len(window) >= most or start == 0):
-            found = window[-most:]
+        # A look just below the highest first: the span that would hold one and a half times
+        # ``most`` rows were they spread evenly, cut out in C. It reads the end of the bitmap
+        # alone, where a look-up by index counts bits from the start of its container
+        # (microseconds in a bitmap of most rows), which is left for rows bunched otherwise.
+        # However they lie, the span holds at most the rows there are or its width, the
+        # lesser of which is at most sqrt(1.5 * most * positions): 1,800 at 100,000.
+        start = max(top - 3 * most * (top + 1) // (2 * held), 0)
+        window = (rows & FrozenBitMap(range(start, top + 1))).to_array()
+        if len(window) >= most or start == 0:
+            found = window[-most:].tolist()
             found.reverse()
             return found
     else:

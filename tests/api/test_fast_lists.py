@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
@@ -139,6 +139,26 @@ def test_the_parameters_taken_are_the_query_s_fields_typed_as_it_types_them() ->
 def test_a_query_string_is_split_as_the_framework_splits_it(text: str) -> None:
     # Without a percent sign: the split of its own (with one, parse_qsl itself).
     assert fast_lists._pairs(text) == parse_qsl(text, keep_blank_values=True, separator="&")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="limtq=&+2015null%\u00e9", max_size=30))
+@example("q=null")
+@example("limit=101&q=a")
+@example("limit=100&q=a+b")
+@example("limit=05&q=a")
+@example("q=a&limit=5")
+@example("q=")
+@example("q=+")
+@example("q=a=b")
+@example("q=%41")
+@example("q=" + "a" * 200)
+@example("q=" + "a" * 201)
+def test_a_search_box_s_query_is_read_as_the_fields_are(text: str) -> None:
+    # ``query_of`` reads the shape "limit=N&q=words" at once: what it makes of any text is
+    # what the walk over the fields makes of it.
+    assert fast_lists.query_of(text.encode("latin-1", "replace")) == \
+        fast_lists._fields_query(text.encode("latin-1", "replace").decode("latin-1"))
 
 
 def test_a_list_that_fails_here_is_answered_by_the_route(client: Client,
