@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..content.model import SLUG_RE
 from ..errors import BadParameter, BadRequest
 from ..lru import WeighedCache
+
+if TYPE_CHECKING:  # the framework is not imported by what answers before it is (starting.py)
+    from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent
 
 _SLUG = re.compile(SLUG_RE)
 
@@ -84,12 +87,23 @@ async def send_json(send: Callable[[Any], Awaitable[None]], headers: dict[str, s
                     body: bytes | None) -> None:
     """A JSON answer (``body``), or its 304 (None), sent as the ASGI messages the framework
     sends for the same response: what answers before routing uses this to send the same bytes."""
+    start, sent = json_messages(headers, body)
+    await send(start)
+    await send(sent)
+
+
+def json_messages(headers: dict[str, str],
+                  body: bytes | None) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
+    """The two ASGI messages of ``send_json``."""
     fields = [(_field_name(name), value.encode("latin-1")) for name, value in headers.items()]
+    sent: HTTPResponseBodyEvent
     if body is None:
-        await send({"type": "http.response.start", "status": 304, "headers": fields})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return
+        start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 304,
+                                         "headers": fields}
+        sent = {"type": "http.response.body", "body": b"", "more_body": False}
+        return start, sent
     fields += [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode("latin-1"))]
-    await send({"type": "http.response.start", "status": 200, "headers": fields})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    start = {"type": "http.response.start", "status": 200, "headers": fields}
+    sent = {"type": "http.response.body", "body": body, "more_body": False}
+    return start, sent

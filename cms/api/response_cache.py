@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import cast
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -97,7 +96,7 @@ class PublicResponseCache(ASGIMiddleware):
         return cached
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        request = _request(scope) if scope["type"] == ScopeType.HTTP else None
+        request = _request(scope) if scope["type"] == _HTTP else None
         if request is None:
             await next_app(scope, receive, send)
             return
@@ -173,6 +172,7 @@ def _cost(key: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
     return len(key) + len(body) + 2 * sum(len(k) + len(v) for k, v in headers) + _ENTRY_OVERHEAD
 
 
+_HTTP = ScopeType.HTTP  # looked up once: an enum member's look-up is a descriptor's call
 _EMPTY = HTTPResponseBodyEvent(type="http.response.body", body=b"", more_body=False)
 
 
@@ -180,7 +180,9 @@ def _request(scope: Scope) -> tuple[bytes, bytes | None] | None:
     """The key and the If-None-Match of a request this cache may answer; None for one the
     route must: not a GET, a token to check, two If-None-Match (which one counts is the
     route's to say), or a request line too long to keep."""
-    if cast("HTTPScope", scope)["method"] != "GET":
+    # Not ``typing.cast``, which is a call on every request.
+    http: HTTPScope = scope  # type: ignore[assignment]
+    if http["method"] != "GET":
         return None
     if_none_match: bytes | None = None
     for name, value in scope["headers"]:

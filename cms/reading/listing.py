@@ -14,7 +14,7 @@ import re
 import sqlite3
 from collections.abc import Generator, Iterator
 from contextlib import closing
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct
@@ -280,7 +280,8 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
     # title's rows are not needed.
     lead, full = combined(state, terms, 1), combined(state, terms, 2)
     counted = lead.union_cardinality(full)
-    total, exact = min(counted, COUNTED), counted <= COUNTED
+    exact = counted <= COUNTED
+    total = counted if exact else COUNTED
     start, below = 0, None
     if query.cursor:
         start, below = _decode_relevance_cursor(query.cursor)
@@ -295,11 +296,11 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         # Past a cursor, a part leaves out what the part before it matched; from the top, what
         # every part before it did (they were shown whole).
         rows = matched[number]
-        for other in (matched[number - 1 : number] if query.cursor else matched[:number]):
-            if rows and other and rows.intersection_cardinality(other):
-                rows = rows - other
         if not rows:
             continue
+        for other in (matched[number - 1 : number] if query.cursor else matched[:number]):
+            if other and rows.intersection_cardinality(other):
+                rows = rows - other
         limit = len(ids)
         if number == start and below is not None:
             limit = bisect.bisect_left(ids, below)
@@ -308,10 +309,12 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         if len(found) == wanted:
             break
     shown = found[: query.limit]
-    kept = cast(dict[int, Listed], state.rows)
+    # (Not ``typing.cast``: a call on every search, for the type checker alone.)
+    kept: dict[int, Listed] = state.rows  # type: ignore[assignment]
     # Other threads add rows and empty the dict meanwhile: each row is looked up once.
     rows_kept = list(map(kept.get, shown))
-    if None in rows_kept:
+    # A row is never false: ``all`` finds the None without comparing every row with it.
+    if not all(rows_kept):
         if db is None:
             return None
         missing = [number for number, row in zip(shown, rows_kept, strict=True) if row is None]
@@ -325,11 +328,13 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         kept.update(read)
         rows_kept = [read[number] if row is None else row
                      for number, row in zip(shown, rows_kept, strict=True)]
-    items = cast(list[Listed], rows_kept)
+    items: list[Listed] = rows_kept  # type: ignore[assignment]
     cursor = None
     if len(found) > query.limit:
-        part_number = next(number for number, end in ends if end >= query.limit)
-        cursor = _encode_cursor(["relevance", part_number, found[query.limit - 1]])
+        for part_number, end in ends:  # the part of the page's last row
+            if end >= query.limit:
+                cursor = _encode_cursor(["relevance", part_number, found[query.limit - 1]])
+                break
     return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
 
 

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import msgspec
 from pyroaring import BitMap, FrozenBitMap
 
-from .search_memo import Memo, Term
+from .search_memo import Memo, Term, TermKey
 
 log = logging.getLogger("cms")
 
@@ -153,7 +153,8 @@ class SearchBits:
         get = state.memo.terms.get
         terms: list[tuple[Rows, ...]] = []
         for number, word in enumerate(words):
-            key = (word, begun if number == last else _WHOLE)
+            # A whole word by itself (most are), else with where it is a beginning.
+            key: TermKey = word if number != last or begun == _WHOLE else (word, begun)
             term = get(key)
             if term is None:
                 term = _term(state, key, db)
@@ -614,12 +615,11 @@ def _beginning(state: State, part: int, start: str) -> tuple[Rows | None, bool]:
     return found, False
 
 
-def _term(state: State, key: tuple[str, tuple[bool, ...]],
-          db: sqlite3.Connection | None) -> Term | None:
+def _term(state: State, key: TermKey, db: sqlite3.Connection | None) -> Term | None:
     """A word's rows in each part (as a beginning in the parts the key says), kept for the next
     searches at this transaction; None when it is not a plain word, or when a part's rows must
     be read from the catalogue and there is no ``db``."""
-    word, begun = key
+    word, begun = (key, _WHOLE) if isinstance(key, str) else key
     if not _ASCII_WORD.fullmatch(word):
         return None
     absent = state.memo.absent_words

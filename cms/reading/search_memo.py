@@ -19,8 +19,9 @@ from pyroaring import FrozenBitMap
 from ..lru import EmptiedCache, WeighedCache
 
 Key = tuple[int, str, bool]  # part, word, whether it is a beginning
-# A word as a search asks for it: the word, and by part whether it is a beginning there.
-TermKey = tuple[str, tuple[bool, ...]]
+# A word as a search asks for it: the word alone where it is whole in every part, else the
+# word and by part whether it is a beginning there.
+TermKey = str | tuple[str, tuple[bool, ...]]
 # Its rows in each part, and the bytes of those bitmaps kept only for it (not the state's own
 # common words' bitmaps, which it shares).
 Term = tuple[tuple[FrozenBitMap, ...], int]
@@ -46,7 +47,7 @@ def _weight(key: Key, rows: FrozenBitMap) -> int:
 
 
 def _term_weight(key: TermKey, term: Term) -> int:
-    return len(key[0]) + TERM_BYTES + term[1]
+    return len(key if isinstance(key, str) else key[0]) + TERM_BYTES + term[1]
 
 
 class Memo(WeighedCache[Key, FrozenBitMap]):
