@@ -3,11 +3,13 @@
 A search with a new query every time is what no response cache absorbs, and in the framework a
 page of the list spent more on routing, parameters and injection than the catalogue spent
 finding it. A request here is one the list route would take exactly as it is: the route's own
-parameters, each once and valid as the route types it, and no token. It is answered by the
-same code as the route's (``public.list_answer``): on the event loop when the search bitmaps
-answer it (see ``reading.search_bits``), else in a worker thread, since a list reads SQLite at
-length; anything else, and anything that does not answer at once (the catalogue still being
-filled, a bad cursor, an error), goes on to the route, which answers it in its own terms.
+parameters, each once and valid as the route types it, and no token. It is answered on the
+event loop when the search bitmaps answer it (``public.quick_list_answer``, see
+``reading.search_bits``), else in a worker thread by the route's own code
+(``public.list_answer``), since a list reads SQLite at length; the two make the ETag and the
+body alike (``list_tag``, ``list_body``). Anything else, and anything that does not answer at
+once (the catalogue still being filled, a bad cursor, an error), goes on to the route, which
+answers it in its own terms.
 """
 
 from __future__ import annotations
@@ -113,12 +115,14 @@ class FastLists:
             taken = self.taken(scope)
             if taken is not None:
                 answer = self.quick_answer(*taken)
+                quick = answer is not None
                 if answer is None:
                     answer = await self.thread_answer(*taken)
                 if answer is not None:
                     await send(answer[0])
                     await send(answer[1])
                     self.answered += 1
+                    self.quick += quick
                     return
             await app(scope, receive, send)
 
@@ -154,10 +158,7 @@ class FastLists:
             if self.quick_failed == 1:  # a fault of this layer: once in the log, not per request
                 log.warning("a quick list failed; lists go to a thread", exc_info=True)
             return None
-        if quick is None:
-            return None
-        self.quick += 1
-        return _messages(*quick)
+        return None if quick is None else _messages(*quick)
 
     async def thread_answer(self, query: Query, if_none_match: str | None) -> _Messages | None:
         """The answer a worker thread makes; None when the route is to answer after all."""

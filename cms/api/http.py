@@ -70,19 +70,6 @@ def body_cache(max_bytes: int = 16 * 1024 * 1024) -> WeighedCache[str, bytes]:
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
-# The few header names the API sends, as ASGI has them (lower case, bytes).
-_FIELD_NAMES: dict[str, bytes] = {}
-
-
-def _field_name(name: str) -> bytes:
-    found = _FIELD_NAMES.get(name)
-    if found is None:
-        found = name.lower().encode("latin-1")
-        if len(_FIELD_NAMES) < 64:
-            _FIELD_NAMES[name] = found
-    return found
-
-
 async def send_json(send: Callable[[Any], Awaitable[None]], headers: dict[str, str],
                     body: bytes | None) -> None:
     """A JSON answer (``body``), or its 304 (None), sent as the ASGI messages the framework
@@ -95,7 +82,8 @@ async def send_json(send: Callable[[Any], Awaitable[None]], headers: dict[str, s
 def json_messages(headers: dict[str, str],
                   body: bytes | None) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
     """The two ASGI messages of ``send_json``."""
-    fields = [(_field_name(name), value.encode("latin-1")) for name, value in headers.items()]
+    fields = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+              for name, value in headers.items()]
     sent: HTTPResponseBodyEvent
     if body is None:
         start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 304,

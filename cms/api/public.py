@@ -8,7 +8,7 @@ from fractions import Fraction
 from itertools import repeat
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, cast
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -147,20 +147,17 @@ def quick_list_answer(services: Services, query: Query,
     if pending is None:
         return None
     tag = list_tag(head, pending, query)
-    if if_none_match is not None and not_modified(if_none_match, tag):
+    if not_modified(if_none_match, tag):
         return tag, None
-    if not query.q:
+    if not query.q:  # a list kept by its ETag, else the thread's (only searches are quick)
         encoded = services.bodies.get(tag)
-        if encoded is not None:
-            return tag, encoded
+        return None if encoded is None else (tag, encoded)
     page = index.quick_query(query, refresh=False)  # just refreshed
     if page is None:
         return None
     encoded = list_body(services, page, pending)
     if index.head != head:  # a thread moved main meanwhile: the thread's list makes it anew
         return None
-    if not query.q:
-        services.bodies.put(tag, encoded)
     return tag, encoded
 
 
@@ -208,7 +205,7 @@ def _summaries(services: Services, items: list[Listed], pending: Pending) -> lis
                     tallies.get(slug, _NO_VOTES) if tallies else _NO_VOTES)))
                 kept.put(key, summary)
                 encoded[number] = summary
-    return encoded  # type: ignore[return-value]
+    return cast(list[msgspec.Raw], encoded)
 
 
 _SLUG = attrgetter("card.slug")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import cast
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -96,7 +97,7 @@ class PublicResponseCache(ASGIMiddleware):
         return cached
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        request = _request(scope) if scope["type"] == _HTTP else None
+        request = _request(scope) if scope["type"] == ScopeType.HTTP else None
         if request is None:
             await next_app(scope, receive, send)
             return
@@ -172,7 +173,7 @@ def _cost(key: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
     return len(key) + len(body) + 2 * sum(len(k) + len(v) for k, v in headers) + _ENTRY_OVERHEAD
 
 
-_HTTP = ScopeType.HTTP  # looked up once: an enum member's look-up is a descriptor's call
+_ROUTED = frozenset({b"authorization", b"if-match"})
 _EMPTY = HTTPResponseBodyEvent(type="http.response.body", body=b"", more_body=False)
 
 
@@ -180,13 +181,13 @@ def _request(scope: Scope) -> tuple[bytes, bytes | None] | None:
     """The key and the If-None-Match of a request this cache may answer; None for one the
     route must: not a GET, a token to check, two If-None-Match (which one counts is the
     route's to say), or a request line too long to keep."""
-    # Not ``typing.cast``, which is a call on every request.
-    http: HTTPScope = scope  # type: ignore[assignment]
-    if http["method"] != "GET":
+    if cast("HTTPScope", scope)["method"] != "GET":
         return None
     if_none_match: bytes | None = None
     for name, value in scope["headers"]:
-        if name == b"authorization":
+        # A token is checked by the route; so is an If-Match, which it refuses on a read that
+        # sends two of them.
+        if name in _ROUTED:
             return None
         if name == b"if-none-match":
             if if_none_match is not None:

@@ -14,7 +14,7 @@ import re
 import sqlite3
 from collections.abc import Generator, Iterator
 from contextlib import closing
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 from msgspec import Struct
@@ -261,15 +261,14 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
     bitmaps are of the catalogue's last one."""
     if state is None or not query.q:
         return None
-    # A plain text is the same words lower-cased whole as lower-cased word by word (another
-    # may not be: "İ" is two characters lower-cased, and the second is no letter).
-    ascii_text = query.q.isascii()
-    typed = typed_words(query.q.lower() if ascii_text else query.q)
+    # Lower-cased once the words are cut and their repeats dropped, as SQL sees them: "Zephyr
+    # zephyr" is two words there (the last a beginning, the first whole), and lower-cased
+    # whole first it would be one.
+    typed = typed_words(query.q)
     if typed is None:
         return None
     words, begun = typed
-    if not ascii_text:
-        words = [word.lower() for word in words]
+    words = [word.lower() for word in words]
     # Read first, so that rows read for rare words are of the bitmaps' transaction.
     if db is not None and stamp_of(db) != state.stamp:
         return None  # the bitmaps are of other rows than this transaction reads
@@ -309,8 +308,7 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         if len(found) == wanted:
             break
     shown = found[: query.limit]
-    # (Not ``typing.cast``: a call on every search, for the type checker alone.)
-    kept: dict[int, Listed] = state.rows  # type: ignore[assignment]
+    kept = cast(dict[int, Listed], state.rows)
     # Other threads add rows and empty the dict meanwhile: each row is looked up once.
     rows_kept = list(map(kept.get, shown))
     # A row is never false: ``all`` finds the None without comparing every row with it.
@@ -328,7 +326,7 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         kept.update(read)
         rows_kept = [read[number] if row is None else row
                      for number, row in zip(shown, rows_kept, strict=True)]
-    items: list[Listed] = rows_kept  # type: ignore[assignment]
+    items = cast(list[Listed], rows_kept)
     cursor = None
     if len(found) > query.limit:
         for part_number, end in ends:  # the part of the page's last row

@@ -99,7 +99,8 @@ class State(NamedTuple):
     words: tuple[dict[str, Rows], ...]  # by part: word -> its rows
     vocabulary: _Vocabulary
     # By (part, word, whether it is a beginning): a beginning's words combined, and the rows of
-    # a rare word or beginning, read once from the catalogue at this transaction.
+    # a rare word or beginning, read once from the catalogue at this transaction; and each
+    # word as searches ask for it, with its rows in every part (``Memo.terms``).
     memo: Memo
     # Rows read for searches at this transaction, by id, for the next searches: what a list
     # shows of them (``listing.Listed``), which this module does not need to know.
@@ -162,14 +163,6 @@ class SearchBits:
                     return None
             terms.append(term[0])
         return terms
-
-    def matches(self, state: State, words: list[str], begun: tuple[bool, ...],
-                db: sqlite3.Connection | None = None) -> list[Rows] | None:
-        """By part, the rows that hold every word (see ``terms``)."""
-        terms = self.terms(state, words, begun, db)
-        if terms is None:
-            return None
-        return [combined(state, terms, part) for part in range(_PART_COUNT)]
 
     # Building and following the catalogue
 
@@ -555,7 +548,7 @@ def combined(state: State, terms: list[tuple[Rows, ...]], part: int) -> Rows:
 
 
 def _and(state: State, lists: list[Rows]) -> Rows:
-    """The rows every one of ``lists`` holds (one or more of them)."""
+    """The rows every one of ``lists`` holds (three or more of them: see ``combined``)."""
     # The smallest first: each step then costs what the fewer rows do.
     lists.sort(key=len)
     rows = lists[0]
@@ -624,7 +617,7 @@ def _term(state: State, key: TermKey, db: sqlite3.Connection | None) -> Term | N
         return None
     absent = state.memo.absent_words
     found: list[Rows] = []
-    made = 0  # bytes of the bitmaps that are not the state's own (see ``Memo.keep_term``)
+    made = 0  # bytes of the bitmaps that are not the state's own (see ``Memo.terms``)
     for part, (common, beginning) in enumerate(zip(state.words, begun, strict=True)):
         rows: Rows | None
         if beginning:
@@ -686,7 +679,8 @@ def newest(rows: Rows, below: int, most: int) -> list[int]:
         # alone, where a look-up by index counts bits from the start of its container
         # (microseconds in a bitmap of most rows), which is left for rows bunched otherwise.
         # However they lie, the span holds at most the rows there are or its width, the
-        # lesser of which is at most sqrt(1.5 * most * positions): 1,800 at 100,000.
+        # lesser of which is at most sqrt(1.5 * most * positions): at 100,000 positions,
+        # 1,800 for a page of 20 and 3,900 for one of 100.
         start = max(top - 3 * most * (top + 1) // (2 * held), 0)
         window = (rows & FrozenBitMap(range(start, top + 1))).to_array()
         if len(window) >= most or start == 0:

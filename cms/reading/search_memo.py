@@ -5,7 +5,10 @@ kept here: the rows of a rare word or a beginning, read from the index once, and
 combined from many common words. Anonymous readers choose the words, so everything here is
 bounded by what it weighs in memory, not by what the readers send: a bitmap by its own bytes
 plus its key and its entry, the least recently used let go first; words known to be in no row
-by their number and their length.
+by their number and their length. Each word as searches ask for it (the word, and where it is
+a beginning) is kept with its rows in every part, so that a search's words are one look-up
+each: weighed by the word and by the bitmaps made for it alone (a union, a rare word's rows),
+not by the common words' bitmaps it shares, which the state holds anyway.
 """
 
 from __future__ import annotations

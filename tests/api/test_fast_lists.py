@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from cms.api import fast_lists
 from cms.api.app import create_app
 from cms.api.fast_lists import FastLists, query_of
+from cms.api.public import quick_list_answer
 from cms.api.services import Services
 from cms.config import Settings
 from cms.reading.index import Query
@@ -154,6 +155,28 @@ def test_a_search_box_s_query_is_read_as_the_fields_are(text: str) -> None:
     # what the walk over the fields makes of it.
     assert fast_lists.query_of(text.encode("latin-1", "replace")) == \
         fast_lists._fields_query(text.encode("latin-1", "replace").decode("latin-1"))
+
+
+def test_a_quick_answer_made_while_main_moved_is_left_to_a_thread(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Main moved (by another thread) while the page was made: its items may hold votes that
+    the ETag's pending votes add again, so the event loop does not answer it."""
+    ready(client)
+    services = client.app.state.services
+    index = services.index
+    assert index.search_bits_settled() is not None
+    # The route's answer reads the word's rows and the rows shown: the event loop's can then.
+    assert client.get("/api/comparisons?q=claude&also=1").status_code == 200
+    assert quick_list_answer(services, Query(q="claude"), None) is not None
+    made = type(index).quick_query
+
+    def moving(self: object, query: Query, *, refresh: bool = True) -> object:
+        page = made(index, query, refresh=refresh)
+        monkeypatch.setattr(index, "head", "0" * 40)
+        return page
+
+    monkeypatch.setattr(index, "quick_query", moving.__get__(index))
+    assert quick_list_answer(services, Query(q="claude"), None) is None
 
 
 def test_a_list_that_fails_here_is_answered_by_the_route(client: Client,

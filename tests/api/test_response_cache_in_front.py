@@ -10,10 +10,12 @@ import pytest
 from litestar.testing import TestClient
 
 from cms.api.app import served
+from cms.api.fast_lists import FastLists
 from cms.api.response_cache import PublicResponseCache
 
 from ..conftest import HAIKU
 from ..helpers import Headers
+from .test_fast_lists import ready
 from .test_starting import Messages, call, scope_of
 
 Client = TestClient  # type: ignore[type-arg]
@@ -33,11 +35,13 @@ class Entered:
 
 
 def in_front(client: Client) -> tuple[PublicResponseCache, Entered, Any]:
-    """The app as ``served`` makes it, with what enters the framework counted."""
+    """The app as ``served`` makes it (the response cache, then lists and searches), with what
+    enters the framework counted."""
     cache: PublicResponseCache = client.app.state.response_cache
+    lists: FastLists = client.app.state.fast_lists
     entered = Entered(client.app)
-    assert served(client.app) is not None  # the cache's layer taken out of the app
-    return cache, entered, cache.wrapping(entered)
+    assert served(client.app) is not None  # the layers taken out of the app
+    return cache, entered, cache.wrapping(lists.wrapping(entered))
 
 
 def answers(app: Any, *scopes: dict[str, Any]) -> list[Messages]:
@@ -71,20 +75,35 @@ def test_a_miss_is_kept_once(client: Client, monkeypatch: pytest.MonkeyPatch) ->
         keep(key, *args)
 
     monkeypatch.setattr(cache, "_keep", counting)
+    lists: FastLists = client.app.state.fast_lists
     answers(front, scope_of(READ), scope_of("/api/comparisons", query=b"sort=title&limit=2"))
     assert kept == [READ.encode() + b"?", b"/api/comparisons?sort=title&limit=2"]
-    assert entered.requests == 2
+    # The list by the lists' layer once the catalogue is filled, else by the framework.
+    assert entered.requests + lists.answered == 2
 
 
-def test_a_search_is_kept_the_second_time_through_the_front_too(client: Client) -> None:
+def test_a_search_is_kept_the_second_time_through_the_front_too(
+        client: Client, tokens: dict[str, Headers]) -> None:
+    ready(client)  # lists and searches are the framework's until the catalogue is filled
     cache, entered, front = in_front(client)
+    lists: FastLists = client.app.state.fast_lists
     search = scope_of("/api/comparisons", query=b"q=haiku&limit=2")
-    answers(front, search)
-    assert len(cache._stored) == 0  # seen once: not kept
-    answers(front, dict(search), dict(search))
-    assert len(cache._stored) == 1
-    assert entered.requests == 2  # the third was answered in front
-    assert cache.hits == 1
+    key = b"/api/comparisons?q=haiku&limit=2"
+    answered, hits = lists.answered, cache.hits
+    (first,) = answers(front, search)
+    assert key not in cache._stored  # seen once: not kept
+    assert lists.answered == answered + 1  # by the lists' layer, not the framework
+    second, third = answers(front, dict(search), dict(search))
+    assert key in cache._stored
+    assert lists.answered == answered + 2  # the third was answered by the cache
+    assert cache.hits == hits + 1
+    assert entered.requests == 0
+    # What the route itself answers (a token takes a request past both layers).
+    routed = client.get("/api/comparisons?q=haiku&limit=2", headers=tokens["editor"])
+    for answer in (first, second, third):
+        assert answer[0]["status"] == 200
+        assert answer[1]["body"] == routed.content
+        assert dict(answer[0]["headers"])[b"etag"] == routed.headers["etag"].encode()
 
 
 def test_a_token_or_another_method_always_enters_the_app(
@@ -111,3 +130,17 @@ def test_the_app_as_served_holds_no_cache_layer_of_its_own(client: Client) -> No
     client.get(READ)
     client.get(READ)
     assert cache.hits == 1
+
+
+def test_a_read_with_if_match_fields_is_the_route_s_every_time(client: Client) -> None:
+    """The route refuses two If-Match fields on a read; the cache in front does not answer
+    them either, kept or not."""
+    cache, _entered, front = in_front(client)
+    two = ((b"if-match", b'"a"'), (b"if-match", b'"b"'))
+    for path, query in ((READ, b""), ("/api/comparisons", b"limit=3")):
+        (before,) = answers(front, scope_of(path, *two, query=query))
+        answers(front, scope_of(path, query=query), scope_of(path, query=query))  # kept now
+        hits = cache.hits
+        (after,) = answers(front, scope_of(path, *two, query=query))
+        assert cache.hits == hits
+        assert before[0]["status"] == after[0]["status"] == 400, path

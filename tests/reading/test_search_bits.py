@@ -110,6 +110,22 @@ def test_a_text_beyond_ascii_is_searched_for_by_its_words(bits: PublishedIndex) 
     assert bits.quick_query(dotted) is None
 
 
+@pytest.mark.parametrize("q", ["zephyr ZEPHYR", "Zephyr zephyr", "zephyr x ZEPHYR",
+                               "zephyr zephyr", "a A b c d e f g h i j k l"])
+def test_a_word_typed_twice_in_two_cases_is_two_words_as_sql_has_them(
+        bits: PublishedIndex, q: str) -> None:
+    """Repeats are dropped as typed, then the words lower-cased: "Zephyr zephyr" asks for
+    "zephyr" whole and as a beginning, so a title's "Zephyrs" alone does not match it."""
+    base = bits.get("in-the-body")
+    assert base is not None
+    new = variant(base.comparison, "zephyrs-title", days=1000, title="Zephyrs in the title")
+    documents = bits.documents
+    commit_on_main(documents, {documents.layout.path(new.slug): codec.encode(new).encode()})
+    bits.refresh(now=10**9)
+    bits.fill()
+    assert agree(bits, Query(q=q))
+
+
 def test_with_rare_words_every_search_is_what_sql_answers(index: PublishedIndex) -> None:
     """Words only a few comparisons hold have no bitmap: their rows are read from the index,
     and every search still gives SQL's rows, order, counts and cursors."""
@@ -520,6 +536,28 @@ def test_words_searched_for_are_kept_within_their_bytes(bits: PublishedIndex) ->
     assert agree(bits, Query(q=f"{'w' * 150}19 zephyr "))
 
 
+def test_a_word_s_entry_weighs_the_bitmaps_made_for_it_alone(bits: PublishedIndex) -> None:
+    state = settled(bits).bits.state()
+    assert state is not None
+    common = state.vocabulary.common[1]
+    # A beginning that several common words of the summary part share: their union is made for
+    # it, and counted; a word with a bitmap of its own is not.
+    start = next(word[:3] for word in common if len(word) >= 5 and
+                 sum(other.startswith(word[:3]) for other in common) >= 3)
+    assert agree(bits, Query(q=f"zephyr {start}"))  # the bitmaps answer it
+    term = state.memo.terms.get((start, (True, True, False)))
+    assert term is not None
+    rows, made = term
+    union = rows[1]
+    assert all(union is not words for words in state.words[1].values())
+    shared = [part for part, found in enumerate(rows)
+              if not found or any(found is words for words in state.words[part].values())]
+    assert made == sum(sys.getsizeof(rows[part]) for part in range(3) if part not in shared) > 0
+    whole = state.memo.terms.get("zephyr")
+    assert whole is not None
+    assert whole[1] == 0
+
+
 def test_words_no_row_holds_are_remembered_within_a_bound(
         bits: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
     state = settled(bits).bits.state()
@@ -571,19 +609,21 @@ def test_a_removed_row_is_left_out_even_where_its_old_words_were_not_its_indexed
     state = catalogue.bits.state()
     assert state is not None
     words = ["zephyr"]
-    before = catalogue.bits.matches(state, words, (False, False, False))
-    assert before is not None
-    assert before[2]
-    position = before[2].max()
+    terms = catalogue.bits.terms(state, words, (False, False, False))
+    assert terms is not None
+    before = search_bits.combined(state, terms, 2)
+    assert before
+    position = before.max()
     # Its old text says nothing of the word: only the rows alive leave it out.
     catalogue.bits.apply(state.generation + 1, "a later one",
                          [search_bits.Change(state.ids[position], old=("", "", ""))])
     after_state = catalogue.bits.state()
     assert after_state is not None
-    after = catalogue.bits.matches(after_state, words, (False, False, False))
-    assert after is not None
-    assert position not in after[2]
-    assert len(after[2]) == len(before[2]) - 1
+    terms = catalogue.bits.terms(after_state, words, (False, False, False))
+    assert terms is not None
+    after = search_bits.combined(after_state, terms, 2)
+    assert position not in after
+    assert len(after) == len(before) - 1
 
 
 def test_a_row_of_the_index_the_catalogue_does_not_hold_leaves_the_search_to_sql() -> None:
