@@ -91,11 +91,21 @@ def held_build(settings: Settings, services: Services, release: threading.Event,
     return build
 
 
-def held_start(settings: Settings) -> tuple[Starting, threading.Event]:
+def held_start(settings: Settings,
+               services: Services | None = None) -> tuple[Starting, threading.Event]:
     """A start whose build waits for the event returned."""
-    services = build_services(settings)
+    services = build_services(settings) if services is None else services
     release = threading.Event()
     return Starting(services, held_build(settings, services, release, []), lambda: None), release
+
+
+async def read_early(starting: Starting) -> Server:
+    """A server of ``starting`` begun, and a first read answered before the app is built."""
+    server = Server(starting)
+    await server.start()
+    assert (await call(starting, scope_of(READ)))[0]["status"] == 200
+    assert starting.answered_early == 1
+    return server
 
 
 def with_takedown(settings: Settings, due: datetime) -> Services:
@@ -190,9 +200,8 @@ def test_an_app_that_cannot_start_stops_the_server_and_waiting_requests_get_503(
 
 def test_a_takedown_due_while_no_server_ran_is_carried_out_before_a_read_is_answered(
         settings: Settings, repo_path: object) -> None:
-    services = with_takedown(settings, datetime.now(UTC) - timedelta(minutes=30))
-    release = threading.Event()
-    starting = Starting(services, held_build(settings, services, release, []), lambda: None)
+    starting, release = held_start(
+        settings, with_takedown(settings, datetime.now(UTC) - timedelta(minutes=30)))
 
     async def run() -> None:
         server = Server(starting)
@@ -214,15 +223,10 @@ def test_reads_are_answered_early_only_until_the_next_schedule_falls_due(
     the app's scheduler's to carry out: from then on reads wait for the app, not served the
     comparison still."""
     due = datetime.now(UTC) + timedelta(hours=1)
-    services = with_takedown(settings, due)
-    release = threading.Event()
-    starting = Starting(services, held_build(settings, services, release, []), lambda: None)
+    starting, release = held_start(settings, with_takedown(settings, due))
 
     async def run() -> None:
-        server = Server(starting)
-        await server.start()
-        assert (await call(starting, scope_of(READ)))[0]["status"] == 200
-        assert starting.answered_early == 1
+        server = await read_early(starting)
         # The takedown is due now (schedules are kept to the second).
         starting.clock = lambda: due + timedelta(seconds=1)
         read = asyncio.create_task(call(starting, scope_of(READ)))
@@ -243,14 +247,10 @@ def test_a_schedule_left_overdue_does_not_stop_early_reads(
     early all the same."""
     services = with_takedown(settings, datetime.now(UTC) - timedelta(minutes=30))
     monkeypatch.setattr(services.scheduler, "run_due", lambda: [])  # the lease is elsewhere
-    release = threading.Event()
-    starting = Starting(services, held_build(settings, services, release, []), lambda: None)
+    starting, release = held_start(settings, services)
 
     async def run() -> None:
-        server = Server(starting)
-        await server.start()
-        assert (await call(starting, scope_of(READ)))[0]["status"] == 200
-        assert starting.answered_early == 1
+        server = await read_early(starting)
         release.set()
         await server.built()
         await server.stop()
