@@ -71,9 +71,11 @@ class Services:
     recovery: PeriodicRecovery
     # Fetches what other instances wrote; None without an upstream.
     follower: Follower | None
-    # A list's entries, encoded, by what they are made from (see ``public._summaries``).
+    # A list's entries, encoded, by what they are made from (see ``public._summaries``),
+    # and whole pages of them (``public._entries``); a key holds what it names alive.
     summaries: EmptiedCache[tuple[object, ...], msgspec.Raw] = field(
-        default_factory=lambda: EmptiedCache(8 * 1024 * 1024, lambda key, body: len(body) + 200))
+        default_factory=lambda: EmptiedCache(8 * 1024 * 1024,
+                                             lambda key, body: len(body) + 100 * len(key)))
 
 
 def build_services(settings: Settings) -> Services:

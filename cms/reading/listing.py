@@ -22,7 +22,7 @@ from msgspec import Struct
 from .. import urlsafe
 from ..errors import BadRequest
 from .card import Card
-from .search_bits import ROWS_KEPT, SearchBits, combined, newest, stamp_of
+from .search_bits import ROWS_KEPT, Rows, SearchBits, combined, newest, newest_of_two, stamp_of
 from .search_bits import State as _BitsState
 
 SortKey = Literal["relevance", "published", "-published", "title", "-title", "panel_ship",
@@ -275,38 +275,18 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
     terms = bits.terms(state, words, _BEGUN if begun else _WHOLE, db)
     if terms is None:
         return None
-    # The count first: most searches of words typed at random match nothing, and then the
-    # title's rows are not needed.
-    lead, full = combined(state, terms, 1), combined(state, terms, 2)
-    counted = lead.union_cardinality(full)
-    exact = counted <= COUNTED
-    total = counted if exact else COUNTED
     start, below = 0, None
     if query.cursor:
         start, below = _decode_relevance_cursor(query.cursor)
+    wanted = query.limit + 1
+    walked = None
+    if len(terms) == 2 and not query.cursor and len(state.alive) == len(state.ids):
+        walked = _two_words(state, terms, wanted)
+    if walked is None:
+        walked = _walked(state, terms, start, below, wanted, since_cursor=bool(query.cursor))
+    found, ends, total, exact = walked
     if total == 0:
         return Page(items=[], next_cursor=None, total=0)
-    matched = (combined(state, terms, 0), lead, full)
-    wanted = query.limit + 1
-    found: list[int] = []  # ids, in the page's order
-    ends: list[tuple[int, int]] = []  # each part's number and the length of ``found`` after it
-    ids = state.ids
-    for number in range(start, len(_PARTS)):
-        # Past a cursor, a part leaves out what the part before it matched; from the top, what
-        # every part before it did (they were shown whole).
-        rows = matched[number]
-        if not rows:
-            continue
-        for other in (matched[number - 1 : number] if query.cursor else matched[:number]):
-            if other and rows.intersection_cardinality(other):
-                rows = rows - other
-        limit = len(ids)
-        if number == start and below is not None:
-            limit = bisect.bisect_left(ids, below)
-        found += map(ids.__getitem__, newest(rows, limit, wanted - len(found)))
-        ends.append((number, len(found)))
-        if len(found) == wanted:
-            break
     shown = found[: query.limit]
     kept = cast(dict[int, Listed], state.rows)
     # Other threads add rows and empty the dict meanwhile: each row is looked up once.
@@ -334,6 +314,71 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
                 cursor = _encode_cursor(["relevance", part_number, found[query.limit - 1]])
                 break
     return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
+
+
+# The rows of a page by their ids in order, the parts they come from (each part's number and
+# the length of the ids after it), how many match (up to ``COUNTED``) and whether that is all.
+_Walked = tuple[list[int], list[tuple[int, int]], int, bool]
+
+
+def _two_words(state: _BitsState, terms: list[tuple[Rows, ...]], wanted: int) -> _Walked | None:
+    """``_walked`` from the top for two words, when they match more than ``COUNTED`` and one
+    part holds the whole page (most searches of two words that match anything, in a large
+    catalogue): counted and read from the end of the bitmaps, without making what the words
+    share in any part. None when the walk is needed. Only while every row is alive (see
+    ``combined``)."""
+    first, second = terms
+    # Counted rather than made (see ``combined``): most match nothing, and then that is all.
+    lead = first[1].intersection_cardinality(second[1]) if first[1] and second[1] else 0
+    full = first[2].intersection_cardinality(second[2]) if first[2] and second[2] else 0
+    if not lead and not full:
+        return [], [], 0, True
+    if lead <= COUNTED and full <= COUNTED:  # the exact count is of both parts together
+        return None
+    part, held = (2, full) if not lead else (1, lead)
+    if first[0] and second[0]:
+        head = first[0].intersection_cardinality(second[0])
+        if head:
+            part, held = 0, head
+    if held < wanted:  # the next part's rows would follow on the page
+        return None
+    positions = newest_of_two(first[part], second[part], len(state.ids), held, wanted)
+    if positions is None:
+        return None
+    return list(map(state.ids.__getitem__, positions)), [(part, wanted)], COUNTED, False
+
+
+def _walked(state: _BitsState, terms: list[tuple[Rows, ...]], start: int, below: int | None,
+            wanted: int, *, since_cursor: bool) -> _Walked:
+    # The count first: most searches of words typed at random match nothing, and then the
+    # title's rows are not needed.
+    lead, full = combined(state, terms, 1), combined(state, terms, 2)
+    counted = lead.union_cardinality(full)
+    exact = counted <= COUNTED
+    total = counted if exact else COUNTED
+    if total == 0:
+        return [], [], 0, True
+    matched = (combined(state, terms, 0), lead, full)
+    found: list[int] = []  # ids, in the page's order
+    ends: list[tuple[int, int]] = []
+    ids = state.ids
+    for number in range(start, len(_PARTS)):
+        # Past a cursor, a part leaves out what the part before it matched; from the top, what
+        # every part before it did (they were shown whole).
+        rows = matched[number]
+        if not rows:
+            continue
+        for other in (matched[number - 1 : number] if since_cursor else matched[:number]):
+            if other and rows.intersection_cardinality(other):
+                rows = rows - other
+        limit = len(ids)
+        if number == start and below is not None:
+            limit = bisect.bisect_left(ids, below)
+        found += map(ids.__getitem__, newest(rows, limit, wanted - len(found)))
+        ends.append((number, len(found)))
+        if len(found) == wanted:
+            break
+    return found, ends, total, exact
 
 
 def kept_page(bits: SearchBits, query: Query, committed: str) -> Page | None:

@@ -547,6 +547,24 @@ def combined(state: State, terms: list[tuple[Rows, ...]], part: int) -> Rows:
     return rows if len(state.alive) == len(state.ids) else rows & state.alive
 
 
+def newest_of_two(first: Rows, second: Rows, end: int, held: int, most: int) -> list[int] | None:
+    """The ``most`` highest positions below ``end`` that both bitmaps hold (``held`` of them
+    in all, as ``intersection_cardinality`` counts them), the highest first, without making
+    every position they share: from a span at the end that would hold one and a half times
+    ``most`` of them were they spread evenly. None when it holds fewer (they are bunched lower
+    down): ``combined`` and ``newest`` answer."""
+    start = max(end - 3 * most * end // (2 * max(held, 1)), 0)
+    # The span is cut from one bitmap first: what it shares with the other is then a walk of
+    # a few hundred positions, where what the two share in all is a pass over both whole
+    # (three times the time of the rest of a page at 100,000 comparisons).
+    window = ((first & FrozenBitMap(range(start, end))) & second).to_array()
+    if len(window) < most and start > 0:
+        return None
+    found = window[-most:].tolist()
+    found.reverse()
+    return found
+
+
 def _and(state: State, lists: list[Rows]) -> Rows:
     """The rows every one of ``lists`` holds (three or more of them: see ``combined``)."""
     # The smallest first: each step then costs what the fewer rows do.

@@ -102,9 +102,10 @@ class ComparisonList(Struct, kw_only=True):
 
 
 class EncodedList(Struct, kw_only=True):
-    """A ``ComparisonList`` whose entries are encoded already: the same bytes, for less work."""
+    """A ``ComparisonList`` whose entries are encoded already, as one array: the same bytes,
+    for less work."""
 
-    items: list[msgspec.Raw]
+    items: msgspec.Raw
     next_cursor: str | None
     total: int
     total_exact: bool = True

@@ -4,7 +4,7 @@ requests the route would take as they are."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -21,6 +21,7 @@ from cms.api.services import Services
 from cms.config import Settings
 from cms.reading.index import Query
 
+from ..conftest import HAIKU
 from ..helpers import Headers, comparable
 
 Client = TestClient  # type: ignore[type-arg]
@@ -244,3 +245,31 @@ def _answered_on_the_event_loop(client: Client, services: Services) -> None:
     before = lists.quick
     assert client.get("/api/comparisons?q=lang&category=developer%20tools").status_code == 200
     assert lists.quick == before
+
+
+def test_a_page_of_entries_kept_whole_shows_a_vote_at_once(
+        client: Client, tokens: dict[str, dict[str, str]]) -> None:
+    ready(client)
+    services = client.app.state.services
+    lists = fast(client)
+    asked = "/api/comparisons?q=claude&limit=50"
+
+    def entry(answer: dict[str, Any]) -> dict[str, Any]:
+        return next(item for item in answer["items"] if item["slug"] == HAIKU)
+
+    first = client.get(asked)
+    # The same page asked again by the route: its entries were kept whole, and answer it.
+    kept = len(services.summaries)
+    assert client.get(f"{asked}&also=2").json()["items"] == first.json()["items"]
+    assert len(services.summaries) == kept
+    tool = entry(first.json())["tools"][0]
+    assert client.post(f"/api/comparisons/{HAIKU}/votes",
+                       json={"tool": tool["id"], "vote": "ship"}).status_code == 202
+    before = lists.answered
+    voted = entry(client.get(asked).json())["tools"][0]
+    assert lists.answered == before + 1
+    read = client.get(f"/api/comparisons/{HAIKU}").json()["tools"][0]
+    assert voted["community_label"] == read["community_label"] != tool["community_label"]
+    assert client.post("/api/votes/fold", headers=tokens["admin"]).status_code == 200
+    folded = entry(client.get(asked).json())["tools"][0]
+    assert folded["community_label"] == read["community_label"]

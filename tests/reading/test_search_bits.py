@@ -703,3 +703,52 @@ def test_newest_is_the_highest_below_however_the_rows_lie(
     assert search_bits.newest(rows, below, most) == _newest_by_hand(rows, below, most)
     assert search_bits.newest(rows, rows.max() + 1 if rows else 0, most) == \
         _newest_by_hand(rows, 10**9, most)
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=st.lists(st.integers(0, 3 * 2**16), max_size=400),
+       second=st.lists(st.integers(0, 3 * 2**16), max_size=400),
+       bunched=st.tuples(st.integers(0, 3 * 2**16), st.integers(0, 20_000)),
+       past=st.integers(1, 1000), most=st.integers(1, 120))
+def test_the_newest_two_bitmaps_share_are_read_from_their_end_or_left_to_the_walk(
+        first: list[int], second: list[int], bunched: tuple[int, int], past: int,
+        most: int) -> None:
+    # Both hold the bunch (the newest comparisons, or old ones far below the rest) and rows of
+    # their own: the look at the end answers exactly, or not at all.
+    start, length = bunched
+    one = FrozenBitMap([*first, *range(start, start + length)])
+    other = FrozenBitMap([*second, *range(start, start + length)])
+    end = max(one.max(), other.max()) + past if one and other else past
+    held = one.intersection_cardinality(other)
+    found = search_bits.newest_of_two(one, other, end, held, most)
+    expected = _newest_by_hand(one & other, end, most)
+    assert found is None or found == expected
+    if held >= most and expected[-1] >= end - most * end // held:
+        # No more spread out than were they spread evenly: the span looked at holds them.
+        assert found == expected
+
+
+def test_rows_spread_evenly_are_read_from_the_end() -> None:
+    one, other = FrozenBitMap(range(0, 100_000, 3)), FrozenBitMap(range(0, 100_000, 7))
+    held = one.intersection_cardinality(other)
+    assert search_bits.newest_of_two(one, other, 100_000, held, 21) == \
+        _newest_by_hand(one & other, 100_000, 21)
+
+
+def test_two_words_that_match_more_than_are_counted_are_what_sql_answers(
+        bits: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past the bound both count to (see ``test_matches_are_counted_up_to_a_bound``), a page of
+    # two words comes from the end of their bitmaps, where it can.
+    monkeypatch.setattr(listing, "COUNTED", 1)
+    read_from_the_end: list[list[int] | None] = []
+
+    def newest_of_two(*args: object) -> list[int] | None:
+        found = search_bits.newest_of_two(*args)  # type: ignore[arg-type]
+        read_from_the_end.append(found)
+        return found
+
+    monkeypatch.setattr(listing, "newest_of_two", newest_of_two)
+    words = vocabulary(bits)
+    asked = [query for query in queries(words) if len(query.q.split()) == 2]
+    assert all(agree(bits, query) for query in asked)
+    assert any(found is not None for found in read_from_the_end)
