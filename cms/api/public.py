@@ -181,25 +181,27 @@ def list_body(services: Services, page: Page, pending: Pending) -> bytes:
 
 
 _NO_VOTES: Mapping[str, Counts] = MappingProxyType({})
-_NOTHING_FOUND = msgspec.json.encode(EncodedList(items=msgspec.Raw(b"[]"), next_cursor=None, total=0,
-                                                 total_exact=True))
+_NOTHING_FOUND = msgspec.json.encode(EncodedList(items=msgspec.Raw(b"[]"), next_cursor=None,
+                                                 total=0, total_exact=True))
 
 
 def _entries(services: Services, items: list[Listed], pending: Pending) -> msgspec.Raw:
     """A list's entries as one encoded array. Kept whole while no vote is pending for any
-    comparison: a search typed a letter at a time, or words that the same comparisons hold,
-    show the same page again, which is then one look-up rather than twenty."""
+    comparison (what an entry shows then comes from its file alone): a search typed a letter
+    at a time, or words that the same comparisons hold, show the same page again, which is
+    then one look-up rather than twenty."""
     if pending.tallies:
-        return msgspec.Raw(b"[" + b",".join(_summaries(services, items, pending)) + b"]")
-    kept = services.summaries
-    # Each entry's blob, then each one's slug: an even number of parts, where an entry's own
-    # key (see ``_summaries``) has three, so that the two never meet in the cache they share.
+        return _array(_summaries(services, items, pending))
     key = (*map(_BLOB, items), *map(_SLUG, items))
-    entries = kept.get(key)
+    entries = services.pages.get(key)
     if entries is None:
-        entries = msgspec.Raw(b"[" + b",".join(_summaries(services, items, pending)) + b"]")
-        kept.put(key, entries)
+        entries = _array(_summaries(services, items, pending))
+        services.pages.put(key, entries)
     return entries
+
+
+def _array(encoded: list[msgspec.Raw]) -> msgspec.Raw:
+    return msgspec.Raw(b"[" + b",".join(encoded) + b"]")
 
 
 def _summaries(services: Services, items: list[Listed], pending: Pending) -> list[msgspec.Raw]:

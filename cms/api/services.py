@@ -71,10 +71,14 @@ class Services:
     recovery: PeriodicRecovery
     # Fetches what other instances wrote; None without an upstream.
     follower: Follower | None
-    # A list's entries, encoded, by what they are made from (see ``public._summaries``),
-    # and whole pages of them (``public._entries``); a key holds what it names alive.
+    # A list's entries, encoded, by what they are made from (see ``public._summaries``).
     summaries: EmptiedCache[tuple[object, ...], msgspec.Raw] = field(
-        default_factory=lambda: EmptiedCache(8 * 1024 * 1024,
+        default_factory=lambda: EmptiedCache(8 * 1024 * 1024, lambda key, body: len(body) + 200))
+    # Pages of them, encoded as one array, by their entries' blobs and slugs
+    # (``public._entries``); a key is weighed with its strings, which it keeps alive once the
+    # rows that held them are let go.
+    pages: EmptiedCache[tuple[str, ...], msgspec.Raw] = field(
+        default_factory=lambda: EmptiedCache(4 * 1024 * 1024,
                                              lambda key, body: len(body) + 100 * len(key)))
 
 

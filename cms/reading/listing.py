@@ -280,7 +280,7 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         start, below = _decode_relevance_cursor(query.cursor)
     wanted = query.limit + 1
     walked = None
-    if len(terms) == 2 and not query.cursor and len(state.alive) == len(state.ids):
+    if len(terms) == 2 and not query.cursor:
         walked = _two_words(state, terms, wanted)
     if walked is None:
         walked = _walked(state, terms, start, below, wanted, since_cursor=bool(query.cursor))
@@ -325,15 +325,17 @@ def _two_words(state: _BitsState, terms: list[tuple[Rows, ...]], wanted: int) ->
     """``_walked`` from the top for two words, when they match more than ``COUNTED`` and one
     part holds the whole page (most searches of two words that match anything, in a large
     catalogue): counted and read from the end of the bitmaps, without making what the words
-    share in any part. None when the walk is needed. Only while every row is alive (see
-    ``combined``)."""
+    share in any part. None when the walk is needed."""
     first, second = terms
     # Counted rather than made (see ``combined``): most match nothing, and then that is all.
     lead = first[1].intersection_cardinality(second[1]) if first[1] and second[1] else 0
     full = first[2].intersection_cardinality(second[2]) if first[2] and second[2] else 0
     if not lead and not full:
         return [], [], 0, True
-    if lead <= COUNTED and full <= COUNTED:  # the exact count is of both parts together
+    # A row that went may still be counted where a bitmap kept its bit (see ``combined``):
+    # the counts are taken to hold at most that many rows that are not there.
+    gone = len(state.ids) - len(state.alive)
+    if lead <= COUNTED + gone and full <= COUNTED + gone:  # the exact count is the walk's
         return None
     part, held = (2, full) if not lead else (1, lead)
     if first[0] and second[0]:
@@ -342,7 +344,8 @@ def _two_words(state: _BitsState, terms: list[tuple[Rows, ...]], wanted: int) ->
             part, held = 0, head
     if held < wanted:  # the next part's rows would follow on the page
         return None
-    positions = newest_of_two(first[part], second[part], len(state.ids), held, wanted)
+    positions = newest_of_two(first[part], second[part], held, wanted,
+                              state.alive if gone else None)
     if positions is None:
         return None
     return list(map(state.ids.__getitem__, positions)), [(part, wanted)], COUNTED, False
@@ -350,6 +353,9 @@ def _two_words(state: _BitsState, terms: list[tuple[Rows, ...]], wanted: int) ->
 
 def _walked(state: _BitsState, terms: list[tuple[Rows, ...]], start: int, below: int | None,
             wanted: int, *, since_cursor: bool) -> _Walked:
+    """The page's rows from part ``start`` on (below row ``below`` in it, past a cursor), each
+    part's matches made and walked newest first, and the count of the summary's and the
+    text's matches together."""
     # The count first: most searches of words typed at random match nothing, and then the
     # title's rows are not needed.
     lead, full = combined(state, terms, 1), combined(state, terms, 2)

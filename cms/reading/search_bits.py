@@ -547,20 +547,28 @@ def combined(state: State, terms: list[tuple[Rows, ...]], part: int) -> Rows:
     return rows if len(state.alive) == len(state.ids) else rows & state.alive
 
 
-def newest_of_two(first: Rows, second: Rows, end: int, held: int, most: int) -> list[int] | None:
-    """The ``most`` highest positions below ``end`` that both bitmaps hold (``held`` of them
-    in all, as ``intersection_cardinality`` counts them), the highest first, without making
-    every position they share: from a span at the end that would hold one and a half times
-    ``most`` of them were they spread evenly. None when it holds fewer (they are bunched lower
-    down): ``combined`` and ``newest`` answer."""
+def newest_of_two(first: Rows, second: Rows, held: int, most: int,
+                  alive: Rows | None = None) -> list[int] | None:
+    """The ``most`` highest positions that both bitmaps hold (``held`` of them in all, as
+    ``intersection_cardinality`` counts them, and ``alive`` holds too when given), the highest
+    first, without making every position they share: from a span just below the lower of the
+    two highest positions, wide enough to hold one and a half times ``most`` of them were they
+    spread evenly up to it. None when it holds fewer (they are bunched lower down): the caller
+    walks the rows instead."""
+    if not first or not second:
+        return None
+    end = min(first.max(), second.max()) + 1
     start = max(end - 3 * most * end // (2 * max(held, 1)), 0)
     # The span is cut from one bitmap first: what it shares with the other is then a walk of
-    # a few hundred positions, where what the two share in all is a pass over both whole
-    # (three times the time of the rest of a page at 100,000 comparisons).
-    window = ((first & FrozenBitMap(range(start, end))) & second).to_array()
-    if len(window) < most and start > 0:
+    # a few hundred positions, where what the two share in all is a pass over both whole that
+    # CRoaring writes out as an array of thousands of positions (3.5 µs at 100,000
+    # comparisons, a third of finding such a page).
+    window = (first & FrozenBitMap(range(start, end))) & second
+    if alive is not None:
+        window &= alive
+    found = window.to_array()[-most:].tolist()
+    if len(found) < most:
         return None
-    found = window[-most:].tolist()
     found.reverse()
     return found
 
