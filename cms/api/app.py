@@ -49,8 +49,8 @@ class Health(Struct):
     index_ready: bool
     search_ready: Annotated[bool, Meta(description=(
         "False while the bitmaps of words many comparisons hold are taken in or made after a "
-        "start (seconds at 100,000 comparisons); searches are answered meanwhile, more "
-        "slowly"))]
+        "start, and the newest comparisons read for them (seconds at 100,000 comparisons); "
+        "searches are answered meanwhile, more slowly"))]
 
 
 @get("/health", sync_to_thread=False, tags=["health"], media_type=MediaType.JSON)

@@ -41,8 +41,18 @@ from . import shipped
 from .bulk_decode import decode_many, worker_count
 from .card import Card
 from .catalogue import Catalogue, CatalogueError, Writer
-from .listing import SORT_KEYS, Listed, Page, Query, SortKey, kept_page, page
-from .search_bits import BuildCancelled
+from .listing import (
+    NEWEST_KEPT,
+    SORT_KEYS,
+    Listed,
+    Page,
+    Query,
+    SortKey,
+    keep_newest,
+    kept_page,
+    page,
+)
+from .search_bits import BuildCancelled, stamp_of
 
 __all__ = ["SORT_KEYS", "Entry", "Listed", "Page", "PublishedIndex", "Query", "SortKey"]
 
@@ -129,6 +139,9 @@ class PublishedIndex:
         # Words held by at least this many comparisons get a bitmap in memory; None: none do.
         self.bits_from: int | None = 256
         self._bits_thread: threading.Thread | None = None
+        # A build or a load under way, with the newest rows read after it: searches are not
+        # said to be ready until it is done.
+        self._bits_settling = False
         self._bits_lock = threading.Lock()
 
     def load(self) -> None:
@@ -580,7 +593,8 @@ class PublishedIndex:
         catalogue = self._catalogue
         if catalogue is None or not self._ready:
             return False
-        return self.bits_from is None or catalogue.bits.state() is not None
+        return self.bits_from is None or (catalogue.bits.state() is not None and
+                                          not self._bits_settling)
 
     def comparison(self, blob: str) -> Comparison:
         """The comparison a blob holds, from the documents' cache or decoded now."""
@@ -654,23 +668,47 @@ class PublishedIndex:
         return kept_page(catalogue.bits, query, catalogue.committed)
 
     def _build_bits(self, catalogue: Catalogue) -> None:
+        try:
+            self._make_bits(catalogue)
+        finally:
+            self._bits_settling = False
+
+    def _make_bits(self, catalogue: Catalogue) -> None:
         compacting = self._compacting
         if compacting is not None:
             compacting.join()  # the merged index is the quicker to read
         try:
-            if catalogue.load_bits():
-                return
-            # A row older than the newest that came in during a build leaves none: again.
-            for _attempt in range(3):
-                catalogue.build_bits()
-                if catalogue.bits.state() is not None or self._closing:
-                    break
-            catalogue.save_bits()
+            if not catalogue.load_bits():
+                # A row older than the newest that came in during a build leaves none: again.
+                for _attempt in range(3):
+                    catalogue.build_bits()
+                    if catalogue.bits.state() is not None or self._closing:
+                        break
+                catalogue.save_bits()
         except BuildCancelled:
-            pass
+            return
         except (OSError, sqlite3.DatabaseError, CatalogueError) as exc:
             if not self._closing:  # SQL answers every search meanwhile
                 log.warning("the search bitmaps could not be made: %s", exc)
+            return
+        self._keep_newest_rows(catalogue)
+
+    def _keep_newest_rows(self, catalogue: Catalogue) -> None:
+        """The newest rows read for the bitmaps' first searches: a first page shows the
+        newest of what it finds, and each row a search shows that was not read before sends
+        it to a worker thread, so that right after a start, under load, many waited there
+        for the same rows (a tenth of a second and more, where the event loop answers in
+        tens of microseconds)."""
+        state = catalogue.bits.state()
+        if state is None or self._closing:
+            return
+        try:
+            with catalogue.reading() as db:
+                # Rows kept with the bitmaps are of their transaction (see ``kept_page``).
+                if stamp_of(db) == state.stamp:
+                    keep_newest(db, state, NEWEST_KEPT)
+        except (OSError, sqlite3.DatabaseError) as exc:  # each search reads its own instead
+            log.warning("the newest comparisons could not be read for search: %s", exc)
 
     def _bits_due(self, catalogue: Catalogue | None) -> None:
         """Make the bitmaps in the background when there are none and the catalogue is filled
@@ -683,6 +721,7 @@ class PublishedIndex:
             if self._bits_thread is not None and self._bits_thread.is_alive():
                 return
             catalogue.bits.dense_from = self.bits_from
+            self._bits_settling = True
             self._bits_thread = threading.Thread(target=self._build_bits, args=(catalogue,),
                                                  name="cms-search-bits", daemon=True)
             self._bits_thread.start()

@@ -185,6 +185,8 @@ _MATCHES = ("SELECT rowid FROM search_lead WHERE search_lead MATCH ? "
 # Matches are counted up to this many: past it a count costs what the whole match list does,
 # and no reader pages that far.
 COUNTED = 1000
+# The newest rows read for search once the bitmaps are there (see ``keep_newest``).
+NEWEST_KEPT = 1024
 # The parts walked in order; each shows what the one before it did not.
 _PARTS = (("head", "begun"), ("lead", "begun"), ("full", "exact"))
 # By part, whether the last word typed is also matched as a beginning (when it is one).
@@ -385,6 +387,19 @@ def _walked(state: _BitsState, terms: list[tuple[Rows, ...]], start: int, below:
         if len(found) == wanted:
             break
     return found, ends, total, exact
+
+
+def keep_newest(db: sqlite3.Connection, state: _BitsState, most: int) -> None:
+    """Read the newest ``most`` rows into those kept with the bitmaps (``db`` reads the
+    catalogue at their transaction)."""
+    if not state.ids:
+        return
+    first = state.ids[max(len(state.ids) - most, 0)]
+    read = {int(number): _listed(blob, card) for number, blob, card in db.execute(
+        "SELECT id, blob, card FROM comparisons WHERE id >= ?", (first,))}
+    kept = cast(dict[int, Listed], state.rows)
+    if len(kept) + len(read) <= ROWS_KEPT:
+        kept.update(read)
 
 
 def kept_page(bits: SearchBits, query: Query, committed: str) -> Page | None:

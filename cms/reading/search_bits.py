@@ -40,7 +40,7 @@ from typing import NamedTuple
 import msgspec
 from pyroaring import BitMap, FrozenBitMap
 
-from .search_memo import Memo, Term, TermKey
+from .search_memo import Key, Memo, Term, TermKey
 
 log = logging.getLogger("cms")
 
@@ -327,7 +327,8 @@ class SearchBits:
                         vocabulary.new_rare_beginnings[number].update(
                             map(_hash, _beginnings(word)))
         alive = changing.frozen()
-        return State(generation, stamp, ids, alive, tuple(words), vocabulary, Memo(), {})
+        return State(generation, stamp, ids, alive, tuple(words), vocabulary, Memo(),
+                     _rows_still(state.rows, [change.row for change in changes]))
 
     def _terms(self, texts: list[tuple[str, str, str]]) -> list[tuple[set[str], ...]]:
         """The words the search index makes of each text, by its own tokenizer."""
@@ -499,6 +500,23 @@ class _Changing:
         return FrozenBitMap(self._alive)
 
 
+def _rows_still(rows: dict[int, object], changed: list[int]) -> dict[int, object]:
+    """The rows read for searches before a transaction that it left as they were: every write
+    of a row is an addition or a removal that the transaction's changes name (a row put back
+    under the same id, as a fold of votes does, is both), so the others read the same after
+    it. Without them, every search's first page after each publication went to a thread to
+    read its rows again, a burst of waits on the worker threads under load."""
+    try:
+        # A copy first: a search in a thread may be adding to the dict meanwhile, which a
+        # copy made in C, without Python code between, does not meet half done.
+        still = dict(rows)
+    except RuntimeError:  # (a build without the GIL): read again, as before
+        return {}
+    for row in changed:
+        still.pop(row, None)
+    return still
+
+
 def _read(state: State, part: int, word: str, beginning: bool,
           db: sqlite3.Connection | None) -> Rows | None:
     """The rows of a part that hold a rare word (or a word that begins so), as read before at
@@ -509,6 +527,13 @@ def _read(state: State, part: int, word: str, beginning: bool,
         return found
     if db is None:
         return None
+    with state.memo.reading(key):
+        found = state.memo.get(key)  # read meanwhile by a search that held the lock
+        return found if found is not None else _read_now(state, key, db)
+
+
+def _read_now(state: State, key: Key, db: sqlite3.Connection) -> Rows | None:
+    part, word, beginning = key
     # Rows kept across requests must be of the state's transaction: only a read transaction
     # (whose first read was the stamp) guarantees that the rows read here are.
     assert db.in_transaction, "rows are read inside the caller's read transaction"

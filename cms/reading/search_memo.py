@@ -42,6 +42,8 @@ ABSENT_LONGEST = 32
 # entry is the dict's own look-up; the whole table goes at once past this many bytes.
 TERMS_BYTES = 4 * 2**20
 TERM_BYTES = 400
+# Locks that reads of rows from the catalogue take by key (see ``Memo.reading``).
+_READING_LOCKS = 64
 
 
 def _weight(key: Key, rows: FrozenBitMap) -> int:
@@ -60,6 +62,15 @@ class Memo(WeighedCache[Key, FrozenBitMap]):
         self._absent_lock = threading.Lock()
         # Looked up as ``terms.get`` (the dict's own), kept with ``terms.put``.
         self.terms: EmptiedCache[TermKey, Term] = EmptiedCache(TERMS_BYTES, _term_weight)
+        self._reading = [threading.Lock() for _ in range(_READING_LOCKS)]
+
+    def reading(self, key: Key) -> threading.Lock:
+        """Held while a key's rows are read from the catalogue: searches in other threads that
+        miss the same key wait for that read and find its rows, rather than each reading them
+        again (after a start or a publication, under load, dozens did at once, and the last
+        waited a third of a second). Keys share a fixed number of locks, so that what they
+        weigh does not grow with the words readers send."""
+        return self._reading[hash(key) % _READING_LOCKS]
 
     @property
     def absent_words(self) -> AbstractSet[tuple[int, str]]:

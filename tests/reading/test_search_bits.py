@@ -7,10 +7,12 @@ import hashlib
 import re
 import sqlite3
 import sys
+import threading
 import tracemalloc
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -20,6 +22,7 @@ from pyroaring import FrozenBitMap
 
 from cms.config import Settings
 from cms.content import codec
+from cms.reading import index as published_index
 from cms.reading import listing, search_bits, search_memo
 from cms.reading.catalogue import Catalogue
 from cms.reading.index import PublishedIndex, Query
@@ -833,3 +836,87 @@ def test_two_words_are_read_from_the_end_after_a_comparison_went(
     assert state is not None
     assert len(state.alive) < len(state.ids)
     _two_word_pages_agree(bits, monkeypatch)
+
+
+def test_the_newest_rows_are_read_with_the_bitmaps(
+        index: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A first page shows the newest of what it finds: they are there for the first searches.
+    monkeypatch.setattr(published_index, "NEWEST_KEPT", 2)
+    index.bits_from = 1
+    index.fill()
+    state = settled(index).bits.state()
+    assert state is not None
+    assert index.search_ready
+    assert sorted(state.rows) == list(state.ids[-2:])
+    index.close()
+
+
+def test_rows_read_before_a_publication_are_kept_after_it_but_not_a_changed_one(
+        bits: PublishedIndex) -> None:
+    before = settled(bits).bits.state()
+    assert before is not None
+    kept = cast(dict[int, listing.Listed], before.rows)
+    assert kept
+    changed_row = next(row for row, listed in kept.items() if listed.slug == "in-the-body")
+    base = bits.get("in-the-body")
+    assert base is not None
+    # The same publication time: the same row, put back with other words.
+    changed = msgspec.structs.replace(base.comparison, body="Now it speaks of sirocco.")
+    newest = variant(base.comparison, "newest-zephyr", days=1000, title="Zephyr, newest")
+    documents: Documents = bits.documents
+    commit_on_main(documents, {documents.layout.path("in-the-body"):
+                               codec.encode(changed).encode(),
+                               documents.layout.path(newest.slug): codec.encode(newest).encode()})
+    bits.refresh(now=10**9)
+    bits.fill()
+    after = settled(bits).bits.state()
+    assert after is not None
+    assert after is not before
+    assert changed_row in after.ids
+    assert set(after.rows) == set(kept) - {changed_row}
+    found = bits.query(Query(q="sirocco"))
+    published = documents.published("in-the-body")
+    assert published is not None
+    assert [(item.slug, item.blob) for item in found.items] == \
+        [("in-the-body", published.revision)]
+    assert bits.quick_query(Query(q="sirocco")) == found
+
+
+class _Entered:
+    """A lock that says when a thread comes to take it."""
+
+    def __init__(self, lock: threading.Lock, entered: threading.Event) -> None:
+        self.lock, self.entered = lock, entered
+
+    def __enter__(self) -> None:
+        self.entered.set()
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_searches_that_miss_the_same_rare_word_read_it_once(bits: PublishedIndex) -> None:
+    state = settled(bits).bits.state()
+    assert state is not None
+    key = (2, "unheardof", False)
+    lock, entered = threading.Lock(), threading.Event()
+    state.memo._reading = [_Entered(lock, entered)] * len(state.memo._reading)  # type: ignore
+
+    class Unread:
+        in_transaction = True
+
+        def execute(self, *args: object) -> object:
+            raise AssertionError("read again")
+
+    found: list[object] = []
+    with lock:
+        worker = threading.Thread(target=lambda: found.append(
+            search_bits._read(state, *key, Unread())))  # type: ignore[arg-type]
+        worker.start()
+        # Another search reads it meanwhile: the worker waits for that one.
+        assert entered.wait(timeout=60)
+        rows = FrozenBitMap([0])
+        state.memo.put(key, rows)
+    worker.join(timeout=60)
+    assert found == [rows]
