@@ -416,7 +416,11 @@ class Catalogue:
 
 
 class Writer:
-    """The changes of one transaction."""
+    """The changes of one transaction. The only writer of the rows of ``comparisons``, and
+    every write of one is an ``add`` or a ``remove`` that ``changes`` names (a row put back
+    under the same id is both): the search bitmaps keep the rows read before a transaction
+    that it did not name (``search_bits._rows_still``), so a write of a row that bypassed
+    ``changes`` would leave them showing it as it was."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db

@@ -678,20 +678,23 @@ class PublishedIndex:
         if compacting is not None:
             compacting.join()  # the merged index is the quicker to read
         try:
-            if not catalogue.load_bits():
-                # A row older than the newest that came in during a build leaves none: again.
-                for _attempt in range(3):
-                    catalogue.build_bits()
-                    if catalogue.bits.state() is not None or self._closing:
-                        break
-                catalogue.save_bits()
+            if catalogue.load_bits():
+                self._keep_newest_rows(catalogue)
+                return
+            # A row older than the newest that came in during a build leaves none: again.
+            for _attempt in range(3):
+                catalogue.build_bits()
+                if catalogue.bits.state() is not None or self._closing:
+                    break
+            self._keep_newest_rows(catalogue)
+            # Searches are ready before the save: what it writes is for the next start.
+            self._bits_settling = False
+            catalogue.save_bits()
         except BuildCancelled:
-            return
+            pass
         except (OSError, sqlite3.DatabaseError, CatalogueError) as exc:
             if not self._closing:  # SQL answers every search meanwhile
                 log.warning("the search bitmaps could not be made: %s", exc)
-            return
-        self._keep_newest_rows(catalogue)
 
     def _keep_newest_rows(self, catalogue: Catalogue) -> None:
         """The newest rows read for the bitmaps' first searches: a first page shows the
@@ -699,14 +702,17 @@ class PublishedIndex:
         it to a worker thread, so that right after a start, under load, many waited there
         for the same rows (a tenth of a second and more, where the event loop answers in
         tens of microseconds)."""
-        state = catalogue.bits.state()
-        if state is None or self._closing:
-            return
         try:
-            with catalogue.reading() as db:
-                # Rows kept with the bitmaps are of their transaction (see ``kept_page``).
-                if stamp_of(db) == state.stamp:
-                    keep_newest(db, state, NEWEST_KEPT)
+            # A transaction between taking the state and reading makes another: again.
+            for _attempt in range(3):
+                state = catalogue.bits.state()
+                if state is None or self._closing:
+                    return
+                with catalogue.reading() as db:
+                    # Rows kept with the bitmaps are of their transaction (see ``kept_page``).
+                    if stamp_of(db) == state.stamp:
+                        keep_newest(db, state, NEWEST_KEPT)
+                        return
         except (OSError, sqlite3.DatabaseError) as exc:  # each search reads its own instead
             log.warning("the newest comparisons could not be read for search: %s", exc)
 
@@ -721,10 +727,14 @@ class PublishedIndex:
             if self._bits_thread is not None and self._bits_thread.is_alive():
                 return
             catalogue.bits.dense_from = self.bits_from
-            self._bits_settling = True
             self._bits_thread = threading.Thread(target=self._build_bits, args=(catalogue,),
                                                  name="cms-search-bits", daemon=True)
-            self._bits_thread.start()
+            self._bits_settling = True  # before the thread can end and clear it
+            try:
+                self._bits_thread.start()
+            except BaseException:
+                self._bits_settling = False
+                raise
 
     def search_bits_settled(self) -> Catalogue | None:
         """Wait until the search bitmaps are built, if they are due; the catalogue."""

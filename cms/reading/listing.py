@@ -392,7 +392,7 @@ def _walked(state: _BitsState, terms: list[tuple[Rows, ...]], start: int, below:
 def keep_newest(db: sqlite3.Connection, state: _BitsState, most: int) -> None:
     """Read the newest ``most`` rows into those kept with the bitmaps (``db`` reads the
     catalogue at their transaction)."""
-    if not state.ids:
+    if most <= 0 or not state.ids:
         return
     first = state.ids[max(len(state.ids) - most, 0)]
     read = {int(number): _listed(blob, card) for number, blob, card in db.execute(

@@ -502,15 +502,15 @@ class _Changing:
 
 def _rows_still(rows: dict[int, object], changed: list[int]) -> dict[int, object]:
     """The rows read for searches before a transaction that it left as they were: every write
-    of a row is an addition or a removal that the transaction's changes name (a row put back
-    under the same id, as a fold of votes does, is both), so the others read the same after
-    it. Without them, every search's first page after each publication went to a thread to
-    read its rows again, a burst of waits on the worker threads under load."""
+    of a row is an addition or a removal that the transaction's changes name (see
+    ``catalogue.Writer``), so the others read the same after it. Without them, every search's
+    first page after each publication went to a thread to read its rows again, a burst of
+    waits on the worker threads under load."""
     try:
-        # A copy first: a search in a thread may be adding to the dict meanwhile, which a
-        # copy made in C, without Python code between, does not meet half done.
+        # A copy first: a search in a thread may be adding to the dict meanwhile; the copy is
+        # made in C, but a finaliser run by the collector during it could let that thread in.
         still = dict(rows)
-    except RuntimeError:  # (a build without the GIL): read again, as before
+    except RuntimeError:  # the dict changed size during the copy: read them again
         return {}
     for row in changed:
         still.pop(row, None)

@@ -42,8 +42,8 @@ ABSENT_LONGEST = 32
 # entry is the dict's own look-up; the whole table goes at once past this many bytes.
 TERMS_BYTES = 4 * 2**20
 TERM_BYTES = 400
-# Locks that reads of rows from the catalogue take by key (see ``Memo.reading``).
-_READING_LOCKS = 64
+# Keys whose reads from the catalogue have a lock (see ``Memo.reading``), at most.
+_READING_KEPT = 1024
 
 
 def _weight(key: Key, rows: FrozenBitMap) -> int:
@@ -62,15 +62,23 @@ class Memo(WeighedCache[Key, FrozenBitMap]):
         self._absent_lock = threading.Lock()
         # Looked up as ``terms.get`` (the dict's own), kept with ``terms.put``.
         self.terms: EmptiedCache[TermKey, Term] = EmptiedCache(TERMS_BYTES, _term_weight)
-        self._reading = [threading.Lock() for _ in range(_READING_LOCKS)]
+        self._reading: dict[Key, threading.Lock] = {}
+        self._reading_lock = threading.Lock()
 
     def reading(self, key: Key) -> threading.Lock:
         """Held while a key's rows are read from the catalogue: searches in other threads that
         miss the same key wait for that read and find its rows, rather than each reading them
-        again (after a start or a publication, under load, dozens did at once, and the last
-        waited a third of a second). Keys share a fixed number of locks, so that what they
-        weigh does not grow with the words readers send."""
-        return self._reading[hash(key) % _READING_LOCKS]
+        again (after a start or a publication, under load, dozens did at once). One lock a
+        key, so that a slow read (a beginning most rows share) holds up no other word's;
+        forgotten all at once past ``_READING_KEPT`` keys, when a key being read may be read
+        twice, which only costs the time."""
+        with self._reading_lock:
+            lock = self._reading.get(key)
+            if lock is None:
+                if len(self._reading) >= _READING_KEPT:
+                    self._reading = {}
+                lock = self._reading[key] = threading.Lock()
+            return lock
 
     @property
     def absent_words(self) -> AbstractSet[tuple[int, str]]:

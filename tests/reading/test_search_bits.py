@@ -840,15 +840,33 @@ def test_two_words_are_read_from_the_end_after_a_comparison_went(
 
 def test_the_newest_rows_are_read_with_the_bitmaps(
         index: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A first page shows the newest of what it finds: they are there for the first searches.
+    # A first page shows the newest of what it finds: they are there for the first searches,
+    # and search is not said to be ready before.
     monkeypatch.setattr(published_index, "NEWEST_KEPT", 2)
+    reading, release = threading.Event(), threading.Event()
+    keep_newest = published_index.keep_newest
+
+    def held(db: sqlite3.Connection, state: search_bits.State, most: int) -> None:
+        reading.set()
+        assert release.wait(timeout=60)
+        keep_newest(db, state, most)
+
+    monkeypatch.setattr(published_index, "keep_newest", held)
     index.bits_from = 1
-    index.fill()
-    state = settled(index).bits.state()
-    assert state is not None
-    assert index.search_ready
-    assert sorted(state.rows) == list(state.ids[-2:])
-    index.close()
+    try:
+        index.fill()
+        assert reading.wait(timeout=60)
+        assert index._catalogue is not None
+        assert index._catalogue.bits.state() is not None
+        assert not index.search_ready
+        release.set()
+        state = settled(index).bits.state()
+        assert state is not None
+        assert index.search_ready
+        assert sorted(state.rows) == list(state.ids[-2:])
+    finally:
+        release.set()
+        index.close()
 
 
 def test_rows_read_before_a_publication_are_kept_after_it_but_not_a_changed_one(
@@ -896,12 +914,13 @@ class _Entered:
         self.lock.release()
 
 
-def test_searches_that_miss_the_same_rare_word_read_it_once(bits: PublishedIndex) -> None:
+def test_searches_that_miss_the_same_rare_word_read_it_once(
+        bits: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
     state = settled(bits).bits.state()
     assert state is not None
     key = (2, "unheardof", False)
     lock, entered = threading.Lock(), threading.Event()
-    state.memo._reading = [_Entered(lock, entered)] * len(state.memo._reading)  # type: ignore
+    monkeypatch.setattr(state.memo, "reading", lambda key: _Entered(lock, entered))
 
     class Unread:
         in_transaction = True
@@ -910,9 +929,15 @@ def test_searches_that_miss_the_same_rare_word_read_it_once(bits: PublishedIndex
             raise AssertionError("read again")
 
     found: list[object] = []
+
+    def search() -> None:
+        try:
+            found.append(search_bits._read(state, *key, Unread()))  # type: ignore[arg-type]
+        except AssertionError as exc:
+            found.append(exc)
+
     with lock:
-        worker = threading.Thread(target=lambda: found.append(
-            search_bits._read(state, *key, Unread())))  # type: ignore[arg-type]
+        worker = threading.Thread(target=search)
         worker.start()
         # Another search reads it meanwhile: the worker waits for that one.
         assert entered.wait(timeout=60)
@@ -920,3 +945,34 @@ def test_searches_that_miss_the_same_rare_word_read_it_once(bits: PublishedIndex
         state.memo.put(key, rows)
     worker.join(timeout=60)
     assert found == [rows]
+
+
+def test_a_slow_read_of_a_rare_word_holds_up_no_other_word_s(
+        index: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    index.bits_from = 3
+    index.fill()
+    state = settled(index).bits.state()
+    assert state is not None
+    slow, other = [word for word in vocabulary(index) if word.isascii() and word.isalnum()
+                   and search_bits._known_rare(state.vocabulary, 2, word)][:2]
+    entered, release = threading.Event(), threading.Event()
+    read_now = search_bits._read_now
+
+    def held_read(state: search_bits.State, key: search_memo.Key,
+                  db: sqlite3.Connection) -> FrozenBitMap | None:
+        if key[1] == slow:  # a slow read (a beginning most rows share, say)
+            entered.set()
+            assert release.wait(timeout=60)
+        return read_now(state, key, db)
+
+    monkeypatch.setattr(search_bits, "_read_now", held_read)
+    first = threading.Thread(target=index.query, args=(Query(q=f"{slow} "),))
+    first.start()
+    try:
+        assert entered.wait(timeout=60)
+        # Nobody else reads this word: it is read while the other read is still held.
+        assert index.query(Query(q=f"{other} ")).total > 0
+    finally:
+        release.set()
+        first.join(timeout=60)
+    index.close()
