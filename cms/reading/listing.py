@@ -304,7 +304,7 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
         if len(read) != len(missing):
             return None
         if len(kept) + len(read) > ROWS_KEPT:
-            kept.clear()
+            _make_room(kept, state)
         kept.update(read)
         rows_kept = [read[number] if row is None else row
                      for number, row in zip(shown, rows_kept, strict=True)]
@@ -316,6 +316,20 @@ def _from_bits(db: sqlite3.Connection | None, bits: SearchBits, state: _BitsStat
                 cursor = _encode_cursor(["relevance", part_number, found[query.limit - 1]])
                 break
     return Page(items=items, next_cursor=cursor, total=total, total_exact=exact)
+
+
+def _make_room(kept: dict[int, Listed], state: _BitsState) -> None:
+    """Let go of the rows kept but the newest ``NEWEST_KEPT``, which most first pages show
+    (see ``keep_newest``): kept across publications, the rows fill up, and emptied whole
+    every search would go to a thread for them again."""
+    if not state.ids:
+        kept.clear()
+        return
+    newest_row = state.ids[max(len(state.ids) - NEWEST_KEPT, 0)]
+    # The keys copied in C first: other threads add rows meanwhile.
+    for row in list(kept):
+        if row < newest_row:
+            kept.pop(row, None)
 
 
 # The rows of a page by their ids in order, the parts they come from (each part's number and

@@ -976,3 +976,21 @@ def test_a_slow_read_of_a_rare_word_holds_up_no_other_word_s(
         release.set()
         first.join(timeout=60)
     index.close()
+
+
+def test_rows_kept_past_their_bound_let_go_of_all_but_the_newest(
+        bits: PublishedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = settled(bits).bits.state()
+    assert state is not None
+    kept = cast(dict[int, listing.Listed], state.rows)
+    assert sorted(kept) == list(state.ids)  # a small catalogue: every row, the newest read
+    oldest = next(item for item in bits.query(Query(q="zephyr", limit=100)).items
+                  if item.slug == "in-the-title")
+    oldest_row = next(row for row, listed in kept.items() if listed.slug == oldest.slug)
+    del kept[oldest_row]
+    monkeypatch.setattr(listing, "ROWS_KEPT", len(kept))
+    monkeypatch.setattr(listing, "NEWEST_KEPT", 2)
+    # A page that shows a row not kept reads it, past the bound: the older rows go, the
+    # newest two stay, and the row read is kept.
+    assert agree(bits, Query(q="zephyr", limit=100))
+    assert set(kept) == {*state.ids[-2:], oldest_row}
